@@ -1,0 +1,9 @@
+"""The search space: what one trial proposes (a `Candidate`) and how it is suggested.
+
+Nothing in this package imports TensorFlow, so the space can be tested with
+`optuna.trial.FixedTrial` in milliseconds.
+"""
+
+from search_spaces.candidate import QUANTIZATION_MODES, Candidate, InvalidCandidateError
+
+__all__ = ["QUANTIZATION_MODES", "Candidate", "InvalidCandidateError"]

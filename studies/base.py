@@ -1,0 +1,105 @@
+"""`Study`: a dataset, a base family, a training budget and the ranges of the search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from search_spaces.candidate import QUANTIZATION_MODES
+from search_spaces.families import FAMILIES
+from search_spaces.rule import FACTORIZE_MODES
+
+
+class StudyDefinitionError(ValueError):
+    """A study whose definition cannot be searched (unknown mode, empty range, …)."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much training one trial gets.
+
+    Attributes:
+        epochs: passes over the (possibly subset) training split.
+        batch_size: examples per step.
+        train_subset: use only the first N training examples (stratified shuffle happens
+            in the loader, so the first N are a fair sample); None for all.
+        n_trials: trials per `run` unless `--n-trials` says otherwise.
+    """
+
+    epochs: int
+    batch_size: int
+    n_trials: int
+    train_subset: int | None = None
+
+
+@dataclass(frozen=True)
+class Study:
+    """One searchable problem.
+
+    Attributes:
+        name: the key in `STUDIES` and the Optuna study name.
+        dataset: a key of `studies.datasets.LOADERS`.
+        family: a key of `search_spaces.families.FAMILIES`.
+        budget: the default training budget; `smoke` is the `--smoke` one.
+        expected_runtime: wall time of the default run on a 2-core machine, as measured.
+        width_range: (low, high) of the width multiplier α, searched in steps of `width_step`.
+        epr_lambda_range: (low, high) of the normalized entropy-penalty weight, log-uniform.
+        quantization_modes: the storage formats the search may propose.
+        factorize_mode: `guided` (only layers where n×1 + 1×n pays) or `unguided`.
+        accuracy_floor: after the first epoch, a trial below this validation accuracy is
+            stopped and marked PRUNED (Optuna's pruners do not work with two objectives).
+    """
+
+    name: str
+    dataset: str
+    family: str
+    budget: Budget
+    smoke: Budget
+    expected_runtime: str
+    width_range: tuple[float, float] = (0.25, 1.5)
+    width_step: float = 0.05
+    epr_lambda_range: tuple[float, float] = (0.5, 100.0)
+    quantization_modes: tuple[str, ...] = QUANTIZATION_MODES
+    factorize_mode: str = "guided"
+    accuracy_floor: float = 0.2
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises `StudyDefinitionError` naming the first thing that cannot be searched."""
+        unknown = [m for m in self.quantization_modes if m not in QUANTIZATION_MODES]
+        if unknown or not self.quantization_modes:
+            raise StudyDefinitionError(
+                f"study {self.name!r}: quantization modes {list(self.quantization_modes)} — "
+                f"each must be one of {', '.join(QUANTIZATION_MODES)}"
+            )
+        if self.family not in FAMILIES:
+            raise StudyDefinitionError(
+                f"study {self.name!r}: unknown family {self.family!r}; "
+                f"choose one of {', '.join(FAMILIES)}"
+            )
+        if self.factorize_mode not in FACTORIZE_MODES:
+            raise StudyDefinitionError(
+                f"study {self.name!r}: factorize_mode {self.factorize_mode!r} is not one of "
+                f"{', '.join(FACTORIZE_MODES)}"
+            )
+        low, high = self.width_range
+        if not 0 < low <= high:
+            raise StudyDefinitionError(
+                f"study {self.name!r}: width_range {self.width_range} is empty or not positive"
+            )
+        low, high = self.epr_lambda_range
+        if not 0 < low <= high:
+            raise StudyDefinitionError(
+                f"study {self.name!r}: epr_lambda_range {self.epr_lambda_range} is empty "
+                "or not positive"
+            )
+        for budget in (self.budget, self.smoke):
+            if budget.epochs < 1 or budget.batch_size < 1 or budget.n_trials < 1:
+                raise StudyDefinitionError(
+                    f"study {self.name!r}: epochs, batch size and trials must be at least 1"
+                )
+
+    def with_smoke_budget(self) -> Study:
+        """The same study with its `--smoke` budget as the budget."""
+        return replace(self, budget=self.smoke)

@@ -1,0 +1,17 @@
+"""scikit-learn's 8×8 digits with the small CNN of seed 002: the smoke-test study.
+
+    python -m optimizer run --study digits --smoke   # seconds; used by the CI tests
+"""
+
+from studies.base import Budget, Study
+
+STUDY = Study(
+    name="digits",
+    dataset="digits",
+    family="seed_cnn",
+    budget=Budget(epochs=8, batch_size=32, n_trials=12),
+    smoke=Budget(epochs=2, batch_size=32, n_trials=3),
+    expected_runtime="not yet measured",
+    width_range=(0.25, 1.0),
+    accuracy_floor=0.15,
+)

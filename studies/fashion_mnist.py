@@ -1,0 +1,16 @@
+"""Fashion-MNIST (Debian's `dataset-fashion-mnist`, 70,000 images) with LeNet5-Caffe.
+
+    python -m optimizer run --study fashion_mnist
+    python -m optimizer run --study fashion_mnist --smoke
+"""
+
+from studies.base import Budget, Study
+
+STUDY = Study(
+    name="fashion_mnist",
+    dataset="fashion_mnist",
+    family="lenet5_caffe",
+    budget=Budget(epochs=4, batch_size=64, n_trials=24, train_subset=20_000),
+    smoke=Budget(epochs=1, batch_size=64, n_trials=3, train_subset=2_000),
+    expected_runtime="not yet measured",
+)

