@@ -26,6 +26,10 @@ def factorized_names(name: str, n: int) -> tuple[str, str]:
 
 def check_factorize(family: Family, factorize: tuple[str, ...]) -> None:
     """Raises `InvalidCandidateError` for a layer that does not exist or is not n×n, n>1."""
+    if factorize and family.application is not None:
+        raise InvalidCandidateError(
+            f"family {family.name!r} is built by Keras and has no factorizable layers"
+        )
     convs = {s.name: s for s in family.layers if isinstance(s, ConvSpec)}
     for name in factorize:
         spec = convs.get(name)
@@ -102,10 +106,6 @@ def _apply(spec, x, candidate: Candidate, num_classes: int):
 def _build_application(family: Family, candidate: Candidate, inputs, x, num_classes: int):
     import tensorflow as tf
 
-    if candidate.factorize:
-        raise InvalidCandidateError(
-            f"family {family.name!r} is built by Keras and has no factorizable layers"
-        )
     constructor = getattr(tf.keras.applications, family.application)
     backbone = constructor(
         input_shape=tuple(int(d) for d in x.shape[1:]),

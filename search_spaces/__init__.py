@@ -5,5 +5,12 @@ Nothing in this package imports TensorFlow, so the space can be tested with
 """
 
 from search_spaces.candidate import QUANTIZATION_MODES, Candidate, InvalidCandidateError
+from search_spaces.suggest import candidate_params, suggest
 
-__all__ = ["QUANTIZATION_MODES", "Candidate", "InvalidCandidateError"]
+__all__ = [
+    "QUANTIZATION_MODES",
+    "Candidate",
+    "InvalidCandidateError",
+    "candidate_params",
+    "suggest",
+]

@@ -105,6 +105,21 @@ FAMILIES: dict[str, Family] = {
             DenseSpec("output", None, None),
         ),
     ),
+    "tiny_cnn": Family(
+        name="tiny_cnn",
+        description="a small same-padded CNN for 8x8 images: conv 16@3x3, conv 32@3x3, "
+        "conv 32@3x3, dense 32, dense 10 (seed 002's shape, scaled down)",
+        layers=(
+            ConvSpec("conv_1", 16, 3, padding="same"),
+            PoolSpec("pool_1"),
+            ConvSpec("conv_2", 32, 3, padding="same"),
+            PoolSpec("pool_2"),
+            ConvSpec("conv_3", 32, 3, padding="same"),
+            FlattenSpec(),
+            DenseSpec("dense_1", 32),
+            DenseSpec("output", None, None),
+        ),
+    ),
     "mobilenet_v2": Family(
         name="mobilenet_v2",
         description="Keras' MobileNetV2 (alpha = width, weights=None); inputs under 32x32 "

@@ -73,6 +73,13 @@ class Study:
                 f"study {self.name!r}: quantization modes {list(self.quantization_modes)} — "
                 f"each must be one of {', '.join(QUANTIZATION_MODES)}"
             )
+        from studies.datasets import DATASET_SHAPES
+
+        if self.dataset not in DATASET_SHAPES:
+            raise StudyDefinitionError(
+                f"study {self.name!r}: unknown dataset {self.dataset!r}; "
+                f"choose one of {', '.join(DATASET_SHAPES)}"
+            )
         if self.family not in FAMILIES:
             raise StudyDefinitionError(
                 f"study {self.name!r}: unknown family {self.family!r}; "
@@ -99,6 +106,13 @@ class Study:
                 raise StudyDefinitionError(
                     f"study {self.name!r}: epochs, batch size and trials must be at least 1"
                 )
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of the dataset's images."""
+        from studies.datasets import DATASET_SHAPES
+
+        return DATASET_SHAPES[self.dataset][0]
 
     def with_smoke_budget(self) -> Study:
         """The same study with its `--smoke` budget as the budget."""

@@ -1,4 +1,4 @@
-"""scikit-learn's 8×8 digits with the small CNN of seed 002: the smoke-test study.
+"""scikit-learn's 8×8 digits with a small same-padded CNN (`tiny_cnn`): the smoke-test study.
 
     python -m optimizer run --study digits --smoke   # seconds; used by the CI tests
 """
@@ -8,7 +8,7 @@ from studies.base import Budget, Study
 STUDY = Study(
     name="digits",
     dataset="digits",
-    family="seed_cnn",
+    family="tiny_cnn",
     budget=Budget(epochs=8, batch_size=32, n_trials=12),
     smoke=Budget(epochs=2, batch_size=32, n_trials=3),
     expected_runtime="not yet measured",

@@ -1,0 +1,165 @@
+"""The command line: `python -m optimizer SUBCOMMAND ...`.
+
+Thin by design (DESIGN §7.6): it parses arguments, configures logging, and calls
+keyword-only library functions. TensorFlow is imported only by the subcommands that need
+it, so `--help` stays fast. Bad input (unknown study, missing data, unreadable storage,
+…) ends with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from optimizer.errors import UsageError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _add_study_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", required=True, help="study name (see `studies`)")
+    p.add_argument(
+        "--smoke", action="store_true", help="the study's tiny smoke budget (own study name)"
+    )
+    p.add_argument("--run-dir", type=Path, help="where runs are written (default runs/<study>)")
+    p.add_argument(
+        "--storage", help="Optuna storage URL (default: SQLite file in the run dir)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (importing no TensorFlow)."""
+    parser = _Parser(
+        prog="optimizer",
+        description="Compression-aware architecture search for Keras CNNs: width x "
+        "factorization x entropy coding (EPR) x TFLite quantization, scored as a Pareto "
+        "front of accuracy versus compressed bytes.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("run", help="create or resume a study and run its trials")
+    _add_study_args(p)
+    p.add_argument("--n-trials", type=int, help="total finished trials to reach")
+    p.add_argument("--timeout", type=float, help="stop starting trials after SEC seconds")
+    p.add_argument(
+        "--sampler", choices=("tpe", "nsga2", "random"), default="tpe", help="default: tpe"
+    )
+    p.add_argument("--seed", type=int, default=0, help="sampler and training seed")
+    p.add_argument("--data-dir", type=Path, help="local dataset files (e.g. mnist.npz)")
+
+    sub.add_parser("studies", help="list the studies and their budgets")
+
+    p = sub.add_parser("pareto", help="print a study's Pareto front")
+    _add_study_args(p)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    p = sub.add_parser("export", help="export a front member as a deployable artifact")
+    _add_study_args(p)
+    pick = p.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--trial", type=int, help="trial number")
+    pick.add_argument("--max-bytes", type=int, help="most accurate with payload <= B")
+    pick.add_argument("--min-accuracy", type=float, help="smallest with accuracy >= A")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--data-dir", type=Path, help="local dataset files, to re-check accuracy")
+
+    p = sub.add_parser("report", help="write trials.csv and front plots")
+    _add_study_args(p)
+    p.add_argument("--out", type=Path, help="output folder (default <run dir>/report)")
+
+    p = sub.add_parser("dashboard", help="start optuna-dashboard on a study's storage")
+    _add_study_args(p)
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1")
+
+    p = sub.add_parser("inspect", help="per-layer table: factorization rule and capacity")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--study", help="inspect the study's family on its dataset's shape")
+    target.add_argument("--model", help="inspect a family directly (e.g. mobilenet_v2)")
+    p.add_argument("--input", help="input shape HxWxC with --model (default 28x28x1)")
+    p.add_argument("--classes", type=int, default=10, help="classes with --model")
+    p.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1)")
+    p.add_argument("--factorize", nargs="*", default=[], metavar="LAYER")
+    return parser
+
+
+def _handler(command: str) -> Callable[[argparse.Namespace], int]:
+    if command == "studies":
+        from optimizer.commands import studies_command
+
+        return studies_command
+    if command == "inspect":
+        from optimizer.inspect import inspect_command
+
+        return inspect_command
+    if command == "run":
+        from optimizer.runner import run_command
+
+        return run_command
+    if command == "pareto":
+        from optimizer.pareto import pareto_command
+
+        return pareto_command
+    if command == "export":
+        from optimizer.export import export_command
+
+        return export_command
+    if command == "report":
+        from optimizer.report import report_command
+
+        return report_command
+    if command == "dashboard":
+        from optimizer.dashboard import dashboard_command
+
+        return dashboard_command
+    raise AssertionError(command)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from search_spaces.candidate import InvalidCandidateError
+    from search_spaces.families import UnknownFamilyError
+    from studies import StudyDefinitionError, UnknownStudyError
+    from studies.datasets import DataError
+
+    return (
+        UsageError,
+        UnknownStudyError,
+        UnknownFamilyError,
+        StudyDefinitionError,
+        InvalidCandidateError,
+        DataError,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one subcommand; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up noise
+    handler = _handler(args.command)
+    try:
+        return handler(args)
+    except _known_errors() as error:
+        print(f"optimizer {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"optimizer {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

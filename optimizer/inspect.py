@@ -1,0 +1,90 @@
+"""`inspect`: the per-layer rule table and capacity summary of one candidate model."""
+
+from __future__ import annotations
+
+import argparse
+
+from optimizer.commands import format_table
+from optimizer.errors import UsageError
+from search_spaces.candidate import Candidate
+from search_spaces.families import get_family
+
+MAX_WIDTH = 4.0
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """`224x224x3` → (224, 224, 3)."""
+    try:
+        h, w, c = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--input {text!r} is not HxWxC, e.g. 28x28x1") from None
+    if min(h, w, c) < 1:
+        raise UsageError(f"--input {text!r} has a dimension below 1")
+    return h, w, c
+
+
+def _flag(value: bool | None) -> str:
+    return "" if value is None else ("yes" if value else "no")
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    """Builds the candidate's model and prints its rule table and capacity summary."""
+    from studies import get_study
+
+    if args.study is not None:
+        study = get_study(args.study)
+        family = get_family(study.family)
+        input_shape = study.input_shape
+        if args.input is not None:
+            raise UsageError("--input goes with --model; a study's shape comes from its dataset")
+        from studies.datasets import DATASET_SHAPES
+
+        num_classes = DATASET_SHAPES[study.dataset][1]
+    else:
+        family = get_family(args.model)
+        input_shape = parse_shape(args.input or "28x28x1")
+        num_classes = args.classes
+    if not 0 < args.width <= MAX_WIDTH:
+        raise UsageError(f"--width {args.width} is out of range (0, {MAX_WIDTH}]")
+    candidate = Candidate(width=args.width, factorize=tuple(args.factorize))
+    print(inspection_text(family=family, candidate=candidate, input_shape=input_shape,
+                          num_classes=num_classes))
+    return 0
+
+
+def inspection_text(*, family, candidate: Candidate, input_shape, num_classes: int) -> str:
+    """The table and summary `inspect` prints."""
+    from objectives import capacity
+    from objectives.build import build_model
+
+    model = build_model(
+        family=family, candidate=candidate, input_shape=input_shape, num_classes=num_classes
+    )
+    rows = []
+    for r in capacity.layer_rows(model):
+        rows.append(
+            [
+                r.name, r.kind, r.n, r.m, r.c,
+                None if r.m_over_c is None else f"{r.m_over_c:.2f}",
+                r.params, r.p0, r.p1, _flag(r.rule), _flag(r.pays),
+                "yes" if r.factorized else "",
+            ]
+        )
+    table = format_table(
+        ["layer", "type", "n", "m", "c", "m/c", "params", "P0", "P1", "n>1+m/c",
+         "P1<P0", "factorized"],
+        rows,
+    )
+    params = model.count_params()
+    summary = [
+        f"family {family.name}, input {'x'.join(map(str, input_shape))}, width {candidate.width}, "
+        f"factorized: {', '.join(candidate.factorize) or 'none'}",
+        f"total parameters: {params:,}",
+        f"float32 bytes: {4 * params:,}",
+        f"embedding dims: {capacity.embedding_dims(model):,}",
+        f"feature compression ratio: {capacity.feature_compression_ratio(model):.1f}",
+        f"head MEC: {capacity.head_mec_bits(model):,} bits",
+    ]
+    if len(rows) > 40:
+        table = "\n".join(table.splitlines()[:42]) + f"\n... ({len(rows) - 40} more layers)"
+    return table + "\n\n" + "\n".join(summary)

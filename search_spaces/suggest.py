@@ -1,0 +1,74 @@
+"""`suggest(trial, study=...) -> Candidate`: the joint search space as Optuna parameters.
+
+Parameters, in the order they are suggested (names as in DESIGN §1):
+
+- `width`: float in the study's `width_range`, step `width_step`.
+- `factorize_<layer>`: bool, one per conv layer offered at that width (`guided`: where
+  n×1 + 1×n has fewer parameters, seed 002; `unguided`: every n×n conv with n > 1).
+- `quantization`: categorical over the study's modes.
+- `epr`: bool, whether the entropy penalty is on; not asked when `quantization` is `epr`
+  (which needs it). Optuna cannot express "0 or log-uniform" in one parameter, so the
+  switch carries the 0.
+- `epr_lambda`: float, log-uniform in `epr_lambda_range`, asked only when the penalty is
+  on; the candidate's `epr_lambda` is 0 otherwise.
+
+Only primitives are suggested, and nothing here imports TensorFlow, so the space can be
+exercised with `optuna.trial.FixedTrial`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from search_spaces.candidate import Candidate
+from search_spaces.families import get_family
+from search_spaces.rule import offered_layers
+
+if TYPE_CHECKING:
+    import optuna
+
+    from studies.base import Study
+
+FACTORIZE_PREFIX = "factorize_"
+
+
+def suggest(trial: optuna.trial.BaseTrial, *, study: Study) -> Candidate:
+    """Asks `trial` for one point of `study`'s search space."""
+    low, high = study.width_range
+    if low == high:
+        width = float(low)
+    else:
+        width = trial.suggest_float("width", low, high, step=study.width_step)
+    family = get_family(study.family)
+    factorize = tuple(
+        name
+        for name in offered_layers(
+            family, input_shape=study.input_shape, width=width, mode=study.factorize_mode
+        )
+        if trial.suggest_categorical(f"{FACTORIZE_PREFIX}{name}", [False, True])
+    )
+    modes = list(study.quantization_modes)
+    quantization = modes[0] if len(modes) == 1 else trial.suggest_categorical("quantization", modes)
+    use_epr = quantization == "epr" or trial.suggest_categorical("epr", [False, True])
+    epr_lambda = 0.0
+    if use_epr:
+        epr_lambda = trial.suggest_float("epr_lambda", *study.epr_lambda_range, log=True)
+    return Candidate(
+        width=width, factorize=factorize, epr_lambda=epr_lambda, quantization=quantization
+    )
+
+
+def candidate_params(candidate: Candidate, *, study: Study) -> dict[str, object]:
+    """The trial parameters that make `suggest` return `candidate` (for `enqueue_trial`)."""
+    family = get_family(study.family)
+    params: dict[str, object] = {"width": candidate.width}
+    for name in offered_layers(
+        family, input_shape=study.input_shape, width=candidate.width, mode=study.factorize_mode
+    ):
+        params[f"{FACTORIZE_PREFIX}{name}"] = name in candidate.factorize
+    params["quantization"] = candidate.quantization
+    if candidate.quantization != "epr":
+        params["epr"] = candidate.epr_lambda > 0
+    if candidate.epr_lambda > 0:
+        params["epr_lambda"] = candidate.epr_lambda
+    return params
