@@ -1,0 +1,170 @@
+"""One trial's work, independent of Optuna: build → train → compress → evaluate the artifact.
+
+The accuracy returned is always the artifact's: the TFLite interpreter running the
+flatbuffer, or the model decoded from the EPR file, never the float training model
+(DESIGN §1). Byte figures come from `objectives.size`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from objectives.errors import DivergedError, TrialFailure
+from search_spaces.candidate import Candidate
+from search_spaces.families import Family
+from studies.base import Budget
+from studies.datasets import Splits
+
+REPRESENTATIVE_EXAMPLES = 200
+ARTIFACT_SUFFIX = {"epr": ".epr"}  # every other mode writes a .tflite flatbuffer
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """Everything a trial measured; `as_attrs` is what the study stores per trial."""
+
+    accuracy: float
+    payload_bytes: int
+    artifact_bytes: int
+    artifact_gzip_bytes: int
+    size_definition: str
+    artifact_path: str
+    artifact_sha256: str
+    params: int
+    float32_bytes: int
+    keras_accuracy: float
+    first_epoch_accuracy: float
+    head_mec_bits: int
+    feature_compression_ratio: float
+    embedding_dims: int
+    train_seconds: float
+    eval_seconds: float
+    losses: tuple[float, ...] = field(default=())
+
+    def as_attrs(self) -> dict[str, object]:
+        attrs = asdict(self)
+        attrs["losses"] = list(self.losses)
+        return attrs
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, recorded on the trial and checked by `export`."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def artifact_path(artifact_dir: Path, *, trial_number: int, quantization: str) -> Path:
+    """Where trial `trial_number`'s artifact is written."""
+    return Path(artifact_dir) / f"trial-{trial_number:05d}{ARTIFACT_SUFFIX.get(quantization, '.tflite')}"
+
+
+def evaluate_artifact(path: Path, *, quantization: str, x: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of a stored artifact itself: TFLite interpreter or the decoded EPR model."""
+    if quantization == "epr":
+        from objectives import epr
+        from objectives.train import accuracy
+
+        return accuracy(epr.load(path), x, y)
+    from objectives import tflite
+
+    return tflite.evaluate(Path(path).read_bytes(), x, y)
+
+
+def evaluate_candidate(
+    *,
+    candidate: Candidate,
+    family: Family,
+    splits: Splits,
+    budget: Budget,
+    accuracy_floor: float,
+    artifact_dir: Path,
+    trial_number: int,
+    seed: int,
+) -> TrialResult:
+    """Builds, trains, compresses and evaluates one candidate; writes its artifact.
+
+    Raises `TrialFailure` (trial FAIL, study goes on) or `HopelessTrial` (PRUNED).
+    """
+    import tensorflow as tf
+
+    from objectives import capacity, size
+    from objectives.build import build_model
+    from objectives.train import accuracy, train
+
+    tf.keras.backend.clear_session()
+    plain = build_model(
+        family=family, candidate=candidate, input_shape=splits.input_shape,
+        num_classes=splits.num_classes, seed=seed,
+    )
+    params = plain.count_params()
+    model = plain
+    if candidate.epr_lambda > 0:
+        from objectives import epr
+
+        model = epr.make_compressible(plain, epr_lambda=candidate.epr_lambda)
+    x, y = splits.x_train, splits.y_train
+    if budget.train_subset is not None:
+        x, y = x[: budget.train_subset], y[: budget.train_subset]
+    record = train(
+        model, x=x, y=y, x_val=splits.x_val, y_val=splits.y_val, epochs=budget.epochs,
+        batch_size=budget.batch_size, accuracy_floor=accuracy_floor, seed=seed,
+    )
+    keras_accuracy = accuracy(model, splits.x_val, splits.y_val)
+
+    path = artifact_path(artifact_dir, trial_number=trial_number,
+                         quantization=candidate.quantization)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if candidate.epr_lambda > 0:
+        compressed = epr.compress(model)
+    if candidate.quantization == "epr":
+        epr.save(compressed, path)
+        payload = epr.payload_bytes(compressed)
+    else:
+        from objectives import tflite
+
+        deployable = epr.decompress(compressed) if candidate.epr_lambda > 0 else model
+        flatbuffer = tflite.convert(
+            deployable, quantization=candidate.quantization,
+            representative_x=x[:REPRESENTATIVE_EXAMPLES],
+        )
+        tflite.save(flatbuffer, path)
+        payload = size.tflite_payload_bytes(flatbuffer)
+    figures = size.artifact_figures([path], payload_bytes=payload)
+
+    start = time.perf_counter()
+    artifact_accuracy = evaluate_artifact(
+        path, quantization=candidate.quantization, x=splits.x_val, y=splits.y_val
+    )
+    eval_seconds = time.perf_counter() - start
+    if not math.isfinite(artifact_accuracy):
+        raise DivergedError(f"artifact accuracy is {artifact_accuracy}")
+    if figures.payload_bytes <= 0:
+        raise TrialFailure(f"artifact has a payload of {figures.payload_bytes} bytes")
+    return TrialResult(
+        accuracy=artifact_accuracy,
+        payload_bytes=figures.payload_bytes,
+        artifact_bytes=figures.artifact_bytes,
+        artifact_gzip_bytes=figures.artifact_gzip_bytes,
+        size_definition=figures.definition,
+        artifact_path=str(path),
+        artifact_sha256=sha256_file(path),
+        params=params,
+        float32_bytes=4 * params,
+        keras_accuracy=keras_accuracy,
+        first_epoch_accuracy=record.first_epoch_accuracy,
+        head_mec_bits=capacity.head_mec_bits(plain),
+        feature_compression_ratio=capacity.feature_compression_ratio(plain),
+        embedding_dims=capacity.embedding_dims(plain),
+        train_seconds=record.seconds,
+        eval_seconds=eval_seconds,
+        losses=record.losses,
+    )

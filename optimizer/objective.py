@@ -1,0 +1,100 @@
+"""The Optuna objective: a callable that gets data and budget once, and a trial per call.
+
+It suggests a `Candidate`, hands it to `objectives.pipeline.evaluate_candidate`, stores
+every measured figure as a trial user attribute, and returns
+`(accuracy, payload_bytes)`. It depends on Optuna only through the trial it is handed
+(DESIGN §3), so another driver (KerasTuner) can reuse the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from objectives.errors import DivergedError, HopelessTrial, TrialFailure
+from search_spaces import InvalidCandidateError, suggest
+from search_spaces.families import get_family
+
+if TYPE_CHECKING:
+    import optuna
+
+    from studies.base import Study
+    from studies.datasets import Splits
+
+log = logging.getLogger(__name__)
+
+#: Exceptions that fail one trial and let the study go on; anything else is a bug.
+TRIAL_FAILURES: tuple[type[Exception], ...] = (TrialFailure, InvalidCandidateError)
+
+
+class Objective:
+    """Scores one trial of `study` on `splits`, writing artifacts under `run_dir`."""
+
+    def __init__(
+        self,
+        *,
+        study: Study,
+        splits: Splits,
+        run_dir: Path,
+        seed: int,
+        artifact_store: optuna.artifacts.FileSystemArtifactStore | None = None,
+    ) -> None:
+        self.study = study
+        self.family = get_family(study.family)
+        self.splits = splits
+        self.run_dir = Path(run_dir)
+        self.seed = seed
+        self.artifact_store = artifact_store
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        import optuna
+
+        from objectives.pipeline import evaluate_candidate
+
+        candidate = suggest(trial, study=self.study)
+        trial.set_user_attr("candidate", candidate.to_params())
+        trial.set_user_attr("data_source", self.splits.source)
+        try:
+            result = evaluate_candidate(
+                candidate=candidate,
+                family=self.family,
+                splits=self.splits,
+                budget=self.study.budget,
+                accuracy_floor=self.study.accuracy_floor,
+                artifact_dir=self.run_dir / "artifacts",
+                trial_number=trial.number,
+                seed=self.seed,
+            )
+        except HopelessTrial as error:
+            trial.set_user_attr("prune_reason", str(error))
+            raise optuna.TrialPruned(str(error)) from None
+        except TRIAL_FAILURES as error:
+            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+            raise
+        values = (result.accuracy, float(result.payload_bytes))
+        if not all(math.isfinite(v) for v in values):
+            reason = f"objective values {values} are not finite"
+            trial.set_user_attr("fail_reason", f"DivergedError: {reason}")
+            raise DivergedError(reason)
+        attrs = result.as_attrs()
+        attrs["artifact_path"] = str(Path(result.artifact_path).resolve())
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        if self.artifact_store is not None:
+            self._upload(trial, Path(result.artifact_path), result)
+        return values
+
+    def _upload(self, trial: optuna.Trial, path: Path, result) -> None:
+        """Artifact and a small per-trial plot, so optuna-dashboard shows them."""
+        from optuna.artifacts import upload_artifact
+
+        from optimizer.plots import trial_plot
+
+        upload_artifact(artifact_store=self.artifact_store, file_path=str(path),
+                        study_or_trial=trial)
+        png = path.with_suffix(".png")
+        trial_plot(result, png, title=f"trial {trial.number}")
+        upload_artifact(artifact_store=self.artifact_store, file_path=str(png),
+                        study_or_trial=trial, mimetype="image/png")

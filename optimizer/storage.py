@@ -1,0 +1,112 @@
+"""Where a study lives: run directory, storage URL, and create-or-resume with checks.
+
+The default storage is a SQLite file in `runs/<study>/` (one writer; DESIGN §5). Any URL
+Optuna's RDB storage accepts works with `--storage` (e.g. `postgresql://…` for many
+machines). Storage is always injected, never global.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from optimizer.errors import UsageError
+
+if TYPE_CHECKING:
+    import optuna
+
+METRIC_NAMES = ("accuracy", "payload_bytes")
+DIRECTIONS = ("maximize", "minimize")
+STORAGE_FILE = "study.db"
+
+
+def study_name(name: str, *, smoke: bool) -> str:
+    """The Optuna study name: the study's name, with `-smoke` for the smoke budget."""
+    return f"{name}-smoke" if smoke else name
+
+
+def run_dir_for(name: str, *, run_dir: Path | None) -> Path:
+    """`--run-dir`, or `runs/<study name>`."""
+    return Path(run_dir) if run_dir is not None else Path("runs") / name
+
+
+def storage_url(*, run_dir: Path, storage: str | None) -> str:
+    """`--storage`, or the SQLite file in the run directory."""
+    return storage if storage else f"sqlite:///{Path(run_dir) / STORAGE_FILE}"
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :])
+    return None
+
+
+def _check_sqlite_file(path: Path, *, must_exist: bool) -> None:
+    """Refuses a file that is not a SQLite database, or one that another tool owns."""
+    if not path.exists():
+        if must_exist:
+            raise UsageError(f"no study storage at {path}; run `python -m optimizer run` first")
+        if not path.parent.exists():
+            try:
+                path.parent.mkdir(parents=True)
+            except OSError as error:
+                raise UsageError(f"cannot create {path.parent}: {error.strerror}") from None
+        return
+    if path.stat().st_size == 0:
+        return
+    with open(path, "rb") as f:
+        if f.read(16) != b"SQLite format 3\x00":
+            raise UsageError(f"{path} is not a SQLite database (corrupt or another tool's file)")
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.DatabaseError as error:
+        raise UsageError(f"{path} cannot be read as SQLite: {error}") from None
+    if tables and "studies" not in tables:
+        raise UsageError(f"{path} is a SQLite database of another tool (no Optuna tables)")
+
+
+def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage for `url`, or `UsageError` saying why it cannot be opened."""
+    import optuna
+    import sqlalchemy.exc
+
+    path = _sqlite_path(url)
+    if path is not None:
+        _check_sqlite_file(path, must_exist=must_exist)
+    elif "://" not in url:
+        raise UsageError(f"storage URL {url!r} is malformed; expected e.g. sqlite:///runs/x.db")
+    try:
+        return optuna.storages.RDBStorage(url)
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UsageError(
+            f"cannot open storage {url!r}: {type(error).__name__}: {first_line}"
+        ) from None
+
+
+def load_existing(name: str, *, url: str) -> optuna.Study:
+    """A stored study for reading (pareto, export, report, dashboard)."""
+    import optuna
+
+    storage = open_storage(url, must_exist=True)
+    names = [s.study_name for s in optuna.study.get_all_study_summaries(storage)]
+    if name not in names:
+        raise UsageError(
+            f"no study {name!r} in {url}; stored: {', '.join(names) or 'none'} "
+            f"(run `python -m optimizer run --study {name.removesuffix('-smoke')}` first)"
+        )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def check_compatible(study: optuna.Study) -> None:
+    """Refuses a stored study whose directions or metric names are not ours."""
+    directions = tuple(d.name.lower() for d in study.directions)
+    names = tuple(study.metric_names or ())
+    if directions != DIRECTIONS or names != METRIC_NAMES:
+        raise UsageError(
+            f"stored study {study.study_name!r} has directions {list(directions)} and metrics "
+            f"{list(names)}, not {list(DIRECTIONS)} / {list(METRIC_NAMES)}; use another "
+            "--storage or --run-dir"
+        )
