@@ -73,6 +73,9 @@ class Objective:
         except TRIAL_FAILURES as error:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
             raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM)")
+            raise
         values = (result.accuracy, float(result.payload_bytes))
         if not all(math.isfinite(v) for v in values):
             reason = f"objective values {values} are not finite"

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +45,11 @@ REFERENCE_CANDIDATES = (
     Candidate(width=1.0, epr_lambda=2.0, quantization="epr"),
     Candidate(width=1.0, epr_lambda=10.0, quantization="epr"),
 )
+
+
+def _sigterm_as_interrupt(signum, frame) -> None:
+    """SIGTERM ends the running trial like Ctrl-C: FAIL with a reason, then a prompt exit."""
+    raise KeyboardInterrupt
 
 
 def make_sampler(name: str, *, seed: int) -> optuna.samplers.BaseSampler:
@@ -102,7 +109,9 @@ def create_or_resume(
     created = optuna.create_study(
         study_name=name, storage=storage, sampler=sampler, directions=list(DIRECTIONS)
     )
-    created.set_metric_names(list(METRIC_NAMES))
+    with warnings.catch_warnings():  # set_metric_names is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        created.set_metric_names(list(METRIC_NAMES))
     created.set_user_attr("dataset", study.dataset)
     created.set_user_attr("family", study.family)
     created.set_user_attr("data_source", splits.source)
@@ -200,10 +209,11 @@ def run_study(
         probe.unlink()
     except OSError as error:
         raise UsageError(f"run dir {run_dir} is not writable: {error.strerror}") from None
+    the_sampler = make_sampler(sampler, seed=seed)
+    # data first: a data error must leave no storage behind
+    splits = load_dataset(study.dataset, data_dir=data_dir, seed=seed)
     url = storage_url(run_dir=run_dir, storage=storage)
     rdb = open_storage(url)
-    the_sampler = make_sampler(sampler, seed=seed)
-    splits = load_dataset(study.dataset, data_dir=data_dir, seed=seed)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     opt_study = create_or_resume(
         study=study, name=name, storage=rdb, sampler=the_sampler, splits=splits
@@ -228,12 +238,14 @@ def run_study(
         )
         bar = _Progress(remaining) if progress else None
         start = time.perf_counter()
+        previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
         try:
             opt_study.optimize(
                 objective, n_trials=remaining, timeout=timeout, catch=TRIAL_FAILURES,
                 callbacks=[bar] if bar else None, gc_after_trial=True,
             )
         finally:
+            signal.signal(signal.SIGTERM, previous)
             if bar:
                 bar.close()
         log.info("ran %d trial(s) in %.0f s", remaining, time.perf_counter() - start)
