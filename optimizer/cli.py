@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="sampler and training seed")
     p.add_argument("--data-dir", type=Path, help="local dataset files (e.g. mnist.npz)")
+    p.add_argument(
+        "--no-isolation", action="store_true",
+        help="run trials in this process instead of a fresh worker each (for debugging)",
+    )
 
     sub.add_parser("studies", help="list the studies and their budgets")
 

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 TRIAL_FAILURES: tuple[type[Exception], ...] = (TrialFailure, InvalidCandidateError)
 
 
+def _in_process(fn, /, **kwargs):
+    return fn(**kwargs)
+
+
 class Objective:
     """Scores one trial of `study` on `splits`, writing artifacts under `run_dir`."""
 
@@ -40,6 +44,7 @@ class Objective:
         run_dir: Path,
         seed: int,
         artifact_store: optuna.artifacts.FileSystemArtifactStore | None = None,
+        isolate: bool = True,
     ) -> None:
         self.study = study
         self.family = get_family(study.family)
@@ -47,17 +52,21 @@ class Objective:
         self.run_dir = Path(run_dir)
         self.seed = seed
         self.artifact_store = artifact_store
+        self.isolate = isolate
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         import optuna
 
         from objectives.pipeline import evaluate_candidate
+        from optimizer.worker import WorkerDied, run_isolated
 
         candidate = suggest(trial, study=self.study)
         trial.set_user_attr("candidate", candidate.to_params())
         trial.set_user_attr("data_source", self.splits.source)
+        run = run_isolated if self.isolate else _in_process
         try:
-            result = evaluate_candidate(
+            result = run(
+                evaluate_candidate,
                 candidate=candidate,
                 family=self.family,
                 splits=self.splits,
@@ -72,6 +81,8 @@ class Objective:
             raise optuna.TrialPruned(str(error)) from None
         except TRIAL_FAILURES as error:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+            if isinstance(error, WorkerDied) and "retry_of" not in trial.user_attrs:
+                trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM)")

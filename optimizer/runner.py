@@ -73,24 +73,42 @@ def make_sampler(name: str, *, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def _finished(study: optuna.Study) -> int:
+    """Trials that count toward the budget: COMPLETE, PRUNED, and FAIL for a reason of the
+    candidate's own; trials cut short by an interrupt or a dead worker are retried instead."""
     from optuna.trial import TrialState
 
     done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return len(study.get_trials(deepcopy=False, states=done))
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=done)
+        if not (t.state == TrialState.FAIL and is_interrupted(t))
+    )
+
+
+def is_interrupted(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a FAIL trial was cut short from outside (kill, Ctrl-C, SIGTERM)."""
+    reason = str(trial.user_attrs.get("fail_reason", ""))
+    return reason.startswith(("interrupted", "WorkerDied")) or not reason
+
+
+RETRY_ATTR = "retry_of"
 
 
 def sweep_interrupted(study: optuna.Study) -> int:
-    """Marks trials left RUNNING by a killed single-writer run as FAIL, with the reason."""
+    """Marks trials left RUNNING by a killed single-writer run as FAIL, with the reason,
+    and enqueues each one's candidate again, once: a retry is not retried."""
     from optuna.trial import TrialState
 
     swept = 0
+    storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        storage = study._storage
         storage.set_trial_user_attr(
             trial._trial_id, "fail_reason", "interrupted: found RUNNING when the study resumed"
         )
         storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         swept += 1
+        if RETRY_ATTR not in trial.user_attrs and trial.params:
+            study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.number})
     return swept
 
 
@@ -187,6 +205,7 @@ def run_study(
     timeout: float | None = None,
     data_dir: Path | None = None,
     progress: bool = True,
+    isolate: bool = True,
 ) -> optuna.Study:
     """Runs `study` until it has `n_trials` finished trials (default: its budget's)."""
     import optuna
@@ -234,7 +253,7 @@ def run_study(
         store_dir.mkdir(parents=True, exist_ok=True)
         objective = Objective(
             study=study, splits=splits, run_dir=run_dir, seed=seed,
-            artifact_store=FileSystemArtifactStore(str(store_dir)),
+            artifact_store=FileSystemArtifactStore(str(store_dir)), isolate=isolate,
         )
         bar = _Progress(remaining) if progress else None
         start = time.perf_counter()
@@ -263,7 +282,7 @@ def run_command(args: argparse.Namespace) -> int:
     opt_study = run_study(
         study=get_study(args.study), smoke=args.smoke, run_dir=args.run_dir,
         storage=args.storage, sampler=args.sampler, seed=args.seed, n_trials=args.n_trials,
-        timeout=args.timeout, data_dir=args.data_dir,
+        timeout=args.timeout, data_dir=args.data_dir, isolate=not args.no_isolation,
     )
     rows = front_rows(opt_study)
     print(format_front(rows, "table") if rows else "no completed trials; see the log above")
