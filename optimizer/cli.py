@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -152,12 +153,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs one subcommand; returns the process exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    for package in ("optimizer", "objectives", "studies", "search_spaces"):
+        logging.getLogger(package).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up noise
+    if not args.verbose:
+        # the TFLite converter and Optuna's experimental flags warn on every trial
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"tensorflow\.lite")
+        warnings.filterwarnings("ignore", module=r"optuna\._experimental")
     handler = _handler(args.command)
     try:
         return handler(args)

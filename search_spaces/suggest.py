@@ -38,7 +38,8 @@ def suggest(trial: optuna.trial.BaseTrial, *, study: Study) -> Candidate:
     if low == high:
         width = float(low)
     else:
-        width = trial.suggest_float("width", low, high, step=study.width_step)
+        # round away float noise of the step grid (0.8500000000000001 → 0.85)
+        width = round(trial.suggest_float("width", low, high, step=study.width_step), 6)
     family = get_family(study.family)
     factorize = tuple(
         name

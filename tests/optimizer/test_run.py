@@ -43,7 +43,8 @@ def test_run_stores_trials_params_and_attributes(digits_run):
     assert study.trials[1].params["quantization"] == "epr"
     assert study.trials[1].params["epr_lambda"] == 2.0
     for t in complete:
-        assert set(t.params) <= {"width", "factorize_conv_3", "quantization", "epr", "epr_lambda"}
+        assert set(t.params) <= {"width", "factorize_conv_2", "factorize_conv_3", "quantization",
+                                 "epr", "epr_lambda"}
         attrs = t.user_attrs
         for key in ("payload_bytes", "artifact_bytes", "artifact_gzip_bytes", "size_definition",
                     "params", "head_mec_bits", "feature_compression_ratio", "train_seconds",
