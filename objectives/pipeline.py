@@ -64,7 +64,8 @@ def sha256_file(path: Path) -> str:
 
 def artifact_path(artifact_dir: Path, *, trial_number: int, quantization: str) -> Path:
     """Where trial `trial_number`'s artifact is written."""
-    return Path(artifact_dir) / f"trial-{trial_number:05d}{ARTIFACT_SUFFIX.get(quantization, '.tflite')}"
+    suffix = ARTIFACT_SUFFIX.get(quantization, ".tflite")
+    return Path(artifact_dir) / f"trial-{trial_number:05d}{suffix}"
 
 
 def evaluate_artifact(path: Path, *, quantization: str, x: np.ndarray, y: np.ndarray) -> float:

@@ -148,7 +148,7 @@ def export_command(args: argparse.Namespace) -> int:
     print(
         f"exported trial {chosen.number} to {args.out / card['file']}: validation accuracy "
         f"{card['metrics']['validation_accuracy_rechecked']:.4f} (matches the record), "
-        f"payload {card['bytes']['payload_bytes']:,} bytes, file {card['bytes']['artifact_bytes']:,}"
-        " bytes"
+        f"payload {card['bytes']['payload_bytes']:,} bytes, "
+        f"file {card['bytes']['artifact_bytes']:,} bytes"
     )
     return 0

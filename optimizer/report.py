@@ -11,6 +11,7 @@ orders of magnitude, and a log axis keeps a 2 KB model from counting for nothing
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,7 +70,7 @@ def hypervolume_2d(points: list[tuple[float, float]], *, ref_log_bytes: float) -
     # for each interval of log size, the best accuracy among points at most that large
     xs = sorted({x for x, _ in pts} | {ref_log_bytes})
     area = 0.0
-    for left, right in zip(xs[:-1], xs[1:], strict=True):
+    for left, right in itertools.pairwise(xs):
         best = max((a for x, a in pts if x <= left), default=0.0)
         area += (right - left) * best
     return area
