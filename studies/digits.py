@@ -13,5 +13,7 @@ STUDY = Study(
     smoke=Budget(epochs=10, batch_size=32, n_trials=3),
     expected_runtime="not yet measured",
     width_range=(0.25, 1.0),
-    accuracy_floor=0.15,
+    # No early stop: an epoch here is 36 steps, too few for EPR's penalty to let the
+    # weights go, so EPR trials sit at chance after the first epoch and recover later.
+    accuracy_floor=0.0,
 )

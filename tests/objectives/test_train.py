@@ -1,0 +1,47 @@
+"""Training guards: hopeless trials stop after the first epoch, divergence fails the trial."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from objectives.errors import DivergedError, HopelessTrial, TrialFailure
+from objectives.train import train
+
+
+def _model():
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    return tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3)])
+
+
+def _data(n=64):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    return x, (x[:, 0] > 0).astype(np.int64)
+
+
+def test_a_trial_below_the_floor_stops_after_one_epoch():
+    x, y = _data()
+    model = _model()
+    with pytest.raises(HopelessTrial, match="below the floor 1.01"):
+        train(model, x=x, y=y, x_val=x, y_val=y, epochs=50, batch_size=16,
+              accuracy_floor=1.01, seed=0)
+    assert not issubclass(HopelessTrial, TrialFailure)  # PRUNED, not FAIL
+
+
+def test_a_nan_loss_fails_the_trial():
+    x, y = _data()
+    x[5, 0] = np.nan
+    with pytest.raises(DivergedError, match="nan"):
+        train(_model(), x=x, y=y, x_val=x, y_val=y, epochs=3, batch_size=8,
+              accuracy_floor=0.0, seed=0)
+
+
+def test_a_healthy_run_records_its_losses():
+    x, y = _data()
+    record = train(_model(), x=x, y=y, x_val=x, y_val=y, epochs=3, batch_size=16,
+                   accuracy_floor=0.0, seed=0)
+    assert len(record.losses) == 3 and record.seconds > 0
+    assert 0.0 <= record.first_epoch_accuracy <= 1.0
