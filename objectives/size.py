@@ -68,50 +68,66 @@ def artifact_figures(paths: Iterable[Path], *, payload_bytes: int) -> ByteFigure
     )
 
 
-#: TFLite operators whose constant operands are model parameters. Input 1 is the
-#: weights and input 2 the bias (int32 in full-integer models).
-_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+#: Flatbuffer tensor types that hold parameters whenever the tensor is a constant.
+_PARAMETER_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "INT8", "UINT8", "INT4")
 
 
 def tflite_parameter_blobs(flatbuffer: bytes) -> list[bytes]:
-    """The stored bytes of a flatbuffer's parameter tensors, each buffer once.
+    """The stored bytes of a TFLite flatbuffer's parameter tensors, in tensor order.
 
-    A parameter tensor is a constant (its buffer holds data) that is either of a weight
-    type (float32, float16, int8, uint8), or an int32 bias operand of a conv or fully
-    connected op. Shape and index constants (other int32/int64 constants) are not
-    parameters. For quantized tensors, the per-tensor or per-channel scales and zero
-    points are counted with the data, as EPR's step sizes are.
+    A tensor is a *parameter* when it is a constant — its buffer holds data — and either
+
+    - its type is a weight type (float32, float16, float64, int8, uint8, int4): conv and
+      dense kernels and float biases in every mode, int8 kernels in `dynamic` and `int8`
+      mode; or
+    - it is an integer constant that carries quantization scales: the int32 biases of a
+      full-integer model (scale = input scale × weight scale).
+
+    Not parameters, so not counted: integer constants without quantization (reshape
+    shapes, paddings, resize sizes), and every non-constant tensor (inputs, activations,
+    the float32 tensors that float16 weights are dequantized into at load time).
+
+    Quantization parameters of a counted tensor are counted after its data, in the width
+    the schema stores them: each scale as float32 (4 bytes) and each zero point as int64
+    (8 bytes); one pair per tensor, or one per output channel for per-channel int8 conv
+    kernels. They are side information, like EPR's step sizes, and a few hundred bytes at
+    most for the models searched here. Activation tensors' quantization parameters are
+    not counted. A buffer shared by several tensors is counted once. All subgraphs are
+    scanned.
     """
     from tensorflow.lite.python import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
-    builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    weight_types = {schema.TensorType.FLOAT32, schema.TensorType.FLOAT16,
-                    schema.TensorType.INT8, schema.TensorType.UINT8}
+    parameter_types = {getattr(schema.TensorType, name) for name in _PARAMETER_TYPES
+                       if hasattr(schema.TensorType, name)}
     blobs: list[bytes] = []
-    seen: set[int] = set()
+    counted: set[int] = set()
     for graph in model.subgraphs or []:
-        bias_operands: set[int] = set()
-        for op in graph.operators or []:
-            code = model.operatorCodes[op.opcodeIndex]
-            name = builtin.get(max(code.builtinCode, code.deprecatedBuiltinCode))
-            if name in _WEIGHT_OPS and op.inputs is not None and len(op.inputs) > 2:
-                bias_operands.add(int(op.inputs[2]))
-        for index, tensor in enumerate(graph.tensors or []):
+        for tensor in graph.tensors or []:
             buffer = model.buffers[tensor.buffer]
-            if buffer.data is None or len(buffer.data) == 0 or tensor.buffer in seen:
+            if tensor.buffer in counted or buffer.data is None or len(buffer.data) == 0:
                 continue
-            if tensor.type not in weight_types and index not in bias_operands:
-                continue
-            seen.add(tensor.buffer)
-            blobs.append(bytes(np.asarray(buffer.data, dtype=np.uint8)))
             quant = tensor.quantization
-            if quant is not None and quant.scale is not None:
-                blobs.append(np.asarray(quant.scale, dtype=np.float32).tobytes())
-                blobs.append(np.asarray(quant.zeroPoint, dtype=np.int64).tobytes())
+            scales = None if quant is None or quant.scale is None else quant.scale
+            if tensor.type not in parameter_types and scales is None:
+                continue
+            counted.add(tensor.buffer)
+            blobs.append(np.asarray(buffer.data, dtype=np.uint8).tobytes())
+            if scales is not None:
+                blobs.append(np.asarray(scales, dtype="<f4").tobytes())
+                zero_points = quant.zeroPoint if quant.zeroPoint is not None else []
+                blobs.append(np.asarray(zero_points, dtype="<i8").tobytes())
     return blobs
 
 
 def tflite_payload_bytes(flatbuffer: bytes) -> int:
-    """TFLite payload: the parameter tensors' bytes, concatenated, compressed by zlib -9."""
+    """TFLite payload (DESIGN §2): the parameter tensors' stored bytes, concatenated in
+    tensor order, compressed losslessly with zlib level 9.
+
+    What counts as a parameter is defined by `tflite_parameter_blobs`: constant weight and
+    bias tensors as the mode stores them (float32, float16, int8, int32 biases), plus the
+    scales and zero points of the quantized ones. Flatbuffer structure, operators, tensor
+    metadata, names and signatures are not counted; they are in `artifact_bytes`.
+    TensorFlow is imported lazily, when this is called.
+    """
     return zlib_size(b"".join(tflite_parameter_blobs(flatbuffer)))
