@@ -55,7 +55,8 @@ def main() -> int:
           "| data source |")
     print("|---|---|---|---|---|---|")
     print(
-        f"| `{' '.join(['python -m optimizer', *cmd[3:5], *cmd[7:]])}` | {seconds / 60:.1f} min "
+        f"| `{' '.join(['python -m optimizer run --study', args.study, *cmd[8:]])}` "
+        f"| {seconds / 60:.1f} min "
         f"| {states.count('COMPLETE')}/{states.count('PRUNED')}/{states.count('FAIL')} "
         f"| {len(front)} | {span:.1f}× ({min(sizes):.0f}–{max(sizes):.0f} B) "
         f"| {study.user_attrs.get('data_source')} |"

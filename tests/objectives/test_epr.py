@@ -1,0 +1,279 @@
+"""EPR: round trips agree, the penalty shrinks the code, the file format and the errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+epr = pytest.importorskip("objectives.epr")
+
+LOSS = "sparse_categorical_crossentropy"
+
+
+def _rng_data(n: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 8, 8, 1), dtype=np.float32)
+    y = (x[:, :4].mean(axis=(1, 2, 3)) * 10).astype(np.int64) % 10  # learnable labels
+    return x, y
+
+
+def _mixed_model() -> tf.keras.Model:
+    """Every supported kind: square conv, factorized n×1 / 1×n, depthwise, BN, dense."""
+    tf.keras.utils.set_random_seed(0)
+    layers = tf.keras.layers
+    inputs = tf.keras.Input((8, 8, 1))
+    x = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = layers.Conv2D(4, (3, 1), strides=(2, 1), activation="relu", name="conv_3x1")(x)
+    x = layers.Conv2D(4, (1, 3), strides=(1, 2), padding="same", name="conv_1x3")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
+    x = layers.BatchNormalization(momentum=0.5, name="bn")(x)  # statistics move
+    x = layers.ReLU()(x)
+    x = layers.MaxPooling2D(name="pool")(x)
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(10, name="output")(x)
+    return tf.keras.Model(inputs, outputs, name="mixed")
+
+
+def _tiny_model() -> tf.keras.Model:
+    """conv 4@3x3 → flatten → dense 10 on 8×8×1."""
+    tf.keras.utils.set_random_seed(0)
+    return tf.keras.Sequential([
+        tf.keras.Input((8, 8, 1)),
+        tf.keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+        tf.keras.layers.Flatten(),
+        tf.keras.layers.Dense(10, name="output"),
+    ], name="tiny")
+
+
+def _train(model: tf.keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int = 2,
+           learning_rate: float = 1e-2) -> None:
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
+
+
+def _coded_bits(compressed) -> int:
+    return 8 * sum(len(s) for _, layer in compressed.coded_layers()
+                   for _, s, _ in layer.coded() if s is not None)
+
+
+@pytest.fixture(scope="module")
+def trained_mixed():
+    x, y = _rng_data()
+    compressible = epr.make_compressible(_mixed_model(), epr_lambda=2.0)
+    _train(compressible, x, y)
+    return compressible, epr.compress(compressible), x
+
+
+def test_fourier_basis_is_orthonormal_and_inverts_exactly():
+    for n1, n2 in [(1, 1), (3, 1), (1, 3), (2, 3), (4, 4), (5, 5)]:
+        f = epr._fourier_matrix(n1, n2)
+        np.testing.assert_allclose(f @ f.T, np.eye(n1 * n2), atol=1e-12)
+        spec = epr._Spec("kernel", (n1, n2, 2, 3), epr.FOURIER)
+        kernel = np.random.default_rng(1).normal(size=spec.shape).astype(np.float32)
+        back = epr._from_latent(tf.constant(epr._to_latent(kernel, spec)), spec).numpy()
+        np.testing.assert_allclose(back, kernel, atol=1e-5)
+
+
+def test_fourier_latent_has_one_coefficient_per_kernel_tap_and_a_step_per_frequency():
+    compressible = epr.make_compressible(_mixed_model(), epr_lambda=1.0)
+    layer = {lay.name: lay for lay in compressible.epr_layers()}["conv_3x1"]
+    assert tuple(layer.latents["kernel"].shape) == (3, 1, 4, 4)
+    assert tuple(layer.log_steps["kernel"].shape) == (3, 1)
+    assert tuple(layer.log_steps["bias"].shape) == ()
+
+
+def test_compressible_starts_from_the_original_weights():
+    model = _mixed_model()
+    x, _ = _rng_data(32)
+    compressible = epr.make_compressible(model, epr_lambda=1.0)
+    assert compressible.count_params() > model.count_params()  # + log steps
+    # Initial steps e^-4 ≈ 0.018 quantize the weights: close, not equal, to the original.
+    np.testing.assert_allclose(compressible(x), model(x), atol=0.05)
+
+
+def test_round_trip_predictions_agree(trained_mixed, tmp_path):
+    compressible, compressed, x = trained_mixed
+    reference = compressible.predict(x, verbose=0)
+    path = tmp_path / "mixed.epr"
+    epr.save(compressed, path)
+    decoded = {
+        "compressed": compressed.predict(x, verbose=0),
+        "decompressed": epr.decompress(compressed).predict(x, verbose=0),
+        "loaded": epr.load(path).predict(x, verbose=0),
+    }
+    for name, logits in decoded.items():
+        np.testing.assert_array_equal(logits.argmax(1), reference.argmax(1), err_msg=name)
+        np.testing.assert_allclose(logits, reference, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_decompressed_model_is_plain_keras_that_converts_and_trains(trained_mixed):
+    compressible, compressed, x = trained_mixed
+    plain = epr.decompress(compressed)
+    kinds = {type(layer).__name__ for layer in plain.layers}
+    assert {"Conv2D", "DepthwiseConv2D", "BatchNormalization", "Dense"} <= kinds
+    for layer in plain.layers:
+        assert type(layer).__module__.startswith("keras."), type(layer)
+    assert plain.count_params() == _mixed_model().count_params()
+    # The weights really are quantized: each conv kernel's Fourier coefficients lie on the
+    # learned per-frequency grid.
+    layer = {lay.name: lay for lay in compressible.epr_layers()}["conv"]
+    spec = layer.specs[0]
+    step = np.exp(layer.log_steps["kernel"].numpy().astype(np.float16).astype(np.float64))
+    latent = epr._to_latent(plain.get_layer("conv").get_weights()[0], spec)
+    symbols = latent / step[:, :, None, None]
+    np.testing.assert_allclose(symbols, np.round(symbols), atol=1e-3)
+    _train(plain, x, np.zeros(len(x), np.int64), epochs=1)
+    tflite = tf.lite.TFLiteConverter.from_keras_model(plain).convert()
+    assert len(tflite) > 0
+
+
+def test_payload_bytes_is_strings_plus_float16_side_info(trained_mixed):
+    _, compressed, _ = trained_mixed
+    strings, halves = 0, 0
+    for _, layer in compressed.coded_layers():
+        for _spec, string, half in layer.coded():
+            assert half.dtype == np.float16
+            strings += 0 if string is None else len(string)
+            halves += half.size
+    # 5 layers: conv, conv_3x1, conv_1x3, depthwise (kernel per-frequency + bias), BN (γ, β
+    # steps + moving mean and variance of 4 channels), dense (2 scalar steps).
+    assert halves == (9 + 1) + (3 + 1) + (3 + 1) + (9 + 1) + (1 + 1 + 4 + 4) + 2
+    assert epr.payload_bytes(compressed) == strings + 2 * halves
+
+
+def test_save_writes_one_file_atomically_and_load_rejects_other_files(trained_mixed, tmp_path):
+    _, compressed, _ = trained_mixed
+    path = tmp_path / "model.epr"
+    epr.save(compressed, path)
+    epr.save(compressed, path)  # overwrite in place
+    assert [p.name for p in tmp_path.iterdir()] == ["model.epr"]
+    assert path.read_bytes()[:4] == b"EPRK"
+    assert path.stat().st_size > epr.payload_bytes(compressed)
+    bad = tmp_path / "bad.epr"
+    bad.write_bytes(b"not an epr file at all")
+    with pytest.raises(epr.EPRError, match="not an EPR file"):
+        epr.load(bad)
+
+
+def test_payload_falls_as_epr_lambda_rises():
+    x, y = _rng_data(256)
+    sizes = {}
+    for lam in (0.1, 200.0):
+        compressible = epr.make_compressible(_tiny_model(), epr_lambda=lam)
+        _train(compressible, x, y, epochs=3)
+        sizes[lam] = epr.payload_bytes(epr.compress(compressible))
+    assert sizes[200.0] < 0.5 * sizes[0.1], sizes
+
+
+def test_estimated_bits_predicts_the_coded_length_within_a_factor_of_two(trained_mixed):
+    compressible, compressed, _ = trained_mixed
+    coded = _coded_bits(compressed)
+    ratio = epr.estimated_bits(compressible) / coded
+    assert 0.5 <= ratio <= 2.0, ratio
+    # The seed's continuous penalty overestimates.
+    assert epr.estimated_bits(compressible, rounded=False) >= epr.estimated_bits(compressible)
+
+
+def test_penalty_is_part_of_the_training_loss():
+    x, y = _rng_data(32)
+    compressible = epr.make_compressible(_tiny_model(), epr_lambda=50.0)
+    compressible.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    logits = compressible(x)
+    task = float(tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits))
+    total = float(compressible.compute_loss(x, tf.constant(y), logits))
+    expected_penalty = 50.0 / _tiny_model().count_params() * float(compressible.penalty())
+    assert expected_penalty > 0.1
+    assert total == pytest.approx(task + expected_penalty, rel=1e-5)
+    assert compressible.penalty_weight * math.log(2) * epr.estimated_bits(
+        compressible) == pytest.approx(expected_penalty, rel=1e-5)
+
+
+def test_nested_model_with_residual_add_round_trips():
+    tf.keras.utils.set_random_seed(0)
+    layers = tf.keras.layers
+    inner_in = tf.keras.Input((8, 8, 4))
+    h = layers.Conv2D(8, 1, use_bias=False, name="expand")(inner_in)
+    h = layers.BatchNormalization(name="expand_bn")(h)
+    h = layers.ReLU(6.0)(h)
+    h = layers.ZeroPadding2D(1)(h)
+    h = layers.DepthwiseConv2D(3, use_bias=False, name="dw")(h)
+    h = layers.Conv2D(4, 1, use_bias=False, name="project")(h)
+    inner = tf.keras.Model(inner_in, layers.Add()([inner_in, h]), name="block")
+    inputs = tf.keras.Input((8, 8, 1))
+    x = layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
+    x = inner(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = tf.keras.Model(inputs, layers.Dense(10, name="output")(x), name="outer")
+    x_data, _ = _rng_data(16)
+    compressible = epr.make_compressible(model, epr_lambda=1.0)
+    assert len(compressible.epr_layers()) == 6
+    compressed = epr.compress(compressible)
+    np.testing.assert_allclose(
+        epr.decompress(compressed).predict(x_data, verbose=0),
+        compressible.predict(x_data, verbose=0), atol=1e-5,
+    )
+
+
+def test_sequential_model_is_supported():
+    compressible = epr.make_compressible(_tiny_model(), epr_lambda=1.0)
+    x, _ = _rng_data(8)
+    np.testing.assert_allclose(
+        epr.decompress(epr.compress(compressible))(x), compressible(x), atol=1e-5
+    )
+
+
+def _with(layer) -> tf.keras.Model:
+    inputs = tf.keras.Input((8, 8, 2))
+    return tf.keras.Model(inputs, layer(inputs))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: _with(tf.keras.layers.LayerNormalization(name="ln")),
+    lambda: _with(tf.keras.layers.Conv2DTranspose(2, 3, name="deconv")),
+    lambda: _with(tf.keras.layers.Conv2D(2, 3, groups=2, name="grouped")),
+    lambda: _with(tf.keras.layers.BatchNormalization(axis=1, name="bn_axis1")),
+], ids=["layer_norm", "conv_transpose", "grouped_conv", "bn_axis_1"])
+def test_unsupported_layers_raise_epr_error(make):
+    with pytest.raises(epr.EPRError, match="supported"):
+        epr.make_compressible(make(), epr_lambda=1.0)
+
+
+def test_unsupported_models_and_arguments_raise():
+    class Subclassed(tf.keras.Model):
+        def call(self, inputs):
+            return inputs
+
+    model = Subclassed()
+    model(np.zeros((1, 2), np.float32))
+    with pytest.raises(epr.EPRError):
+        epr.make_compressible(model, epr_lambda=1.0)
+    with pytest.raises(ValueError, match="epr_lambda"):
+        epr.make_compressible(_tiny_model(), epr_lambda=-1.0)
+    with pytest.raises(epr.EPRError, match="make_compressible"):
+        epr.compress(_tiny_model())
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_family_round_trips():
+    from objectives.build import build_model
+    from search_spaces import Candidate
+    from search_spaces.families import FAMILIES
+
+    model = build_model(family=FAMILIES["mobilenet_v2"], candidate=Candidate(width=0.35),
+                        input_shape=(8, 8, 1), num_classes=10, seed=0)
+    x, y = _rng_data(64)
+    compressible = epr.make_compressible(model, epr_lambda=5.0)
+    _train(compressible, x, y, epochs=1)
+    compressed = epr.compress(compressible)
+    reference = compressible.predict(x, verbose=0)
+    plain = epr.decompress(compressed)
+    assert plain.count_params() == model.count_params()
+    np.testing.assert_allclose(plain.predict(x, verbose=0), reference, rtol=1e-4, atol=1e-4)
+    assert epr.payload_bytes(compressed) < 4 * model.count_params()
