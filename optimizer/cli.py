@@ -136,7 +136,7 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
 def _known_errors() -> tuple[type[BaseException], ...]:
     from search_spaces.candidate import InvalidCandidateError
     from search_spaces.families import UnknownFamilyError
-    from studies import StudyDefinitionError, UnknownStudyError
+    from studies.base import StudyDefinitionError, UnknownStudyError
     from studies.datasets import DataError
 
     return (
@@ -165,9 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the TFLite converter and Optuna's experimental flags warn on every trial
         warnings.filterwarnings("ignore", category=UserWarning, module=r"tensorflow\.lite")
         warnings.filterwarnings("ignore", module=r"optuna\._experimental")
-    handler = _handler(args.command)
     try:
-        return handler(args)
+        return _handler(args.command)(args)
     except _known_errors() as error:
         print(f"optimizer {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -132,14 +132,10 @@ def export_trial(
 
 def export_command(args: argparse.Namespace) -> int:
     """CLI entry for `export`."""
-    from optimizer.storage import load_existing, run_dir_for, storage_url, study_name
-    from studies import get_study
+    from optimizer.storage import open_stored
     from studies.datasets import load_dataset
 
-    definition = get_study(args.study)
-    name = study_name(definition.name, smoke=args.smoke)
-    run_dir = run_dir_for(name, run_dir=args.run_dir)
-    study = load_existing(name, url=storage_url(run_dir=run_dir, storage=args.storage))
+    definition, _, _, study = open_stored(args)
     chosen = pick_trial(study, trial=args.trial, max_bytes=args.max_bytes,
                         min_accuracy=args.min_accuracy)
     _writable_dir(args.out)

@@ -73,12 +73,9 @@ def format_front(rows: list[dict[str, object]], fmt: str) -> str:
 
 def pareto_command(args: argparse.Namespace) -> int:
     """Prints the front of a stored study."""
-    from optimizer.storage import load_existing, run_dir_for, storage_url, study_name
-    from studies import get_study
+    from optimizer.storage import open_stored
 
-    name = study_name(get_study(args.study).name, smoke=args.smoke)
-    run_dir = run_dir_for(name, run_dir=args.run_dir)
-    study = load_existing(name, url=storage_url(run_dir=run_dir, storage=args.storage))
+    _, name, _, study = open_stored(args)
     rows = front_rows(study)
     if not rows and args.format == "table":
         print(f"study {name!r} has no completed trials yet")

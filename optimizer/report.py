@@ -171,13 +171,9 @@ def write_report(*, study: optuna.Study, out: Path, dataset: str) -> list[Path]:
 
 def report_command(args: argparse.Namespace) -> int:
     """CLI entry for `report`."""
-    from optimizer.storage import load_existing, run_dir_for, storage_url, study_name
-    from studies import get_study
+    from optimizer.storage import open_stored
 
-    definition = get_study(args.study)
-    name = study_name(definition.name, smoke=args.smoke)
-    run_dir = run_dir_for(name, run_dir=args.run_dir)
-    study = load_existing(name, url=storage_url(run_dir=run_dir, storage=args.storage))
+    definition, _, run_dir, study = open_stored(args)
     out = args.out or run_dir / "report"
     for path in write_report(study=study, out=out, dataset=definition.dataset):
         print(path)

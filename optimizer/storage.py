@@ -110,3 +110,16 @@ def check_compatible(study: optuna.Study) -> None:
             f"{list(names)}, not {list(DIRECTIONS)} / {list(METRIC_NAMES)}; use another "
             "--storage or --run-dir"
         )
+
+
+def open_stored(args) -> tuple[object, str, Path, optuna.Study]:
+    """For the reading subcommands: (study definition, study name, run dir, stored study)
+    from the common `--study --smoke --run-dir --storage` arguments."""
+    from studies import get_study
+
+    definition = get_study(args.study)
+    name = study_name(definition.name, smoke=args.smoke)
+    run_dir = run_dir_for(name, run_dir=args.run_dir)
+    return definition, name, run_dir, load_existing(
+        name, url=storage_url(run_dir=run_dir, storage=args.storage)
+    )

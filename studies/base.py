@@ -9,6 +9,13 @@ from search_spaces.families import FAMILIES
 from search_spaces.rule import FACTORIZE_MODES
 
 
+class UnknownStudyError(KeyError):
+    """A study name that is not registered; args are (name, valid names)."""
+
+    def __str__(self) -> str:
+        return f"unknown study {self.args[0]!r}; choose one of {', '.join(self.args[1])}"
+
+
 class StudyDefinitionError(ValueError):
     """A study whose definition cannot be searched (unknown mode, empty range, …)."""
 
@@ -62,11 +69,11 @@ class Study:
     factorize_mode: str = "guided"
     accuracy_floor: float = 0.2
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
-        """Raises `StudyDefinitionError` naming the first thing that cannot be searched."""
+        """Raises `StudyDefinitionError` naming the first thing that cannot be searched.
+
+        Called by `studies.get_study` when a study is used, not at import, so one broken
+        definition cannot break the CLI for every study."""
         unknown = [m for m in self.quantization_modes if m not in QUANTIZATION_MODES]
         if unknown or not self.quantization_modes:
             raise StudyDefinitionError(

