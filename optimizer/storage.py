@@ -8,6 +8,7 @@ machines). Storage is always injected, never global.
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 METRIC_NAMES = ("accuracy", "payload_bytes")
 DIRECTIONS = ("maximize", "minimize")
 STORAGE_FILE = "study.db"
+HEARTBEAT_SECONDS = 60
+GRACE_SECONDS = 180
 
 
 def study_name(name: str, *, smoke: bool) -> str:
@@ -77,8 +80,20 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseS
         _check_sqlite_file(path, must_exist=must_exist)
     elif "://" not in url:
         raise UsageError(f"storage URL {url!r} is malformed; expected e.g. sqlite:///runs/x.db")
+    kwargs = {}
+    if path is None:
+        # Many workers on a server database: heartbeats let Optuna fail the trials of a
+        # killed worker (stale after GRACE_SECONDS) and retry each candidate once. SQLite
+        # has one writer; `runner.sweep_interrupted` does that job there at start-up.
+        kwargs = {
+            "heartbeat_interval": HEARTBEAT_SECONDS,
+            "grace_period": GRACE_SECONDS,
+            "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1),
+        }
     try:
-        return optuna.storages.RDBStorage(url)
+        with warnings.catch_warnings():  # heartbeats are marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, **kwargs)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UsageError(
