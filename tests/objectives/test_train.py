@@ -25,7 +25,7 @@ def _data(n=64):
 def test_a_trial_below_the_floor_stops_after_one_epoch():
     x, y = _data()
     model = _model()
-    with pytest.raises(HopelessTrial, match="below the floor 1.01"):
+    with pytest.raises(HopelessTrial, match=r"below the floor 1\.01"):
         train(model, x=x, y=y, x_val=x, y_val=y, epochs=50, batch_size=16,
               accuracy_floor=1.01, seed=0)
     assert not issubclass(HopelessTrial, TrialFailure)  # PRUNED, not FAIL
