@@ -9,6 +9,7 @@ import sys
 import time
 
 import optuna
+import pytest
 
 from tests.conftest import ROOT, run_cli
 
@@ -40,7 +41,8 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def test_sigterm_ends_the_running_trial_with_a_reason_and_exits_promptly(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_an_interrupt_ends_the_running_trial_with_a_reason_and_exits_promptly(tmp_path, sig):
     driver = subprocess.Popen(
         [sys.executable, "-m", "optimizer", "run", "--study", "digits", "--smoke",
          "--n-trials", "3", "--run-dir", str(tmp_path)],
@@ -52,7 +54,7 @@ def test_sigterm_ends_the_running_trial_with_a_reason_and_exits_promptly(tmp_pat
         time.sleep(0.2)
     assert _children(driver.pid), "no worker process started"
     time.sleep(1.0)
-    driver.send_signal(signal.SIGTERM)
+    driver.send_signal(sig)
     started = time.time()
     code = driver.wait(timeout=60)
     assert code == 130
