@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from optimizer.errors import UsageError
+from optimizer.errors import CheckFailed, UsageError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -170,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _known_errors() as error:
         print(f"optimizer {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except CheckFailed as error:
+        print(f"optimizer {args.command}: check failed: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"optimizer {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

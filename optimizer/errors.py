@@ -3,3 +3,7 @@
 
 class UsageError(Exception):
     """Bad input from the user: the message names the problem and the valid choices."""
+
+
+class CheckFailed(Exception):
+    """A self-check failed (e.g. an exported model does not score what was recorded)."""

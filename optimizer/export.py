@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optimizer.errors import UsageError
+from optimizer.errors import CheckFailed, UsageError
 
 if TYPE_CHECKING:
     import optuna
@@ -83,6 +83,12 @@ def export_trial(
     recorded = trial.user_attrs.get("artifact_sha256")
     if sha256_file(source) != recorded:
         raise UsageError(f"trial {trial.number}'s artifact {source} does not match its checksum")
+    measured_on = trial.user_attrs.get("data_source")
+    if measured_on is not None and measured_on != splits.source:
+        raise UsageError(
+            f"trial {trial.number} was measured on {measured_on}, but the data found now is "
+            f"{splits.source}; pass the same --data-dir as the run"
+        )
     _writable_dir(out)
     mode = trial.user_attrs["candidate"]["quantization"]
     target = out / f"model{source.suffix}"
@@ -91,7 +97,8 @@ def export_trial(
     os.replace(tmp, target)
     accuracy = evaluate_artifact(target, quantization=mode, x=splits.x_val, y=splits.y_val)
     if abs(accuracy - trial.values[0]) > ACCURACY_TOLERANCE:
-        raise RuntimeError(
+        target.unlink()
+        raise CheckFailed(
             f"exported model scores {accuracy:.6f} on validation, recorded {trial.values[0]:.6f}"
         )
     attrs = trial.user_attrs

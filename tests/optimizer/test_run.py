@@ -207,3 +207,18 @@ def test_run_with_missing_data_dir_files(tmp_path):
                   "--data-dir", str(tmp_path))
     assert out.returncode == 2 and "mnist.npz or the four IDX files" in out.stderr
     assert not (tmp_path / "r" / "study.db").exists()
+
+
+def test_export_refuses_data_other_than_the_runs(digits_run, tmp_path):
+    import dataclasses
+
+    from optimizer.errors import UsageError
+    from optimizer.export import export_trial
+    from studies.datasets import load_dataset
+
+    run_dir, _ = digits_run
+    study = _study(run_dir)
+    other = dataclasses.replace(load_dataset("digits"), source="digits:elsewhere")
+    with pytest.raises(UsageError, match="pass the same --data-dir"):
+        export_trial(study=study, trial=study.best_trials[0], out=tmp_path, splits=other)
+    assert not list(tmp_path.iterdir())
