@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from search_spaces.families import ConvSpec, DenseSpec, Family, FlattenSpec, PoolSpec, scaled
+from search_spaces.families import ConvSpec, Family, scaled
 
 FACTORIZE_MODES: tuple[str, ...] = ("guided", "unguided")
 
@@ -85,8 +85,6 @@ def conv_table(
                     )
                 )
             channels = m
-        elif isinstance(spec, DenseSpec | FlattenSpec | PoolSpec):
-            continue
     return rows
 
 
