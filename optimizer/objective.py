@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from objectives.errors import DivergedError, HopelessTrial, TrialFailure
+from optimizer.retry import retry_once
 from search_spaces import InvalidCandidateError, suggest
 from search_spaces.families import get_family
 
@@ -81,8 +82,8 @@ class Objective:
             raise optuna.TrialPruned(str(error)) from None
         except TRIAL_FAILURES as error:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
-            if isinstance(error, WorkerDied) and "retry_of" not in trial.user_attrs:
-                trial.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            if isinstance(error, WorkerDied):
+                retry_once(trial.study, trial)
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM)")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optimizer.errors import UsageError
+from optimizer.retry import is_interrupted, retry_once
 from optimizer.storage import (
     DIRECTIONS,
     METRIC_NAMES,
@@ -85,15 +86,6 @@ def _finished(study: optuna.Study) -> int:
     )
 
 
-def is_interrupted(trial: optuna.trial.FrozenTrial) -> bool:
-    """Whether a FAIL trial was cut short from outside (kill, Ctrl-C, SIGTERM)."""
-    reason = str(trial.user_attrs.get("fail_reason", ""))
-    return reason.startswith(("interrupted", "WorkerDied")) or not reason
-
-
-RETRY_ATTR = "retry_of"
-
-
 def sweep_interrupted(study: optuna.Study) -> int:
     """Marks trials left RUNNING by a killed single-writer run as FAIL, with the reason,
     and enqueues each one's candidate again, once: a retry is not retried."""
@@ -107,8 +99,7 @@ def sweep_interrupted(study: optuna.Study) -> int:
         )
         storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         swept += 1
-        if RETRY_ATTR not in trial.user_attrs and trial.params:
-            study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.number})
+        retry_once(study, trial)
     return swept
 
 

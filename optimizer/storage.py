@@ -82,13 +82,16 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseS
         raise UsageError(f"storage URL {url!r} is malformed; expected e.g. sqlite:///runs/x.db")
     kwargs = {}
     if path is None:
-        # Many workers on a server database: heartbeats let Optuna fail the trials of a
-        # killed worker (stale after GRACE_SECONDS) and retry each candidate once. SQLite
-        # has one writer; `runner.sweep_interrupted` does that job there at start-up.
+        # Many drivers on a server database: heartbeats let Optuna fail the trials of a
+        # killed driver (stale after GRACE_SECONDS) and retry each candidate once, while
+        # other drivers' trials run on. SQLite has one writer; `runner.sweep_interrupted`
+        # does that job there at start-up.
+        from optimizer.retry import retry_stale_trial
+
         kwargs = {
             "heartbeat_interval": HEARTBEAT_SECONDS,
             "grace_period": GRACE_SECONDS,
-            "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=1),
+            "failed_trial_callback": retry_stale_trial,
         }
     try:
         with warnings.catch_warnings():  # heartbeats are marked experimental

@@ -1,0 +1,130 @@
+"""A server database (PostgreSQL): heartbeats fail a killed driver's trial, which is
+retried once, and nothing completed is lost or counted twice.
+
+The server is a throw-away cluster in a temporary folder, started from Debian's
+`postgresql` package (which `.ci/run` installs); the heartbeat interval and grace period are
+shortened in the driver process so the test need not wait the production three minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from optimizer.retry import RETRY_ATTR, is_interrupted
+from tests.conftest import ROOT, run_cli
+
+N_TRIALS = 3
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg2")
+    # not under pytest's tmp_path: its parents are private to root, and root must hand
+    # the cluster to Debian's `postgres` user (initdb refuses to run as root)
+    home = Path(tempfile.mkdtemp(prefix="optimizer-pg-"))
+    data = home / "data"
+    data.mkdir()
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(home, user="postgres")
+        shutil.chown(data, user="postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust",
+                    "-U", "postgres"], check=True, capture_output=True)
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {data}"
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
+                    "-w", "-l", str(data / "log"), "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "stop"], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _driver(url: str, run_dir: Path) -> subprocess.Popen:
+    """`run` on the server database, with a 1 s heartbeat and a 3 s grace period."""
+    code = (
+        "import sys\n"
+        "import optimizer.storage as storage\n"
+        "storage.HEARTBEAT_SECONDS, storage.GRACE_SECONDS = 1, 3\n"
+        "from optimizer.cli import main\n"
+        f"sys.exit(main(['run', '--study', 'digits', '--smoke', '--n-trials', '{N_TRIALS}',"
+        f" '--storage', {url!r}, '--run-dir', {str(run_dir)!r}]))\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _running(url: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        study = optuna.load_study(study_name="digits-smoke", storage=url)
+    except KeyError:
+        return []
+    return study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+
+
+def test_a_killed_driver_s_trial_goes_stale_is_failed_and_retried_once(tmp_path, postgres_url):
+    driver = _driver(postgres_url, tmp_path)
+    deadline = time.time() + 180
+    while time.time() < deadline and not _running(postgres_url):
+        time.sleep(0.3)
+    killed = _running(postgres_url)
+    assert killed, "no trial started"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    time.sleep(4)  # past the grace period: the heartbeat has stopped
+
+    resumed = _driver(postgres_url, tmp_path)
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-2000:]
+
+    study = optuna.load_study(study_name="digits-smoke", storage=postgres_url)
+    trials = study.trials
+    by_number = {t.number: t for t in trials}
+    assert len(by_number) == len(trials)
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    stale = by_number[killed[0].number]
+    assert stale.state == optuna.trial.TrialState.FAIL and is_interrupted(stale)
+    retries = [t for t in trials if t.user_attrs.get(RETRY_ATTR) == stale.number]
+    assert len(retries) == 1
+    assert retries[0].params == stale.params
+    assert retries[0].state == optuna.trial.TrialState.COMPLETE
+    counted = [t for t in trials if not (t.state == optuna.trial.TrialState.FAIL
+                                         and is_interrupted(t))]
+    assert len(counted) == N_TRIALS
+
+
+def test_pareto_reads_the_server_database(tmp_path, postgres_url):
+    out = run_cli("pareto", "--study", "digits", "--smoke", "--storage", postgres_url,
+                  "--format", "csv", "--run-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[0].startswith("trial,")
