@@ -34,8 +34,10 @@ PUBLISHED_MNIST = (
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """All trials with named columns: state, objectives, candidate and every figure."""
     import pandas as pd
+    from optuna.trial import TrialState
 
     from optimizer.pareto import front_trials, test_accuracies
+    from optimizer.retry import fail_reason
 
     tests = test_accuracies(study)
     front = {t.number for t in front_trials(study)}
@@ -44,6 +46,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         attrs = dict(t.user_attrs)
         cand = attrs.pop("candidate", {})
         attrs.pop("losses", None)
+        if t.state == TrialState.FAIL:
+            attrs["fail_reason"] = fail_reason(study, t)
         rows.append(
             {
                 "trial": t.number,

@@ -40,7 +40,24 @@ def retry_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
     return True
 
 
+#: Study user attribute prefix for the reasons of trials failed after their process died
+#: (Optuna refuses attributes on a finished trial); one key per trial, so concurrent
+#: drivers never overwrite each other's entries.
+STUDY_FAIL_REASON_PREFIX = "fail_reason:"
+STALE_REASON = "interrupted: heartbeat stopped (its driver was killed or lost the database)"
+
+
 def retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Optuna's `failed_trial_callback` for heartbeat storages (the role of its
+    """Optuna's `failed_trial_callback` for heartbeat storages: records why the trial
+    failed on the study, then retries it once (the role of Optuna's
     `RetryFailedTrialCallback`, with our once-only rule and `retry_of` attribute)."""
+    study.set_user_attr(f"{STUDY_FAIL_REASON_PREFIX}{trial.number}", STALE_REASON)
     retry_once(study, trial)
+
+
+def fail_reason(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str | None:
+    """Why a trial failed: its own `fail_reason`, else one recorded on the study."""
+    own = trial.user_attrs.get("fail_reason")
+    if own:
+        return str(own)
+    return study.user_attrs.get(f"{STUDY_FAIL_REASON_PREFIX}{trial.number}")

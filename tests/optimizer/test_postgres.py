@@ -21,6 +21,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from optimizer.report import trials_frame
 from optimizer.retry import RETRY_ATTR, is_interrupted
 from tests.conftest import ROOT, run_cli
 
@@ -114,6 +115,8 @@ def test_a_killed_driver_s_trial_goes_stale_is_failed_and_retried_once(tmp_path,
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     stale = by_number[killed[0].number]
     assert stale.state == optuna.trial.TrialState.FAIL and is_interrupted(stale)
+    frame = trials_frame(study).set_index("trial")
+    assert frame.loc[stale.number, "fail_reason"].startswith("interrupted: heartbeat stopped")
     retries = [t for t in trials if t.user_attrs.get(RETRY_ATTR) == stale.number]
     assert len(retries) == 1
     assert retries[0].params == stale.params
