@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from objectives.errors import DivergedError, TrialFailure
+from objectives.errors import DivergedError, HopelessTrial, TrialFailure
 from search_spaces.candidate import Candidate
 from search_spaces.families import Family
 from studies.base import Budget
@@ -87,13 +87,15 @@ def evaluate_candidate(
     splits: Splits,
     budget: Budget,
     accuracy_floor: float,
+    usable_accuracy: float = 0.0,
     artifact_dir: Path,
     trial_number: int,
     seed: int,
 ) -> TrialResult:
     """Builds, trains, compresses and evaluates one candidate; writes its artifact.
 
-    Raises `TrialFailure` (trial FAIL, study goes on) or `HopelessTrial` (PRUNED).
+    Raises `TrialFailure` (trial FAIL, study goes on) or `HopelessTrial` (PRUNED): below
+    `accuracy_floor` after the first epoch, or an artifact below `usable_accuracy`.
     """
     import tensorflow as tf
 
@@ -148,6 +150,12 @@ def evaluate_candidate(
     eval_seconds = time.perf_counter() - start
     if not math.isfinite(artifact_accuracy):
         raise DivergedError(f"artifact accuracy is {artifact_accuracy}")
+    if artifact_accuracy < usable_accuracy:
+        path.unlink(missing_ok=True)
+        raise HopelessTrial(
+            f"the artifact's validation accuracy {artifact_accuracy:.3f} is below the "
+            f"study's usable_accuracy {usable_accuracy}"
+        )
     if figures.payload_bytes <= 0:
         raise TrialFailure(f"artifact has a payload of {figures.payload_bytes} bytes")
     return TrialResult(

@@ -73,6 +73,7 @@ class Objective:
                 splits=self.splits,
                 budget=self.study.budget,
                 accuracy_floor=self.study.accuracy_floor,
+                usable_accuracy=self.study.usable_accuracy,
                 artifact_dir=self.run_dir / "artifacts",
                 trial_number=trial.number,
                 seed=self.seed,

@@ -54,6 +54,10 @@ class Study:
         factorize_mode: `guided` (only layers where n×1 + 1×n pays) or `unguided`.
         accuracy_floor: after the first epoch, a trial below this validation accuracy is
             stopped and marked PRUNED (Optuna's pruners do not work with two objectives).
+        usable_accuracy: a finished trial whose artifact's validation accuracy is below
+            this is marked PRUNED: a model near chance is of no use to anyone, yet being
+            the smallest it would sit on the front (EPR at a large λ can round every
+            weight to zero after passing the first-epoch floor).
     """
 
     name: str
@@ -68,6 +72,7 @@ class Study:
     quantization_modes: tuple[str, ...] = QUANTIZATION_MODES
     factorize_mode: str = "guided"
     accuracy_floor: float = 0.2
+    usable_accuracy: float = 0.5
 
     def validate(self) -> None:
         """Raises `StudyDefinitionError` naming the first thing that cannot be searched.
@@ -108,6 +113,12 @@ class Study:
                 f"study {self.name!r}: epr_lambda_range {self.epr_lambda_range} is empty "
                 "or not positive"
             )
+        for floor in (self.accuracy_floor, self.usable_accuracy):
+            if not 0 <= floor < 1:
+                raise StudyDefinitionError(
+                    f"study {self.name!r}: accuracy_floor and usable_accuracy must lie in "
+                    f"[0, 1), got {floor}"
+                )
         for budget in (self.budget, self.smoke):
             if budget.epochs < 1 or budget.batch_size < 1 or budget.n_trials < 1:
                 raise StudyDefinitionError(

@@ -21,8 +21,9 @@ def splits():
 
 def _study_def(modes):
     tiny = Budget(epochs=1, batch_size=64, n_trials=2)
+    # one epoch is far from usable; these tests are about other rules
     return dataclasses.replace(STUDIES["digits"], budget=tiny, smoke=tiny,
-                               quantization_modes=modes)
+                               quantization_modes=modes, usable_accuracy=0.0)
 
 
 def _run(objective, n):
@@ -67,6 +68,17 @@ def test_an_infinite_objective_is_never_stored_as_complete(monkeypatch, splits, 
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.FAIL
     assert "not finite" in trial.user_attrs["fail_reason"]
+
+
+def test_an_unusable_artifact_is_pruned_with_its_reason(splits, tmp_path):
+    # one epoch of a tiny model stays well below 99.9%: the artifact is not usable
+    definition = dataclasses.replace(_study_def(("float32",)), usable_accuracy=0.999)
+    objective = Objective(study=definition, splits=splits, run_dir=tmp_path, seed=0,
+                          isolate=False)
+    trial = _run(objective, 1).trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert "below the study's usable_accuracy 0.999" in trial.user_attrs["prune_reason"]
+    assert not list((tmp_path / "artifacts").glob("*"))  # nothing left to export
 
 
 def test_completed_trials_upload_artifact_and_plot(splits, tmp_path):

@@ -127,6 +127,8 @@ def test_study_definitions_are_checked():
         Study(**base, epr_lambda_range=(0.0, 1.0)).validate()
     with pytest.raises(StudyDefinitionError, match="dataset"):
         Study(**{**base, "dataset": "cifar"}).validate()
+    with pytest.raises(StudyDefinitionError, match="usable_accuracy"):
+        Study(**base, usable_accuracy=1.5).validate()
     for study in STUDIES.values():
         study.validate()
 
