@@ -15,5 +15,5 @@ STUDY = Study(
     family="lenet5_caffe",
     budget=Budget(epochs=10, batch_size=64, n_trials=30, train_subset=20_000),
     smoke=Budget(epochs=3, batch_size=64, n_trials=4, train_subset=4_000),
-    expected_runtime="4.5 min (smoke 0.5 min) on the 5,000-image subset",
+    expected_runtime="4.4 min (smoke 0.5 min) on the 5,000-image subset",
 )
