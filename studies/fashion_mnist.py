@@ -1,6 +1,6 @@
 """Fashion-MNIST (Debian's `dataset-fashion-mnist`, 70,000 images) with LeNet5-Caffe.
 
-    python -m optimizer run --study fashion_mnist          # 25 min here
+    python -m optimizer run --study fashion_mnist          # 21 min here
     python -m optimizer run --study fashion_mnist --smoke
 """
 
@@ -12,5 +12,5 @@ STUDY = Study(
     family="lenet5_caffe",
     budget=Budget(epochs=10, batch_size=64, n_trials=30, train_subset=20_000),
     smoke=Budget(epochs=3, batch_size=64, n_trials=4, train_subset=4_000),
-    expected_runtime="25 min (full Debian data, 20,000-image training subset)",
+    expected_runtime="21 min (full Debian data, 20,000-image training subset)",
 )
