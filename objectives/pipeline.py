@@ -87,7 +87,7 @@ def evaluate_candidate(
     splits: Splits,
     budget: Budget,
     accuracy_floor: float,
-    usable_accuracy: float = 0.0,
+    usable_accuracy: float,
     artifact_dir: Path,
     trial_number: int,
     seed: int,
