@@ -230,7 +230,9 @@ def run_study(
     opt_study = create_or_resume(
         study=study, name=name, storage=rdb, sampler=the_sampler, splits=splits
     )
-    swept = sweep_interrupted(opt_study) if url.startswith("sqlite") else 0
+    # one decision, made in `open_storage`: storages with heartbeats fail stale trials
+    # themselves; without them (SQLite, one writer) every RUNNING trial is orphaned
+    swept = sweep_interrupted(opt_study) if rdb.get_heartbeat_interval() is None else 0
     if swept:
         log.warning("marked %d trial(s) left RUNNING by an interrupted run as FAIL", swept)
     target = n_trials or study.budget.n_trials
