@@ -1,6 +1,6 @@
 """Fashion-MNIST (Debian's `dataset-fashion-mnist`, 70,000 images) with LeNet5-Caffe.
 
-    python -m optimizer run --study fashion_mnist          # 21 min here
+    python -m optimizer run --study fashion_mnist          # time here: `expected_runtime` below
     python -m optimizer run --study fashion_mnist --smoke
 """
 

