@@ -122,6 +122,8 @@ FOURIER, SCALAR, FLOAT16 = "fourier", "scalar", "float16"
 class EPRError(TrialFailure):
     """A model or file EPR cannot handle (unsupported layer, bad file); the message says why."""
 
+    kind = "epr_failed"
+
 
 # ---------------------------------------------------------------------------------------
 # Coding specs and the real Fourier basis

@@ -1,17 +1,17 @@
-"""Project exceptions a trial can end with (KerasTuner's split: a trial failure vs a bug).
+"""The ways a trial can end short of a result (KerasTuner's split: a trial failure vs a bug).
 
-A `TrialFailure` marks one trial FAIL, records its reason, and the study goes on.
-A `HopelessTrial` marks it PRUNED. Anything else is a bug and is not caught.
+A `TrialFailure` marks one trial FAIL, records its reason and `failure_kind`, and the study
+goes on. A `HopelessTrial` marks it PRUNED. Anything else is a bug and is not caught. The
+bases live in `optimizer.errors`, the project's one hierarchy.
 """
 
-
-class TrialFailure(Exception):
-    """This candidate cannot be trained, converted or evaluated; the reason is the message."""
+from optimizer.errors import HopelessTrial, TrialFailure
 
 
 class DivergedError(TrialFailure):
     """Training produced a NaN or infinite loss, or an objective that is not finite."""
 
+    kind = "diverged"
 
-class HopelessTrial(Exception):
-    """Validation accuracy after the first epoch is below the study's floor."""
+
+__all__ = ["DivergedError", "HopelessTrial", "TrialFailure"]

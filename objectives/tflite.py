@@ -51,6 +51,8 @@ _REASON_CHARS = 400
 class ConversionError(TrialFailure):
     """The converter could not turn this model into a flatbuffer in the requested mode."""
 
+    kind = "conversion_failed"
+
 
 def convert(
     model: keras.Model,

@@ -1,9 +1,41 @@
-"""Errors the CLI turns into one clear line on stderr and exit code 2."""
+"""The project's one exception hierarchy (Optuna's `OptunaError`, KerasTuner's split of a
+failed trial from a fatal error).
+
+- `OptimizerError`: the base of every error this project raises on purpose.
+- `UsageError`: bad input from the user (unknown study, unreadable data, a storage that
+  contradicts the study, a busy port). Stop everything: the CLI prints the message as one
+  line and exits with code 2, and nothing already stored is changed.
+- `CheckFailed`: a self-check failed (an exported model does not score what was recorded);
+  exit code 1.
+- `TrialFailure`: this candidate cannot be trained, converted or evaluated; the trial is
+  marked FAIL with its `failure_kind` and the study goes on.
+- `HopelessTrial`: the trial is marked PRUNED (below the study's accuracy floor).
+
+This module imports nothing, so every package (`search_spaces`, `studies`, `objectives`)
+can derive its errors from these without import cycles.
+"""
 
 
-class UsageError(Exception):
-    """Bad input from the user: the message names the problem and the valid choices."""
+class OptimizerError(Exception):
+    """Base of every error the project raises on purpose."""
 
 
-class CheckFailed(Exception):
+class UsageError(OptimizerError):
+    """Bad input from the user: the message names the problem and what to do instead."""
+
+
+class CheckFailed(OptimizerError):
     """A self-check failed (e.g. an exported model does not score what was recorded)."""
+
+
+class TrialFailure(OptimizerError):
+    """This candidate cannot be trained, converted or evaluated; the reason is the message.
+
+    `kind` is stored on the trial as `failure_kind`, so tools tell an interrupted trial
+    from a diverged one without parsing the message."""
+
+    kind = "trial_failed"
+
+
+class HopelessTrial(OptimizerError):
+    """The trial cannot become useful (below the study's accuracy floor): PRUNED."""

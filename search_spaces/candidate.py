@@ -9,14 +9,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from optimizer.errors import UsageError
+
 #: Storage formats a trial can be turned into (DESIGN §1). `epr` stores the entropy-coded
 #: weights of Entropy Penalized Reparameterization (Oktay et al., ICLR 2020); the others are
 #: TFLite flatbuffers (post-training quantization).
 QUANTIZATION_MODES: tuple[str, ...] = ("epr", "float32", "float16", "dynamic", "int8")
 
 
-class InvalidCandidateError(ValueError):
-    """A candidate that cannot exist (bad width, unknown mode, `epr` without a penalty)."""
+class InvalidCandidateError(UsageError):
+    """A candidate that cannot exist (bad width, unknown mode, `epr` without a penalty).
+
+    Bad input to `inspect`; inside a search it fails the one trial (`TRIAL_FAILURES`)."""
+
+    kind = "invalid_candidate"
 
 
 @dataclass(frozen=True)

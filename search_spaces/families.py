@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from optimizer.errors import UsageError
+
 
 @dataclass(frozen=True)
 class ConvSpec:
@@ -130,7 +132,7 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-class UnknownFamilyError(KeyError):
+class UnknownFamilyError(UsageError, KeyError):
     """A family name that is not in `FAMILIES`."""
 
     def __str__(self) -> str:

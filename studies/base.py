@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from optimizer.errors import UsageError
 from search_spaces.candidate import QUANTIZATION_MODES
 from search_spaces.families import FAMILIES
 from search_spaces.rule import FACTORIZE_MODES
 
 
-class UnknownStudyError(KeyError):
+class UnknownStudyError(UsageError, KeyError):
     """A study name that is not registered; args are (name, valid names)."""
 
     def __str__(self) -> str:
         return f"unknown study {self.args[0]!r}; choose one of {', '.join(self.args[1])}"
 
 
-class StudyDefinitionError(ValueError):
+class StudyDefinitionError(UsageError):
     """A study whose definition cannot be searched (unknown mode, empty range, …)."""
 
 

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from optimizer.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 IDX_NAMES = (
@@ -45,7 +47,7 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 KERAS_CACHE = Path.home() / ".keras" / "datasets"
 
 
-class DataError(Exception):
+class DataError(UsageError):
     """Data that cannot be found or read; the message names what was expected."""
 
 
