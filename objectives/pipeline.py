@@ -48,7 +48,10 @@ class TrialResult:
     losses: tuple[float, ...] = field(default=())
 
     def as_attrs(self) -> dict[str, object]:
+        """The figures to store per trial; the local artifact path is not one of them
+        (the artifact goes to the study's artifact store)."""
         attrs = asdict(self)
+        del attrs["artifact_path"]
         attrs["losses"] = list(self.losses)
         return attrs
 
@@ -62,10 +65,25 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def artifact_suffix(quantization: str) -> str:
+    """The file suffix of a quantization mode's artifact: `.epr` or `.tflite`."""
+    return ARTIFACT_SUFFIX.get(quantization, ".tflite")
+
+
 def artifact_path(artifact_dir: Path, *, trial_number: int, quantization: str) -> Path:
-    """Where trial `trial_number`'s artifact is written."""
-    suffix = ARTIFACT_SUFFIX.get(quantization, ".tflite")
-    return Path(artifact_dir) / f"trial-{trial_number:05d}{suffix}"
+    """Where trial `trial_number`'s artifact is written before it goes to the store."""
+    return Path(artifact_dir) / f"trial-{trial_number:05d}{artifact_suffix(quantization)}"
+
+
+def representative_draw(y: np.ndarray, *, n: int, seed: int) -> np.ndarray:
+    """Indices of `n` calibration examples for int8 conversion, drawn with `seed` from the
+    whole training split and spread over the classes (round-robin over the classes, each
+    one shuffled), so every class shapes the activation ranges the converter measures."""
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(y == label)) for label in np.unique(y)]
+    rounds = -(-n // len(per_class))
+    order = [int(idx[i]) for i in range(rounds) for idx in per_class if i < len(idx)]
+    return np.asarray(order[:n], dtype=np.int64)
 
 
 def evaluate_artifact(path: Path, *, quantization: str, x: np.ndarray, y: np.ndarray) -> float:
@@ -137,7 +155,9 @@ def evaluate_candidate(
         deployable = epr.decompress(compressed) if candidate.epr_lambda > 0 else model
         flatbuffer = tflite.convert(
             deployable, quantization=candidate.quantization,
-            representative_x=x[:REPRESENTATIVE_EXAMPLES],
+            representative_x=splits.x_train[
+                representative_draw(splits.y_train, n=REPRESENTATIVE_EXAMPLES, seed=seed)
+            ],
         )
         tflite.save(flatbuffer, path)
         payload = size.tflite_payload_bytes(flatbuffer)

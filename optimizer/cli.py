@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from optimizer.errors import CheckFailed, UsageError
+from optimizer.errors import CheckFailed, OptimizerError, UsageError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -40,6 +40,14 @@ def _add_study_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_artifact_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--artifact-dir", type=Path,
+        help="the study's artifact store (default <run dir>/artifact-store); drivers on "
+        "several machines share one on a shared mount",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (importing no TensorFlow)."""
     parser = _Parser(
@@ -59,8 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sampler", choices=("tpe", "nsga2", "random"), default="tpe", help="default: tpe"
     )
-    p.add_argument("--seed", type=int, default=0, help="sampler and training seed")
+    p.add_argument(
+        "--seed", type=int,
+        help="carves the data splits and seeds training and the sampler (default 0 for a new "
+        "study; a stored study keeps its own)",
+    )
     p.add_argument("--data-dir", type=Path, help="local dataset files (e.g. mnist.npz)")
+    _add_artifact_dir(p)
     p.add_argument(
         "--no-isolation", action="store_true",
         help="run trials in this process instead of a fresh worker each (for debugging)",
@@ -80,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--min-accuracy", type=float, help="smallest with accuracy >= A")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--data-dir", type=Path, help="local dataset files, to re-check accuracy")
+    _add_artifact_dir(p)
 
     p = sub.add_parser("report", help="write trials.csv and front plots")
     _add_study_args(p)
@@ -89,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_args(p)
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1")
+    _add_artifact_dir(p)
 
     p = sub.add_parser("inspect", help="per-layer table: factorization rule and capacity")
     target = p.add_mutually_exclusive_group(required=True)
@@ -133,25 +148,33 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
     raise AssertionError(command)
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from search_spaces.candidate import InvalidCandidateError
-    from search_spaces.families import UnknownFamilyError
-    from studies.base import StudyDefinitionError, UnknownStudyError
-    from studies.datasets import DataError
+def _divert_native_stderr() -> None:
+    """Keeps native chatter (the TFLite converter's `fully_quantize: 0, …`, the
+    interpreter's `Created TensorFlow Lite XNNPACK delegate`, TensorFlow's C++ logs) off
+    the user's terminal: file descriptor 2 goes to /dev/null for this process and its
+    workers, while Python's `sys.stderr` (our messages, logs, the progress bar) keeps
+    writing to the original stream. `--verbose` skips this."""
+    original = os.dup(2)
+    sys.stderr.flush()
+    sys.stderr = os.fdopen(original, "w", buffering=1, encoding="utf-8", errors="replace")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
-    return (
-        UsageError,
-        UnknownStudyError,
-        UnknownFamilyError,
-        StudyDefinitionError,
-        InvalidCandidateError,
-        DataError,
-    )
+
+def _quiet_optuna(verbose: bool) -> None:
+    """Optuna logs every failed trial with a traceback; our own one line per trial says it
+    (the log level is set after import: Optuna resets its logger when first imported)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one subcommand; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    if not args.verbose and args.command in ("run", "export", "inspect"):
+        _divert_native_stderr()
     logging.basicConfig(
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(message)s",
@@ -166,13 +189,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=UserWarning, module=r"tensorflow\.lite")
         warnings.filterwarnings("ignore", module=r"optuna\._experimental")
     try:
+        if args.command not in ("studies", "inspect"):
+            _quiet_optuna(args.verbose)
         return _handler(args.command)(args)
-    except _known_errors() as error:
+    except UsageError as error:
         print(f"optimizer {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except CheckFailed as error:
         print(f"optimizer {args.command}: check failed: {error}", file=sys.stderr)
         return 1
+    except OptimizerError as error:
+        print(f"optimizer {args.command}: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"optimizer {args.command}: interrupted", file=sys.stderr)
+        resume = "; run it again to resume (the interrupted trial is retried)"
+        print(f"optimizer {args.command}: interrupted{resume if args.command == 'run' else ''}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -39,3 +39,7 @@ class TrialFailure(OptimizerError):
 
 class HopelessTrial(OptimizerError):
     """The trial cannot become useful (below the study's accuracy floor): PRUNED."""
+
+
+class BudgetNotReached(OptimizerError):
+    """A run could not reach its trial budget (e.g. every worker died); exit code 1."""

@@ -1,8 +1,9 @@
 """`export`: copy a chosen front member's artifact out with a model card, and verify it.
 
-The exported file is the very artifact the trial evaluated (`.tflite` or `.epr`); its
-checksum must match the one recorded on the trial, and after writing, the exported copy
-is loaded again and its validation accuracy must equal the recorded accuracy.
+The exported file is the very artifact the trial evaluated (`.tflite` or `.epr`), read from
+the study's artifact store; its checksum must match the one recorded on the trial, and
+after writing, the exported copy is loaded again and its accuracy on the study's own
+validation split (data and split seed as recorded) must equal the recorded accuracy.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from optimizer.artifacts import fetch, open_store, store_dir_for
 from optimizer.errors import CheckFailed, UsageError
+from optimizer.record import load_recorded_data, stored_record
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.artifacts import FileSystemArtifactStore
 
 ACCURACY_TOLERANCE = 1e-6
 
@@ -72,29 +75,21 @@ def _writable_dir(out: Path) -> None:
 
 def export_trial(
     *, study: optuna.Study, trial: optuna.trial.FrozenTrial, out: Path, splits,
+    store: FileSystemArtifactStore, store_dir: Path,
 ) -> dict[str, object]:
-    """Writes `model.<ext>` and `model_card.json` into `out`; returns the card."""
+    """Writes `model.<ext>` and `model_card.json` into `out`; returns the card.
+
+    The artifact comes from the study's artifact store (checksum checked) and `splits`
+    must be the study's own data (`record.load_recorded_data`)."""
     from objectives.pipeline import evaluate_artifact, sha256_file
     from optimizer.pareto import test_accuracies
 
-    source = Path(trial.user_attrs["artifact_path"])
-    if not source.is_file():
-        raise UsageError(f"trial {trial.number}'s artifact {source} is missing")
-    recorded = trial.user_attrs.get("artifact_sha256")
-    if sha256_file(source) != recorded:
-        raise UsageError(f"trial {trial.number}'s artifact {source} does not match its checksum")
-    measured_on = trial.user_attrs.get("data_source")
-    if measured_on is not None and measured_on != splits.source:
-        raise UsageError(
-            f"trial {trial.number} was measured on {measured_on}, but the data found now is "
-            f"{splits.source}; pass the same --data-dir as the run"
-        )
     _writable_dir(out)
     mode = trial.user_attrs["candidate"]["quantization"]
-    target = out / f"model{source.suffix}"
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        source = fetch(trial, store=store, store_dir=store_dir, into=Path(tmp))
+        target = out / f"model{source.suffix}"
+        os.replace(source, target)
     accuracy = evaluate_artifact(target, quantization=mode, x=splits.x_val, y=splits.y_val)
     if abs(accuracy - trial.values[0]) > ACCURACY_TOLERANCE:
         target.unlink()
@@ -125,6 +120,7 @@ def export_trial(
         "head_mec_bits": attrs.get("head_mec_bits"),
         "feature_compression_ratio": attrs.get("feature_compression_ratio"),
         "data_source": attrs.get("data_source"),
+        "study_definition": stored_record(study),
         "load": (
             "from objectives import epr; model = epr.load('model.epr')"
             if mode == "epr"
@@ -138,16 +134,18 @@ def export_trial(
 
 
 def export_command(args: argparse.Namespace) -> int:
-    """CLI entry for `export`."""
+    """CLI entry for `export`: the data and splits are the study's own, as recorded."""
     from optimizer.storage import open_stored
-    from studies.datasets import load_dataset
 
-    definition, _, _, study = open_stored(args)
+    _, _, run_dir, study = open_stored(args)
     chosen = pick_trial(study, trial=args.trial, max_bytes=args.max_bytes,
                         min_accuracy=args.min_accuracy)
     _writable_dir(args.out)
-    splits = load_dataset(definition.dataset, data_dir=args.data_dir)
-    card = export_trial(study=study, trial=chosen, out=args.out, splits=splits)
+    store_dir = store_dir_for(run_dir, artifact_dir=args.artifact_dir)
+    store = open_store(store_dir, create=False)
+    splits = load_recorded_data(study, data_dir=args.data_dir)
+    card = export_trial(study=study, trial=chosen, out=args.out, splits=splits, store=store,
+                        store_dir=store_dir)
     print(
         f"exported trial {chosen.number} to {args.out / card['file']}: validation accuracy "
         f"{card['metrics']['validation_accuracy_rechecked']:.4f} (matches the record), "

@@ -1,9 +1,12 @@
 """The Optuna objective: a callable that gets data and budget once, and a trial per call.
 
 It suggests a `Candidate`, hands it to `objectives.pipeline.evaluate_candidate`, stores
-every measured figure as a trial user attribute, and returns
-`(accuracy, payload_bytes)`. It depends on Optuna only through the trial it is handed
-(DESIGN §3), so another driver (KerasTuner) can reuse the pipeline.
+every measured figure as a trial user attribute, uploads the artifact to the study's
+artifact store, and returns `(accuracy, payload_bytes)`. It depends on Optuna only through
+the trial it is handed (DESIGN §3), so another driver (KerasTuner) can reuse the pipeline.
+
+Every FAIL trial gets a structured `failure_kind` and a human `fail_reason`; a trial cut
+short from outside (Ctrl-C, SIGTERM, a dead worker) has its candidate retried once.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from objectives.errors import DivergedError, HopelessTrial, TrialFailure
-from optimizer.retry import retry_once
+from optimizer.artifacts import ARTIFACT_ID_ATTR
+from optimizer.retry import FAIL_REASON_ATTR, FAILURE_KIND_ATTR, INTERRUPTED, retry_once
 from search_spaces import InvalidCandidateError, suggest
 from search_spaces.families import get_family
 
@@ -34,23 +38,31 @@ def _in_process(fn, /, **kwargs):
     return fn(**kwargs)
 
 
+def _fail(trial: optuna.Trial, *, kind: str, reason: str) -> None:
+    trial.set_user_attr(FAILURE_KIND_ATTR, kind)
+    trial.set_user_attr(FAIL_REASON_ATTR, reason)
+
+
 class Objective:
-    """Scores one trial of `study` on `splits`, writing artifacts under `run_dir`."""
+    """Scores one trial of `study` on `splits`; artifacts go to `artifact_store`.
+
+    `scratch_dir` is where a worker writes an artifact before it is uploaded (and then
+    removed); the store is the only place artifacts are kept."""
 
     def __init__(
         self,
         *,
         study: Study,
         splits: Splits,
-        run_dir: Path,
+        scratch_dir: Path,
         seed: int,
-        artifact_store: optuna.artifacts.FileSystemArtifactStore | None = None,
+        artifact_store: optuna.artifacts.FileSystemArtifactStore,
         isolate: bool = True,
     ) -> None:
         self.study = study
         self.family = get_family(study.family)
         self.splits = splits
-        self.run_dir = Path(run_dir)
+        self.scratch_dir = Path(scratch_dir)
         self.seed = seed
         self.artifact_store = artifact_store
         self.isolate = isolate
@@ -74,7 +86,7 @@ class Objective:
                 budget=self.study.budget,
                 accuracy_floor=self.study.accuracy_floor,
                 usable_accuracy=self.study.usable_accuracy,
-                artifact_dir=self.run_dir / "artifacts",
+                artifact_dir=self.scratch_dir,
                 trial_number=trial.number,
                 seed=self.seed,
             )
@@ -82,35 +94,38 @@ class Objective:
             trial.set_user_attr("prune_reason", str(error))
             raise optuna.TrialPruned(str(error)) from None
         except TRIAL_FAILURES as error:
-            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}")
+            _fail(trial, kind=error.kind, reason=f"{type(error).__name__}: {error}")
             if isinstance(error, WorkerDied):
                 retry_once(trial.study, trial)
             raise
         except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C or SIGTERM)")
+            _fail(trial, kind=INTERRUPTED, reason="interrupted (Ctrl-C or SIGTERM)")
+            retry_once(trial.study, trial)
             raise
         values = (result.accuracy, float(result.payload_bytes))
         if not all(math.isfinite(v) for v in values):
             reason = f"objective values {values} are not finite"
-            trial.set_user_attr("fail_reason", f"DivergedError: {reason}")
+            _fail(trial, kind=DivergedError.kind, reason=f"DivergedError: {reason}")
             raise DivergedError(reason)
-        attrs = result.as_attrs()
-        attrs["artifact_path"] = str(Path(result.artifact_path).resolve())
-        for key, value in attrs.items():
+        for key, value in result.as_attrs().items():
             trial.set_user_attr(key, value)
-        if self.artifact_store is not None:
-            self._upload(trial, Path(result.artifact_path), result)
+        self._upload(trial, Path(result.artifact_path), result)
         return values
 
     def _upload(self, trial: optuna.Trial, path: Path, result) -> None:
-        """Artifact and a small per-trial plot, so optuna-dashboard shows them."""
+        """The artifact (its id recorded on the trial) and a small per-trial plot, so
+        `export` and optuna-dashboard find both in the store; the scratch copies go."""
         from optuna.artifacts import upload_artifact
 
         from optimizer.plots import trial_plot
 
-        upload_artifact(artifact_store=self.artifact_store, file_path=str(path),
-                        study_or_trial=trial)
+        artifact_id = upload_artifact(
+            artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial
+        )
+        trial.set_user_attr(ARTIFACT_ID_ATTR, artifact_id)
         png = path.with_suffix(".png")
         trial_plot(result, png, title=f"trial {trial.number}")
         upload_artifact(artifact_store=self.artifact_store, file_path=str(png),
                         study_or_trial=trial, mimetype="image/png")
+        path.unlink(missing_ok=True)
+        png.unlink(missing_ok=True)

@@ -1,13 +1,17 @@
 """Trials cut short from outside (kill, Ctrl-C, SIGTERM, a dead worker): how they are
 recognised, and how their candidate is tried again, once.
 
-Three paths end such a trial as FAIL, and all three retry through `retry_once`:
-- a worker process that dies mid-trial (`objective.Objective`),
-- a run killed outright on SQLite, found RUNNING at the next start-up
-  (`runner.sweep_interrupted`; SQLite has one writer, so every RUNNING trial is orphaned),
-- a run killed outright on a server database (PostgreSQL, MySQL): the driver's heartbeat
-  stops, and after `storage.GRACE_SECONDS` Optuna fails the trial and calls
-  `retry_stale_trial` (RDB heartbeats; other drivers' live trials are left alone).
+Every FAIL trial carries a structured `failure_kind` (the `kind` of the `TrialFailure`
+that ended it, or one of `INTERRUPTED_KINDS` below); nothing is decided by parsing a
+message. Four paths end a trial from outside, and all retry through `retry_once`:
+- Ctrl-C or SIGTERM during the trial (`objective.Objective`, kind `interrupted`),
+- a worker process that dies mid-trial (`objective.Objective`, kind `worker_died`),
+- a single-writer run (SQLite) killed outright, its trial found RUNNING by the next run
+  holding the storage lock (`runner.sweep_orphaned`, kind `orphaned`),
+- a driver on a server database (PostgreSQL, MySQL) killed outright: its heartbeat stops,
+  and after `storage.GRACE_SECONDS` Optuna fails the trial and calls
+  `retry_stale_trial` (kind `stale_heartbeat`; other drivers' live trials are left alone).
+A retry that fails again is not retried: it counts toward the budget like any failure.
 """
 
 from __future__ import annotations
@@ -19,16 +23,39 @@ if TYPE_CHECKING:
 
 #: User attribute of a retry: the number of the trial it repeats.
 RETRY_ATTR = "retry_of"
+#: User attributes of a FAIL trial: the structured kind, and a sentence for people.
+FAILURE_KIND_ATTR = "failure_kind"
+FAIL_REASON_ATTR = "fail_reason"
+#: Failure kinds that say nothing about the candidate: the trial was cut short from outside.
+INTERRUPTED = "interrupted"
+WORKER_DIED = "worker_died"
+ORPHANED = "orphaned"
+STALE_HEARTBEAT = "stale_heartbeat"
+INTERRUPTED_KINDS = frozenset({INTERRUPTED, WORKER_DIED, ORPHANED, STALE_HEARTBEAT})
+
+#: Study user attribute prefix for the failures of trials that could no longer take
+#: attributes (Optuna refuses them on a finished trial); one key per trial, so concurrent
+#: drivers never overwrite each other's entries.
+STUDY_FAILURE_PREFIX = "failure:"
+STALE_REASON = "interrupted: heartbeat stopped (its driver was killed or lost the database)"
 
 
-def is_interrupted(trial: optuna.trial.FrozenTrial) -> bool:
-    """Whether a FAIL trial was cut short from outside rather than failed by its candidate.
+def failure(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[str, str | None]:
+    """(failure_kind, fail_reason) of a FAIL trial: its own attributes, else the ones
+    recorded on the study. A FAIL trial with neither was failed while its process was
+    already dead (e.g. by Optuna before our callback ran): `interrupted`."""
+    kind = trial.user_attrs.get(FAILURE_KIND_ATTR)
+    reason = trial.user_attrs.get(FAIL_REASON_ATTR)
+    if kind is None:
+        recorded = study.user_attrs.get(f"{STUDY_FAILURE_PREFIX}{trial.number}")
+        if recorded:
+            kind, reason = recorded["kind"], recorded["reason"]
+    return (str(kind) if kind else INTERRUPTED), (str(reason) if reason else None)
 
-    A trial failed by a stopped heartbeat has no `fail_reason`: its process was dead when
-    Optuna failed it, so a missing reason means interrupted too.
-    """
-    reason = str(trial.user_attrs.get("fail_reason", ""))
-    return reason.startswith(("interrupted", "WorkerDied")) or not reason
+
+def is_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a FAIL trial was cut short from outside rather than failed by its candidate."""
+    return failure(study, trial)[0] in INTERRUPTED_KINDS
 
 
 def retry_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
@@ -40,24 +67,15 @@ def retry_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
     return True
 
 
-#: Study user attribute prefix for the reasons of trials failed after their process died
-#: (Optuna refuses attributes on a finished trial); one key per trial, so concurrent
-#: drivers never overwrite each other's entries.
-STUDY_FAIL_REASON_PREFIX = "fail_reason:"
-STALE_REASON = "interrupted: heartbeat stopped (its driver was killed or lost the database)"
+def record_failure(study: optuna.Study, number: int, *, kind: str, reason: str) -> None:
+    """Records why a finished trial failed on the study (for trials that can no longer
+    take attributes of their own)."""
+    study.set_user_attr(f"{STUDY_FAILURE_PREFIX}{number}", {"kind": kind, "reason": reason})
 
 
 def retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Optuna's `failed_trial_callback` for heartbeat storages: records why the trial
-    failed on the study, then retries it once (the role of Optuna's
-    `RetryFailedTrialCallback`, with our once-only rule and `retry_of` attribute)."""
-    study.set_user_attr(f"{STUDY_FAIL_REASON_PREFIX}{trial.number}", STALE_REASON)
+    """Optuna's `heartbeat_stale_trial_callback`: records why the trial failed on the
+    study, then retries it once (the role of Optuna's `RetryFailedTrialCallback`, with our
+    once-only rule and `retry_of` attribute)."""
+    record_failure(study, trial.number, kind=STALE_HEARTBEAT, reason=STALE_REASON)
     retry_once(study, trial)
-
-
-def fail_reason(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str | None:
-    """Why a trial failed: its own `fail_reason`, else one recorded on the study."""
-    own = trial.user_attrs.get("fail_reason")
-    if own:
-        return str(own)
-    return study.user_attrs.get(f"{STUDY_FAIL_REASON_PREFIX}{trial.number}")

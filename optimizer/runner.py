@@ -8,22 +8,35 @@ evaluated once on the test split and the figure is stored on the study
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optimizer.errors import UsageError
-from optimizer.retry import is_interrupted, retry_once
+from optimizer.artifacts import fetch, open_store, store_dir_for
+from optimizer.errors import BudgetNotReached, UsageError
+from optimizer.lock import StorageLock
+from optimizer.record import check_record, make_record, stored_record, write_record
+from optimizer.retry import (
+    FAIL_REASON_ATTR,
+    FAILURE_KIND_ATTR,
+    ORPHANED,
+    RETRY_ATTR,
+    is_interrupted,
+    retry_once,
+)
 from optimizer.storage import (
     DIRECTIONS,
     METRIC_NAMES,
     check_compatible,
     open_storage,
     run_dir_for,
+    sqlite_path,
     storage_url,
     study_name,
 )
@@ -32,6 +45,7 @@ from studies import get_study
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.artifacts import FileSystemArtifactStore
 
     from studies.base import Study
     from studies.datasets import Splits
@@ -39,6 +53,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("tpe", "nsga2", "random")
+#: Rounds of trials in a row that may all be cut short before a run gives up.
+MAX_STALLED_ROUNDS = 2
 #: Reference points enqueued first in a new study (DESIGN §6 / seed 004): the base model
 #: uncompressed, and the EPR tutorial's λ = 2 and λ = 10 at full width.
 REFERENCE_CANDIDATES = (
@@ -77,89 +93,144 @@ def make_sampler(name: str, *, seed: int) -> optuna.samplers.BaseSampler:
 
 def _finished(study: optuna.Study) -> int:
     """Trials that count toward the budget: COMPLETE, PRUNED, and FAIL for a reason of the
-    candidate's own; trials cut short by an interrupt or a dead worker are retried instead."""
+    candidate's own. A trial cut short from outside (interrupt, dead worker, killed driver)
+    is retried instead, so it counts only when it was itself a retry."""
     from optuna.trial import TrialState
 
     done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     return sum(
         1
         for t in study.get_trials(deepcopy=False, states=done)
-        if not (t.state == TrialState.FAIL and is_interrupted(t))
+        if t.state != TrialState.FAIL
+        or RETRY_ATTR in t.user_attrs
+        or not is_interrupted(study, t)
     )
 
 
-def sweep_interrupted(study: optuna.Study) -> int:
-    """Marks trials left RUNNING by a killed single-writer run as FAIL, with the reason,
-    and enqueues each one's candidate again, once: a retry is not retried."""
+def sweep_orphaned(study: optuna.Study, *, storage: optuna.storages.BaseStorage) -> int:
+    """Marks trials left RUNNING by a killed single-writer run as FAIL (`orphaned`), and
+    enqueues each one's candidate again, once.
+
+    Called only while this process holds the study's `StorageLock`: on SQLite no other
+    driver can be running, so every RUNNING trial is orphaned. Uses the injected storage's
+    public API (trial ids from study name and trial number)."""
     from optuna.trial import TrialState
 
     swept = 0
-    storage = study._storage
+    study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_user_attr(trial_id, FAILURE_KIND_ATTR, ORPHANED)
         storage.set_trial_user_attr(
-            trial._trial_id, "fail_reason", "interrupted: found RUNNING when the study resumed"
+            trial_id, FAIL_REASON_ATTR, "interrupted: found RUNNING when the study resumed"
         )
-        storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
         swept += 1
         retry_once(study, trial)
     return swept
 
 
+def _existing_record(
+    storage: optuna.storages.BaseStorage, name: str
+) -> dict[str, object] | None:
+    """The stored study's definition record, or None when there is no such study."""
+    import optuna
+
+    if name not in {s.study_name for s in optuna.study.get_all_study_summaries(storage)}:
+        return None
+    loaded = optuna.load_study(study_name=name, storage=storage,
+                               sampler=optuna.samplers.RandomSampler())
+    check_compatible(loaded)
+    return stored_record(loaded)
+
+
+def resolve_seed(seed: int | None, *, stored: dict[str, object] | None, name: str) -> int:
+    """The study's seed: it carves the splits, so a stored study keeps its own; another
+    `--seed` on resume would re-carve validation (and a held-out test split) and is
+    refused."""
+    if stored is None:
+        return 0 if seed is None else seed
+    split_seed = int(stored["split_seed"])
+    if seed is not None and seed != split_seed:
+        raise UsageError(
+            f"study {name!r} was created with --seed {split_seed}, which carved its data "
+            f"splits; --seed {seed} would carve other ones (validation images could have been "
+            f"trained on). Drop --seed (the stored one is used), pass --seed {split_seed}, "
+            "or start a new --run-dir"
+        )
+    return split_seed
+
+
 def create_or_resume(
-    *, study: Study, name: str, storage: optuna.storages.BaseStorage,
-    sampler: optuna.samplers.BaseSampler, splits: Splits,
+    *, study: Study, name: str, storage: optuna.storages.BaseStorage, record: dict[str, object],
 ) -> optuna.Study:
-    """Loads study `name` (checking directions and metrics) or creates it with references."""
+    """Loads study `name`, refusing it when `record` contradicts what it stored, or
+    creates it, records its definition and enqueues the reference points."""
     import optuna
 
     existing = {s.study_name for s in optuna.study.get_all_study_summaries(storage)}
     if name in existing:
-        loaded = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        loaded = optuna.load_study(study_name=name, storage=storage)
         check_compatible(loaded)
+        check_record(loaded, record)
         return loaded
     created = optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, directions=list(DIRECTIONS)
+        study_name=name, storage=storage, directions=list(DIRECTIONS),
+        sampler=optuna.samplers.RandomSampler(),
     )
     with warnings.catch_warnings():  # set_metric_names is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         created.set_metric_names(list(METRIC_NAMES))
-    created.set_user_attr("dataset", study.dataset)
-    created.set_user_attr("family", study.family)
-    created.set_user_attr("data_source", splits.source)
-    created.set_user_attr("splits", splits.sizes())
-    created.set_user_attr("budget", vars(study.budget))
+    write_record(created, record)
     for candidate in REFERENCE_CANDIDATES:
         if candidate.quantization in study.quantization_modes:
             created.enqueue_trial(candidate_params(candidate, study=study), skip_if_exists=True)
     return created
 
 
-def score_front_on_test(study: optuna.Study, *, splits: Splits) -> dict[int, float]:
-    """Evaluates each front member's artifact on the test split once; stores the result."""
+def score_front_on_test(
+    study: optuna.Study, *, splits: Splits, store: FileSystemArtifactStore, store_dir: Path,
+) -> dict[int, float]:
+    """Evaluates each front member's artifact (read from the store) on the test split
+    once; stores the result on the study."""
     from objectives.pipeline import evaluate_artifact
     from optimizer.pareto import TEST_ACCURACY_ATTR, front_trials, test_accuracies
 
     known = test_accuracies(study)
-    for trial in front_trials(study):
-        if trial.number in known:
-            continue
-        path = Path(trial.user_attrs["artifact_path"])
-        mode = trial.user_attrs["candidate"]["quantization"]
-        known[trial.number] = evaluate_artifact(
-            path, quantization=mode, x=splits.x_test, y=splits.y_test
-        )
+    todo = [t for t in front_trials(study) if t.number not in known]
+    if not todo:
+        return known
+    with tempfile.TemporaryDirectory() as tmp:
+        for trial in todo:
+            path = fetch(trial, store=store, store_dir=store_dir, into=Path(tmp))
+            mode = trial.user_attrs["candidate"]["quantization"]
+            known[trial.number] = evaluate_artifact(
+                path, quantization=mode, x=splits.x_test, y=splits.y_test
+            )
     study.set_user_attr(TEST_ACCURACY_ATTR, {str(k): v for k, v in known.items()})
     return known
 
 
 class _Progress:
-    """A tqdm bar (trials done, front size, ETA) and one log line per finished trial."""
+    """One line per finished trial; on a terminal also a tqdm bar (trials done, front size,
+    ETA). Logs written to a file or pipe get the lines only, no redraws."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, *, bar: bool) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, unit="trial", file=sys.stderr, dynamic_ncols=True)
+        self.bar = (
+            tqdm(total=total, unit="trial", file=sys.stderr, dynamic_ncols=True) if bar else None
+        )
+        self.total = total
+        self.done = 0
 
+    def expect(self, more: int) -> None:
+        """`more` trials are about to run: retries may add to the first estimate."""
+        if self.done + more > self.total:
+            self.total = self.done + more
+            if self.bar is not None:
+                self.bar.total = self.total
+                self.bar.refresh()
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         from optuna.trial import TrialState
 
@@ -177,13 +248,66 @@ class _Progress:
         if trial.state == TrialState.COMPLETE:
             tail = f"accuracy={trial.values[0]:.4f} payload={trial.values[1] / 1024:.2f} KB"
         else:
-            tail = trial.user_attrs.get("fail_reason") or trial.user_attrs.get("prune_reason", "")
-        self.bar.write(f"{head} {tail} ({seconds:.0f} s)", file=sys.stderr)
+            tail = (trial.user_attrs.get(FAIL_REASON_ATTR)
+                    or trial.user_attrs.get("prune_reason", ""))
+        self.done += 1
+        line = f"{head} {tail} ({seconds:.0f} s)"
+        if self.bar is None:
+            print(f"[{self.done}/{self.total}] {line}", file=sys.stderr, flush=True)
+            return
+        self.bar.write(line, file=sys.stderr)
         self.bar.update(1)
         self.bar.set_postfix(front=len(study.best_trials))
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _pending_retries(study: optuna.Study) -> int:
+    """Retries enqueued for trials cut short from outside and not yet run."""
+    from optuna.trial import TrialState
+
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    return sum(1 for t in waiting if RETRY_ATTR in t.user_attrs)
+
+
+def _run_trials(
+    opt_study: optuna.Study, objective, *, target: int, timeout: float | None,
+    progress: _Progress | None,
+) -> None:
+    """Runs trials until `target` count toward the budget and no retry is pending.
+
+    Retries of interrupted or dead-worker trials run in this same invocation, even where
+    other queued trials (the reference points) would fill the budget first, so no
+    candidate cut short is left behind. A run ends with its budget, stopped by `timeout`,
+    or with `BudgetNotReached`."""
+    from optimizer.objective import TRIAL_FAILURES
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    stalled = 0
+    while True:
+        finished = _finished(opt_study)
+        todo = max(target - finished, _pending_retries(opt_study))
+        if todo <= 0:
+            return
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            log.warning("stopped by --timeout with %d of %d trials finished", finished, target)
+            return
+        if progress is not None:
+            progress.expect(todo)
+        opt_study.optimize(
+            objective, n_trials=todo, timeout=left, catch=TRIAL_FAILURES,
+            callbacks=[progress] if progress else None, gc_after_trial=True,
+        )
+        stalled = stalled + 1 if _finished(opt_study) == finished else 0
+        if stalled >= MAX_STALLED_ROUNDS:
+            raise BudgetNotReached(
+                f"{MAX_STALLED_ROUNDS} rounds of trials in a row were all cut short (workers "
+                f"died or were killed); {finished} of {target} trials finished. See the "
+                "trial lines above; --no-isolation shows a worker's crash in this process"
+            )
 
 
 def run_study(
@@ -192,18 +316,23 @@ def run_study(
     smoke: bool = False,
     run_dir: Path | None = None,
     storage: str | None = None,
+    artifact_dir: Path | None = None,
     sampler: str = "tpe",
-    seed: int = 0,
+    seed: int | None = None,
     n_trials: int | None = None,
     timeout: float | None = None,
     data_dir: Path | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     isolate: bool = True,
 ) -> optuna.Study:
-    """Runs `study` until it has `n_trials` finished trials (default: its budget's)."""
-    import optuna
+    """Runs `study` until it has `n_trials` finished trials (default: its budget's).
 
-    from optimizer.objective import TRIAL_FAILURES, Objective
+    `seed` (default 0 for a new study, the stored one on resume) carves the data splits
+    and seeds training; the sampler is seeded with it plus the number of trials so far, so
+    a resumed random search does not repeat its draws. `progress`: None shows a bar when
+    stderr is a terminal and plain lines otherwise; False shows nothing."""
+
+    from optimizer.objective import Objective
     from studies.datasets import load_dataset
 
     if smoke:
@@ -214,6 +343,8 @@ def run_study(
         raise UsageError(f"--n-trials must be at least 1, got {n_trials}")
     if timeout is not None and timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {timeout}")
+    if sampler not in SAMPLERS:
+        raise UsageError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -221,52 +352,57 @@ def run_study(
         probe.unlink()
     except OSError as error:
         raise UsageError(f"run dir {run_dir} is not writable: {error.strerror}") from None
-    the_sampler = make_sampler(sampler, seed=seed)
-    # data first: a data error must leave no storage behind
-    splits = load_dataset(study.dataset, data_dir=data_dir, seed=seed)
     url = storage_url(run_dir=run_dir, storage=storage)
-    rdb = open_storage(url)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    opt_study = create_or_resume(
-        study=study, name=name, storage=rdb, sampler=the_sampler, splits=splits
-    )
-    # one decision, made in `open_storage`: storages with heartbeats fail stale trials
-    # themselves; without them (SQLite, one writer) every RUNNING trial is orphaned
-    swept = sweep_interrupted(opt_study) if rdb.get_heartbeat_interval() is None else 0
-    if swept:
-        log.warning("marked %d trial(s) left RUNNING by an interrupted run as FAIL", swept)
-    target = n_trials or study.budget.n_trials
-    remaining = target - _finished(opt_study)
-    log.info(
-        "study %s: %s from %s; storage %s; %d of %d trials to run",
-        name, study.family, splits.source, url, max(remaining, 0), target,
-    )
-    if remaining > 0:
-        from optuna.artifacts import FileSystemArtifactStore
-
-        store_dir = run_dir / "artifact-store"
-        store_dir.mkdir(parents=True, exist_ok=True)
-        objective = Objective(
-            study=study, splits=splits, run_dir=run_dir, seed=seed,
-            artifact_store=FileSystemArtifactStore(str(store_dir)), isolate=isolate,
+    database = sqlite_path(url)
+    holding = StorageLock(database) if database is not None else contextlib.nullcontext()
+    with holding:
+        rdb, stored = None, None
+        if database is None or (database.exists() and database.stat().st_size > 0):
+            rdb = open_storage(url)
+            stored = _existing_record(rdb, name)
+        seed = resolve_seed(seed, stored=stored, name=name)
+        # data before any write: a data error leaves no storage behind
+        splits = load_dataset(study.dataset, data_dir=data_dir, split_seed=seed)
+        record = make_record(study=study, splits=splits)
+        rdb = rdb or open_storage(url)
+        opt_study = create_or_resume(study=study, name=name, storage=rdb, record=record)
+        # one decision, made in `open_storage`: storages with heartbeats fail stale trials
+        # themselves; without them (SQLite) we hold the lock, so RUNNING means orphaned
+        if rdb.get_heartbeat_interval() is None:
+            swept = sweep_orphaned(opt_study, storage=rdb)
+            if swept:
+                log.warning("marked %d trial(s) left RUNNING by a killed run as FAIL; "
+                            "each is retried once", swept)
+        opt_study.sampler = make_sampler(sampler, seed=seed + len(opt_study.trials))
+        target = n_trials or study.budget.n_trials
+        remaining = target - _finished(opt_study)
+        store_dir = store_dir_for(run_dir, artifact_dir=artifact_dir)
+        store = open_store(store_dir, create=True)
+        log.info(
+            "study %s: %s from %s; storage %s; artifacts %s; %d of %d trials to run",
+            name, study.family, splits.source, url, store_dir, max(remaining, 0), target,
         )
-        bar = _Progress(remaining) if progress else None
-        start = time.perf_counter()
-        previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-        try:
-            opt_study.optimize(
-                objective, n_trials=remaining, timeout=timeout, catch=TRIAL_FAILURES,
-                callbacks=[bar] if bar else None, gc_after_trial=True,
+        if remaining > 0:
+            objective = Objective(
+                study=study, splits=splits, scratch_dir=run_dir / "scratch", seed=seed,
+                artifact_store=store, isolate=isolate,
             )
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            if bar:
-                bar.close()
-        log.info("ran %d trial(s) in %.0f s", remaining, time.perf_counter() - start)
-    else:
-        log.info("study %s already has %d finished trials; pass a larger --n-trials to add more",
-                 name, target)
-    score_front_on_test(opt_study, splits=splits)
+            show = sys.stderr.isatty() if progress is None else progress
+            bar = _Progress(remaining, bar=show) if progress is not False else None
+            start = time.perf_counter()
+            previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+            try:
+                _run_trials(opt_study, objective, target=target, timeout=timeout, progress=bar)
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+                if bar:
+                    bar.close()
+            log.info("finished %d of %d trials; this run took %.0f s", _finished(opt_study),
+                     target, time.perf_counter() - start)
+        else:
+            log.info("study %s already has %d finished trials; pass a larger --n-trials to "
+                     "add more", name, target)
+        score_front_on_test(opt_study, splits=splits, store=store, store_dir=store_dir)
     return opt_study
 
 
@@ -276,8 +412,9 @@ def run_command(args: argparse.Namespace) -> int:
 
     opt_study = run_study(
         study=get_study(args.study), smoke=args.smoke, run_dir=args.run_dir,
-        storage=args.storage, sampler=args.sampler, seed=args.seed, n_trials=args.n_trials,
-        timeout=args.timeout, data_dir=args.data_dir, isolate=not args.no_isolation,
+        storage=args.storage, artifact_dir=args.artifact_dir, sampler=args.sampler,
+        seed=args.seed, n_trials=args.n_trials, timeout=args.timeout, data_dir=args.data_dir,
+        isolate=not args.no_isolation,
     )
     rows = front_rows(opt_study)
     print(format_front(rows, "table") if rows else "no completed trials; see the log above")

@@ -39,7 +39,8 @@ def storage_url(*, run_dir: Path, storage: str | None) -> str:
     return storage if storage else f"sqlite:///{Path(run_dir) / STORAGE_FILE}"
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a `sqlite:///` URL, or None for other storages."""
     if url.startswith("sqlite:///"):
         return Path(url[len("sqlite:///") :])
     return None
@@ -75,7 +76,7 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseS
     import optuna
     import sqlalchemy.exc
 
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if path is not None:
         _check_sqlite_file(path, must_exist=must_exist)
     elif "://" not in url:
@@ -84,14 +85,14 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseS
     if path is None:
         # Many drivers on a server database: heartbeats let Optuna fail the trials of a
         # killed driver (stale after GRACE_SECONDS) and retry each candidate once, while
-        # other drivers' trials run on. SQLite has one writer; `runner.sweep_interrupted`
+        # other drivers' trials run on. SQLite has one writer; `runner.sweep_orphaned`
         # does that job there at start-up.
         from optimizer.retry import retry_stale_trial
 
         kwargs = {
             "heartbeat_interval": HEARTBEAT_SECONDS,
             "grace_period": GRACE_SECONDS,
-            "failed_trial_callback": retry_stale_trial,
+            "heartbeat_stale_trial_callback": retry_stale_trial,
         }
     try:
         with warnings.catch_warnings():  # heartbeats are marked experimental

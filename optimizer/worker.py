@@ -23,12 +23,15 @@ from collections.abc import Callable
 from typing import Any
 
 from objectives.errors import TrialFailure
+from optimizer.retry import WORKER_DIED
 
 PARENT_POLL_SECONDS = 1.0
 
 
 class WorkerDied(TrialFailure):
     """The worker process ended without returning a result."""
+
+    kind = WORKER_DIED
 
 
 class WorkerBug(RuntimeError):

@@ -28,9 +28,18 @@ def _study_def(modes):
 
 def _run(objective, n):
     study = optuna.create_study(directions=["maximize", "minimize"],
+                                storage=optuna.storages.InMemoryStorage(),
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(objective, n_trials=n, catch=TRIAL_FAILURES)
     return study
+
+
+def _objective(definition, splits, tmp_path):
+    from optuna.artifacts import FileSystemArtifactStore
+
+    (tmp_path / "store").mkdir(exist_ok=True)
+    return Objective(study=definition, splits=splits, scratch_dir=tmp_path / "scratch", seed=0,
+                     isolate=False, artifact_store=FileSystemArtifactStore(str(tmp_path / "store")))
 
 
 def test_a_failed_conversion_fails_the_trial_with_its_reason(monkeypatch, splits, tmp_path):
@@ -44,14 +53,15 @@ def test_a_failed_conversion_fails_the_trial_with_its_reason(monkeypatch, splits
         return real(model, **kwargs)
 
     monkeypatch.setattr(tflite, "convert", flaky)
-    objective = Objective(study=_study_def(("float16",)), splits=splits, run_dir=tmp_path,
-                          seed=0, isolate=False)
+    objective = _objective(_study_def(("float16",)), splits, tmp_path)
     study = _run(objective, 2)
     first, second = study.trials
     assert first.state == optuna.trial.TrialState.FAIL
     assert first.user_attrs["fail_reason"] == (
         "ConversionError: TFLite int8 conversion failed: no kernel for op X"
     )
+    assert first.user_attrs["failure_kind"] == "conversion_failed"
+    assert "retry_of" not in second.user_attrs  # a candidate's own failure is not retried
     assert second.state == optuna.trial.TrialState.COMPLETE
 
 
@@ -62,33 +72,37 @@ def test_an_infinite_objective_is_never_stored_as_complete(monkeypatch, splits, 
         return dataclasses.replace(real(**kwargs), accuracy=float("inf"))
 
     monkeypatch.setattr(pipeline, "evaluate_candidate", infinite)
-    objective = Objective(study=_study_def(("float32",)), splits=splits, run_dir=tmp_path,
-                          seed=0, isolate=False)
+    objective = _objective(_study_def(("float32",)), splits, tmp_path)
     study = _run(objective, 1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.FAIL
     assert "not finite" in trial.user_attrs["fail_reason"]
+    assert trial.user_attrs["failure_kind"] == "diverged"
 
 
 def test_an_unusable_artifact_is_pruned_with_its_reason(splits, tmp_path):
     # one epoch of a tiny model stays well below 99.9%: the artifact is not usable
     definition = dataclasses.replace(_study_def(("float32",)), usable_accuracy=0.999)
-    objective = Objective(study=definition, splits=splits, run_dir=tmp_path, seed=0,
-                          isolate=False)
+    objective = _objective(definition, splits, tmp_path)
     trial = _run(objective, 1).trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert "below the study's usable_accuracy 0.999" in trial.user_attrs["prune_reason"]
-    assert not list((tmp_path / "artifacts").glob("*"))  # nothing left to export
+    assert not list((tmp_path / "scratch").glob("*"))  # nothing left to export
+    assert not list((tmp_path / "store").glob("*"))
 
 
-def test_completed_trials_upload_artifact_and_plot(splits, tmp_path):
-    from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
+def test_completed_trials_keep_their_artifact_only_in_the_store(splits, tmp_path):
+    from optuna.artifacts import get_all_artifact_meta
 
-    store_dir = tmp_path / "store"
-    store_dir.mkdir()
-    objective = Objective(study=_study_def(("dynamic",)), splits=splits, run_dir=tmp_path,
-                          seed=0, isolate=False,
-                          artifact_store=FileSystemArtifactStore(str(store_dir)))
-    study = _run(objective, 1)
-    metas = get_all_artifact_meta(study.trials[0], storage=study._storage)
+    from objectives.pipeline import sha256_file
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(directions=["maximize", "minimize"], storage=storage)
+    study.optimize(_objective(_study_def(("dynamic",)), splits, tmp_path), n_trials=1)
+    trial = study.trials[0]
+    metas = get_all_artifact_meta(trial, storage=storage)
     assert sorted(m.mimetype for m in metas) == ["application/octet-stream", "image/png"]
+    stored = tmp_path / "store" / trial.user_attrs["artifact_id"]
+    assert sha256_file(stored) == trial.user_attrs["artifact_sha256"]
+    assert "artifact_path" not in trial.user_attrs  # no machine-local path is recorded
+    assert not list((tmp_path / "scratch").glob("*"))

@@ -115,7 +115,7 @@ def test_a_killed_driver_s_trial_goes_stale_is_failed_and_retried_once(tmp_path,
     assert len(by_number) == len(trials)
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     stale = by_number[killed[0].number]
-    assert stale.state == optuna.trial.TrialState.FAIL and is_interrupted(stale)
+    assert stale.state == optuna.trial.TrialState.FAIL and is_interrupted(study, stale)
     frame = trials_frame(study).set_index("trial")
     assert frame.loc[stale.number, "fail_reason"].startswith("interrupted: heartbeat stopped")
     retries = [t for t in trials if t.user_attrs.get(RETRY_ATTR) == stale.number]

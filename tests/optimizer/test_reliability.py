@@ -71,7 +71,7 @@ def test_a_tampered_artifact_is_refused_by_export(tmp_path):
                   "--run-dir", str(tmp_path))
     assert run.returncode == 0, run.stderr[-2000:]
     study = optuna.load_study(study_name="digits-smoke", storage=f"sqlite:///{tmp_path}/study.db")
-    path = study.trials[0].user_attrs["artifact_path"]
+    path = tmp_path / "artifact-store" / study.trials[0].user_attrs["artifact_id"]
     with open(path, "r+b") as f:
         f.seek(100)
         f.write(b"\x00\x01\x02\x03")

@@ -20,7 +20,7 @@ N_TRIALS = 5
 def digits_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "digits"
     out = run_cli("run", "--study", "digits", "--smoke", "--n-trials", str(N_TRIALS),
-                  "--run-dir", str(run_dir), "--seed", "0")
+                  "--run-dir", str(run_dir), "--seed", "1")
     assert out.returncode == 0, out.stderr[-3000:]
     return run_dir, out
 
@@ -48,7 +48,7 @@ def test_run_stores_trials_params_and_attributes(digits_run):
         attrs = t.user_attrs
         for key in ("payload_bytes", "artifact_bytes", "artifact_gzip_bytes", "size_definition",
                     "params", "head_mec_bits", "feature_compression_ratio", "train_seconds",
-                    "eval_seconds", "data_source", "artifact_path", "artifact_sha256",
+                    "eval_seconds", "data_source", "artifact_id", "artifact_sha256",
                     "keras_accuracy"):
             assert key in attrs, key
         assert attrs["payload_bytes"] == t.values[1] > 0
@@ -84,14 +84,21 @@ def test_pareto_formats(digits_run):
                   "--format", "json")
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
-    sizes = [r["payload_kb"] for r in rows]
+    sizes = [r["payload_bytes"] for r in rows]
     assert sizes == sorted(sizes) and rows
+    by_number = {t.number: t for t in _study(run_dir).trials}
+    for row in rows:  # exact integers, equal to what the trial stored
+        trial = by_number[row["trial"]]
+        assert row["payload_bytes"] == trial.values[1] == trial.user_attrs["payload_bytes"]
+        assert isinstance(row["payload_bytes"], int)
+        assert row["artifact_bytes"] == trial.user_attrs["artifact_bytes"]
     assert {"trial", "accuracy", "test_accuracy", "quantization", "width"} <= set(rows[0])
     table = run_cli("pareto", "--study", "digits", "--smoke", "--run-dir", str(run_dir))
     assert "payload_kb" in table.stdout.splitlines()[0]
 
 
-def test_export_reloads_with_the_same_accuracy(digits_run, tmp_path):
+def test_export_of_a_seed_1_run_reloads_with_the_same_accuracy(digits_run, tmp_path):
+    # the run used --seed 1: export must carve validation with the stored seed, not 0
     run_dir, _ = digits_run
     study = _study(run_dir)
     best = max(study.best_trials, key=lambda t: t.values[0])
@@ -209,16 +216,64 @@ def test_run_with_missing_data_dir_files(tmp_path):
     assert not (tmp_path / "r" / "study.db").exists()
 
 
-def test_export_refuses_data_other_than_the_runs(digits_run, tmp_path):
+def test_the_study_records_what_defines_it(digits_run):
     import dataclasses
 
-    from optimizer.errors import UsageError
-    from optimizer.export import export_trial
+    from objectives.size import SIZE_DEFINITION
+    from studies import STUDIES
     from studies.datasets import load_dataset
 
     run_dir, _ = digits_run
-    study = _study(run_dir)
-    other = dataclasses.replace(load_dataset("digits"), source="digits:elsewhere")
-    with pytest.raises(UsageError, match="pass the same --data-dir"):
-        export_trial(study=study, trial=study.best_trials[0], out=tmp_path, splits=other)
-    assert not list(tmp_path.iterdir())
+    record = _study(run_dir).user_attrs["definition"]
+    splits = load_dataset("digits", split_seed=1)
+    assert record["split_seed"] == 1
+    assert record["data_fingerprints"] == splits.fingerprints()
+    assert record["data_fingerprints"] != load_dataset("digits", split_seed=0).fingerprints()
+    assert record["splits"] == splits.sizes()
+    assert record["budget"] == dataclasses.asdict(STUDIES["digits"].smoke)
+    assert record["search_space"]["width_range"] == list(STUDIES["digits"].width_range)
+    assert record["family"] == "tiny_cnn" and record["dataset"] == "digits"
+    assert record["size_definition"] == SIZE_DEFINITION
+
+
+def test_resume_with_another_seed_is_refused_and_changes_nothing(digits_run):
+    run_dir, _ = digits_run
+    before = (run_dir / "study.db").read_bytes()
+    out = run_cli("run", "--study", "digits", "--smoke", "--n-trials", str(N_TRIALS + 5),
+                  "--run-dir", str(run_dir), "--seed", "0")
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "created with --seed 1" in lines[0] and "--seed 0" in lines[0]
+    assert (run_dir / "study.db").read_bytes() == before
+
+
+def test_export_refuses_data_other_than_the_runs(digits_run):
+    from optimizer.errors import UsageError
+    from optimizer.record import check_record, stored_record
+
+    study = _study(digits_run[0])
+    stored = stored_record(study)
+    other = {**stored, "data_source": "digits:elsewhere",
+             "data_fingerprints": {**stored["data_fingerprints"], "data": "0" * 16}}
+    with pytest.raises(UsageError, match="differs from the data found now"):
+        check_record(study, other)
+
+
+def test_a_copied_run_dir_still_exports(digits_run, tmp_path):
+    import shutil
+
+    run_dir, _ = digits_run
+    copy = tmp_path / "moved"
+    shutil.copytree(run_dir, copy)
+    best = max(_study(copy).best_trials, key=lambda t: t.values[0])
+    out = run_cli("export", "--study", "digits", "--smoke", "--run-dir", str(copy),
+                  "--trial", str(best.number), "--out", str(tmp_path / "exp"))
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_the_log_is_quiet_and_has_no_progress_redraws(digits_run):
+    _, out = digits_run
+    for chatter in ("XNNPACK", "fully_quantize", "inference_type", "\r", "Traceback"):
+        assert chatter not in out.stderr, chatter
+    finished = [line for line in out.stderr.splitlines() if line.startswith("[")]
+    assert len(finished) == N_TRIALS  # one plain line per trial when stderr is a pipe

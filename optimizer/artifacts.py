@@ -1,0 +1,84 @@
+"""Where trial artifacts live: the study's Optuna artifact store, found from anywhere.
+
+Every trial uploads the artifact it was scored on (the `.tflite` or `.epr` file) to an
+Optuna `FileSystemArtifactStore` and records the returned `artifact_id` and the file's
+SHA-256; nothing records a local path. `export`, test scoring and `dashboard` read the
+artifact back from the store, so a moved or copied run directory keeps working, and
+drivers on several machines that share one store (`--artifact-dir` on a shared mount)
+can export each other's trials.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from optimizer.errors import UsageError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
+
+STORE_DIR = "artifact-store"
+ARTIFACT_ID_ATTR = "artifact_id"
+ARTIFACT_SHA256_ATTR = "artifact_sha256"
+
+
+def store_dir_for(run_dir: Path, *, artifact_dir: Path | None) -> Path:
+    """`--artifact-dir`, or `<run dir>/artifact-store`."""
+    return Path(artifact_dir) if artifact_dir is not None else Path(run_dir) / STORE_DIR
+
+
+def open_store(directory: Path, *, create: bool) -> FileSystemArtifactStore:
+    """The artifact store in `directory`; `UsageError` if it cannot be used."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    directory = Path(directory)
+    if create:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(
+                f"--artifact-dir {directory} cannot be created: {error.strerror}"
+            ) from None
+    elif not directory.is_dir():
+        raise UsageError(
+            f"no artifact store at {directory}; pass --artifact-dir with the folder the "
+            "study's drivers wrote their artifacts to"
+        )
+    return FileSystemArtifactStore(str(directory))
+
+
+def fetch(
+    trial: optuna.trial.FrozenTrial, *, store: FileSystemArtifactStore, store_dir: Path,
+    into: Path,
+) -> Path:
+    """Downloads `trial`'s artifact into the folder `into` and checks its SHA-256.
+
+    Returns the file's path (named `trial-NNNNN<suffix>`, the suffix of its format).
+    `UsageError` when the store lacks it or the bytes do not match the record."""
+    from optuna.artifacts import download_artifact
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
+    from objectives.pipeline import artifact_suffix, sha256_file
+
+    artifact_id = trial.user_attrs.get(ARTIFACT_ID_ATTR)
+    if not artifact_id:
+        raise UsageError(f"trial {trial.number} recorded no artifact in the study's store")
+    suffix = artifact_suffix(trial.user_attrs["candidate"]["quantization"])
+    target = Path(into) / f"trial-{trial.number:05d}{suffix}"
+    target.unlink(missing_ok=True)
+    try:
+        download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(target))
+    except ArtifactNotFound:
+        raise UsageError(
+            f"trial {trial.number}'s artifact {artifact_id} is not in the store at {store_dir}; "
+            "pass --artifact-dir with the folder the study's drivers wrote to"
+        ) from None
+    if sha256_file(target) != trial.user_attrs.get(ARTIFACT_SHA256_ATTR):
+        target.unlink()
+        raise UsageError(
+            f"trial {trial.number}'s artifact {artifact_id} in {store_dir} does not match "
+            "its checksum"
+        )
+    return target

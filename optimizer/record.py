@@ -1,0 +1,137 @@
+"""What defines a stored study: written once when the study is created, checked on every
+later use.
+
+A study in storage must mean one thing to whoever opens it, from wherever. So `run`
+records on the Optuna study everything its numbers depend on — the dataset, where the data
+came from and a fingerprint of each split, the seed the splits were carved with, their
+sizes, the training budget, the search-space ranges, the model family, and the byte
+definition — and every later command takes these from the study, never from today's
+defaults. What is given now that contradicts the record is refused with one line naming
+both values and what to do, before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from optimizer.errors import UsageError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from studies.base import Study
+    from studies.datasets import Splits
+
+#: The study user attribute holding the record, and the version of its layout.
+RECORD_ATTR = "definition"
+RECORD_VERSION = 1
+
+
+def search_space(study: Study) -> dict[str, Any]:
+    """The ranges and rules of the study's search space, as stored."""
+    return {
+        "width_range": list(study.width_range),
+        "width_step": study.width_step,
+        "epr_lambda_range": list(study.epr_lambda_range),
+        "quantization_modes": list(study.quantization_modes),
+        "factorize_mode": study.factorize_mode,
+        "accuracy_floor": study.accuracy_floor,
+        "usable_accuracy": study.usable_accuracy,
+    }
+
+
+def make_record(*, study: Study, splits: Splits) -> dict[str, Any]:
+    """The record of `study` searched on `splits` (JSON-serializable)."""
+    from objectives.size import SIZE_DEFINITION
+
+    return {
+        "version": RECORD_VERSION,
+        "dataset": study.dataset,
+        "family": study.family,
+        "data_source": splits.source,
+        "data_fingerprints": splits.fingerprints(),
+        "split_seed": splits.split_seed,
+        "splits": splits.sizes(),
+        "budget": asdict(study.budget),
+        "search_space": search_space(study),
+        "size_definition": SIZE_DEFINITION,
+    }
+
+
+def write_record(opt_study: optuna.Study, record: dict[str, Any]) -> None:
+    """Stores the record on a new study; a few keys also top-level for optuna-dashboard."""
+    opt_study.set_user_attr(RECORD_ATTR, record)
+    for key in ("dataset", "family", "data_source", "split_seed"):
+        opt_study.set_user_attr(key, record[key])
+
+
+def stored_record(opt_study: optuna.Study) -> dict[str, Any]:
+    """The study's record, or `UsageError` for a study made before studies had one."""
+    record = opt_study.user_attrs.get(RECORD_ATTR)
+    if not isinstance(record, dict) or record.get("version") != RECORD_VERSION:
+        raise UsageError(
+            f"study {opt_study.study_name!r} carries no definition record of version "
+            f"{RECORD_VERSION} (made by an older version of this tool), so its data splits "
+            "cannot be reproduced; start it again in a new --run-dir or --storage"
+        )
+    return record
+
+
+_WHAT_TO_DO = {
+    "dataset": "use the study's own dataset, or a new --run-dir",
+    "family": "use a new --run-dir for another model family",
+    "data_source": "",
+    "split_seed": "drop --seed (the stored one is used) or pass --seed {stored}, or start a "
+    "new --run-dir",
+    "data_fingerprints": "pass the --data-dir the study was run with ({source}), or start "
+    "a new --run-dir for other data",
+    "splits": "",
+    "budget": "the study definition's budget changed since the study was created; restore "
+    "it, or start a new --run-dir",
+    "search_space": "the study definition's ranges changed since the study was created; "
+    "restore them, or start a new --run-dir",
+    "size_definition": "this version of the tool measures bytes differently; start a new "
+    "--run-dir",
+}
+
+
+def check_record(opt_study: optuna.Study, now: dict[str, Any]) -> None:
+    """Refuses (`UsageError`) when `now` contradicts the stored record.
+
+    The data source string may differ (the same files in another folder); the data
+    fingerprints may not."""
+    stored = stored_record(opt_study)
+    for key, advice in _WHAT_TO_DO.items():
+        if key in ("data_source", "splits"):
+            continue  # implied by the fingerprints
+        if stored.get(key) != now.get(key):
+            hint = advice.format(source=stored.get("data_source"), stored=stored.get(key))
+            if key == "data_fingerprints":
+                what = (f"its data ({stored.get('data_source')}, fingerprint "
+                        f"{_short(stored.get(key))}) differs from the data found now "
+                        f"({now.get('data_source')}, fingerprint {_short(now.get(key))})")
+            else:
+                what = f"its {key} is {stored.get(key)}, but now it would be {now.get(key)}"
+            raise UsageError(f"study {opt_study.study_name!r}: {what}; {hint}")
+
+
+def _short(fingerprints: object) -> str:
+    if isinstance(fingerprints, dict):
+        return str(fingerprints.get("data", "?"))[:12]
+    return str(fingerprints)
+
+
+def load_recorded_data(opt_study: optuna.Study, *, data_dir: Path | None) -> Splits:
+    """The study's data, split as recorded (its dataset and split seed), refused when the
+    data found now is not the data the study was run on (fingerprints differ)."""
+    from studies.datasets import load_dataset
+
+    record = stored_record(opt_study)
+    splits = load_dataset(
+        str(record["dataset"]), data_dir=data_dir, split_seed=int(record["split_seed"])
+    )
+    check_record(opt_study, {**record, "data_source": splits.source,
+                             "data_fingerprints": splits.fingerprints()})
+    return splits
