@@ -3,43 +3,84 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
+from pathlib import Path
 
 from optimizer.errors import UsageError
 
 log = logging.getLogger(__name__)
 
 
-def serve(*, storage_url: str, study_name: str, artifact_dir, host: str, port: int) -> None:
-    """Starts optuna-dashboard (blocking) after checking the study exists."""
+
+def check_port_free(*, host: str, port: int) -> None:
+    """`UsageError` unless a server could listen on host:port now.
+
+    Binds a socket the way the dashboard's server will (address reuse on, so a port in
+    TIME_WAIT counts as free) and closes it at once.
+    """
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port} is not a TCP port")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise UsageError(
+                f"port {port} on {host} is in use; pass --port with a free port"
+            ) from None
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {error.strerror or error}; "
+            "pass another --host or --port"
+        ) from None
+
+
+def serve(
+    *, storage_url: str, study_name: str, artifact_dir: Path, host: str, port: int
+) -> None:
+    """Starts optuna-dashboard (blocking) after checking the study exists and the port
+    is free."""
     from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import run_server
 
-    from optimizer.storage import load_existing
+    from optimizer.storage import load_existing, open_storage
 
-    study = load_existing(study_name, url=storage_url)
-    if not 0 < port < 65536:
-        raise UsageError(f"--port {port} is not a TCP port")
+    study = load_existing(study_name, url=storage_url)  # UsageError naming stored studies
+    storage = open_storage(storage_url, must_exist=True)
+    study_id = storage.get_study_id_from_name(study_name)
+    check_port_free(host=host, port=port)
     store = None
     if artifact_dir.is_dir():
         store = FileSystemArtifactStore(str(artifact_dir))
     print(
         f"optuna-dashboard for study {study_name!r} ({len(study.trials)} trials): "
-        f"http://{host}:{port}/dashboard/studies/{study._study_id}  (Ctrl-C stops it)",
+        f"http://{host}:{port}/dashboard/studies/{study_id}  (Ctrl-C stops it)",
         flush=True,
     )
-    run_server(study._storage, host=host, port=port, artifact_store=store)
+    try:
+        run_server(storage, host=host, port=port, artifact_store=store)
+    except OSError as error:  # e.g. another process took the port since the check
+        raise UsageError(
+            f"optuna-dashboard could not serve on {host}:{port}: {error.strerror or error}; "
+            "pass --port with a free port"
+        ) from None
 
 
 def dashboard_command(args: argparse.Namespace) -> int:
     """CLI entry for `dashboard`."""
-    from optimizer.storage import run_dir_for, storage_url, study_name
+    from optimizer.artifacts import store_dir_for
+    from optimizer.storage import check_study_arg, run_dir_for, storage_url, study_name
     from studies import get_study
 
+    check_study_arg(args.study)
     name = study_name(get_study(args.study).name, smoke=args.smoke)
     run_dir = run_dir_for(name, run_dir=args.run_dir)
     serve(
         storage_url=storage_url(run_dir=run_dir, storage=args.storage), study_name=name,
-        artifact_dir=run_dir / "artifact-store", host=args.host, port=args.port,
+        artifact_dir=store_dir_for(run_dir, artifact_dir=args.artifact_dir), host=args.host,
+        port=args.port,
     )
     return 0

@@ -1,4 +1,9 @@
-"""The Pareto front of a study: accuracy ↑ versus payload bytes ↓, and the `pareto` command."""
+"""The Pareto front of a study: accuracy ↑ versus payload bytes ↓, and the `pareto` command.
+
+`--format json` and `csv` are for machines: byte figures are exact integers and accuracy
+is unrounded, under the names the trials store them (`payload_bytes`, `artifact_bytes`).
+The table is for people: KB (1 KB = 1024 bytes) and rounded figures.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,13 @@ if TYPE_CHECKING:
     import optuna
 
 TEST_ACCURACY_ATTR = "test_accuracy"
+#: The columns of `--format json|csv`, named as the trials' objectives and user attributes.
 COLUMNS = (
+    "trial", "accuracy", "test_accuracy", "payload_bytes", "artifact_bytes", "width",
+    "factorize", "epr_lambda", "quantization",
+)
+#: The columns of the table for people: sizes in KB, figures rounded.
+TABLE_COLUMNS = (
     "trial", "accuracy", "test_accuracy", "payload_kb", "artifact_kb", "width", "factorize",
     "epr_lambda", "quantization",
 )
@@ -33,30 +44,62 @@ def test_accuracies(study: optuna.Study) -> dict[int, float]:
     return {int(k): float(v) for k, v in stored.items()}
 
 
+def _exact_bytes(value: object) -> int | None:
+    """A stored byte count as an int (Optuna keeps objective values as floats)."""
+    return None if value is None else round(float(value))
+
+
 def front_rows(study: optuna.Study) -> list[dict[str, object]]:
-    """One dict per front member with the columns of `COLUMNS`."""
+    """One dict per front member with the columns of `COLUMNS`, exact and unrounded.
+
+    `factorize` is the candidate's list of factorized layers.
+    """
     tests = test_accuracies(study)
     rows = []
     for t in front_trials(study):
         cand = t.user_attrs.get("candidate", {})
+        epr_lambda = cand.get("epr_lambda")
         rows.append(
             {
                 "trial": t.number,
-                "accuracy": round(t.values[0], 4),
-                "test_accuracy": None if t.number not in tests else round(tests[t.number], 4),
-                "payload_kb": round(t.values[1] / 1024, 2),
-                "artifact_kb": round(t.user_attrs.get("artifact_bytes", 0) / 1024, 2),
+                "accuracy": t.values[0],
+                "test_accuracy": tests.get(t.number),
+                "payload_bytes": _exact_bytes(t.values[1]),
+                "artifact_bytes": _exact_bytes(t.user_attrs.get("artifact_bytes")),
                 "width": cand.get("width"),
-                "factorize": ",".join(cand.get("factorize", [])) or "-",
-                "epr_lambda": round(float(cand.get("epr_lambda", 0.0)), 3),
+                "factorize": list(cand.get("factorize", [])),
+                "epr_lambda": None if epr_lambda is None else float(epr_lambda),
                 "quantization": cand.get("quantization"),
             }
         )
     return rows
 
 
+def _rounded(value: object, digits: int) -> object:
+    return None if value is None else round(float(value), digits)
+
+
+def _kb(size: object) -> object:
+    return None if size is None else round(int(size) / 1024, 2)
+
+
+def table_row(row: dict[str, object]) -> list[object]:
+    """One `front_rows` row as the table's cells (`TABLE_COLUMNS`)."""
+    return [
+        row["trial"],
+        _rounded(row["accuracy"], 4),
+        _rounded(row["test_accuracy"], 4),
+        _kb(row["payload_bytes"]),
+        _kb(row["artifact_bytes"]),
+        row["width"],
+        ",".join(row["factorize"]) or "-",
+        _rounded(row["epr_lambda"], 3),
+        row["quantization"],
+    ]
+
+
 def format_front(rows: list[dict[str, object]], fmt: str) -> str:
-    """The front as an aligned table, CSV or JSON."""
+    """The front as an aligned table (KB, rounded), CSV or JSON (exact bytes, unrounded)."""
     if fmt == "json":
         return json.dumps(rows, indent=2)
     if fmt == "csv":
@@ -66,9 +109,9 @@ def format_front(rows: list[dict[str, object]], fmt: str) -> str:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({**r, "factorize": ",".join(r["factorize"])} for r in rows)
         return buf.getvalue().rstrip("\n")
-    return format_table(list(COLUMNS), [[r[c] for c in COLUMNS] for r in rows])
+    return format_table(list(TABLE_COLUMNS), [table_row(r) for r in rows])
 
 
 def pareto_command(args: argparse.Namespace) -> int:

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING
 from optimizer.artifacts import fetch, open_store, store_dir_for
 from optimizer.errors import BudgetNotReached, UsageError
 from optimizer.lock import StorageLock
-from optimizer.record import check_record, make_record, stored_record, write_record
+from optimizer.record import (
+    RECORD_ATTR,
+    check_record,
+    make_record,
+    stored_record,
+    write_record,
+)
 from optimizer.retry import (
     FAIL_REASON_ATTR,
     FAILURE_KIND_ATTR,
@@ -53,6 +59,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("tpe", "nsga2", "random")
+#: How long a driver waits for a study another driver has just created to be recorded.
+RECORD_WAIT_SECONDS = 30.0
 #: Rounds of trials in a row that may all be cut short before a run gives up.
 MAX_STALLED_ROUNDS = 2
 #: Reference points enqueued first in a new study (DESIGN §6 / seed 004): the base model
@@ -130,6 +138,27 @@ def sweep_orphaned(study: optuna.Study, *, storage: optuna.storages.BaseStorage)
     return swept
 
 
+def _load_recorded(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    """Loads study `name` once its creator has recorded its definition.
+
+    On a server database another driver may have created the study a moment ago and not
+    yet written its metric names and record; wait for them (up to `RECORD_WAIT_SECONDS`)
+    rather than refuse a study that is being born."""
+    import optuna
+
+    # a SQLite study is held under our lock: nobody else can be creating it
+    server = storage.get_heartbeat_interval() is not None
+    deadline = time.monotonic() + (RECORD_WAIT_SECONDS if server else 0.0)
+    while True:
+        loaded = optuna.load_study(study_name=name, storage=storage,
+                                   sampler=optuna.samplers.RandomSampler())
+        if RECORD_ATTR in loaded.user_attrs or time.monotonic() >= deadline:
+            check_compatible(loaded)
+            stored_record(loaded)
+            return loaded
+        time.sleep(0.5)
+
+
 def _existing_record(
     storage: optuna.storages.BaseStorage, name: str
 ) -> dict[str, object] | None:
@@ -138,10 +167,7 @@ def _existing_record(
 
     if name not in {s.study_name for s in optuna.study.get_all_study_summaries(storage)}:
         return None
-    loaded = optuna.load_study(study_name=name, storage=storage,
-                               sampler=optuna.samplers.RandomSampler())
-    check_compatible(loaded)
-    return stored_record(loaded)
+    return stored_record(_load_recorded(storage, name))
 
 
 def resolve_seed(seed: int | None, *, stored: dict[str, object] | None, name: str) -> int:
@@ -169,15 +195,26 @@ def create_or_resume(
     import optuna
 
     existing = {s.study_name for s in optuna.study.get_all_study_summaries(storage)}
-    if name in existing:
-        loaded = optuna.load_study(study_name=name, storage=storage)
-        check_compatible(loaded)
-        check_record(loaded, record)
-        return loaded
-    created = optuna.create_study(
-        study_name=name, storage=storage, directions=list(DIRECTIONS),
-        sampler=optuna.samplers.RandomSampler(),
-    )
+    if name not in existing:
+        try:
+            created = optuna.create_study(
+                study_name=name, storage=storage, directions=list(DIRECTIONS),
+                sampler=optuna.samplers.RandomSampler(),
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another driver on the server database created it first
+        else:
+            _initialize(created, study=study, record=record)
+            return created
+    loaded = _load_recorded(storage, name)
+    check_record(loaded, record)
+    return loaded
+
+
+def _initialize(created: optuna.Study, *, study: Study, record: dict[str, object]) -> None:
+    """Metric names, the definition record, then the reference points of a new study."""
+    import optuna
+
     with warnings.catch_warnings():  # set_metric_names is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         created.set_metric_names(list(METRIC_NAMES))
@@ -185,7 +222,6 @@ def create_or_resume(
     for candidate in REFERENCE_CANDIDATES:
         if candidate.quantization in study.quantization_modes:
             created.enqueue_trial(candidate_params(candidate, study=study), skip_if_exists=True)
-    return created
 
 
 def score_front_on_test(

@@ -24,9 +24,12 @@ HEARTBEAT_SECONDS = 60
 GRACE_SECONDS = 180
 
 
+SMOKE_SUFFIX = "-smoke"
+
+
 def study_name(name: str, *, smoke: bool) -> str:
     """The Optuna study name: the study's name, with `-smoke` for the smoke budget."""
-    return f"{name}-smoke" if smoke else name
+    return f"{name}{SMOKE_SUFFIX}" if smoke else name
 
 
 def run_dir_for(name: str, *, run_dir: Path | None) -> Path:
@@ -114,7 +117,7 @@ def load_existing(name: str, *, url: str) -> optuna.Study:
     if name not in names:
         raise UsageError(
             f"no study {name!r} in {url}; stored: {', '.join(names) or 'none'} "
-            f"(run `python -m optimizer run --study {name.removesuffix('-smoke')}` first)"
+            f"(run `python -m optimizer run --study {name.removesuffix(SMOKE_SUFFIX)}` first)"
         )
     return optuna.load_study(study_name=name, storage=storage)
 
@@ -131,11 +134,26 @@ def check_compatible(study: optuna.Study) -> None:
         )
 
 
+def check_study_arg(name: str) -> None:
+    """Refuses `--study digits-smoke` (the Optuna study name `run --smoke` creates) with
+    the spelling that works: `--study digits --smoke`. Other names pass through to
+    `studies.get_study`, which names the valid choices."""
+    from studies import STUDIES
+
+    base = name.removesuffix(SMOKE_SUFFIX)
+    if name not in STUDIES and base != name and base in STUDIES:
+        raise UsageError(
+            f"unknown study {name!r}: that is the stored name of study {base!r}'s smoke "
+            f"run; use --study {base} --smoke"
+        )
+
+
 def open_stored(args) -> tuple[object, str, Path, optuna.Study]:
     """For the reading subcommands: (study definition, study name, run dir, stored study)
     from the common `--study --smoke --run-dir --storage` arguments."""
     from studies import get_study
 
+    check_study_arg(args.study)
     definition = get_study(args.study)
     name = study_name(definition.name, smoke=args.smoke)
     run_dir = run_dir_for(name, run_dir=args.run_dir)

@@ -8,7 +8,7 @@ import pytest
 from optimizer.errors import UsageError
 from optimizer.export import pick_trial
 from optimizer.report import hypervolume_2d, hypervolume_history
-from optimizer.runner import _finished, sweep_interrupted
+from optimizer.runner import _finished, sweep_orphaned
 
 
 def test_hypervolume_of_two_points():
@@ -21,8 +21,8 @@ def test_dominated_points_add_no_hypervolume():
     assert hypervolume_2d([(0.5, 10.0), (1.0, 100.0), (0.4, 50.0)], ref_log_bytes=3.0) == base
 
 
-def _study(values):
-    study = optuna.create_study(directions=["maximize", "minimize"])
+def _study(values, *, storage=None):
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
     for v in values:
         trial = study.ask()
         study.tell(trial, list(v))
@@ -54,9 +54,10 @@ def test_pick_refuses_a_trial_that_did_not_complete():
 
 
 def test_interrupted_trials_are_swept_retried_once_and_not_counted():
-    study = _study([(0.8, 1000)])
+    storage = optuna.storages.InMemoryStorage()
+    study = _study([(0.8, 1000)], storage=storage)
     running = study.ask({"width": optuna.distributions.FloatDistribution(0.25, 1.0)})
-    assert sweep_interrupted(study) == 1
+    assert sweep_orphaned(study, storage=storage) == 1
     frozen = study.trials[running.number]
     assert frozen.state == optuna.trial.TrialState.FAIL
     assert frozen.user_attrs["fail_reason"].startswith("interrupted")
@@ -64,5 +65,5 @@ def test_interrupted_trials_are_swept_retried_once_and_not_counted():
     retry = study.ask()  # the enqueued retry of the same candidate
     assert retry.suggest_float("width", 0.25, 1.0) == frozen.params["width"]
     assert retry.user_attrs["retry_of"] == running.number
-    assert sweep_interrupted(study) == 1  # the retry itself dies too ...
+    assert sweep_orphaned(study, storage=storage) == 1  # the retry itself dies too ...
     assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 0  # ... no more

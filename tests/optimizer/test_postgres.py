@@ -130,3 +130,41 @@ def test_pareto_reads_the_server_database(tmp_path, postgres_url):
                   "--format", "csv", "--run-dir", str(tmp_path))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines()[0].startswith("trial,")
+
+
+def test_two_machines_share_a_study_and_an_artifact_store_and_a_third_exports(
+    tmp_path, postgres_url
+):
+    """Two drivers with their own run dirs (as on two machines), one PostgreSQL study and
+    one artifact store on a shared mount; `export` and `report` from a third folder."""
+    shared = tmp_path / "shared-store"
+    drivers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "optimizer", "run", "--study", "digits", "--n-trials", "4",
+             "--storage", postgres_url, "--run-dir", str(tmp_path / f"machine{i}"),
+             "--artifact-dir", str(shared)],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    for driver in drivers:
+        _, err = driver.communicate(timeout=900)
+        assert driver.returncode == 0, err[-2000:]
+    study = optuna.load_study(study_name="digits", storage=postgres_url)
+    assert _finished(study) >= 4
+    assert len({t.number for t in study.trials}) == len(study.trials)
+    best = max(study.best_trials, key=lambda t: t.values[0])
+
+    third = tmp_path / "laptop"
+    common = ["--study", "digits", "--storage", postgres_url, "--run-dir", str(third)]
+    refused = run_cli("export", *common, "--trial", str(best.number), "--out", str(third / "x"))
+    assert refused.returncode == 2 and "--artifact-dir" in refused.stderr
+    out = run_cli("export", *common, "--artifact-dir", str(shared), "--trial", str(best.number),
+                  "--out", str(third / "exported"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    card = (third / "exported" / "model_card.json").read_text()
+    assert f'"trial": {best.number}' in card
+    out = run_cli("report", *common, "--out", str(third / "report"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (third / "report" / "pareto.png").stat().st_size > 10_000
