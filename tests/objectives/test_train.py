@@ -44,4 +44,14 @@ def test_a_healthy_run_records_its_losses():
     record = train(_model(), x=x, y=y, x_val=x, y_val=y, epochs=3, batch_size=16,
                    accuracy_floor=0.0, seed=0)
     assert len(record.losses) == 3 and record.seconds > 0
-    assert 0.0 <= record.first_epoch_accuracy <= 1.0
+    assert record.losses[-1] < record.losses[0]  # it learns the linearly separable labels
+
+
+def test_the_first_epoch_accuracy_is_the_model_s_validation_accuracy_after_one_epoch():
+    from objectives.train import accuracy
+
+    x, y = _data()
+    model = _model()
+    record = train(model, x=x, y=y, x_val=x[:32], y_val=y[:32], epochs=1, batch_size=16,
+                   accuracy_floor=0.0, seed=0)
+    assert record.first_epoch_accuracy == pytest.approx(accuracy(model, x[:32], y[:32]))
