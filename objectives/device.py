@@ -1,0 +1,422 @@
+"""Device figures of a TFLite flatbuffer (DESIGN §2): flash, RAM and latency.
+
+A study that ships to a microcontroller cares about three numbers besides accuracy and
+payload, and this module measures them for one `.tflite` flatbuffer:
+
+- `flash_bytes`: the deployable file, `len(flatbuffer)`; it is what the firmware stores.
+- `ram_bytes`: the tensor arena a microcontroller runtime needs to run the model. Two
+  methods, and the figure records which one produced it (`ram_method`):
+
+  - `"tflite-micro"`: the model is loaded and invoked once by TensorFlow Lite Micro's own
+    interpreter (the `tflite-micro` PyPI package) and the figure is the arena its
+    `RecordingMicroAllocator` reports as "Arena allocation total": the *head* (the
+    non-persistent section: every activation tensor, graph input and output included,
+    placed by TFLM's `GreedyMemoryPlanner`, plus kernels' scratch buffers) plus the
+    *tail* (the persistent section: interpreter bookkeeping — one `TfLiteEvalTensor` per
+    tensor, one node-and-registration struct per operator, persistent `TfLiteTensor`s
+    for the graph's inputs and outputs, and the kernels' op data such as the per-channel
+    requantization multipliers of int8 convolutions). It is measured in an arena whose
+    two ends are 16-byte aligned, so it holds no alignment padding; it is the size of
+    the `tensor_arena` a firmware declares, give or take the few bytes that aligning an
+    unaligned arena's ends costs. Not counted: the model itself (flash), the interpreter
+    object, the op resolver and the stack.
+  - `"greedy-planner"`: `plan_arena`, this module's re-implementation of TFLM's lifetimes
+    and greedy planner on the flatbuffer's tensors. It counts the activations only —
+    what TFLM places in the head, without kernels' scratch buffers and without the tail.
+    On models whose kernels ask for no scratch buffer it equals TFLM's head exactly
+    (the tests check this). A float16 model's weights count as activations here: its
+    DEQUANTIZE operators write them, as float32, into non-constant tensors at run time.
+
+  `ram_bytes` is the TFLM figure where TFLM runs the model, else the planner's; the
+  planner's figure is always recorded too (`planner_ram_bytes`), so the two can be
+  compared across trials. TFLM does not run every model the converter makes: it has no
+  kernels for float16 models (their DEQUANTIZE ops read float16) nor for dynamic-range
+  models (hybrid int8-weight / float-activation kernels), and then the planner's figure
+  is used and `ram_note` says why.
+- `latency_ms`: the median time of one inference, batch 1, in `tf.lite.Interpreter` with
+  one thread on the *host CPU, not the device*: a relative figure for comparing trials on
+  one machine, not a prediction of a microcontroller's latency.
+
+TFLM runs in a child Python process (about 0.3 s per model): its diagnostics go to the
+C `stderr`, which the child's pipe captures (the parent's streams are left alone), the
+arena report is parsed from there, and a crash or abort of the C++ runtime on an unusual
+model ends the child, not the trial. The flatbuffer is parsed with the maintained
+`tflite` package (the TFLite schema as Python), not TensorFlow's private generated
+schema. TensorFlow, `tflite` and `tflite-micro` are imported lazily, when a figure is
+measured.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+#: Bytes each tensor type takes per element (the `tflite.TensorType` names).
+_ELEMENT_BYTES: dict[str, int] = {
+    "FLOAT32": 4,
+    "FLOAT16": 2,
+    "FLOAT64": 8,
+    "INT8": 1,
+    "UINT8": 1,
+    "INT16": 2,
+    "UINT16": 2,
+    "INT32": 4,
+    "UINT32": 4,
+    "INT64": 8,
+    "UINT64": 8,
+    "BOOL": 1,
+    "COMPLEX64": 8,
+    "COMPLEX128": 16,
+}
+
+#: TFLM's `MicroArenaBufferAlignment()`: every arena buffer's size is rounded up to it.
+TFLM_ALIGNMENT = 16
+
+RAM_METHODS: tuple[str, ...] = ("tflite-micro", "greedy-planner")
+
+#: Warm-up inferences before the timed ones (first runs allocate and fill caches).
+WARMUP_RUNS = 5
+
+#: Seconds the TFLM child process may take to load and invoke the model once.
+TFLM_TIMEOUT_S = 120.0
+
+_NOTE_CHARS = 400
+
+
+@dataclass(frozen=True)
+class DeviceFigures:
+    """The device figures of one TFLite flatbuffer, and how the RAM figure was obtained.
+
+    `ram_bytes` is TFLM's whole arena (`ram_method == "tflite-micro"`) or the planned
+    activations alone (`"greedy-planner"`); `planner_ram_bytes` is always the planner's.
+    `ram_note` says why TFLM was not used, empty when it was. `latency_ms` is the median
+    of `latency_runs` timed inferences on the host CPU.
+    """
+
+    flash_bytes: int
+    ram_bytes: int
+    ram_method: str
+    planner_ram_bytes: int
+    latency_ms: float
+    latency_runs: int
+    ram_note: str = ""
+
+    def __post_init__(self):
+        if self.ram_method not in RAM_METHODS:
+            raise ValueError(
+                f"ram_method must be one of {', '.join(RAM_METHODS)}, not {self.ram_method!r}"
+            )
+
+    def as_attrs(self) -> dict[str, int | float | str]:
+        """Flat mapping for Optuna trial user attributes and reports (the field names)."""
+        return asdict(self)
+
+
+def measure(flatbuffer: bytes, *, runs: int = 50, seed: int = 0) -> DeviceFigures:
+    """Flash, RAM and host latency of a TFLite flatbuffer (see the module docstring).
+
+    `runs` timed inferences (after `WARMUP_RUNS` warm-up ones) give the median latency;
+    `seed` draws the random input. Raises `ValueError` for an empty flatbuffer or
+    `runs < 1`.
+    """
+    _check_flatbuffer(flatbuffer)
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, not {runs}")
+    flatbuffer = bytes(flatbuffer)
+    planned = plan_arena(flatbuffer)
+    arena, note = _tflm_arena(flatbuffer, arena_size=_generous_arena(flatbuffer, planned))
+    return DeviceFigures(
+        flash_bytes=len(flatbuffer),
+        ram_bytes=planned if arena is None else arena.total,
+        ram_method="greedy-planner" if arena is None else "tflite-micro",
+        planner_ram_bytes=planned,
+        latency_ms=median_latency_ms(flatbuffer, runs=runs, seed=seed),
+        latency_runs=runs,
+        ram_note=note,
+    )
+
+
+# -- the greedy planner -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Buffer:
+    """One activation tensor to place: its size and its lifetime in operator steps."""
+
+    tensor: int
+    size: int
+    first: int
+    last: int
+
+
+def plan_arena(flatbuffer: bytes, *, alignment: int = TFLM_ALIGNMENT) -> int:
+    """Peak activation bytes of subgraph 0, planned as TFLM's `GreedyMemoryPlanner` does.
+
+    Buffers: the tensors of subgraph 0 that TFLM places in its arena's head — not the
+    constants (their buffer holds data: they stay in flash), not the variable tensors
+    (TFLM keeps them in the persistent tail), not empty ones. Each buffer's size is the
+    product of its shape (a dynamic dimension, -1 in the shape signature, counts as 1:
+    batch 1) times its element size, rounded up to `alignment` bytes — 16 by default, as
+    TFLM rounds every arena buffer (`MicroArenaBufferAlignment()`); 1 gives the unaligned
+    figure.
+
+    Lifetimes, in TFLM's steps (step 0 is the start of the invocation, operator i runs at
+    step i + 1): a graph input lives from step 0, an operator's output from its operator's
+    step, each to the step of the last operator that reads it; a graph output to the last
+    step.
+
+    Placement: buffers sorted by size, largest first, equal sizes in reverse tensor order
+    (TFLM fills its sort array from the end, then bubble-sorts it, which is stable); each
+    goes to the lowest offset where it overlaps no placed buffer alive at the same time.
+    The result is the high-water mark, the end of the highest placed buffer. Not planned:
+    other subgraphs (control-flow bodies) and kernels' scratch buffers, which only the
+    runtime knows.
+
+    Raises `ValueError` for an empty flatbuffer, `alignment < 1`, or a tensor type whose
+    element size is unknown (strings, int4).
+    """
+    _check_flatbuffer(flatbuffer)
+    if alignment < 1:
+        raise ValueError(f"alignment must be at least 1, not {alignment}")
+    buffers = _activation_buffers(bytes(flatbuffer), alignment=alignment)
+    return _greedy_high_water(buffers)
+
+
+def _activation_buffers(flatbuffer: bytes, *, alignment: int) -> list[_Buffer]:
+    """The arena buffers of subgraph 0 with their aligned sizes and TFLM lifetimes."""
+    from tflite.Model import Model
+    from tflite.TensorType import TensorType
+
+    type_names = {value: name for name, value in vars(TensorType).items()
+                  if not name.startswith("_")}
+    model = Model.GetRootAs(flatbuffer, 0)
+    if model.SubgraphsLength() == 0:
+        raise ValueError("the flatbuffer has no subgraph")
+    graph = model.Subgraphs(0)
+    n_ops = graph.OperatorsLength()
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for index in [graph.Inputs(k) for k in range(graph.InputsLength())] + [
+        graph.Outputs(k) for k in range(graph.OutputsLength())
+    ]:
+        first[index] = last[index] = 0
+    for step in range(1, n_ops + 1):
+        op = graph.Operators(step - 1)
+        outputs = [op.Outputs(k) for k in range(op.OutputsLength())]
+        for index in outputs:
+            first[index] = last[index] = step
+        for index in [op.Inputs(k) for k in range(op.InputsLength())] + outputs:
+            if index >= 0:  # -1 marks an omitted optional input
+                last[index] = step
+    for k in range(graph.OutputsLength()):
+        last[graph.Outputs(k)] = n_ops
+
+    buffers = []
+    for index in range(graph.TensorsLength()):
+        tensor = graph.Tensors(index)
+        data = model.Buffers(tensor.Buffer())
+        if data is not None and (data.DataLength() > 0 or data.Size() > 0):
+            continue  # a constant: it lives in flash, not in the arena
+        if tensor.IsVariable() or index not in first:
+            continue  # persistent state, or never produced: not in the head
+        type_name = type_names.get(tensor.Type(), str(tensor.Type()))
+        if type_name not in _ELEMENT_BYTES:
+            raise ValueError(
+                f"tensor {index} ({(tensor.Name() or b'').decode(errors='replace')}) has type "
+                f"{type_name}, whose element size is unknown to the planner"
+            )
+        size = _element_count(tensor) * _ELEMENT_BYTES[type_name]
+        if size > 0:
+            size = -(-size // alignment) * alignment
+            buffers.append(_Buffer(tensor=index, size=size, first=first[index], last=last[index]))
+    return buffers
+
+
+def _element_count(tensor) -> int:
+    """Product of the tensor's shape, a dynamic (-1) dimension counting as 1."""
+    dims = [tensor.Shape(k) for k in range(tensor.ShapeLength())]
+    signature = [tensor.ShapeSignature(k) for k in range(tensor.ShapeSignatureLength())]
+    if len(signature) == len(dims):
+        dims = [1 if s < 0 else d for d, s in zip(dims, signature, strict=True)]
+    return int(np.prod([1 if d < 0 else d for d in dims], dtype=np.int64))
+
+
+def _greedy_high_water(buffers: list[_Buffer]) -> int:
+    """TFLM's greedy placement (largest first, lowest fitting offset) and its high water.
+
+    Placed buffers are scanned in offset order; among those alive at the same time as the
+    new one, the first gap below one of them that is big enough takes it, else it goes
+    above the last.
+    """
+    placed: list[tuple[int, _Buffer]] = []  # (offset, buffer), kept sorted by offset
+    high_water = 0
+    for buffer in sorted(buffers, key=lambda b: (-b.size, -b.tensor)):
+        offset = 0
+        for other_offset, other in placed:
+            if other.last < buffer.first or buffer.last < other.first:
+                continue  # never alive at the same time: may share addresses
+            if other_offset - offset >= buffer.size:
+                break  # the gap below this one is big enough
+            offset = max(offset, other_offset + other.size)
+        placed.append((offset, buffer))
+        placed.sort(key=lambda entry: entry[0])
+        high_water = max(high_water, offset + buffer.size)
+    return high_water
+
+
+# -- TensorFlow Lite Micro ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TflmArena:
+    """TFLM's arena report: `total` = `head` (activations, scratch) + `tail` (persistent)."""
+
+    total: int
+    head: int
+    tail: int
+
+
+#: Run in a child interpreter: load the model from stdin, invoke it once on zeros, and
+#: print the RecordingMicroAllocator's report (to C stderr). argv: arena size, #inputs.
+_TFLM_CHILD = """\
+import sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime
+arena_size, n_inputs = int(sys.argv[1]), int(sys.argv[2])
+interpreter = runtime.Interpreter.from_bytes(sys.stdin.buffer.read(), arena_size=arena_size)
+for i in range(n_inputs):
+    detail = interpreter.get_input_details(i)
+    interpreter.set_input(np.zeros(detail["shape"], dtype=detail["dtype"]), i)
+interpreter.invoke()
+interpreter.print_allocations()
+"""
+
+_REPORT = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+
+
+def _tflm_available() -> bool:
+    """Whether the `tflite-micro` package is installed (checked without importing it)."""
+    try:
+        return importlib.util.find_spec("tflite_micro") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _generous_arena(flatbuffer: bytes, planned: int) -> int:
+    """An arena size TFLM will not run out of: the planned activations 4× plus room for
+    the tail (which grows with the number of tensors, operators and quantized channels).
+    Only the used part of it is touched. A whole number of 4 KiB pages, so that both ends
+    of the (16-byte aligned) allocation are aligned and the report holds no padding.
+    """
+    size = 4 * planned + len(flatbuffer) + (1 << 20)
+    return -(-size // 4096) * 4096
+
+
+def _tflm_arena(flatbuffer: bytes, *, arena_size: int) -> tuple[_TflmArena | None, str]:
+    """TFLM's arena report for the model, or None and the reason TFLM could not run it."""
+    if not _tflm_available():
+        return None, "tflite-micro is not installed"
+    try:
+        from tflite.Model import Model
+
+        n_inputs = Model.GetRootAs(flatbuffer, 0).Subgraphs(0).InputsLength()
+        child = subprocess.run(
+            [sys.executable, "-c", _TFLM_CHILD, str(arena_size), str(n_inputs)],
+            input=flatbuffer,
+            capture_output=True,
+            timeout=TFLM_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"tflite-micro took more than {TFLM_TIMEOUT_S:g} s to run the model once"
+    stderr = child.stderr.decode(errors="replace")
+    if child.returncode != 0:
+        return None, _failure_note(stderr, child.returncode)
+    report = {name: int(value) for name, value in _REPORT.findall(stderr)}
+    if set(report) != {"total", "head", "tail"}:
+        return None, _bounded("tflite-micro ran but printed no arena report: " + stderr.strip())
+    return _TflmArena(**report), ""
+
+
+def _failure_note(stderr: str, returncode: int) -> str:
+    """One bounded line: TFLM's own diagnostics (what the child printed before a Python
+    traceback), then the child's exception, or the signal or status it ended with.
+    """
+    before, _, traceback = stderr.partition("Traceback (most recent call last):")
+    parts = [line.strip() for line in before.splitlines() if line.strip()][:3]
+    last = [line.strip() for line in traceback.splitlines() if line.strip()][-1:]
+    if last:
+        parts += last
+    elif returncode < 0:
+        parts.append(f"killed by signal {-returncode}")
+    else:
+        parts.append(f"exit status {returncode}")
+    return _bounded("tflite-micro could not run the model: " + "; ".join(parts))
+
+
+def _bounded(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _NOTE_CHARS else text[: _NOTE_CHARS - 1] + "…"
+
+
+# -- host latency -------------------------------------------------------------------------
+
+
+def median_latency_ms(
+    flatbuffer: bytes, *, runs: int = 50, warmup: int = WARMUP_RUNS, seed: int = 0
+) -> float:
+    """Median milliseconds of one batch-1 inference in `tf.lite.Interpreter`, one thread,
+    on the host CPU, not the device.
+
+    The interpreter is configured as `objectives.tflite` configures it to score the
+    artifact (XNNPACK for float models, the builtin kernels for full-integer ones). Every
+    input gets random values of its own dtype and shape (normal floats; uniform integers
+    over the type's range, e.g. int8 for a full-integer model with `int8_io`), drawn
+    once with `seed`. `warmup` untimed inferences, then `runs` timed ones, each timed
+    around `invoke()` alone.
+    """
+    _check_flatbuffer(flatbuffer)
+    if runs < 1:
+        raise ValueError(f"runs must be at least 1, not {runs}")
+    if warmup < 0:
+        raise ValueError(f"warmup must not be negative, not {warmup}")
+    from objectives.tflite import _interpreter
+
+    interpreter = _interpreter(bytes(flatbuffer), num_threads=1)
+    interpreter.allocate_tensors()
+    rng = np.random.default_rng(seed)
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], _random_input(rng, detail))
+    for _ in range(warmup):
+        interpreter.invoke()
+    times = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        interpreter.invoke()
+        times[i] = time.perf_counter() - start
+    return float(np.median(times) * 1e3)
+
+
+def _random_input(rng: np.random.Generator, detail: dict) -> np.ndarray:
+    """Random values shaped and typed like the input tensor (batch 1 for a dynamic batch)."""
+    shape = [max(int(d), 1) for d in detail["shape"]]
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, size=shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+
+
+def _check_flatbuffer(flatbuffer: bytes) -> None:
+    if not isinstance(flatbuffer, bytes | bytearray | memoryview):
+        raise ValueError(f"flatbuffer must be bytes, not {type(flatbuffer).__name__}")
+    if len(flatbuffer) == 0:
+        raise ValueError("flatbuffer is empty")
