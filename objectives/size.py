@@ -26,6 +26,16 @@ import numpy as np
 
 SIZE_DEFINITION = "size-v1"
 
+#: The byte figure a study minimizes, by `run --size-objective` (DESIGN §2), and the name
+#: of the trial attribute (and Optuna metric) that holds it. `flash` is the deployable
+#: `.tflite` file a device runs (for `epr` trials, the float32 TFLite file of the decoded
+#: model): see `objectives.device`.
+SIZE_OBJECTIVES: dict[str, str] = {
+    "payload": "payload_bytes",
+    "flash": "flash_bytes",
+    "gzip": "artifact_gzip_bytes",
+}
+
 
 @dataclass(frozen=True)
 class ByteFigures:
