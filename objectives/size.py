@@ -22,8 +22,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 SIZE_DEFINITION = "size-v1"
 
 #: The byte figure a study minimizes, by `run --size-objective` (DESIGN §2), and the name
@@ -104,29 +102,29 @@ def tflite_parameter_blobs(flatbuffer: bytes) -> list[bytes]:
     most for the models searched here. Activation tensors' quantization parameters are
     not counted. A buffer shared by several tensors is counted once. All subgraphs are
     scanned.
-    """
-    from tensorflow.lite.python import schema_py_generated as schema
 
-    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
-    parameter_types = {getattr(schema.TensorType, name) for name in _PARAMETER_TYPES
-                       if hasattr(schema.TensorType, name)}
+    The flatbuffer is read with the maintained `tflite` package (`objectives.flatbuffer`),
+    imported lazily; TensorFlow is not imported.
+    """
+    from tflite.TensorType import TensorType
+
+    from objectives.flatbuffer import constant_tensors, quantization, read_model
+
+    parameter_types = {getattr(TensorType, name) for name in _PARAMETER_TYPES}
     blobs: list[bytes] = []
     counted: set[int] = set()
-    for graph in model.subgraphs or []:
-        for tensor in graph.tensors or []:
-            buffer = model.buffers[tensor.buffer]
-            if tensor.buffer in counted or buffer.data is None or len(buffer.data) == 0:
-                continue
-            quant = tensor.quantization
-            scales = None if quant is None or quant.scale is None else quant.scale
-            if tensor.type not in parameter_types and scales is None:
-                continue
-            counted.add(tensor.buffer)
-            blobs.append(np.asarray(buffer.data, dtype=np.uint8).tobytes())
-            if scales is not None:
-                blobs.append(np.asarray(scales, dtype="<f4").tobytes())
-                zero_points = quant.zeroPoint if quant.zeroPoint is not None else []
-                blobs.append(np.asarray(zero_points, dtype="<i8").tobytes())
+    for constant in constant_tensors(read_model(flatbuffer)):
+        quant = quantization(constant.tensor)
+        if constant.buffer in counted or (
+            constant.tensor.Type() not in parameter_types and quant is None
+        ):
+            continue
+        counted.add(constant.buffer)
+        blobs.append(constant.data)
+        if quant is not None:
+            scales, zero_points = quant
+            blobs.append(scales.astype("<f4").tobytes())
+            blobs.append(zero_points.astype("<i8").tobytes())
     return blobs
 
 
@@ -138,6 +136,7 @@ def tflite_payload_bytes(flatbuffer: bytes) -> int:
     bias tensors as the mode stores them (float32, float16, int8, int32 biases), plus the
     scales and zero points of the quantized ones. Flatbuffer structure, operators, tensor
     metadata, names and signatures are not counted; they are in `artifact_bytes`.
-    TensorFlow is imported lazily, when this is called.
+    The flatbuffer is read with the `tflite` package, imported lazily when this is called;
+    TensorFlow is not imported.
     """
     return zlib_size(b"".join(tflite_parameter_blobs(flatbuffer)))

@@ -157,16 +157,18 @@ def _is_full_integer(flatbuffer: bytes) -> bool:
     Dynamic-range and float16 models hold int8/float16 constants but compute in float,
     so none of their operators outputs int8.
     """
-    from tensorflow.lite.python import schema_py_generated as schema
+    from tflite.TensorType import TensorType
 
-    model = schema.Model.GetRootAs(flatbuffer, 0)
+    from objectives.flatbuffer import read_model
+
+    model = read_model(flatbuffer)
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)
         for o in range(graph.OperatorsLength()):
             op = graph.Operators(o)
             for k in range(op.OutputsLength()):
                 index = op.Outputs(k)
-                if index >= 0 and graph.Tensors(index).Type() == schema.TensorType.INT8:
+                if index >= 0 and graph.Tensors(index).Type() == TensorType.INT8:
                     return True
     return False
 

@@ -3,6 +3,8 @@ payload: exactly the parameter tensors' stored bytes, zlib -9 compressed.
 
 The TFLite tests use untrained tiny models (conv 4@3x3 → flatten → dense → dense 10 on 8×8×1
 inputs): what is counted does not depend on training, and conversion takes ~0.5 s each.
+The flatbuffer is parsed with the `tflite` package; TensorFlow's private generated schema,
+which the parser first used, serves as the oracle its blobs must equal byte for byte.
 """
 
 from __future__ import annotations
@@ -140,3 +142,86 @@ def test_importing_size_does_not_import_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+# -- the `tflite`-package parser -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def flatbuffers(model) -> dict[str, bytes]:
+    from objectives import tflite
+
+    return {mode: _convert(model, mode) for mode in tflite.TFLITE_MODES}
+
+
+def _schema_parameter_blobs(flatbuffer: bytes) -> list[bytes]:
+    """`tflite_parameter_blobs` as first written, on TensorFlow's private generated schema:
+    the oracle that the `tflite`-package parser must reproduce byte for byte."""
+    schema = pytest.importorskip("tensorflow.lite.python.schema_py_generated")
+    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    parameter_types = {getattr(schema.TensorType, name) for name in size._PARAMETER_TYPES
+                       if hasattr(schema.TensorType, name)}
+    blobs: list[bytes] = []
+    counted: set[int] = set()
+    for graph in model.subgraphs or []:
+        for tensor in graph.tensors or []:
+            buffer = model.buffers[tensor.buffer]
+            if tensor.buffer in counted or buffer.data is None or len(buffer.data) == 0:
+                continue
+            quant = tensor.quantization
+            scales = None if quant is None or quant.scale is None else quant.scale
+            if tensor.type not in parameter_types and scales is None:
+                continue
+            counted.add(tensor.buffer)
+            blobs.append(np.asarray(buffer.data, dtype=np.uint8).tobytes())
+            if scales is not None:
+                blobs.append(np.asarray(scales, dtype="<f4").tobytes())
+                zero_points = quant.zeroPoint if quant.zeroPoint is not None else []
+                blobs.append(np.asarray(zero_points, dtype="<i8").tobytes())
+    return blobs
+
+
+@pytest.mark.parametrize("mode", ["float32", "float16", "dynamic", "int8"])
+def test_blobs_are_byte_for_byte_those_of_tensorflows_schema(mode, flatbuffers):
+    flatbuffer = flatbuffers[mode]
+    blobs = size.tflite_parameter_blobs(flatbuffer)
+    assert blobs == _schema_parameter_blobs(flatbuffer)
+    assert all(type(b) is bytes for b in blobs)
+
+
+def test_constant_tensors_are_the_weights_and_the_reshape_shape(model, flatbuffers):
+    from objectives.flatbuffer import constant_tensors, quantization, read_model
+
+    constants = list(constant_tensors(read_model(flatbuffers["float32"])))
+    # The flatten's int32 shape (2 × int32) is a constant too, though not a parameter.
+    assert sorted(len(c.data) for c in constants) == sorted(
+        [8] + [4 * w.size for w in model.get_weights()]
+    )
+    assert len({c.buffer for c in constants}) == len(constants)
+    # The converter gives float tensors a quantization table without scales: none.
+    assert all(quantization(c.tensor) is None for c in constants)
+
+
+def test_quantization_pairs_scales_with_zero_points(flatbuffers):
+    from objectives.flatbuffer import constant_tensors, quantization, read_model
+
+    quantized = [quantization(c.tensor)
+                 for c in constant_tensors(read_model(flatbuffers["int8"]))]
+    assert sum(q is None for q in quantized) == 1  # the reshape shape
+    # Per-channel for the conv kernel and bias (4 channels), per-tensor for the dense ones.
+    assert sorted(len(q[0]) for q in quantized if q is not None) == [1, 1, 1, 1, 4, 4]
+    for scales, zero_points in filter(None, quantized):
+        assert scales.dtype == np.float32 and zero_points.dtype == np.int64
+        assert len(zero_points) == len(scales) and np.all(scales > 0)
+
+
+def test_parameter_blobs_need_no_tensorflow(tmp_path, flatbuffers):
+    path = tmp_path / "int8.tflite"
+    path.write_bytes(flatbuffers["int8"])
+    code = ("import pathlib, sys; from objectives import size; "
+            f"print(size.tflite_payload_bytes(pathlib.Path({str(path)!r}).read_bytes())); "
+            "assert 'tensorflow' not in sys.modules")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == size.tflite_payload_bytes(flatbuffers["int8"])

@@ -249,3 +249,11 @@ def test_saved_artifact_evaluates_like_the_bytes(tmp_path, flatbuffers, digits):
     assert tflite.evaluate(path.read_bytes(), digits.x_test, digits.y_test) == tflite.evaluate(
         flatbuffers["float16"], digits.x_test, digits.y_test
     )
+
+
+def test_only_int8_models_are_full_integer(flatbuffers, int8_io_flatbuffer):
+    # Decides which kernels score the model: builtin ones for int8, XNNPACK otherwise.
+    assert {mode: tflite._is_full_integer(fb) for mode, fb in flatbuffers.items()} == {
+        "float32": False, "float16": False, "dynamic": False, "int8": True
+    }
+    assert tflite._is_full_integer(int8_io_flatbuffer)
