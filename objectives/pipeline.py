@@ -22,6 +22,8 @@ from studies.base import Budget
 from studies.datasets import Splits
 
 REPRESENTATIVE_EXAMPLES = 200
+#: Timed single-example inferences behind each trial's `latency_ms` (median).
+LATENCY_RUNS = 50
 ARTIFACT_SUFFIX = {"epr": ".epr"}  # every other mode writes a .tflite flatbuffer
 
 
@@ -46,12 +48,16 @@ class TrialResult:
     train_seconds: float
     eval_seconds: float
     losses: tuple[float, ...] = field(default=())
+    #: `objectives.device` figures (flash_bytes, ram_bytes, ram_method, latency_ms, …) of
+    #: the TFLite file a device would run, and which file that is (`device_format`).
+    device: dict[str, object] = field(default_factory=dict)
 
     def as_attrs(self) -> dict[str, object]:
-        """The figures to store per trial; the local artifact path is not one of them
-        (the artifact goes to the study's artifact store)."""
+        """The figures to store per trial, device figures flattened in; the local artifact
+        path is not one of them (the artifact goes to the study's artifact store)."""
         attrs = asdict(self)
         del attrs["artifact_path"]
+        attrs.update(attrs.pop("device"))
         attrs["losses"] = list(self.losses)
         return attrs
 
@@ -144,15 +150,16 @@ def evaluate_candidate(
     path = artifact_path(artifact_dir, trial_number=trial_number,
                          quantization=candidate.quantization)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from objectives import tflite
+
     if candidate.epr_lambda > 0:
         compressed = epr.compress(model)
+    deployable = epr.decompress(compressed) if candidate.epr_lambda > 0 else model
     if candidate.quantization == "epr":
         epr.save(compressed, path)
         payload = epr.payload_bytes(compressed)
+        flatbuffer = None
     else:
-        from objectives import tflite
-
-        deployable = epr.decompress(compressed) if candidate.epr_lambda > 0 else model
         flatbuffer = tflite.convert(
             deployable, quantization=candidate.quantization,
             representative_x=splits.x_train[
@@ -178,6 +185,7 @@ def evaluate_candidate(
         )
     if figures.payload_bytes <= 0:
         raise TrialFailure(f"artifact has a payload of {figures.payload_bytes} bytes")
+    device = device_figures(flatbuffer, decoded=deployable, seed=seed)
     return TrialResult(
         accuracy=artifact_accuracy,
         payload_bytes=figures.payload_bytes,
@@ -196,4 +204,19 @@ def evaluate_candidate(
         train_seconds=record.seconds,
         eval_seconds=eval_seconds,
         losses=record.losses,
+        device=device,
     )
+
+
+def device_figures(flatbuffer: bytes | None, *, decoded, seed: int) -> dict[str, object]:
+    """Flash, RAM and host latency of the TFLite file a device runs: the artifact itself,
+    or for `epr` (whose entropy-coded file no interpreter runs) the float32 TFLite
+    conversion of the decoded model. `device_format` says which."""
+    from objectives import device, tflite
+
+    device_format = "artifact"
+    if flatbuffer is None:
+        flatbuffer = tflite.convert(decoded, quantization="float32")
+        device_format = "float32 TFLite of the decoded EPR model"
+    figures = device.measure(flatbuffer, runs=LATENCY_RUNS, seed=seed).as_attrs()
+    return {**figures, "device_format": device_format}

@@ -75,6 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="local dataset files (e.g. mnist.npz)")
     _add_artifact_dir(p)
     p.add_argument(
+        "--size-objective", choices=("payload", "flash", "gzip"),
+        help="the byte figure to minimize: payload (compressed parameters, the default), "
+        "flash (the .tflite file a device runs) or gzip (gzip -9 of the artifact); "
+        "recorded on the study",
+    )
+    budgets = p.add_argument_group(
+        "device budgets (Optuna constraints; over-budget trials stay, marked infeasible)"
+    )
+    budgets.add_argument("--max-flash-kb", type=float, help="the .tflite file, in KB")
+    budgets.add_argument("--max-ram-kb", type=float,
+                         help="peak activation memory (tensor arena), in KB")
+    budgets.add_argument("--max-latency-ms", type=float,
+                         help="median single-example inference on the host CPU, one thread")
+    budgets.add_argument("--min-accuracy", type=float, help="validation accuracy")
+    p.add_argument(
         "--no-isolation", action="store_true",
         help="run trials in this process instead of a fresh worker each (for debugging)",
     )
@@ -89,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_args(p)
     pick = p.add_mutually_exclusive_group(required=True)
     pick.add_argument("--trial", type=int, help="trial number")
-    pick.add_argument("--max-bytes", type=int, help="most accurate with payload <= B")
+    pick.add_argument("--max-bytes", type=int,
+                      help="most accurate with the study's byte objective <= B (payload "
+                      "by default)")
     pick.add_argument("--min-accuracy", type=float, help="smallest with accuracy >= A")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--data-dir", type=Path, help="local dataset files, to re-check accuracy")
@@ -113,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, default=10, help="classes with --model")
     p.add_argument("--width", type=float, default=1.0, help="width multiplier (default 1)")
     p.add_argument("--factorize", nargs="*", default=[], metavar="LAYER")
+    p.add_argument("--no-device", action="store_true",
+                   help="skip the flash / RAM / latency table of the TFLite modes")
     return parser
 
 

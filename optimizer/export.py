@@ -34,7 +34,8 @@ def pick_trial(
     `min_accuracy` (the last two pick from the Pareto front)."""
     from optuna.trial import TrialState
 
-    from optimizer.pareto import front_trials
+    from optimizer.pareto import budget_note, front_trials
+    from optimizer.storage import size_metric
 
     if trial is not None:
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -48,13 +49,19 @@ def pick_trial(
         return chosen
     front = front_trials(study)
     if not front:
+        excluded = budget_note(study)
+        if excluded:
+            raise UsageError(f"no completed trial of study {study.study_name!r} meets its "
+                             f"budgets: {excluded}; pick one with --trial N, or run a new "
+                             "study with looser budgets")
         raise UsageError(f"study {study.study_name!r} has no completed trials")
     if max_bytes is not None:
+        metric = size_metric(study)
         fits = [t for t in front if t.values[1] <= max_bytes]
         if not fits:
             smallest = min(t.values[1] for t in front)
             raise UsageError(
-                f"no trial has payload_bytes <= {max_bytes}; the smallest is {smallest:.0f}"
+                f"no trial has {metric} <= {max_bytes}; the smallest is {smallest:.0f}"
             )
         return max(fits, key=lambda t: (t.values[0], -t.values[1]))
     fits = [t for t in front if t.values[0] >= min_accuracy]
@@ -82,6 +89,7 @@ def export_trial(
     The artifact comes from the study's artifact store (checksum checked) and `splits`
     must be the study's own data (`record.load_recorded_data`)."""
     from objectives.pipeline import evaluate_artifact, sha256_file
+    from optimizer.constraints import is_feasible
     from optimizer.pareto import test_accuracies
 
     _writable_dir(out)
@@ -116,6 +124,12 @@ def export_trial(
             "artifact_gzip_bytes": attrs["artifact_gzip_bytes"],
             "size_definition": attrs["size_definition"],
         },
+        "device": {
+            key: attrs.get(key)
+            for key in ("flash_bytes", "ram_bytes", "ram_method", "latency_ms",
+                        "latency_runs", "device_format")
+        },
+        "feasible": is_feasible(trial),
         "params": attrs.get("params"),
         "head_mec_bits": attrs.get("head_mec_bits"),
         "feature_compression_ratio": attrs.get("feature_compression_ratio"),

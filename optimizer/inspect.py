@@ -10,6 +10,9 @@ from search_spaces.candidate import Candidate
 from search_spaces.families import get_family
 
 MAX_WIDTH = 4.0
+#: The TFLite modes whose flash, RAM and latency `inspect` prints, and the timed runs.
+DEVICE_MODES = ("float32", "float16", "dynamic", "int8")
+DEVICE_RUNS = 20
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -47,13 +50,17 @@ def inspect_command(args: argparse.Namespace) -> int:
     if not 0 < args.width <= MAX_WIDTH:
         raise UsageError(f"--width {args.width} is out of range (0, {MAX_WIDTH}]")
     candidate = Candidate(width=args.width, factorize=tuple(args.factorize))
+    modes = () if args.no_device else DEVICE_MODES
     print(inspection_text(family=family, candidate=candidate, input_shape=input_shape,
-                          num_classes=num_classes))
+                          num_classes=num_classes, device_modes=modes))
     return 0
 
 
-def inspection_text(*, family, candidate: Candidate, input_shape, num_classes: int) -> str:
-    """The table and summary `inspect` prints."""
+def inspection_text(
+    *, family, candidate: Candidate, input_shape, num_classes: int,
+    device_modes: tuple[str, ...] = (),
+) -> str:
+    """The table and summary `inspect` prints, then the device figures of `device_modes`."""
     from objectives import capacity
     from objectives.build import build_model
 
@@ -87,4 +94,28 @@ def inspection_text(*, family, candidate: Candidate, input_shape, num_classes: i
     ]
     if len(rows) > 40:
         table = "\n".join(table.splitlines()[:42]) + f"\n... ({len(rows) - 40} more layers)"
-    return table + "\n\n" + "\n".join(summary)
+    text = table + "\n\n" + "\n".join(summary)
+    if device_modes:
+        text += "\n\n" + device_table(model, modes=device_modes)
+    return text
+
+
+def device_table(model, *, modes: tuple[str, ...]) -> str:
+    """Flash, RAM and host latency of the model's TFLite file in each mode, untrained: a
+    freshly built model has the same file size, tensor arena and operator work as a trained
+    one (int8 is calibrated on random inputs, which sets scales, not sizes)."""
+    import numpy as np
+
+    from objectives import device, tflite
+
+    rng = np.random.default_rng(0)
+    calibration = rng.random((8, *model.input_shape[1:]), dtype=np.float32)
+    rows = []
+    for mode in modes:
+        flatbuffer = tflite.convert(model, quantization=mode, representative_x=calibration)
+        figures = device.measure(flatbuffer, runs=DEVICE_RUNS)
+        rows.append([mode, f"{figures.flash_bytes:,}", f"{figures.ram_bytes:,}",
+                     figures.ram_method, f"{figures.latency_ms:.3f}"])
+    return "device figures (untrained; latency on this host's CPU, 1 thread, batch 1):\n" + (
+        format_table(["mode", "flash bytes", "RAM bytes", "RAM method", "latency ms"], rows)
+    )

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from objectives.errors import DivergedError, HopelessTrial, TrialFailure
+from objectives.size import SIZE_OBJECTIVES
 from optimizer.artifacts import ARTIFACT_ID_ATTR
+from optimizer.constraints import set_constraints
 from optimizer.retry import FAIL_REASON_ATTR, FAILURE_KIND_ATTR, INTERRUPTED, retry_once
 from search_spaces import InvalidCandidateError, suggest
 from search_spaces.families import get_family
@@ -46,6 +48,9 @@ def _fail(trial: optuna.Trial, *, kind: str, reason: str) -> None:
 class Objective:
     """Scores one trial of `study` on `splits`; artifacts go to `artifact_store`.
 
+    The second objective is the byte figure of the study's `size_objective`; its
+    `device_budgets` become the trial's Optuna constraints (written through `storage`).
+
     `scratch_dir` is where a worker writes an artifact before it is uploaded (and then
     removed); the store is the only place artifacts are kept."""
 
@@ -57,6 +62,7 @@ class Objective:
         scratch_dir: Path,
         seed: int,
         artifact_store: optuna.artifacts.FileSystemArtifactStore,
+        storage: optuna.storages.BaseStorage,
         isolate: bool = True,
     ) -> None:
         self.study = study
@@ -65,6 +71,7 @@ class Objective:
         self.scratch_dir = Path(scratch_dir)
         self.seed = seed
         self.artifact_store = artifact_store
+        self.storage = storage
         self.isolate = isolate
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
@@ -102,13 +109,18 @@ class Objective:
             _fail(trial, kind=INTERRUPTED, reason="interrupted (Ctrl-C or SIGTERM)")
             retry_once(trial.study, trial)
             raise
-        values = (result.accuracy, float(result.payload_bytes))
+        attrs = result.as_attrs()
+        values = (result.accuracy, float(attrs[SIZE_OBJECTIVES[self.study.size_objective]]))
         if not all(math.isfinite(v) for v in values):
             reason = f"objective values {values} are not finite"
             _fail(trial, kind=DivergedError.kind, reason=f"DivergedError: {reason}")
             raise DivergedError(reason)
-        for key, value in result.as_attrs().items():
+        for key, value in attrs.items():
             trial.set_user_attr(key, value)
+        set_constraints(
+            trial, self.study.device_budgets.constraints(accuracy=result.accuracy, attrs=attrs),
+            storage=self.storage,
+        )
         self._upload(trial, Path(result.artifact_path), result)
         return values
 

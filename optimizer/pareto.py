@@ -1,4 +1,7 @@
-"""The Pareto front of a study: accuracy ↑ versus payload bytes ↓, and the `pareto` command.
+"""The Pareto front of a study: accuracy ↑ versus its byte objective ↓ (`payload_bytes` by
+default; `flash_bytes` or `artifact_gzip_bytes` by `run --size-objective`), and the
+`pareto` command. Under device budgets it is the feasible front: trials over a budget
+stay in the study but not on the front, and the table says how many a budget excluded.
 
 `--format json` and `csv` are for machines: byte figures are exact integers and accuracy
 is unrounded, under the names the trials store them (`payload_bytes`, `artifact_bytes`).
@@ -19,18 +22,18 @@ if TYPE_CHECKING:
 TEST_ACCURACY_ATTR = "test_accuracy"
 #: The columns of `--format json|csv`, named as the trials' objectives and user attributes.
 COLUMNS = (
-    "trial", "accuracy", "test_accuracy", "payload_bytes", "artifact_bytes", "width",
-    "factorize", "epr_lambda", "quantization",
+    "trial", "accuracy", "test_accuracy", "payload_bytes", "artifact_bytes", "flash_bytes",
+    "ram_bytes", "latency_ms", "width", "factorize", "epr_lambda", "quantization",
 )
 #: The columns of the table for people: sizes in KB, figures rounded.
 TABLE_COLUMNS = (
-    "trial", "accuracy", "test_accuracy", "payload_kb", "artifact_kb", "width", "factorize",
-    "epr_lambda", "quantization",
+    "trial", "accuracy", "test_accuracy", "payload_kb", "artifact_kb", "flash_kb", "ram_kb",
+    "latency_ms", "width", "factorize", "epr_lambda", "quantization",
 )
 
 
 def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Non-dominated COMPLETE trials, sorted by payload bytes."""
+    """Non-dominated feasible COMPLETE trials, sorted by the byte objective."""
     return sorted(study.best_trials, key=lambda t: (t.values[1], -t.values[0]))
 
 
@@ -64,8 +67,11 @@ def front_rows(study: optuna.Study) -> list[dict[str, object]]:
                 "trial": t.number,
                 "accuracy": t.values[0],
                 "test_accuracy": tests.get(t.number),
-                "payload_bytes": _exact_bytes(t.values[1]),
+                "payload_bytes": _exact_bytes(t.user_attrs.get("payload_bytes")),
                 "artifact_bytes": _exact_bytes(t.user_attrs.get("artifact_bytes")),
+                "flash_bytes": _exact_bytes(t.user_attrs.get("flash_bytes")),
+                "ram_bytes": _exact_bytes(t.user_attrs.get("ram_bytes")),
+                "latency_ms": t.user_attrs.get("latency_ms"),
                 "width": cand.get("width"),
                 "factorize": list(cand.get("factorize", [])),
                 "epr_lambda": None if epr_lambda is None else float(epr_lambda),
@@ -91,6 +97,9 @@ def table_row(row: dict[str, object]) -> list[object]:
         _rounded(row["test_accuracy"], 4),
         _kb(row["payload_bytes"]),
         _kb(row["artifact_bytes"]),
+        _kb(row["flash_bytes"]),
+        _kb(row["ram_bytes"]),
+        _rounded(row["latency_ms"], 3),
         row["width"],
         ",".join(row["factorize"]) or "-",
         _rounded(row["epr_lambda"], 3),
@@ -120,8 +129,30 @@ def pareto_command(args: argparse.Namespace) -> int:
 
     _, name, _, study = open_stored(args)
     rows = front_rows(study)
-    if not rows and args.format == "table":
-        print(f"study {name!r} has no completed trials yet")
+    if args.format != "table":
+        print(format_front(rows, args.format))
+        return 0
+    excluded = budget_note(study)
+    if not rows:
+        print(f"study {name!r} has no completed trials{' within its budgets' if excluded else ''}"
+              f" yet{'; ' + excluded if excluded else ''}")
         return 0
     print(format_front(rows, args.format))
+    if excluded:
+        print(excluded)
     return 0
+
+
+def budget_note(study: optuna.Study) -> str:
+    """`3 completed trials exceed the budgets (RAM <= 64 KB) …`, or '' without budgets."""
+    from optimizer.constraints import infeasible_count
+    from optimizer.record import RECORD_ATTR
+
+    budgets = study.user_attrs.get(RECORD_ATTR, {}).get("device_budgets") or {}
+    if not any(v is not None for v in budgets.values()):
+        return ""
+    from studies.base import DeviceBudgets
+
+    count = infeasible_count(study)
+    return (f"{count} completed trial{'s' if count != 1 else ''} exceed the study's budgets "
+            f"({DeviceBudgets(**budgets).describe()}) and are left off the front")

@@ -57,6 +57,8 @@ def make_record(*, study: Study, splits: Splits) -> dict[str, Any]:
         "budget": asdict(study.budget),
         "search_space": search_space(study),
         "size_definition": SIZE_DEFINITION,
+        "size_objective": study.size_objective,
+        "device_budgets": asdict(study.device_budgets),
     }
 
 
@@ -94,6 +96,10 @@ _WHAT_TO_DO = {
     "restore them, or start a new --run-dir",
     "size_definition": "this version of the tool measures bytes differently; start a new "
     "--run-dir",
+    "size_objective": "drop --size-objective (the stored one is used), or start a new "
+    "--run-dir",
+    "device_budgets": "drop the budget flags (the stored ones are used), or start a new "
+    "--run-dir; trials already run were judged against the stored budgets",
 }
 
 
@@ -112,6 +118,11 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any]) -> None:
                 what = (f"its data ({stored.get('data_source')}, fingerprint "
                         f"{_short(stored.get(key))}) differs from the data found now "
                         f"({now.get('data_source')}, fingerprint {_short(now.get(key))})")
+            elif key == "device_budgets":
+                from studies.base import DeviceBudgets
+
+                what = (f"its device budgets are {DeviceBudgets(**stored[key]).describe()}, "
+                        f"but now they would be {DeviceBudgets(**now[key]).describe()}")
             else:
                 what = f"its {key} is {stored.get(key)}, but now it would be {now.get(key)}"
             raise UsageError(f"study {opt_study.study_name!r}: {what}; {hint}")

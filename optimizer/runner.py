@@ -15,10 +15,12 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optimizer.artifacts import fetch, open_store, store_dir_for
+from optimizer.constraints import violated
 from optimizer.errors import BudgetNotReached, UsageError
 from optimizer.lock import StorageLock
 from optimizer.record import (
@@ -38,8 +40,8 @@ from optimizer.retry import (
 )
 from optimizer.storage import (
     DIRECTIONS,
-    METRIC_NAMES,
     check_compatible,
+    metric_names,
     open_storage,
     run_dir_for,
     sqlite_path,
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
 
-    from studies.base import Study
+    from studies.base import DeviceBudgets, Study
     from studies.datasets import Splits
 
 log = logging.getLogger(__name__)
@@ -187,6 +189,25 @@ def resolve_seed(seed: int | None, *, stored: dict[str, object] | None, name: st
     return split_seed
 
 
+def _with_device_settings(
+    study: Study, *, stored: dict[str, object] | None, size_objective: str | None,
+    device_budgets: DeviceBudgets | None,
+) -> Study:
+    """The study with its size objective and device budgets: as given, else as stored
+    (resume), else the definition's own. A given value that contradicts the stored one is
+    left for `check_record` to refuse."""
+    from studies.base import DeviceBudgets
+
+    if size_objective is None:
+        size_objective = str(stored["size_objective"]) if stored else study.size_objective
+    if device_budgets is None:
+        device_budgets = (DeviceBudgets(**stored["device_budgets"]) if stored
+                          else study.device_budgets)
+    changed = replace(study, size_objective=size_objective, device_budgets=device_budgets)
+    changed.validate()
+    return changed
+
+
 def create_or_resume(
     *, study: Study, name: str, storage: optuna.storages.BaseStorage, record: dict[str, object],
 ) -> optuna.Study:
@@ -217,7 +238,7 @@ def _initialize(created: optuna.Study, *, study: Study, record: dict[str, object
 
     with warnings.catch_warnings():  # set_metric_names is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        created.set_metric_names(list(METRIC_NAMES))
+        created.set_metric_names(list(metric_names(study.size_objective)))
     write_record(created, record)
     for candidate in REFERENCE_CANDIDATES:
         if candidate.quantization in study.quantization_modes:
@@ -282,7 +303,15 @@ class _Progress:
             f"quantization={cand.get('quantization')}"
         )
         if trial.state == TrialState.COMPLETE:
-            tail = f"accuracy={trial.values[0]:.4f} payload={trial.values[1] / 1024:.2f} KB"
+            attrs = trial.user_attrs
+            tail = (f"accuracy={trial.values[0]:.4f} "
+                    f"payload={attrs.get('payload_bytes', 0) / 1024:.2f} KB "
+                    f"flash={attrs.get('flash_bytes', 0) / 1024:.1f} KB "
+                    f"ram={attrs.get('ram_bytes', 0) / 1024:.1f} KB "
+                    f"latency={attrs.get('latency_ms', float('nan')):.3f} ms")
+            over = violated(trial)
+            if over:
+                tail += f" over budget: {', '.join(over)}"
         else:
             tail = (trial.user_attrs.get(FAIL_REASON_ATTR)
                     or trial.user_attrs.get("prune_reason", ""))
@@ -358,6 +387,8 @@ def run_study(
     n_trials: int | None = None,
     timeout: float | None = None,
     data_dir: Path | None = None,
+    size_objective: str | None = None,
+    device_budgets: DeviceBudgets | None = None,
     progress: bool | None = None,
     isolate: bool = True,
 ) -> optuna.Study:
@@ -365,8 +396,10 @@ def run_study(
 
     `seed` (default 0 for a new study, the stored one on resume) carves the data splits
     and seeds training; the sampler is seeded with it plus the number of trials so far, so
-    a resumed random search does not repeat its draws. `progress`: None shows a bar when
-    stderr is a terminal and plain lines otherwise; False shows nothing."""
+    a resumed random search does not repeat its draws. `size_objective` and
+    `device_budgets` override the study definition's for a new study; None keeps the
+    stored ones on resume (others are refused). `progress`: None shows a bar when stderr
+    is a terminal and plain lines otherwise; False shows nothing."""
 
     from optimizer.objective import Objective
     from studies.datasets import load_dataset
@@ -397,6 +430,8 @@ def run_study(
             rdb = open_storage(url)
             stored = _existing_record(rdb, name)
         seed = resolve_seed(seed, stored=stored, name=name)
+        study = _with_device_settings(study, stored=stored, size_objective=size_objective,
+                                      device_budgets=device_budgets)
         # data before any write: a data error leaves no storage behind
         splits = load_dataset(study.dataset, data_dir=data_dir, split_seed=seed)
         record = make_record(study=study, splits=splits)
@@ -421,7 +456,7 @@ def run_study(
         if remaining > 0:
             objective = Objective(
                 study=study, splits=splits, scratch_dir=run_dir / "scratch", seed=seed,
-                artifact_store=store, isolate=isolate,
+                artifact_store=store, storage=rdb, isolate=isolate,
             )
             show = sys.stderr.isatty() if progress is None else progress
             bar = _Progress(remaining, bar=show) if progress is not False else None
@@ -442,16 +477,35 @@ def run_study(
     return opt_study
 
 
+def _budgets_from(args: argparse.Namespace) -> DeviceBudgets | None:
+    """The budget flags as `DeviceBudgets`, or None when none was given."""
+    from studies.base import DeviceBudgets
+
+    given = {name: getattr(args, name) for name in
+             ("max_flash_kb", "max_ram_kb", "max_latency_ms", "min_accuracy")}
+    if all(value is None for value in given.values()):
+        return None
+    return DeviceBudgets(**given)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """CLI entry: runs the study, then prints its front."""
-    from optimizer.pareto import format_front, front_rows
+    from optimizer.pareto import budget_note, format_front, front_rows
 
     opt_study = run_study(
         study=get_study(args.study), smoke=args.smoke, run_dir=args.run_dir,
         storage=args.storage, artifact_dir=args.artifact_dir, sampler=args.sampler,
         seed=args.seed, n_trials=args.n_trials, timeout=args.timeout, data_dir=args.data_dir,
+        size_objective=args.size_objective, device_budgets=_budgets_from(args),
         isolate=not args.no_isolation,
     )
     rows = front_rows(opt_study)
-    print(format_front(rows, "table") if rows else "no completed trials; see the log above")
+    excluded = budget_note(opt_study)
+    if rows:
+        print(format_front(rows, "table"))
+    else:
+        print("no completed trial within the budgets" if excluded
+              else "no completed trials; see the log above")
+    if excluded:
+        print(excluded)
     return 0

@@ -122,15 +122,30 @@ def load_existing(name: str, *, url: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
+def metric_names(size_objective: str) -> tuple[str, str]:
+    """The study's two metrics: accuracy, and the byte figure of its size objective."""
+    from objectives.size import SIZE_OBJECTIVES
+
+    return ("accuracy", SIZE_OBJECTIVES[size_objective])
+
+
+def size_metric(study: optuna.Study) -> str:
+    """The name of a stored study's second objective (`payload_bytes`, `flash_bytes`, …)."""
+    return (study.metric_names or METRIC_NAMES)[1]
+
+
 def check_compatible(study: optuna.Study) -> None:
     """Refuses a stored study whose directions or metric names are not ours."""
+    from objectives.size import SIZE_OBJECTIVES
+
     directions = tuple(d.name.lower() for d in study.directions)
     names = tuple(study.metric_names or ())
-    if directions != DIRECTIONS or names != METRIC_NAMES:
+    allowed = [metric_names(objective) for objective in SIZE_OBJECTIVES]
+    if directions != DIRECTIONS or names not in allowed:
         raise UsageError(
             f"stored study {study.study_name!r} has directions {list(directions)} and metrics "
-            f"{list(names)}, not {list(DIRECTIONS)} / {list(METRIC_NAMES)}; use another "
-            "--storage or --run-dir"
+            f"{list(names)}, not {list(DIRECTIONS)} / accuracy and one of "
+            f"{', '.join(SIZE_OBJECTIVES.values())}; use another --storage or --run-dir"
         )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 from optimizer.errors import UsageError
 from search_spaces.candidate import QUANTIZATION_MODES
@@ -40,6 +40,72 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class DeviceBudgets:
+    """Limits a deployed model must meet, checked as Optuna constraints on every trial.
+
+    A trial over any budget stays in the study, marked infeasible (constraint > 0), and is
+    left off the feasible front that `pareto`, `report` and `export` use. `None` is no
+    limit. Flash, RAM and latency are measured by `objectives.device` on the TFLite file a
+    device runs (latency on the host CPU, one thread, batch 1).
+
+    Attributes:
+        max_flash_kb: the `.tflite` file, in KB (1 KB = 1024 bytes).
+        max_ram_kb: peak activation memory (tensor arena), in KB.
+        max_latency_ms: median single-example inference time, in milliseconds.
+        min_accuracy: validation accuracy of the artifact.
+    """
+
+    max_flash_kb: float | None = None
+    max_ram_kb: float | None = None
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_flash_kb", "max_ram_kb", "max_latency_ms"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise StudyDefinitionError(f"--{name.replace('_', '-')} must be positive, "
+                                           f"got {value}")
+        if self.min_accuracy is not None and not 0 < self.min_accuracy <= 1:
+            raise StudyDefinitionError(
+                f"--min-accuracy must lie in (0, 1], got {self.min_accuracy}"
+            )
+
+    def constraints(self, *, accuracy: float, attrs: dict[str, object]) -> dict[str, float]:
+        """Optuna constraint values (feasible when <= 0) of a trial with `accuracy` and
+        the device figures in `attrs` (`flash_bytes`, `ram_bytes`, `latency_ms`)."""
+        values: dict[str, float] = {}
+        if self.max_flash_kb is not None:
+            values["flash_bytes"] = float(attrs["flash_bytes"]) - 1024 * self.max_flash_kb
+        if self.max_ram_kb is not None:
+            values["ram_bytes"] = float(attrs["ram_bytes"]) - 1024 * self.max_ram_kb
+        if self.max_latency_ms is not None:
+            values["latency_ms"] = float(attrs["latency_ms"]) - self.max_latency_ms
+        if self.min_accuracy is not None:
+            values["accuracy"] = self.min_accuracy - accuracy
+        return values
+
+    def describe(self) -> str:
+        """`flash <= 256 KB, RAM <= 64 KB`, or `none`."""
+        parts = [
+            f"{label} {op} {value:g}{unit}"
+            for label, op, value, unit in (
+                ("flash", "<=", self.max_flash_kb, " KB"),
+                ("RAM", "<=", self.max_ram_kb, " KB"),
+                ("latency", "<=", self.max_latency_ms, " ms"),
+                ("accuracy", ">=", self.min_accuracy, ""),
+            )
+            if value is not None
+        ]
+        return ", ".join(parts) or "none"
+
+    @property
+    def any(self) -> bool:
+        """Whether any budget is set."""
+        return any(v is not None for v in asdict(self).values())
+
+
+@dataclass(frozen=True)
 class Study:
     """One searchable problem.
 
@@ -59,6 +125,9 @@ class Study:
             this is marked PRUNED: a model near chance is of no use to anyone, yet being
             the smallest it would sit on the front (EPR at a large λ can round every
             weight to zero after passing the first-epoch floor).
+        size_objective: which byte figure is the second objective, a key of
+            `objectives.size.SIZE_OBJECTIVES` (`payload`, `flash`, `gzip`).
+        device_budgets: flash, RAM, latency and accuracy limits, as Optuna constraints.
     """
 
     name: str
@@ -74,6 +143,8 @@ class Study:
     factorize_mode: str = "guided"
     accuracy_floor: float = 0.2
     usable_accuracy: float = 0.5
+    size_objective: str = "payload"
+    device_budgets: DeviceBudgets = DeviceBudgets()
 
     def validate(self) -> None:
         """Raises `StudyDefinitionError` naming the first thing that cannot be searched.
@@ -97,6 +168,13 @@ class Study:
             raise StudyDefinitionError(
                 f"study {self.name!r}: unknown family {self.family!r}; "
                 f"choose one of {', '.join(FAMILIES)}"
+            )
+        from objectives.size import SIZE_OBJECTIVES
+
+        if self.size_objective not in SIZE_OBJECTIVES:
+            raise StudyDefinitionError(
+                f"study {self.name!r}: size objective {self.size_objective!r} is not one of "
+                f"{', '.join(SIZE_OBJECTIVES)}"
             )
         if self.factorize_mode not in FACTORIZE_MODES:
             raise StudyDefinitionError(

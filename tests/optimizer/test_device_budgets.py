@@ -1,0 +1,97 @@
+"""Device budgets through the CLI: flash as the objective, RAM as a constraint, refusals."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from tests.conftest import run_cli
+
+N_TRIALS = 2  # the float32 reference and EPR at λ = 2
+
+
+@pytest.fixture(scope="module")
+def flash_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("flash") / "digits"
+    # 0.5 KB of RAM: no model of this family fits, so every trial is infeasible
+    out = run_cli("run", "--study", "digits", "--smoke", "--n-trials", str(N_TRIALS),
+                  "--run-dir", str(run_dir), "--size-objective", "flash", "--max-ram-kb", "0.5")
+    assert out.returncode == 0, out.stderr[-3000:]
+    return run_dir, out
+
+
+def _study(run_dir) -> optuna.Study:
+    return optuna.load_study(study_name="digits-smoke", storage=f"sqlite:///{run_dir}/study.db")
+
+
+def test_flash_is_the_second_objective_and_equals_the_file_a_device_runs(flash_run):
+    study = _study(flash_run[0])
+    assert study.metric_names == ["accuracy", "flash_bytes"]
+    float32, epr = study.trials[:2]
+    assert float32.values[1] == float32.user_attrs["flash_bytes"]
+    # for a TFLite artifact, flash is the artifact file itself
+    assert float32.user_attrs["flash_bytes"] == float32.user_attrs["artifact_bytes"]
+    assert float32.user_attrs["device_format"] == "artifact"
+    # an EPR file runs nowhere as is: flash is the float32 TFLite file of the decoded model,
+    # the same architecture as the reference, so the same size within the flatbuffer's slack
+    assert epr.user_attrs["device_format"].startswith("float32 TFLite")
+    assert epr.values[1] == pytest.approx(float32.values[1], rel=0.01)
+    assert epr.user_attrs["payload_bytes"] < float32.user_attrs["payload_bytes"] / 4
+    for t in study.trials[:2]:
+        assert t.user_attrs["ram_bytes"] > 512 and t.user_attrs["latency_ms"] > 0
+
+
+def test_a_budget_no_trial_meets_leaves_an_empty_front_and_export_says_so(flash_run, tmp_path):
+    run_dir, out = flash_run
+    study = _study(run_dir)
+    assert study.best_trials == []
+    for t in study.trials[:2]:
+        assert t.constraints["ram_bytes"] == t.user_attrs["ram_bytes"] - 512
+    assert "2 completed trials exceed the study's budgets (RAM <= 0.5 KB)" in out.stdout
+    exported = run_cli("export", "--study", "digits", "--smoke", "--run-dir", str(run_dir),
+                       "--max-bytes", "10000000", "--out", str(tmp_path / "x"))
+    assert exported.returncode == 2
+    assert "meets its budgets" in exported.stderr and "RAM <= 0.5 KB" in exported.stderr
+    pareto = run_cli("pareto", "--study", "digits", "--smoke", "--run-dir", str(run_dir))
+    assert pareto.returncode == 0 and "exceed the study's budgets" in pareto.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--size-objective", "payload"], "size_objective is flash"),
+        (["--max-ram-kb", "64"], "device budgets are RAM <= 0.5 KB"),
+    ],
+)
+def test_resume_with_another_size_objective_or_budget_is_refused(flash_run, flags, needle):
+    run_dir, _ = flash_run
+    before = (run_dir / "study.db").read_bytes()
+    out = run_cli("run", "--study", "digits", "--smoke", "--n-trials", "5",
+                  "--run-dir", str(run_dir), *flags)
+    assert out.returncode == 2 and needle in out.stderr, out.stderr[-2000:]
+    errors = [line for line in out.stderr.splitlines() if not line[:2].isdigit()]  # no logs
+    assert len(errors) == 1 and "Traceback" not in out.stderr
+    assert (run_dir / "study.db").read_bytes() == before
+
+
+def test_bad_budget_flags_are_one_line(tmp_path):
+    out = run_cli("run", "--study", "digits", "--smoke", "--run-dir", str(tmp_path),
+                  "--max-ram-kb", "-3")
+    assert out.returncode == 2 and "--max-ram-kb must be positive" in out.stderr
+    assert not (tmp_path / "study.db").exists()
+
+
+def test_inspect_prints_flash_ram_and_latency_without_training():
+    out = run_cli("inspect", "--study", "mnist", "--width", "0.5")
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()
+            if line.split() and line.split()[0] in ("float32", "float16", "dynamic", "int8")}
+    assert set(rows) == {"float32", "float16", "dynamic", "int8"}
+    flash = {mode: int(r[1].replace(",", "")) for mode, r in rows.items()}
+    # 4-byte weights, then 2, then 1: the file shrinks accordingly (lenet5_caffe at 0.5
+    # has 108,500 parameters, so float32 is about 434 KB)
+    assert 430_000 < flash["float32"] < 450_000
+    assert flash["float16"] == pytest.approx(flash["float32"] / 2, rel=0.02)
+    assert flash["int8"] == pytest.approx(flash["float32"] / 4, rel=0.05)
+    ram = {mode: int(r[2].replace(",", "")) for mode, r in rows.items()}
+    assert ram["int8"] < ram["float32"] / 2
