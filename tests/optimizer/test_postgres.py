@@ -70,6 +70,17 @@ def postgres_url():
         shutil.rmtree(home, ignore_errors=True)
 
 
+def _new_database(url: str, name: str) -> str:
+    """A fresh database on the test cluster, so a test's study starts from nothing."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return url.rsplit("/", 1)[0] + f"/{name}"
+
+
 def _driver(url: str, run_dir: Path) -> subprocess.Popen:
     """`run` on the server database, with a 1 s heartbeat and a 3 s grace period."""
     code = (
@@ -137,11 +148,12 @@ def test_two_machines_share_a_study_and_an_artifact_store_and_a_third_exports(
 ):
     """Two drivers with their own run dirs (as on two machines), one PostgreSQL study and
     one artifact store on a shared mount; `export` and `report` from a third folder."""
+    url = _new_database(postgres_url, "shared")
     shared = tmp_path / "shared-store"
     drivers = [
         subprocess.Popen(
-            [sys.executable, "-m", "optimizer", "run", "--study", "digits", "--n-trials", "4",
-             "--storage", postgres_url, "--run-dir", str(tmp_path / f"machine{i}"),
+            [sys.executable, "-m", "optimizer", "run", "--study", "digits", "--smoke",
+             "--n-trials", "3", "--storage", url, "--run-dir", str(tmp_path / f"machine{i}"),
              "--artifact-dir", str(shared)],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -151,13 +163,13 @@ def test_two_machines_share_a_study_and_an_artifact_store_and_a_third_exports(
     for driver in drivers:
         _, err = driver.communicate(timeout=900)
         assert driver.returncode == 0, err[-2000:]
-    study = optuna.load_study(study_name="digits", storage=postgres_url)
-    assert _finished(study) >= 4
+    study = optuna.load_study(study_name="digits-smoke", storage=url)
+    assert _finished(study) >= 3
     assert len({t.number for t in study.trials}) == len(study.trials)
     best = max(study.best_trials, key=lambda t: t.values[0])
 
     third = tmp_path / "laptop"
-    common = ["--study", "digits", "--storage", postgres_url, "--run-dir", str(third)]
+    common = ["--study", "digits", "--smoke", "--storage", url, "--run-dir", str(third)]
     refused = run_cli("export", *common, "--trial", str(best.number), "--out", str(third / "x"))
     assert refused.returncode == 2 and "--artifact-dir" in refused.stderr
     out = run_cli("export", *common, "--artifact-dir", str(shared), "--trial", str(best.number),
