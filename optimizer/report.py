@@ -1,13 +1,20 @@
 """`report`: trials.csv, the Pareto front (PNG and interactive HTML) and hypervolume over time.
 
-Where the dataset is MNIST, the published figures of DESIGN §6 are drawn on the front
-as reference points (their payloads are compressed weight bytes, like ours). The payload
-axis is linear when the drawn sizes span less than 10×, else log, and is labelled in
-B/KB/MB either way; the legend sits beside the axes.
+The size axis is the study's byte objective (`payload_bytes` by default; `flash_bytes` or
+`artifact_gzip_bytes` by `run --size-objective`) and is labelled by what it measures.
+Where the dataset is MNIST and the objective is the payload, the published figures of
+DESIGN §6 are drawn on the front as reference points (their payloads are compressed
+weight bytes, like ours). The size axis is linear when the drawn sizes span less than
+10×, else log, and is labelled in B/KB/MB either way; the legend sits beside the axes.
 
-Hypervolume is measured in (accuracy, log10 payload bytes) space, with the reference
-point at accuracy 0 and 10× the largest payload any completed trial had: sizes span
-orders of magnitude, and a log axis keeps a 2 KB model from counting for nothing.
+Under device budgets the front is the feasible front: completed trials over a budget are
+drawn apart (red crosses, "over budget (N)"), the title names the budgets, and
+trials.csv says of every trial whether it is `feasible` and which budgets it `violated`.
+
+Hypervolume counts feasible trials only and is measured in (accuracy, log10 bytes)
+space, with the reference point at accuracy 0 and 10× the largest byte objective any
+completed trial had: sizes span orders of magnitude, and a log axis keeps a 2 KB model
+from counting for nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,20 +41,59 @@ PUBLISHED_MNIST = (
 )
 
 
-#: The columns every trial has in `trials_frame` (user attributes follow).
+#: How each byte objective is named on a size axis, and in a title.
+SIZE_LABELS = {
+    "payload_bytes": "payload: compressed parameter bytes",
+    "flash_bytes": "flash: .tflite file bytes",
+    "artifact_gzip_bytes": "gzip -9 of the artifact",
+}
+SIZE_TITLES = {
+    "payload_bytes": "compressed payload",
+    "flash_bytes": "flash (.tflite file)",
+    "artifact_gzip_bytes": "gzipped artifact",
+}
+#: The budgets' constraint names (`optimizer.constraints.violated`) as people say them.
+BUDGET_LABELS = {
+    "flash_bytes": "flash", "ram_bytes": "RAM", "latency_ms": "latency",
+    "accuracy": "accuracy",
+}
+
+#: Byte figures, from the trials' user attributes, as exact integers (empty where absent).
+BYTE_COLUMNS = ("payload_bytes", "artifact_bytes", "artifact_gzip_bytes", "flash_bytes",
+                "ram_bytes")
+#: The columns every trial has in `trials_frame` (its other user attributes follow).
 TRIAL_COLUMNS = (
-    "trial", "state", "accuracy", "payload_bytes", "test_accuracy", "on_front", "width",
-    "factorize", "epr_lambda", "quantization", "started", "completed",
+    "trial", "state", "accuracy", *BYTE_COLUMNS, "latency_ms", "feasible", "violated",
+    "test_accuracy", "on_front", "width", "factorize", "epr_lambda", "quantization",
+    "started", "completed",
 )
 
 
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """All trials with named columns: state, objectives, candidate and every figure.
+def study_budgets(study: optuna.Study):
+    """The study's recorded `DeviceBudgets`, or None where it has none set."""
+    from optimizer.record import RECORD_ATTR
 
-    `payload_bytes` is an exact integer (empty where a trial has no values)."""
+    stored = study.user_attrs.get(RECORD_ATTR, {}).get("device_budgets") or {}
+    if not any(v is not None for v in stored.values()):
+        return None
+    from studies.base import DeviceBudgets
+
+    return DeviceBudgets(**stored)
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """All trials with named columns: state, objectives, feasibility, candidate and every
+    figure.
+
+    The byte columns are the trials' user attributes as exact integers (nullable, empty
+    where a trial has none), whichever of them the study minimizes. `feasible` is whether
+    a trial meets every budget its constraints record (one without constraints does:
+    no budgets, or it did not complete); `violated` names the budgets it exceeds,
+    comma-joined."""
     import pandas as pd
     from optuna.trial import TrialState
 
+    from optimizer.constraints import is_feasible, violated
     from optimizer.pareto import front_trials, test_accuracies
     from optimizer.retry import failure
 
@@ -64,7 +111,10 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "trial": t.number,
                 "state": t.state.name,
                 "accuracy": t.values[0] if t.values else None,
-                "payload_bytes": round(t.values[1]) if t.values else None,
+                **{name: attrs.pop(name, None) for name in BYTE_COLUMNS},
+                "latency_ms": attrs.pop("latency_ms", None),
+                "feasible": is_feasible(t),
+                "violated": ",".join(violated(t)),
                 "test_accuracy": tests.get(t.number),
                 "on_front": t.number in front,
                 "width": cand.get("width"),
@@ -73,16 +123,21 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "quantization": cand.get("quantization"),
                 "started": t.datetime_start,
                 "completed": t.datetime_complete,
-                **{k: v for k, v in attrs.items() if k not in ("payload_bytes",)},
+                **attrs,
             }
         )
     frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(TRIAL_COLUMNS))
-    frame["payload_bytes"] = frame["payload_bytes"].astype("Int64")
+    for name in BYTE_COLUMNS:
+        frame[name] = pd.array(
+            [None if pd.isna(v) else round(float(v)) for v in frame[name]], dtype="Int64"
+        )
+    frame["latency_ms"] = frame["latency_ms"].astype("float64")
+    frame["feasible"] = frame["feasible"].astype(bool)
     return frame
 
 
 def hypervolume_2d(points: list[tuple[float, float]], *, ref_log_bytes: float) -> float:
-    """Area dominated by (accuracy ↑, payload ↓) points above accuracy 0, in log10 bytes."""
+    """Area dominated by (accuracy ↑, bytes ↓) points above accuracy 0, in log10 bytes."""
     pts = [(math.log10(b), a) for a, b in points if 0 < b and math.log10(b) < ref_log_bytes]
     # for each interval of log size, the best accuracy among points at most that large
     xs = sorted({x for x, _ in pts} | {ref_log_bytes})
@@ -94,8 +149,11 @@ def hypervolume_2d(points: list[tuple[float, float]], *, ref_log_bytes: float) -
 
 
 def hypervolume_history(study: optuna.Study) -> list[tuple[int, float]]:
-    """(trial number, hypervolume of the completed trials up to it)."""
+    """(trial number, hypervolume of the feasible completed trials up to it), for every
+    completed trial: one over a budget adds nothing."""
     from optuna.trial import TrialState
+
+    from optimizer.constraints import is_feasible
 
     done = sorted(
         (t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE),
@@ -106,7 +164,8 @@ def hypervolume_history(study: optuna.Study) -> list[tuple[int, float]]:
     ref = math.log10(max(t.values[1] for t in done) * 10)
     history, points = [], []
     for t in done:
-        points.append((t.values[0], t.values[1]))
+        if is_feasible(t):
+            points.append((t.values[0], t.values[1]))
         history.append((t.number, hypervolume_2d(points, ref_log_bytes=ref)))
     return history
 
@@ -223,38 +282,96 @@ def _new_figure(*, width: float, height: float):
     return fig
 
 
+def _kb_text(size: float) -> str:
+    name, factor = _unit_of(size)
+    return f"{size / factor:,.4g} {name}"
+
+
+def _over_budget_label(over: list[optuna.trial.FrozenTrial]) -> str:
+    """`over budget (5)` and, beneath, how many exceed each budget: `RAM 4, latency 2`."""
+    from collections import Counter
+
+    from optimizer.constraints import violated
+
+    counts = Counter(name for t in over for name in violated(t))
+    # no-break spaces keep each "RAM 4" on one line when the list wraps
+    which = ", ".join(f"{BUDGET_LABELS.get(name, name)}\N{NO-BREAK SPACE}{n}"
+                      for name, n in counts.most_common())
+    return f"over budget ({len(over)})" + (
+        "\n" + textwrap.fill(f"by budget: {which}", width=30, subsequent_indent="  ")
+        if which else ""
+    )
+
+
+def _budget_lines(budgets, *, metric: str) -> tuple[float | None, float | None]:
+    """(bytes on the size axis, accuracy) at which a budget bounds the drawn plane."""
+    if budgets is None:
+        return None, None
+    flash = (1024 * budgets.max_flash_kb
+             if metric == "flash_bytes" and budgets.max_flash_kb is not None else None)
+    return flash, budgets.min_accuracy
+
+
 def pareto_figure(*, study: optuna.Study, dataset: str):
-    """The front over all completed trials, accuracy against payload bytes, as a
-    matplotlib Figure. Published figures (test accuracy) are drawn where the dataset is
-    MNIST; the legend sits beside the axes, never over the front."""
+    """The feasible front over all completed trials, accuracy against the study's byte
+    objective, as a matplotlib Figure. Trials over a budget are red crosses and the title
+    names the budgets; a budget on an axis (flash on a flash axis, accuracy) is a dashed
+    line. Published figures (test accuracy) are drawn where the dataset is MNIST and the
+    axis is the payload; the legend sits beside the axes, never over the front."""
     from optuna.trial import TrialState
 
+    from optimizer.constraints import is_feasible
     from optimizer.pareto import front_trials
+    from optimizer.storage import size_metric
 
+    metric = size_metric(study)
+    budgets = study_budgets(study)
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    within = [t for t in done if is_feasible(t)]
+    over = [t for t in done if not is_feasible(t)]
     front = front_trials(study)
-    references = PUBLISHED_MNIST if dataset == "mnist" else ()
+    references = PUBLISHED_MNIST if dataset == "mnist" and metric == "payload_bytes" else ()
     fig = _new_figure(width=9.5 if references else 8, height=4.5)
     ax = fig.add_subplot()
-    ax.set_title(f"{study.study_name}: accuracy vs compressed payload")
+    title = f"{study.study_name}: accuracy vs {SIZE_TITLES.get(metric, metric)}"
+    if budgets is None:
+        ax.set_title(title)
+    else:  # over the whole figure: the budgets may be wider than the axes
+        fig.suptitle(f"{title}\nbudgets: {budgets.describe()}", fontsize="large")
     if not done:
         ax.text(0.5, 0.5, "no completed trials yet", ha="center", va="center",
                 transform=ax.transAxes)
         ax.set_axis_off()
         return fig
-    ax.scatter([t.values[1] for t in done], [t.values[0] for t in done], s=18,
-               color="0.65", label=f"completed trials ({len(done)})")
+    label = "within budgets" if budgets is not None else "completed trials"
+    ax.scatter([t.values[1] for t in within], [t.values[0] for t in within], s=18,
+               color="0.65", label=f"{label} ({len(within)})")
+    if over:
+        ax.scatter([t.values[1] for t in over], [t.values[0] for t in over], s=26,
+                   marker="x", linewidths=1.2, color="tab:red", alpha=0.8,
+                   label=_over_budget_label(over))
     fx = [t.values[1] for t in front]
     fy = [t.values[0] for t in front]
-    ax.step(fx, fy, where="post", color="C0", alpha=0.6)
-    ax.scatter(fx, fy, s=30, color="C0", zorder=3, label=f"Pareto front ({len(front)})")
-    for i, (label, size, err) in enumerate(references):
+    if front:
+        ax.step(fx, fy, where="post", color="C0", alpha=0.6)
+        ax.scatter(fx, fy, s=30, color="C0", zorder=3,
+                   label=f"{'feasible' if budgets is not None else 'Pareto'} front "
+                         f"({len(front)})")
+    flash_limit, accuracy_limit = _budget_lines(budgets, metric=metric)
+    if flash_limit is not None:
+        ax.axvline(flash_limit, color="tab:red", ls="--", lw=0.9, alpha=0.7,
+                   label=f"flash budget ({budgets.max_flash_kb:g} KB)")
+    if accuracy_limit is not None:
+        ax.axhline(accuracy_limit, color="tab:red", ls=":", lw=0.9, alpha=0.7,
+                   label=f"accuracy budget (>= {accuracy_limit:g})")
+    for i, (name, size, err) in enumerate(references):
         ax.scatter([size], [1 - err], marker="*", s=140, zorder=4, color=f"C{i + 1}",
-                   label=f"{label}\n{size:,} B, {100 * err:.2f}% test error")
+                   label=f"{name}\n{size:,} B, {100 * err:.2f}% test error")
     sizes = [t.values[1] for t in done] + [size for _, size, _ in references]
+    sizes += [flash_limit] if flash_limit is not None else []
     set_size_axis(ax, sizes=sizes)
     scale = "log scale" if ax.get_xscale() == "log" else "linear scale"
-    ax.set_xlabel(f"payload: compressed parameter bytes ({scale}; 1 KB = 1024 B)")
+    ax.set_xlabel(f"{SIZE_LABELS.get(metric, metric)} ({scale}; 1 KB = 1024 B)")
     ax.set_ylabel("accuracy (trials: validation; published: test)" if references
                   else "validation accuracy")
     ax.grid(alpha=0.3)
@@ -264,13 +381,15 @@ def pareto_figure(*, study: optuna.Study, dataset: str):
 
 
 def hypervolume_figure(*, study: optuna.Study):
-    """Hypervolume of the completed trials after each one, as a matplotlib Figure."""
+    """Hypervolume of the feasible completed trials after each one, as a matplotlib
+    Figure."""
     from matplotlib.ticker import MaxNLocator
 
     history = hypervolume_history(study)
     fig = _new_figure(width=6.5, height=3.5)
     ax = fig.add_subplot()
-    ax.set_title(f"{study.study_name}: front hypervolume over trials")
+    which = "feasible front" if study_budgets(study) is not None else "front"
+    ax.set_title(f"{study.study_name}: {which} hypervolume over trials")
     if not history:
         ax.text(0.5, 0.5, "no completed trials yet", ha="center", va="center",
                 transform=ax.transAxes)
@@ -284,50 +403,99 @@ def hypervolume_figure(*, study: optuna.Study):
     return fig
 
 
+def _hover(t: optuna.trial.FrozenTrial, *, metric: str) -> str:
+    """A trial's hover text on the interactive front: candidate, figures, budgets."""
+    from optimizer.constraints import violated
+
+    cand = t.user_attrs.get("candidate", {})
+    lines = [
+        f"trial {t.number}: accuracy {t.values[0]:.4f}",
+        f"{cand.get('quantization')} width {cand.get('width')} λ {cand.get('epr_lambda')}",
+        f"{round(t.values[1]):,} {metric}",
+    ]
+    device = [f"{BUDGET_LABELS[name]} {_kb_text(t.user_attrs[name])}"
+              for name in ("flash_bytes", "ram_bytes") if name != metric
+              and t.user_attrs.get(name) is not None]
+    if t.user_attrs.get("latency_ms") is not None:
+        device.append(f"latency {t.user_attrs['latency_ms']:.3g} ms")
+    if device:
+        lines.append(", ".join(device))
+    if over := violated(t):
+        lines.append("over budget: " + ", ".join(BUDGET_LABELS.get(n, n) for n in over))
+    return "<br>".join(lines)
+
+
+def pareto_html_figure(*, study: optuna.Study, dataset: str):
+    """The front of `pareto_figure` as an interactive plotly Figure (sizes in KB)."""
+    import plotly.graph_objects as go
+    from optuna.trial import TrialState
+
+    from optimizer.constraints import is_feasible
+    from optimizer.pareto import front_trials
+    from optimizer.storage import size_metric
+
+    metric = size_metric(study)
+    budgets = study_budgets(study)
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    front = front_trials(study)
+    references = PUBLISHED_MNIST if dataset == "mnist" and metric == "payload_bytes" else ()
+    figure = go.Figure()
+    groups = [
+        ("within budgets" if budgets is not None else "trials",
+         [t for t in done if is_feasible(t)], {"color": "lightgray"}),
+        ("over budget", [t for t in done if not is_feasible(t)],
+         {"color": "crimson", "symbol": "x-thin-open", "size": 8, "line": {"width": 1.5}}),
+    ]
+    for name, trials, marker in groups:
+        if trials or name != "over budget":
+            figure.add_trace(go.Scatter(
+                x=[t.values[1] / 1024 for t in trials], y=[t.values[0] for t in trials],
+                mode="markers", name=f"{name} ({len(trials)})", marker=marker,
+                text=[_hover(t, metric=metric) for t in trials], hoverinfo="text",
+            ))
+    figure.add_trace(go.Scatter(
+        x=[t.values[1] / 1024 for t in front], y=[t.values[0] for t in front],
+        mode="lines+markers", line={"shape": "hv"}, hoverinfo="text",
+        name=f"{'feasible' if budgets is not None else 'Pareto'} front ({len(front)})",
+        text=[_hover(t, metric=metric) for t in front],
+    ))
+    flash_limit, accuracy_limit = _budget_lines(budgets, metric=metric)
+    if flash_limit is not None:
+        figure.add_vline(x=flash_limit / 1024, line={"color": "crimson", "dash": "dash"})
+    if accuracy_limit is not None:
+        figure.add_hline(y=accuracy_limit, line={"color": "crimson", "dash": "dot"})
+    for name, size, err in references:
+        figure.add_trace(go.Scatter(x=[size / 1024], y=[1 - err], mode="markers",
+                                    name=f"{name} (test)",
+                                    marker={"symbol": "star", "size": 12}))
+    title = f"{study.study_name}: accuracy vs {SIZE_TITLES.get(metric, metric)}"
+    if budgets is not None:
+        title += f"<br><sub>budgets: {budgets.describe()}</sub>"
+    figure.update_layout(
+        title=title,
+        xaxis={"type": "log",
+               "title": f"{SIZE_LABELS.get(metric, metric)} (KB, 1 KB = 1024 B)"},
+        yaxis={"title": "accuracy (trials: validation; published: test)" if references
+               else "validation accuracy"},
+    )
+    return figure
+
+
 def write_report(*, study: optuna.Study, out: Path, dataset: str) -> list[Path]:
     """Writes trials.csv, pareto.png, pareto.html and hypervolume.png into `out`."""
-    import plotly.graph_objects as go
-
-    from optimizer.pareto import front_trials
-
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"--out {out} is not writable: {error.strerror}") from None
-    frame = trials_frame(study)
     written = [out / "trials.csv"]
-    frame.to_csv(written[0], index=False)
+    trials_frame(study).to_csv(written[0], index=False)
 
     written.append(out / "pareto.png")
     pareto_figure(study=study, dataset=dataset).savefig(written[-1])
 
-    done = frame[frame["state"] == "COMPLETE"]
-    front = front_trials(study)
-    references = PUBLISHED_MNIST if dataset == "mnist" else ()
-    hover = [
-        f"trial {r.trial}<br>{r.quantization} width {r.width} λ {r.epr_lambda}"
-        f"<br>{int(r.payload_bytes):,} payload bytes"
-        for r in done.itertuples()
-    ]
-    figure = go.Figure()
-    figure.add_trace(go.Scatter(x=done["payload_bytes"] / 1024, y=done["accuracy"],
-                                mode="markers", name="trials", text=hover,
-                                marker={"color": "lightgray"}))
-    figure.add_trace(go.Scatter(x=[t.values[1] / 1024 for t in front],
-                                y=[t.values[0] for t in front], mode="lines+markers",
-                                name="Pareto front", line={"shape": "hv"}))
-    for label, size, err in references:
-        figure.add_trace(go.Scatter(x=[size / 1024], y=[1 - err], mode="markers",
-                                    name=f"{label} (test)",
-                                    marker={"symbol": "star", "size": 12}))
-    figure.update_layout(
-        title=f"{study.study_name}: accuracy vs compressed payload",
-        xaxis={"type": "log", "title": "payload (KB, 1 KB = 1024 B)"},
-        yaxis={"title": "accuracy (trials: validation; published: test)" if references
-               else "validation accuracy"},
-    )
     written.append(out / "pareto.html")
-    figure.write_html(written[-1], include_plotlyjs=True)
+    pareto_html_figure(study=study, dataset=dataset).write_html(written[-1],
+                                                               include_plotlyjs=True)
 
     written.append(out / "hypervolume.png")
     hypervolume_figure(study=study).savefig(written[-1])

@@ -1,17 +1,30 @@
-"""`pareto`'s machine formats carry exact figures; `report`'s figures read well at any span."""
+"""`pareto`'s machine formats carry exact figures; `report`'s figures read well at any span
+and keep trials over a device budget apart from the feasible front."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from dataclasses import asdict
 
 import optuna
+import pandas as pd
 import pytest
 
+from optimizer.constraints import set_constraints
 from optimizer.errors import UsageError
 from optimizer.pareto import format_front, front_rows
-from optimizer.report import hypervolume_figure, pareto_figure, write_report
+from optimizer.record import RECORD_ATTR
+from optimizer.report import (
+    hypervolume_figure,
+    hypervolume_history,
+    pareto_figure,
+    pareto_html_figure,
+    trials_frame,
+    write_report,
+)
+from studies.base import DeviceBudgets
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -158,3 +171,150 @@ def test_smoke_study_name_is_refused_with_the_working_spelling():
         check_study_arg("digits-smoke")
     check_study_arg("digits")  # a registered study passes
     check_study_arg("nosuch-smoke")  # left to get_study's own message
+
+
+# Under device budgets: RAM <= 8 KB and latency <= 2 ms. Trial 2 would dominate trial 1
+# and trial 3 would top the front, but both are over a budget.
+BUDGETS = DeviceBudgets(max_ram_kb=8, max_latency_ms=2.0)
+#: (accuracy, payload_bytes, ram_bytes, latency_ms); flash_bytes is 3 × payload + 1000.
+BUDGET_POINTS = [
+    (0.80, 2_000, 6_000, 1.0),
+    (0.90, 5_000, 7_000, 1.5),
+    (0.95, 3_000, 12_000, 1.0),  # RAM over
+    (0.97, 20_000, 9_000, 3.0),  # RAM and latency over
+    (0.93, 10_000, 8_192, 1.9),  # exactly at the RAM budget: within
+]
+OVER_BUDGET = {2: "ram_bytes", 3: "latency_ms,ram_bytes"}
+
+
+def _budget_study(*, metric="payload_bytes", budgets=BUDGETS):
+    """A study of `metric` with `budgets` recorded as the runner records them, each
+    trial's constraints written through `set_constraints`, and one failed trial."""
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="budgets", storage=storage,
+                                directions=["maximize", "minimize"])
+    study.set_metric_names(["accuracy", metric])
+    study.set_user_attr(RECORD_ATTR, {"device_budgets": asdict(budgets)})
+    for accuracy, payload, ram, latency in BUDGET_POINTS:
+        attrs = {"candidate": CANDIDATE, "payload_bytes": payload,
+                 "artifact_bytes": 3 * payload + 1000, "artifact_gzip_bytes": 2 * payload,
+                 "flash_bytes": 3 * payload + 1000, "ram_bytes": ram, "latency_ms": latency,
+                 "ram_method": "test", "device_format": "tflite"}
+        trial = study.ask()
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        set_constraints(trial, budgets.constraints(accuracy=accuracy, attrs=attrs),
+                        storage=storage)
+        study.tell(trial, [accuracy, float(attrs[metric])])
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    return study
+
+
+def _point(number, metric="payload_bytes"):
+    accuracy, payload, _, _ = BUDGET_POINTS[number]
+    size = {"payload_bytes": payload, "flash_bytes": 3 * payload + 1000,
+            "artifact_gzip_bytes": 2 * payload}[metric]
+    return (size, accuracy)
+
+
+def test_trials_csv_marks_exactly_the_over_budget_trials_infeasible(tmp_path):
+    written = write_report(study=_budget_study(), out=tmp_path, dataset="digits")
+    rows = list(csv.DictReader(io.StringIO(written[0].read_text())))
+    assert [r["state"] for r in rows] == ["COMPLETE"] * 5 + ["FAIL"]
+    assert {int(r["trial"]) for r in rows if r["feasible"] == "False"} == set(OVER_BUDGET)
+    assert {int(r["trial"]): r["violated"] for r in rows if r["violated"]} == OVER_BUDGET
+    assert {int(r["trial"]) for r in rows if r["on_front"] == "True"} == {0, 1, 4}
+    assert [r["ram_bytes"] for r in rows] == ["6000", "7000", "12000", "9000", "8192", ""]
+    assert [r["flash_bytes"] for r in rows][:2] == ["7000", "16000"]
+    assert rows[3]["latency_ms"] == "3.0"
+
+
+def test_trials_frame_takes_byte_columns_from_the_attributes_whatever_the_objective():
+    frame = trials_frame(_budget_study(metric="flash_bytes")).set_index("trial")
+    completed = frame[frame["state"] == "COMPLETE"]
+    assert list(completed["payload_bytes"]) == [p for _, p, _, _ in BUDGET_POINTS]
+    assert list(completed["flash_bytes"]) == [3 * p + 1000 for _, p, _, _ in BUDGET_POINTS]
+    for name in ("payload_bytes", "artifact_bytes", "artifact_gzip_bytes", "flash_bytes",
+                 "ram_bytes"):
+        assert frame[name].dtype == "Int64", name
+    assert frame["feasible"].dtype == bool
+    assert frame.loc[5, "payload_bytes"] is pd.NA  # the failed trial measured nothing
+    assert list(frame["feasible"]) == [True, True, False, False, True, True]
+
+
+def _collection(ax, label_start):
+    found = [c for c in ax.collections if c.get_label().startswith(label_start)]
+    assert len(found) == 1, [c.get_label() for c in ax.collections]
+    return found[0]
+
+
+def test_pareto_figure_draws_over_budget_trials_apart_from_the_feasible_front():
+    fig = pareto_figure(study=_budget_study(), dataset="mnist")
+    ax = fig.axes[0]
+    over = _collection(ax, "over budget (2)")
+    assert sorted(map(tuple, over.get_offsets().tolist())) == sorted(
+        _point(n) for n in OVER_BUDGET
+    )
+    assert "RAM\N{NO-BREAK SPACE}2, latency\N{NO-BREAK SPACE}1" in over.get_label()
+    within = _collection(ax, "within budgets (3)")
+    assert sorted(map(tuple, within.get_offsets().tolist())) == [_point(n) for n in (0, 1, 4)]
+    front = _collection(ax, "feasible front (3)")
+    assert front.get_offsets().tolist() == [list(_point(n)) for n in (0, 1, 4)]
+    # the budgets are named above the axes, inside the figure
+    assert f"budgets: {BUDGETS.describe()}" in fig.get_suptitle()
+    _assert_readable_x_ticks(fig)
+    renderer = fig.canvas.get_renderer()
+    [title] = [t for t in fig.texts if t.get_text() == fig.get_suptitle()]
+    box = title.get_window_extent(renderer)
+    assert fig.bbox.contains(*box.p0) and fig.bbox.contains(*box.p1)
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= ax.get_window_extent(renderer).x1  # still beside the axes
+    # published payloads are drawn on a payload axis
+    assert any(c.get_label().startswith("EPR") for c in ax.collections)
+
+
+@pytest.mark.parametrize(("metric", "label"), [
+    ("payload_bytes", "payload: compressed parameter bytes"),
+    ("flash_bytes", "flash: .tflite file bytes"),
+    ("artifact_gzip_bytes", "gzip -9 of the artifact"),
+])
+def test_the_size_axis_is_the_study_objective_and_says_which(metric, label):
+    fig = pareto_figure(study=_budget_study(metric=metric), dataset="mnist")
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith(label)
+    assert sorted(map(tuple, _collection(ax, "over budget").get_offsets().tolist())) == sorted(
+        _point(n, metric) for n in OVER_BUDGET
+    )
+    # published payloads are not flash or gzip sizes, so only a payload axis has them
+    assert any(c.get_label().startswith("EPR") for c in ax.collections) == (
+        metric == "payload_bytes"
+    )
+
+
+def test_a_flash_budget_on_a_flash_axis_and_an_accuracy_budget_are_drawn_as_lines():
+    budgets = DeviceBudgets(max_flash_kb=20, min_accuracy=0.85)
+    ax = pareto_figure(study=_budget_study(metric="flash_bytes", budgets=budgets),
+                       dataset="digits").axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert lines["flash budget (20 KB)"].get_xdata()[0] == 20 * 1024
+    assert lines["accuracy budget (>= 0.85)"].get_ydata()[0] == 0.85
+
+
+def test_hypervolume_counts_feasible_trials_only():
+    history = dict(hypervolume_history(_budget_study()))
+    assert list(history) == [0, 1, 2, 3, 4]
+    assert history[2] == history[1] and history[3] == history[2]  # over budget: no gain
+    assert history[4] > history[3]
+
+
+def test_interactive_front_has_its_over_budget_trials_and_budgets():
+    figure = pareto_html_figure(study=_budget_study(metric="flash_bytes"), dataset="digits")
+    traces = {t.name: t for t in figure.data}
+    over = traces["over budget (2)"]
+    assert sorted(zip(over.x, over.y, strict=True)) == sorted(
+        (size / 1024, acc) for size, acc in (_point(n, "flash_bytes") for n in OVER_BUDGET)
+    )
+    assert "over budget: RAM" in over.text[0]
+    assert len(traces["feasible front (3)"].x) == 3
+    assert BUDGETS.describe() in figure.layout.title.text
+    assert figure.layout.xaxis.title.text.startswith("flash: .tflite file bytes")
