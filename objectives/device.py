@@ -386,9 +386,9 @@ def median_latency_ms(
         raise ValueError(f"runs must be at least 1, not {runs}")
     if warmup < 0:
         raise ValueError(f"warmup must not be negative, not {warmup}")
-    from objectives.tflite import _interpreter
+    from objectives.tflite import make_interpreter
 
-    interpreter = _interpreter(bytes(flatbuffer), num_threads=1)
+    interpreter = make_interpreter(bytes(flatbuffer), num_threads=1)
     interpreter.allocate_tensors()
     rng = np.random.default_rng(seed)
     for detail in interpreter.get_input_details():

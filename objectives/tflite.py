@@ -173,7 +173,7 @@ def _is_full_integer(flatbuffer: bytes) -> bool:
     return False
 
 
-def _interpreter(flatbuffer: bytes, *, num_threads: int = 1):
+def make_interpreter(flatbuffer: bytes, *, num_threads: int = 1):
     """A `tf.lite.Interpreter` for the flatbuffer.
 
     Float, float16 and dynamic-range models run with the default XNNPACK delegate;
@@ -210,7 +210,7 @@ def predict(
         raise ValueError(f"batch_size must be positive, not {batch_size}")
     if num_threads < 1:
         raise ValueError(f"num_threads must be positive, not {num_threads}")
-    interpreter = _interpreter(flatbuffer, num_threads=num_threads)
+    interpreter = make_interpreter(flatbuffer, num_threads=num_threads)
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(
@@ -272,7 +272,7 @@ def evaluate(
 
 def io_types(flatbuffer: bytes) -> tuple[np.dtype, np.dtype]:
     """The dtypes of the flatbuffer's input and output tensors (int8 with `int8_io`)."""
-    interpreter = _interpreter(flatbuffer)
+    interpreter = make_interpreter(flatbuffer)
     return (
         np.dtype(interpreter.get_input_details()[0]["dtype"]),
         np.dtype(interpreter.get_output_details()[0]["dtype"]),

@@ -146,13 +146,13 @@ def test_predict_runs_whole_batches_and_allocates_once_per_batch_size(
     flatbuffers, digits, monkeypatch
 ):
     made = []
-    real_factory = tflite._interpreter
+    real_factory = tflite.make_interpreter
 
     def counting(flatbuffer, **kwargs):
         made.append(_CountingInterpreter(real_factory(flatbuffer, **kwargs)))
         return made[-1]
 
-    monkeypatch.setattr(tflite, "_interpreter", counting)
+    monkeypatch.setattr(tflite, "make_interpreter", counting)
     x = digits.x_train[:250]
     batched = tflite.predict(flatbuffers["float32"], x, batch_size=100)
     (interpreter,) = made
