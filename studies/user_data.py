@@ -1,0 +1,498 @@
+"""Users' own data: an .npz file, a folder of class subfolders of images, or a Python loader.
+
+`load_user_data(source, split_seed=..., validation_fraction=...)` returns the same `Splits`
+as `studies.datasets.load_dataset` (float32 images (N, H, W, C), int64 labels, fingerprints),
+for data of any image size and any number of classes. What `source` names:
+
+- An existing file: a NumPy `.npz` archive (`np.savez`) with arrays `x_train`, `y_train` and
+  optionally the pairs `x_val`, `y_val` and `x_test`, `y_test`; other arrays are ignored
+  (and logged). `Splits.source` is `npz:/absolute/path.npz`.
+- An existing folder: one subfolder per class, read with
+  `tf.keras.utils.image_dataset_from_directory` (labels 0..K-1 in the sorted order of the
+  subfolder names; hidden subfolders skipped; .png, .jpg, .jpeg, .bmp and .gif files, also
+  in nested folders). Rules: every image must have the height and width of the first one
+  (none is resized; a mismatch is an error naming both files); the images are read as
+  grayscale (C = 1) when none has colour (grey or grey + alpha), else as RGB (C = 3), grey
+  ones repeated into three channels; alpha is dropped. Each image is decoded twice (once to
+  check its size, once by Keras). A folder has no test split of its own.
+  `Splits.source` is `folder:/absolute/dir`.
+- `"module.path:function"` or `"path/to/file.py:function"` (when it names no existing
+  file or folder): the function is called without arguments and returns a mapping with the
+  npz keys above, whose values are NumPy arrays (anything `np.asarray` makes a numeric
+  array of will do). `Splits.source` is `loader:module.path:function` or
+  `loader:/absolute/file.py:function`. A file loader is imported on its own: its folder is
+  not put on `sys.path`.
+
+Rules, the same for every source; each violation is a one-line `DataError` that names the
+source, the array (`npz:/d/x.npz [y_train] has ...`) and what was expected:
+
+- Images are shaped (N, H, W) (read as (N, H, W, 1)) or (N, H, W, C) with C in 1..4, with the
+  same H, W and C in every split, and have a numeric dtype. Integer pixels must lie in
+  0..255 (uint8 or any other integer dtype) and are divided by 255 into float32 [0, 1].
+  Floating-point pixels must be finite and are kept as they are (as float32): they are NOT
+  rescaled, so bring them in [0, 1] yourself (a warning is logged when they are not).
+- Labels are integers (a float dtype is an error even for whole numbers), shaped (N,), one
+  per image, and non-negative. K, the number of classes, is the largest label + 1 over all
+  splits (for a folder: the number of class subfolders); K >= 2 and every class 0..K-1
+  needs `MIN_TRAIN_PER_CLASS` training images, one more when the test split is held out of
+  them. A given validation or test split must not be empty.
+
+Splits, as `studies.datasets` makes them (DESIGN §4): without `x_test`, `TEST_FRACTION` of
+every class is held out of the training images as the test split with the fixed
+`TEST_SEED`, so the test split is the same for every `split_seed`; without `x_val`, the
+validation split is carved from the rest with `split_seed` (`validation_fraction` of every
+class). A given `x_val` / `x_test` keeps its rows (no carve); the training rows and the
+given validation rows are put in the seeded stratified order of `studies.datasets` (every
+prefix a fair sample, which `Budget.train_subset` and the accuracy floor's first validation
+rows rely on), seeded by `split_seed`; a given test split keeps its order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import importlib.util
+import io
+import logging
+import re
+import sys
+import zipfile
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from studies.datasets import (
+    MIN_TRAIN_PER_CLASS,
+    TEST_FRACTION,
+    TEST_SEED,
+    DataError,
+    Splits,
+    _carve,
+    _stratified_order,
+)
+
+log = logging.getLogger(__name__)
+
+#: The arrays a source may give: the training pair is required, the others come in pairs.
+TRAIN_KEYS = ("x_train", "y_train")
+OPTIONAL_PAIRS = (("x_val", "y_val"), ("x_test", "y_test"))
+KEYS = (*TRAIN_KEYS, *(key for pair in OPTIONAL_PAIRS for key in pair))
+#: Largest integer pixel value; integer images are divided by it.
+PIXEL_MAX = 255
+#: Image files a folder source reads (Keras' allow-list).
+IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+_SPLITS = ("train", "val", "test")
+_FUNCTION = re.compile(r"^(?P<target>.+):(?P<function>[A-Za-z_]\w*)$")
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_EXPECTED_SOURCE = (
+    "expected an .npz file, a folder of class subfolders of images, or a loader "
+    "'module.path:function' or 'path/to/file.py:function'"
+)
+_EXPECTED_KEYS = (
+    "expected arrays x_train, y_train and optionally the pairs x_val, y_val and x_test, y_test"
+)
+
+
+@dataclass(frozen=True)
+class _UserRaw:
+    """A source as read, before the checks: its known arrays, every key it had, and the
+    class names (a folder's subfolders; None when K comes from the labels)."""
+
+    source: str
+    arrays: dict[str, np.ndarray]
+    found: tuple[str, ...]
+    class_names: tuple[str, ...] | None = None
+
+
+def load_user_data(
+    source: str | Path, *, split_seed: int = 0, validation_fraction: float = 0.1
+) -> Splits:
+    """Reads, checks and splits the user's data (see the module docstring for the sources,
+    the rules and the splits); `DataError` names the source, the array and what is wrong."""
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    splits = _split(
+        _read_source(source), split_seed=split_seed, validation_fraction=validation_fraction
+    )
+    log.info("loaded %s: %s, %d classes", splits.source, splits.sizes(), splits.num_classes)
+    return splits
+
+
+# --- reading: every failure is a DataError naming the source -----------------------------
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _read_source(source: str | Path) -> _UserRaw:
+    if isinstance(source, str) and not source.strip():
+        raise DataError(f"the data source is empty; {_EXPECTED_SOURCE}")
+    path = Path(source).expanduser()
+    if isinstance(source, Path) or path.exists():
+        if path.is_dir():
+            return _read_folder(path.resolve())
+        if path.is_file() and path.suffix == ".py":
+            raise DataError(
+                f"{path} is a Python file; expected 'path/to/file.py:function' naming the "
+                "function that returns the arrays"
+            )
+        if not path.exists():
+            raise DataError(f"no such file or folder: {path}; {_EXPECTED_SOURCE}")
+        return _read_npz(path.resolve())
+    match = _FUNCTION.match(source)
+    if match is None:
+        raise DataError(f"no such file or folder: {source}; {_EXPECTED_SOURCE}")
+    return _read_loader(match["target"], match["function"])
+
+
+def _read_npz(path: Path) -> _UserRaw:
+    source = f"npz:{path}"
+    try:
+        with path.open("rb") as file:
+            head = file.read(4)
+    except OSError as error:
+        raise DataError(
+            f"cannot read {path}: {error.strerror or error}; expected a readable .npz file"
+        ) from None
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise DataError(
+            f"{source} is not an .npz archive (no zip header); {_EXPECTED_KEYS} (np.savez)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            found = tuple(archive.files)
+            arrays = {key: archive[key] for key in KEYS if key in found}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise DataError(
+            f"{source} cannot be read as an .npz archive ({type(error).__name__}: "
+            f"{_one_line(error)}); {_EXPECTED_KEYS} of numbers (np.savez)"
+        ) from None
+    return _UserRaw(source, arrays, found)
+
+
+def _import_file(path: Path, source: str):
+    if not path.is_file():
+        raise DataError(f"{source}: no such file: {path}; {_EXPECTED_SOURCE}")
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    name = f"_user_data_loader_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise DataError(f"cannot import {path} as Python; expected a .py file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the user's module may fail in any way
+        del sys.modules[name]
+        raise DataError(
+            f"{source}: importing {path} raised {type(error).__name__}: "
+            f"{_one_line(error)}; expected a module that imports cleanly"
+        ) from error
+    return module
+
+
+def _read_loader(target: str, function: str) -> _UserRaw:
+    spec_text = f"{target}:{function}"
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target).expanduser().resolve()
+        source = f"loader:{path}:{function}"
+        module = _import_file(path, source)
+    elif _MODULE.match(target):
+        try:
+            module = importlib.import_module(target)
+        except Exception as error:  # ModuleNotFoundError, or the user's module failing
+            raise DataError(
+                f"loader:{spec_text}: cannot import module {target} "
+                f"({type(error).__name__}: {_one_line(error)}); {_EXPECTED_SOURCE}"
+            ) from error
+        source = f"loader:{spec_text}"
+    else:
+        raise DataError(f"no such file or folder: {spec_text}; {_EXPECTED_SOURCE}")
+    loader = getattr(module, function, None)
+    if not callable(loader):
+        raise DataError(
+            f"{source}: {target} has no function {function}; expected a function that "
+            "takes no arguments and returns the arrays"
+        )
+    try:
+        result = loader()
+    except Exception as error:  # the user's code may fail in any way; keep it as the cause
+        raise DataError(
+            f"{source} raised {type(error).__name__}: {_one_line(error)}; expected it to "
+            "return a mapping of arrays"
+        ) from error
+    if not isinstance(result, Mapping):
+        raise DataError(
+            f"{source} returned a {type(result).__name__}; expected a mapping (dict) of arrays"
+            " x_train, y_train and optionally the pairs x_val, y_val and x_test, y_test"
+        )
+    arrays = {}
+    for key in KEYS:
+        if key in result:
+            try:
+                arrays[key] = np.asarray(result[key])
+            except (ValueError, TypeError) as error:
+                raise DataError(
+                    f"{source} [{key}] is not an array ({_one_line(error)}); expected a "
+                    "NumPy array"
+                ) from None
+    return _UserRaw(source, arrays, tuple(str(key) for key in result))
+
+
+def _read_folder(directory: Path) -> _UserRaw:
+    source = f"folder:{directory}"
+    try:
+        subfolders = sorted(
+            p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+    except OSError as error:
+        raise DataError(f"cannot read {source}: {error.strerror or error}") from None
+    expected = (
+        f"expected one subfolder of images ({', '.join(IMAGE_FORMATS)}) per class, "
+        "named after the class"
+    )
+    if not subfolders:
+        raise DataError(f"{source} has no class subfolders; {expected}")
+
+    import tensorflow as tf
+
+    def keras_read(**options):
+        quiet = io.StringIO()  # Keras prints "Found N files belonging to K classes."
+        with contextlib.redirect_stdout(quiet):
+            try:
+                return tf.keras.utils.image_dataset_from_directory(
+                    str(directory), labels="inferred", label_mode="int", shuffle=False,
+                    **options,
+                )
+            except ValueError as error:
+                raise DataError(
+                    f"{source} has no images in {', '.join(subfolders)} "
+                    f"({_one_line(error)}); {expected}"
+                ) from None
+
+    index = keras_read(image_size=(1, 1), batch_size=None)  # lists the files, reads none
+    paths, class_names = list(index.file_paths), tuple(index.class_names)
+    shapes = _decoded_shapes(tf, paths, source)
+    height, width = (int(d) for d in shapes[0, :2])
+    wrong = np.flatnonzero((shapes[:, 0] != height) | (shapes[:, 1] != width))
+    if wrong.size:
+        i = int(wrong[0])
+        raise DataError(
+            f"{source}: {paths[i]} is {shapes[i, 0]}×{shapes[i, 1]} pixels but {paths[0]} is "
+            f"{height}×{width}; expected every image to have the same height and width "
+            "(none is resized: resize them first, or bring an .npz or a loader)"
+        )
+    color_mode = "rgb" if np.any(shapes[:, 2] >= 3) else "grayscale"
+    dataset = keras_read(image_size=(height, width), color_mode=color_mode, batch_size=256)
+    if list(dataset.file_paths) != paths:
+        raise DataError(f"{source} changed while it was read; expected a folder left alone")
+    images, labels = [], []
+    try:
+        for x, y in dataset:
+            images.append(x.numpy())
+            labels.append(y.numpy())
+    except tf.errors.OpError as error:
+        raise DataError(
+            f"{source}: an image cannot be read as {color_mode} "
+            f"({type(error).__name__}: {_one_line(error.message)}); {expected}"
+        ) from None
+    # Keras returns float32 0..255; a resize to the same size leaves whole values.
+    x_train = np.clip(np.rint(np.concatenate(images)), 0, PIXEL_MAX).astype(np.uint8)
+    arrays = {"x_train": x_train, "y_train": np.concatenate(labels).astype(np.int64)}
+    return _UserRaw(source, arrays, tuple(arrays), class_names)
+
+
+def _decoded_shapes(tf, paths: Sequence[str], source: str) -> np.ndarray:
+    """(height, width, channels) of every image file, as TensorFlow decodes it."""
+
+    def shape(path):
+        return tf.shape(tf.io.decode_image(tf.io.read_file(path), expand_animations=False))
+
+    shapes = tf.data.Dataset.from_tensor_slices(list(paths)).map(
+        shape, num_parallel_calls=tf.data.AUTOTUNE
+    )
+    try:
+        return np.concatenate([batch.numpy() for batch in shapes.batch(1024)])
+    except tf.errors.OpError:
+        for path in paths:  # find the file to name
+            try:
+                shape(tf.constant(path))
+            except tf.errors.OpError as error:
+                raise DataError(
+                    f"{source}: {path} cannot be decoded ({type(error).__name__}: "
+                    f"{_one_line(error.message)}); expected a {', '.join(IMAGE_FORMATS)} image"
+                ) from None
+        raise
+
+
+# --- checking: one function for every source ---------------------------------------------
+
+
+def _shape_text(hwc: tuple[int, ...]) -> str:
+    height, width, channels = hwc
+    if channels == 1:
+        return f"(N, {height}, {width}) or (N, {height}, {width}, 1)"
+    return f"(N, {height}, {width}, {channels})"
+
+
+def _images(x: np.ndarray, origin: str) -> np.ndarray:
+    """float32 images (N, H, W, C): integers 0..255 divided by 255, finite floats as they are."""
+    channels = x.shape[3] if x.ndim == 4 else 1
+    if x.ndim not in (3, 4) or min(x.shape[1:3]) < 1 or not 1 <= channels <= 4:
+        raise DataError(
+            f"{origin} has images of shape {x.shape}; expected (N, H, W) or (N, H, W, C) with "
+            "C in 1..4 channels"
+        )
+    if np.issubdtype(x.dtype, np.integer):
+        if x.size and x.dtype != np.uint8:
+            low, high = int(x.min()), int(x.max())
+            if low < 0 or high > PIXEL_MAX:
+                raise DataError(
+                    f"{origin} has integer pixel values {low}..{high}; expected 0..{PIXEL_MAX}"
+                    " (integer images are divided by 255)"
+                )
+        images = x.astype(np.float32) / np.float32(PIXEL_MAX)
+    elif np.issubdtype(x.dtype, np.floating):
+        images = x.astype(np.float32)
+        bad = int(np.count_nonzero(~np.isfinite(images)))
+        if bad:
+            raise DataError(
+                f"{origin} has {bad} non-finite pixel values (NaN or infinite in float32); "
+                "expected finite floats"
+            )
+        if images.size and (images.min() < 0.0 or images.max() > 1.0):
+            log.warning(
+                "%s has float pixels %g..%g; they are used as they are, not rescaled to [0, 1]",
+                origin, images.min(), images.max(),
+            )
+    else:
+        raise DataError(
+            f"{origin} has images of dtype {x.dtype}; expected a numeric dtype: integer "
+            f"pixels 0..{PIXEL_MAX} (uint8) or floats"
+        )
+    return images.reshape(*x.shape[:3], channels)
+
+
+def _labels(y: np.ndarray, origin: str, count: int, images_origin: str) -> np.ndarray:
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(
+            f"{origin} has labels of dtype {y.dtype}; expected integer class labels 0..K-1"
+        )
+    if y.ndim != 1:
+        raise DataError(f"{origin} has labels of shape {y.shape}; expected (N,)")
+    if len(y) != count:
+        raise DataError(
+            f"{origin} has {len(y)} labels but {images_origin} has {count} images; expected "
+            "one label per image"
+        )
+    if y.size and y.min() < 0:
+        raise DataError(
+            f"{origin} has labels {int(y.min())}..{int(y.max())}; expected class labels "
+            "0..K-1 (non-negative)"
+        )
+    return y.astype(np.int64)
+
+
+def _checked(raw: _UserRaw) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+    """(images, labels, K) per split present ("train", and "val", "test" when given)."""
+    arrays, source = raw.arrays, raw.source
+    missing = [key for key in TRAIN_KEYS if key not in arrays]
+    if missing:
+        raise DataError(
+            f"{source} lacks {', '.join(missing)} (found: {', '.join(raw.found) or 'nothing'});"
+            f" {_EXPECTED_KEYS}"
+        )
+    for x_key, y_key in OPTIONAL_PAIRS:
+        if (x_key in arrays) != (y_key in arrays):
+            have, lack = (x_key, y_key) if x_key in arrays else (y_key, x_key)
+            raise DataError(f"{source} has {have} but no {lack}; expected both or neither")
+    ignored = [key for key in raw.found if key not in KEYS]
+    if ignored:
+        log.warning("%s: ignoring %s (not one of %s)", source, ", ".join(ignored), ", ".join(KEYS))
+
+    present = [split for split in _SPLITS if f"x_{split}" in arrays]
+    images = {split: _images(arrays[f"x_{split}"], f"{source} [x_{split}]") for split in present}
+    hwc = images["train"].shape[1:]
+    for split in present:
+        if images[split].shape[1:] != hwc:
+            raise DataError(
+                f"{source} [x_{split}] has images of shape {arrays[f'x_{split}'].shape}; "
+                f"expected {_shape_text(hwc)} like x_train (the same height, width and "
+                "channels in every split)"
+            )
+        if not len(images[split]):
+            raise DataError(f"{source} [x_{split}] has no images; expected at least 1")
+    labels = {
+        split: _labels(
+            arrays[f"y_{split}"], f"{source} [y_{split}]", len(images[split]),
+            f"x_{split}",
+        )
+        for split in present
+    }
+
+    if raw.class_names is not None:
+        num_classes = len(raw.class_names)
+        why = f"K = {num_classes} class subfolders"
+    else:
+        num_classes = 1 + max(int(y.max()) for y in labels.values())
+        why = f"K = {num_classes}: the largest label + 1 over all splits"
+    if num_classes < 2:
+        only = f"{raw.class_names[0]!r}" if raw.class_names else "0"
+        raise DataError(
+            f"{source} [y_train] has one class only ({only}); expected at least 2 classes"
+        )
+    own_test = "test" in present
+    need = MIN_TRAIN_PER_CLASS if own_test else MIN_TRAIN_PER_CLASS + 1
+    counts = np.bincount(labels["train"], minlength=num_classes)
+    short = np.flatnonzero(counts < need)
+    if short.size:
+        names = raw.class_names
+        listed = ", ".join(
+            f"class {c}{f' ({names[c]!r})' if names else ''}: {counts[c]}" for c in short[:5]
+        )
+        more = f" and {short.size - 5} more" if short.size > 5 else ""
+        held = "" if own_test else "; one more because the test split is held out of them"
+        raise DataError(
+            f"{source} [y_train] has too few training images of {listed}{more}; expected at "
+            f"least {need} of every class 0..{num_classes - 1} ({why}{held})"
+        )
+    return images, labels, num_classes
+
+
+# --- splitting -----------------------------------------------------------------------------
+
+
+def _split(raw: _UserRaw, *, split_seed: int, validation_fraction: float) -> Splits:
+    images, labels, num_classes = _checked(raw)
+    x, y = images["train"], labels["train"]
+    if "test" in images:
+        x_test, y_test = images["test"], labels["test"]
+    else:
+        rest, held = _carve(y, fraction=TEST_FRACTION, seed=TEST_SEED, keep=MIN_TRAIN_PER_CLASS)
+        (x, y), (x_test, y_test) = (x[rest], y[rest]), (x[held], y[held])
+    if "val" in images:
+        rng = np.random.default_rng(split_seed)
+        kept = _stratified_order(y, rng)
+        x_val, y_val = images["val"], labels["val"]
+        order = _stratified_order(y_val, rng)
+        x_val, y_val = x_val[order], y_val[order]
+    else:
+        kept, held = _carve(y, fraction=validation_fraction, seed=split_seed)
+        x_val, y_val = x[held], y[held]
+    return Splits(
+        x_train=x[kept],
+        y_train=y[kept],
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        source=raw.source,
+        split_seed=split_seed,
+        num_classes=num_classes,
+    )

@@ -1,0 +1,336 @@
+"""Users' own data (`studies.user_data`): an .npz file, a folder of class subfolders of PNGs
+or a Python loader becomes train / validation / test `Splits`; bad input is a one-line
+`DataError` naming the source, the array and what was expected."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+
+from optimizer.errors import UsageError
+from studies.datasets import DataError
+from studies.user_data import load_user_data
+
+CLASSES = 3
+
+
+def _arrays(n_per_class=20, *, shape=(5, 4), seed=0):
+    """uint8 images sorted by class (the worst order for a prefix), labels 0..2."""
+    rng = np.random.default_rng(seed)
+    n = n_per_class * CLASSES
+    return {
+        "x_train": rng.integers(0, 256, (n, *shape), dtype=np.uint8),
+        "y_train": np.repeat(np.arange(CLASSES, dtype=np.uint8), n_per_class),
+    }
+
+
+def _npz(tmp_path, name="data.npz", **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def _rows(x, y):
+    return sorted(xi.tobytes() + int(yi).to_bytes(8, "little") for xi, yi in zip(x, y, strict=True))
+
+
+def _error(source, **options):
+    with pytest.raises(DataError) as caught:
+        load_user_data(source, **options)
+    assert isinstance(caught.value, UsageError)  # the CLI prints it as one line, exit 2
+    message = str(caught.value)
+    assert "\n" not in message and "expected" in message, message
+    return message
+
+
+# --- npz ------------------------------------------------------------------------------------
+
+
+def test_an_npz_with_only_training_data_gets_three_fair_splits_and_a_stable_fingerprint(
+    tmp_path,
+):
+    arrays = _arrays(20)
+    path = _npz(tmp_path, **arrays)
+    splits = load_user_data(path)
+    assert splits.source == f"npz:{path.resolve()}"
+    assert splits.num_classes == CLASSES and splits.split_seed == 0
+    assert splits.input_shape == (5, 4, 1)
+    # 20 per class: 4 held out for test, 2 of the other 16 for validation, 14 to train
+    assert splits.sizes() == {"train": 42, "validation": 6, "test": 12}
+    for y, per_class in ((splits.y_train, 14), (splits.y_val, 2), (splits.y_test, 4)):
+        assert y.dtype == np.int64
+        np.testing.assert_array_equal(np.bincount(y), [per_class] * CLASSES)
+    assert set(np.bincount(splits.y_train[:6], minlength=CLASSES)) <= {1, 2, 3}  # fair prefix
+    for x in (splits.x_train, splits.x_val, splits.x_test):
+        assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    everything = (np.concatenate([splits.x_train, splits.x_val, splits.x_test]),
+                  np.concatenate([splits.y_train, splits.y_val, splits.y_test]))
+    assert _rows(*everything) == _rows(
+        arrays["x_train"][..., None].astype(np.float32) / 255, arrays["y_train"])
+    copy = _npz(tmp_path, "elsewhere.npz", **arrays)
+    assert load_user_data(str(copy)).fingerprints() == splits.fingerprints()  # not the path
+
+
+def test_an_npz_with_validation_and_test_splits_uses_them_as_given(tmp_path):
+    arrays = _arrays(6)
+    val, test = _arrays(2, seed=1), _arrays(3, seed=2)
+    path = _npz(tmp_path, **arrays, x_val=val["x_train"], y_val=val["y_train"],
+                x_test=test["x_train"], y_test=test["y_train"])
+    splits = load_user_data(path)
+    np.testing.assert_array_equal(splits.x_test, test["x_train"][..., None] / np.float32(255))
+    np.testing.assert_array_equal(splits.y_test, test["y_train"])
+    # no carve: the same rows, in the fair order every prefix relies on
+    assert _rows(splits.x_val, splits.y_val) == _rows(
+        val["x_train"][..., None] / np.float32(255), val["y_train"])
+    assert _rows(splits.x_train, splits.y_train) == _rows(
+        arrays["x_train"][..., None] / np.float32(255), arrays["y_train"])
+    np.testing.assert_array_equal(np.bincount(splits.y_val[:3]), [1, 1, 1])
+
+
+def test_float_images_with_channels_are_kept_as_they_are(tmp_path):
+    arrays = _arrays(3, shape=(4, 4, 3))
+    arrays["x_train"] = arrays["x_train"].astype(np.float64) / 255
+    splits = load_user_data(_npz(tmp_path, **arrays))
+    assert splits.input_shape == (4, 4, 3)
+    assert _rows(np.concatenate([splits.x_train, splits.x_val, splits.x_test]),
+                 np.concatenate([splits.y_train, splits.y_val, splits.y_test])) == _rows(
+        arrays["x_train"].astype(np.float32), arrays["y_train"])
+
+
+def test_the_split_seed_changes_the_validation_split_and_never_the_test_split(tmp_path):
+    path = _npz(tmp_path, **_arrays(20))
+    first, again, other = (load_user_data(path, split_seed=s) for s in (0, 0, 1))
+    assert first.fingerprints() == again.fingerprints()
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(again, name))
+    assert other.fingerprints()["test"] == first.fingerprints()["test"]
+    assert other.fingerprints()["validation"] != first.fingerprints()["validation"]
+    assert other.split_seed == 1
+    assert _rows(np.concatenate([other.x_train, other.x_val]),
+                 np.concatenate([other.y_train, other.y_val])) == _rows(
+        np.concatenate([first.x_train, first.x_val]),
+        np.concatenate([first.y_train, first.y_val]))
+
+
+def _changed(**changes):
+    def change(arrays):
+        arrays.update(changes)
+        for key in [key for key, value in arrays.items() if value is None]:
+            del arrays[key]
+        return arrays
+    return change
+
+
+X, Y = _arrays(3)["x_train"], _arrays(3)["y_train"]
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (_changed(y_train=None), ["lacks y_train", "found: x_train"]),
+        (_changed(x_val=X), ["x_val but no y_val"]),
+        (_changed(y_test=Y), ["y_test but no x_test"]),
+        (_changed(y_train=Y.astype(np.int64) - 1), ["[y_train]", "labels -1..1", "0..K-1"]),
+        (_changed(y_train=Y.astype(np.float32)), ["[y_train]", "dtype float32", "integer"]),
+        (_changed(y_train=Y[:-1]), ["[y_train] has 8 labels", "x_train has 9 images"]),
+        (_changed(y_train=Y[:, None]), ["[y_train]", "shape (9, 1)", "(N,)"]),
+        (_changed(x_test=X[:, :4], y_test=Y), ["[x_test]", "(9, 4, 4)", "like x_train"]),
+        (_changed(x_val=X[..., None].repeat(3, -1), y_val=Y), ["[x_val]", "(N, 5, 4) or"]),
+        (_changed(x_train=np.where(X > 128, np.nan, X / 255)), ["[x_train]", "non-finite"]),
+        (_changed(x_train=np.where(X == X.max(), 300, X.astype(np.int16))),
+         ["[x_train]", "integer pixel values", "..300", "expected 0..255"]),
+        (_changed(x_train=X > 128), ["[x_train]", "dtype bool", "numeric"]),
+        (_changed(x_train=X[..., None].repeat(5, -1)), ["[x_train]", "C in 1..4"]),
+        (_changed(x_train=X[:, 0]), ["[x_train]", "shape (9, 4)"]),
+        (_changed(y_train=np.zeros(9, np.int8)), ["[y_train] has one class only"]),
+        (_changed(y_train=Y * 2), ["[y_train] has too few", "class 1: 0", "class 3: 0"]),
+        (_changed(x_val=X[:0], y_val=Y[:0]), ["[x_val] has no images"]),
+    ],
+    ids=lambda v: None if callable(v) else v[0],
+)
+def test_bad_npz_arrays_are_a_one_line_error_naming_the_array(tmp_path, change, named):
+    path = _npz(tmp_path, **change(_arrays(3)))
+    message = _error(path)
+    assert message.startswith(f"npz:{path.resolve()}"), message
+    for text in named:
+        assert text in message, message
+
+
+def test_two_images_of_a_class_are_too_few_when_the_test_split_is_held_out(tmp_path):
+    arrays = _arrays(3)
+    keep = np.r_[0:2, 3:9]  # class 0 has two images
+    message = _error(_npz(tmp_path, x_train=arrays["x_train"][keep],
+                          y_train=arrays["y_train"][keep]))
+    assert "class 0: 2" in message and "at least 3" in message and "held out" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (b"not numbers at all", "not an .npz archive"),
+        (None, "no such file or folder"),
+    ],
+)
+def test_a_missing_or_foreign_file_is_named(tmp_path, content, named):
+    path = tmp_path / "data.npz"
+    if content is not None:
+        path.write_bytes(content)
+    message = _error(path)
+    assert named in message and str(path) in message
+
+
+def test_a_damaged_npz_is_named(tmp_path):
+    path = _npz(tmp_path, **_arrays(3))
+    path.write_bytes(path.read_bytes()[:300])
+    assert "cannot be read as an .npz archive (BadZipFile" in _error(path)
+
+
+# --- loaders ------------------------------------------------------------------------------
+
+
+LOADER = """\
+import numpy as np
+
+def load():
+    rng = np.random.default_rng(0)
+    return {
+        "x_train": rng.integers(0, 256, (60, 5, 4), dtype=np.uint8),
+        "y_train": np.repeat(np.arange(3, dtype=np.uint8), 20),
+        "notes": "ignored",
+    }
+
+def broken():
+    raise RuntimeError("no data\\nhere")
+
+def a_list():
+    return [1, 2, 3]
+
+NOT_A_FUNCTION = 3
+"""
+
+
+def test_a_loader_file_gives_the_same_splits_as_the_npz_of_its_arrays(tmp_path):
+    (tmp_path / "my_loader.py").write_text(LOADER)
+    splits = load_user_data(f"{tmp_path}/my_loader.py:load")
+    assert splits.source == f"loader:{tmp_path.resolve()}/my_loader.py:load"
+    from_npz = load_user_data(_npz(tmp_path, **_arrays(20)))
+    assert splits.fingerprints() == from_npz.fingerprints()
+
+
+def test_a_loader_module_path_is_imported(tmp_path, monkeypatch):
+    package = tmp_path / "user_data_fixture_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "arrays.py").write_text(LOADER)
+    monkeypatch.syspath_prepend(tmp_path)
+    splits = load_user_data("user_data_fixture_pkg.arrays:load")
+    assert splits.source == "loader:user_data_fixture_pkg.arrays:load"
+    assert splits.sizes() == {"train": 42, "validation": 6, "test": 12}
+
+
+@pytest.mark.parametrize(
+    ("function", "named"),
+    [
+        ("broken", "my_loader.py:broken raised RuntimeError: no data here"),
+        ("a_list", "my_loader.py:a_list returned a list; expected a mapping"),
+        ("missing", "has no function missing"),
+        ("NOT_A_FUNCTION", "has no function NOT_A_FUNCTION"),
+    ],
+)
+def test_a_loader_that_fails_or_returns_something_else_is_named(tmp_path, function, named):
+    (tmp_path / "my_loader.py").write_text(LOADER)
+    message = _error(f"{tmp_path}/my_loader.py:{function}")
+    assert message.startswith(f"loader:{tmp_path.resolve()}/my_loader.py"), message
+    assert named in message, message
+
+
+@pytest.mark.parametrize(
+    ("source", "named"),
+    [
+        ("no_such_module_for_user_data:load", "cannot import module no_such_module_for_user_data"),
+        ("{tmp}/fails_on_import.py:load", "fails_on_import.py raised ModuleNotFoundError"),
+        ("{tmp}/absent.py:load", "no such file"),
+        ("{tmp}/my_loader.py", "is a Python file"),
+        ("{tmp}/absent.npz", "no such file or folder"),
+    ],
+)
+def test_a_source_that_names_nothing_usable_is_named(tmp_path, source, named):
+    (tmp_path / "my_loader.py").write_text(LOADER)
+    (tmp_path / "fails_on_import.py").write_text("import no_such_module_for_user_data\n")
+    assert named.format(tmp=tmp_path) in _error(source.format(tmp=tmp_path))
+
+
+def test_a_loader_missing_a_training_array_names_the_found_keys(tmp_path):
+    (tmp_path / "only_x.py").write_text(textwrap.dedent("""\
+        import numpy as np
+        def load():
+            return {"x_train": np.zeros((6, 2, 2), np.uint8), "labels": np.arange(6)}
+        """))
+    message = _error(f"{tmp_path}/only_x.py:load")
+    assert "lacks y_train (found: x_train, labels)" in message
+
+
+# --- folders of images --------------------------------------------------------------------
+
+
+def _write_pngs(folder, images):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i}.png")
+
+
+def test_a_folder_of_class_subfolders_of_pngs_is_read_with_labels_from_the_folder_names(
+    tmp_path,
+):
+    rng = np.random.default_rng(0)
+    written = {}
+    for name in ("emu", "cat", "dog"):  # labels follow the sorted names: cat 0, dog 1, emu 2
+        written[name] = rng.integers(0, 256, (4, 6, 6), dtype=np.uint8)
+        _write_pngs(tmp_path / "images" / name, written[name])
+    (tmp_path / "images" / ".cache").mkdir()  # hidden: not a class
+    splits = load_user_data(tmp_path / "images")
+    assert splits.source == f"folder:{(tmp_path / 'images').resolve()}"
+    assert splits.num_classes == 3 and splits.input_shape == (6, 6, 1)
+    # 4 per class: 1 held out for test, 1 of the other 3 for validation, 2 to train
+    assert splits.sizes() == {"train": 6, "validation": 3, "test": 3}
+    everything = (np.concatenate([splits.x_train, splits.x_val, splits.x_test]),
+                  np.concatenate([splits.y_train, splits.y_val, splits.y_test]))
+    expected = [(written[name][..., None] / np.float32(255), np.full(4, label))
+                for label, name in enumerate(("cat", "dog", "emu"))]
+    assert _rows(*everything) == _rows(np.concatenate([x for x, _ in expected]),
+                                       np.concatenate([y for _, y in expected]))
+
+
+def test_a_folder_with_one_colour_image_is_read_as_rgb(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        _write_pngs(tmp_path / name, rng.integers(0, 256, (3, 6, 6), dtype=np.uint8))
+    _write_pngs(tmp_path / "b" / "colour", rng.integers(0, 256, (1, 6, 6, 3), dtype=np.uint8))
+    splits = load_user_data(tmp_path)
+    assert splits.input_shape == (6, 6, 3) and splits.sizes()["test"] == 2
+
+
+def test_a_folder_of_images_of_different_sizes_names_both_files(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_pngs(tmp_path / "a", rng.integers(0, 256, (3, 6, 6), dtype=np.uint8))
+    _write_pngs(tmp_path / "b", rng.integers(0, 256, (3, 6, 7), dtype=np.uint8))
+    message = _error(tmp_path)
+    assert f"{tmp_path / 'b' / '0.png'} is 6×7 pixels but {tmp_path / 'a' / '0.png'} is 6×6" in (
+        message)
+
+
+def test_a_folder_with_a_file_that_is_not_an_image_names_the_file(tmp_path):
+    _write_pngs(tmp_path / "a", np.zeros((3, 6, 6), np.uint8))
+    _write_pngs(tmp_path / "b", np.zeros((3, 6, 6), np.uint8))
+    (tmp_path / "b" / "1.png").write_bytes(b"not a png")
+    assert f"{tmp_path / 'b' / '1.png'} cannot be decoded" in _error(tmp_path)
+
+
+def test_a_folder_with_one_class_or_none_is_named(tmp_path):
+    assert "has no class subfolders" in _error(tmp_path)
+    _write_pngs(tmp_path / "only", np.zeros((3, 6, 6), np.uint8))
+    assert "has one class only ('only')" in _error(tmp_path)
