@@ -8,6 +8,7 @@ machines). Storage is always injected, never global.
 from __future__ import annotations
 
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,8 @@ DIRECTIONS = ("maximize", "minimize")
 STORAGE_FILE = "study.db"
 HEARTBEAT_SECONDS = 60
 GRACE_SECONDS = 180
+#: Tries at opening a server database whose tables another driver is creating right now.
+SCHEMA_RACE_ATTEMPTS = 3
 
 
 SMOKE_SUFFIX = "-smoke"
@@ -98,9 +101,17 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseS
             "heartbeat_stale_trial_callback": retry_stale_trial,
         }
     try:
-        with warnings.catch_warnings():  # heartbeats are marked experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, **kwargs)
+        for attempt in range(SCHEMA_RACE_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():  # heartbeats are marked experimental
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return optuna.storages.RDBStorage(url, **kwargs)
+            except sqlalchemy.exc.IntegrityError:
+                # drivers started together on a fresh server database race to create
+                # Optuna's tables; the loser finds them made once the winner commits
+                if attempt == SCHEMA_RACE_ATTEMPTS - 1:
+                    raise
+                time.sleep(1.0 + attempt)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UsageError(

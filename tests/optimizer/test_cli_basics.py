@@ -59,7 +59,7 @@ def test_unknown_study_names_the_choices():
 
 
 def test_inspect_seed_rule_table():
-    out = run_cli("inspect", "--model", "seed_cnn", "--input", "28x28x1")
+    out = run_cli("inspect", "--model", "seed_cnn", "--input", "28x28x1", "--no-device")
     assert out.returncode == 0, out.stderr
     rows = {li.split()[0]: li for li in out.stdout.splitlines() if li.startswith("conv_")}
     assert rows["conv_3"].split()[-2:] == ["yes", "yes"]
@@ -68,7 +68,8 @@ def test_inspect_seed_rule_table():
 
 
 def test_inspect_factorized_study_model():
-    out = run_cli("inspect", "--study", "mnist", "--width", "0.5", "--factorize", "conv_2")
+    out = run_cli("inspect", "--study", "mnist", "--width", "0.5", "--factorize", "conv_2",
+                  "--no-device")
     assert out.returncode == 0, out.stderr
     assert "factorized: conv_2" in out.stdout
     assert "head MEC:" in out.stdout and "feature compression ratio:" in out.stdout
@@ -83,7 +84,7 @@ def test_inspect_factorized_study_model():
     ],
 )
 def test_inspect_bad_input(args, needles):
-    _one_line_error(run_cli("inspect", "--study", "mnist", *args), *needles)
+    _one_line_error(run_cli("inspect", "--study", "mnist", "--no-device", *args), *needles)
 
 
 def test_inspect_bad_shape():

@@ -27,6 +27,7 @@ def smoke_run_dir(tmp_path):
         trial.set_user_attr("candidate", {"width": 1.0, "factorize": [], "epr_lambda": 2.0,
                                           "quantization": "epr"})
         trial.set_user_attr("artifact_bytes", payload + 1000)
+        trial.set_user_attr("payload_bytes", payload)
         study.tell(trial, [accuracy, payload])
     return tmp_path
 

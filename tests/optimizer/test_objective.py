@@ -26,20 +26,21 @@ def _study_def(modes):
                                quantization_modes=modes, usable_accuracy=0.0)
 
 
-def _run(objective, n):
-    study = optuna.create_study(directions=["maximize", "minimize"],
-                                storage=optuna.storages.InMemoryStorage(),
-                                sampler=optuna.samplers.RandomSampler(seed=0))
-    study.optimize(objective, n_trials=n, catch=TRIAL_FAILURES)
-    return study
-
-
-def _objective(definition, splits, tmp_path):
+def _run(definition, splits, tmp_path, n, storage=None):
+    """A real in-memory study of `n` trials of the objective (in-process)."""
     from optuna.artifacts import FileSystemArtifactStore
 
     (tmp_path / "store").mkdir(exist_ok=True)
-    return Objective(study=definition, splits=splits, scratch_dir=tmp_path / "scratch", seed=0,
-                     isolate=False, artifact_store=FileSystemArtifactStore(str(tmp_path / "store")))
+    storage = storage or optuna.storages.InMemoryStorage()
+    study = optuna.create_study(directions=["maximize", "minimize"], storage=storage,
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    objective = Objective(
+        study=definition, splits=splits, scratch_dir=tmp_path / "scratch", seed=0,
+        isolate=False, artifact_store=FileSystemArtifactStore(str(tmp_path / "store")),
+        storage=storage,
+    )
+    study.optimize(objective, n_trials=n, catch=TRIAL_FAILURES)
+    return study
 
 
 def test_a_failed_conversion_fails_the_trial_with_its_reason(monkeypatch, splits, tmp_path):
@@ -53,8 +54,7 @@ def test_a_failed_conversion_fails_the_trial_with_its_reason(monkeypatch, splits
         return real(model, **kwargs)
 
     monkeypatch.setattr(tflite, "convert", flaky)
-    objective = _objective(_study_def(("float16",)), splits, tmp_path)
-    study = _run(objective, 2)
+    study = _run(_study_def(("float16",)), splits, tmp_path, 2)
     first, second = study.trials
     assert first.state == optuna.trial.TrialState.FAIL
     assert first.user_attrs["fail_reason"] == (
@@ -72,8 +72,7 @@ def test_an_infinite_objective_is_never_stored_as_complete(monkeypatch, splits, 
         return dataclasses.replace(real(**kwargs), accuracy=float("inf"))
 
     monkeypatch.setattr(pipeline, "evaluate_candidate", infinite)
-    objective = _objective(_study_def(("float32",)), splits, tmp_path)
-    study = _run(objective, 1)
+    study = _run(_study_def(("float32",)), splits, tmp_path, 1)
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.FAIL
     assert "not finite" in trial.user_attrs["fail_reason"]
@@ -83,8 +82,7 @@ def test_an_infinite_objective_is_never_stored_as_complete(monkeypatch, splits, 
 def test_an_unusable_artifact_is_pruned_with_its_reason(splits, tmp_path):
     # one epoch of a tiny model stays well below 99.9%: the artifact is not usable
     definition = dataclasses.replace(_study_def(("float32",)), usable_accuracy=0.999)
-    objective = _objective(definition, splits, tmp_path)
-    trial = _run(objective, 1).trials[0]
+    trial = _run(definition, splits, tmp_path, 1).trials[0]
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert "below the study's usable_accuracy 0.999" in trial.user_attrs["prune_reason"]
     assert not list((tmp_path / "scratch").glob("*"))  # nothing left to export
@@ -97,9 +95,7 @@ def test_completed_trials_keep_their_artifact_only_in_the_store(splits, tmp_path
     from objectives.pipeline import sha256_file
 
     storage = optuna.storages.InMemoryStorage()
-    study = optuna.create_study(directions=["maximize", "minimize"], storage=storage)
-    study.optimize(_objective(_study_def(("dynamic",)), splits, tmp_path), n_trials=1)
-    trial = study.trials[0]
+    trial = _run(_study_def(("dynamic",)), splits, tmp_path, 1, storage=storage).trials[0]
     metas = get_all_artifact_meta(trial, storage=storage)
     assert sorted(m.mimetype for m in metas) == ["application/octet-stream", "image/png"]
     stored = tmp_path / "store" / trial.user_attrs["artifact_id"]
