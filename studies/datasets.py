@@ -266,6 +266,33 @@ def _from_keras(loaded: tuple, call: str) -> _Raw:
 # --- checking: one function for every source ---------------------------------------------
 
 
+def check_labels(
+    y: np.ndarray, *, origin: str, count: int, images_origin: str, num_classes: int | None,
+) -> np.ndarray:
+    """Class labels as int64, or a one-line `DataError` naming `origin`: integers, 1-D, one
+    per image of `images_origin`, in 0..num_classes-1 (only non-negative when the class
+    count is not known yet, as for a user's data, where it is the largest label + 1)."""
+    expected = "0..K-1" if num_classes is None else f"0..{num_classes - 1}"
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DataError(
+            f"{origin} has labels of dtype {y.dtype}; expected integer class labels {expected}"
+        )
+    if y.ndim != 1:
+        raise DataError(f"{origin} has labels of shape {y.shape}; expected (N,)")
+    if len(y) != count:
+        raise DataError(
+            f"{origin} has {len(y)} labels but {images_origin} has {count} images; expected "
+            "one label per image"
+        )
+    high = np.inf if num_classes is None else num_classes
+    if y.size and (y.min() < 0 or y.max() >= high):
+        raise DataError(
+            f"{origin} has labels {int(y.min())}..{int(y.max())}; expected class labels "
+            f"{expected}{' (non-negative)' if num_classes is None else ''}"
+        )
+    return y.astype(np.int64)
+
+
 def _checked(
     dataset: str, raw: _Raw
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
@@ -299,25 +326,8 @@ def _checked(
         return x.reshape(-1, height, width, channels).astype(np.float32) / np.float32(pixel_max)
 
     def labels(part: _Part, count: int, images_origin: str) -> np.ndarray:
-        y = np.asarray(part.array)
-        if not np.issubdtype(y.dtype, np.integer):
-            raise DataError(
-                f"{part.origin} has labels of dtype {y.dtype}; expected integer class labels "
-                f"0..{num_classes - 1}"
-            )
-        if y.ndim != 1:
-            raise DataError(f"{part.origin} has labels of shape {y.shape}; expected (N,)")
-        if len(y) != count:
-            raise DataError(
-                f"{part.origin} has {len(y)} labels but {images_origin} has {count} images; "
-                "expected one label per image"
-            )
-        if y.size and (y.min() < 0 or y.max() >= num_classes):
-            raise DataError(
-                f"{part.origin} has labels {int(y.min())}..{int(y.max())}; expected class "
-                f"labels 0..{num_classes - 1}"
-            )
-        return y.astype(np.int64)
+        return check_labels(np.asarray(part.array), origin=part.origin, count=count,
+                            images_origin=images_origin, num_classes=num_classes)
 
     x_train = images(raw.x_train)
     train = (x_train, labels(raw.y_train, len(x_train), raw.x_train.origin))

@@ -73,6 +73,7 @@ from studies.datasets import (
     Splits,
     _carve,
     _stratified_order,
+    check_labels,
 )
 
 log = logging.getLogger(__name__)
@@ -379,26 +380,6 @@ def _images(x: np.ndarray, origin: str) -> np.ndarray:
     return images.reshape(*x.shape[:3], channels)
 
 
-def _labels(y: np.ndarray, origin: str, count: int, images_origin: str) -> np.ndarray:
-    if not np.issubdtype(y.dtype, np.integer):
-        raise DataError(
-            f"{origin} has labels of dtype {y.dtype}; expected integer class labels 0..K-1"
-        )
-    if y.ndim != 1:
-        raise DataError(f"{origin} has labels of shape {y.shape}; expected (N,)")
-    if len(y) != count:
-        raise DataError(
-            f"{origin} has {len(y)} labels but {images_origin} has {count} images; expected "
-            "one label per image"
-        )
-    if y.size and y.min() < 0:
-        raise DataError(
-            f"{origin} has labels {int(y.min())}..{int(y.max())}; expected class labels "
-            "0..K-1 (non-negative)"
-        )
-    return y.astype(np.int64)
-
-
 def _checked(raw: _UserRaw) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
     """(images, labels, K) per split present ("train", and "val", "test" when given)."""
     arrays, source = raw.arrays, raw.source
@@ -429,9 +410,9 @@ def _checked(raw: _UserRaw) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray
         if not len(images[split]):
             raise DataError(f"{source} [x_{split}] has no images; expected at least 1")
     labels = {
-        split: _labels(
-            arrays[f"y_{split}"], f"{source} [y_{split}]", len(images[split]),
-            f"x_{split}",
+        split: check_labels(
+            np.asarray(arrays[f"y_{split}"]), origin=f"{source} [y_{split}]",
+            count=len(images[split]), images_origin=f"x_{split}", num_classes=None,
         )
         for split in present
     }
