@@ -452,12 +452,12 @@ def run_study(
                             "each is retried once", swept)
         opt_study.sampler = make_sampler(sampler, seed=seed + len(opt_study.trials))
         target = n_trials or study.budget.n_trials
-        remaining = target - _finished(opt_study)
+        remaining = max(target - _finished(opt_study), _pending_retries(opt_study))
         store_dir = store_dir_for(run_dir, artifact_dir=artifact_dir)
         store = open_store(store_dir, create=True)
         log.info(
             "study %s: %s from %s; storage %s; artifacts %s; %d of %d trials to run",
-            name, study.family, splits.source, url, store_dir, max(remaining, 0), target,
+            name, study.family, splits.source, url, store_dir, remaining, target,
         )
         if remaining > 0:
             objective = Objective(
