@@ -190,12 +190,13 @@ def plan_arena(flatbuffer: bytes, *, alignment: int = TFLM_ALIGNMENT) -> int:
 
 def _activation_buffers(flatbuffer: bytes, *, alignment: int) -> list[_Buffer]:
     """The arena buffers of subgraph 0 with their aligned sizes and TFLM lifetimes."""
-    from tflite.Model import Model
     from tflite.TensorType import TensorType
+
+    from objectives.flatbuffer import read_model
 
     type_names = {value: name for name, value in vars(TensorType).items()
                   if not name.startswith("_")}
-    model = Model.GetRootAs(flatbuffer, 0)
+    model = read_model(flatbuffer)
     if model.SubgraphsLength() == 0:
         raise ValueError("the flatbuffer has no subgraph")
     graph = model.Subgraphs(0)
@@ -323,9 +324,9 @@ def _tflm_arena(flatbuffer: bytes, *, arena_size: int) -> tuple[_TflmArena | Non
     if not _tflm_available():
         return None, "tflite-micro is not installed"
     try:
-        from tflite.Model import Model
+        from objectives.flatbuffer import read_model
 
-        n_inputs = Model.GetRootAs(flatbuffer, 0).Subgraphs(0).InputsLength()
+        n_inputs = read_model(flatbuffer).Subgraphs(0).InputsLength()
         child = subprocess.run(
             [sys.executable, "-c", _TFLM_CHILD, str(arena_size), str(n_inputs)],
             input=flatbuffer,

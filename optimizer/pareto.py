@@ -146,13 +146,11 @@ def pareto_command(args: argparse.Namespace) -> int:
 def budget_note(study: optuna.Study) -> str:
     """`3 completed trials exceed the budgets (RAM <= 64 KB) …`, or '' without budgets."""
     from optimizer.constraints import infeasible_count
-    from optimizer.record import RECORD_ATTR
+    from optimizer.record import study_budgets
 
-    budgets = study.user_attrs.get(RECORD_ATTR, {}).get("device_budgets") or {}
-    if not any(v is not None for v in budgets.values()):
+    budgets = study_budgets(study)
+    if budgets is None:
         return ""
-    from studies.base import DeviceBudgets
-
     count = infeasible_count(study)
     return (f"{count} completed trial{'s' if count != 1 else ''} exceed the study's budgets "
-            f"({DeviceBudgets(**budgets).describe()}) and are left off the front")
+            f"({budgets.describe()}) and are left off the front")

@@ -21,7 +21,7 @@ from optimizer.errors import UsageError
 if TYPE_CHECKING:
     import optuna
 
-    from studies.base import Study
+    from studies.base import DeviceBudgets, Study
     from studies.datasets import Splits
 
 #: The study user attribute holding the record, and the version of its layout.
@@ -67,6 +67,16 @@ def write_record(opt_study: optuna.Study, record: dict[str, Any]) -> None:
     opt_study.set_user_attr(RECORD_ATTR, record)
     for key in ("dataset", "family", "data_source", "split_seed"):
         opt_study.set_user_attr(key, record[key])
+
+
+def study_budgets(opt_study: optuna.Study) -> DeviceBudgets | None:
+    """The study's recorded device budgets, or None where it has none set (or no record:
+    reading commands work on any stored study)."""
+    from studies.base import DeviceBudgets
+
+    stored = opt_study.user_attrs.get(RECORD_ATTR, {}).get("device_budgets") or {}
+    budgets = DeviceBudgets(**stored)
+    return budgets if budgets.any else None
 
 
 def stored_record(opt_study: optuna.Study) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optimizer.errors import UsageError
+from optimizer.record import study_budgets
 
 if TYPE_CHECKING:
     import optuna
@@ -67,18 +68,6 @@ TRIAL_COLUMNS = (
     "test_accuracy", "on_front", "width", "factorize", "epr_lambda", "quantization",
     "started", "completed",
 )
-
-
-def study_budgets(study: optuna.Study):
-    """The study's recorded `DeviceBudgets`, or None where it has none set."""
-    from optimizer.record import RECORD_ATTR
-
-    stored = study.user_attrs.get(RECORD_ATTR, {}).get("device_budgets") or {}
-    if not any(v is not None for v in stored.values()):
-        return None
-    from studies.base import DeviceBudgets
-
-    return DeviceBudgets(**stored)
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
