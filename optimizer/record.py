@@ -91,15 +91,16 @@ def stored_record(opt_study: optuna.Study) -> dict[str, Any]:
     return record
 
 
+#: The recorded keys a later use must agree with, and what to do when it does not. The
+#: data source string and split sizes are not among them: the fingerprints imply both, and
+#: the same files may sit in another folder.
 _WHAT_TO_DO = {
     "dataset": "use the study's own dataset, or a new --run-dir",
     "family": "use a new --run-dir for another model family",
-    "data_source": "",
     "split_seed": "drop --seed (the stored one is used) or pass --seed {stored}, or start a "
     "new --run-dir",
     "data_fingerprints": "pass the --data-dir the study was run with ({source}), or start "
     "a new --run-dir for other data",
-    "splits": "",
     "budget": "the study definition's budget changed since the study was created; restore "
     "it, or start a new --run-dir",
     "search_space": "the study definition's ranges changed since the study was created; "
@@ -120,8 +121,6 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any]) -> None:
     fingerprints may not."""
     stored = stored_record(opt_study)
     for key, advice in _WHAT_TO_DO.items():
-        if key in ("data_source", "splits"):
-            continue  # implied by the fingerprints
         if stored.get(key) != now.get(key):
             hint = advice.format(source=stored.get("data_source"), stored=stored.get(key))
             if key == "data_fingerprints":
