@@ -161,15 +161,14 @@ def _load_recorded(storage: optuna.storages.BaseStorage, name: str) -> optuna.St
         time.sleep(0.5)
 
 
-def _existing_record(
-    storage: optuna.storages.BaseStorage, name: str
-) -> dict[str, object] | None:
-    """The stored study's definition record, or None when there is no such study."""
+def _existing_study(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study | None:
+    """The stored study `name` with its record checked readable, or None when there is
+    no such study."""
     import optuna
 
     if name not in {s.study_name for s in optuna.study.get_all_study_summaries(storage)}:
         return None
-    return stored_record(_load_recorded(storage, name))
+    return _load_recorded(storage, name)
 
 
 def resolve_seed(seed: int | None, *, stored: dict[str, object] | None, name: str) -> int:
@@ -210,13 +209,14 @@ def _with_device_settings(
 
 def create_or_resume(
     *, study: Study, name: str, storage: optuna.storages.BaseStorage, record: dict[str, object],
+    existing: optuna.Study | None,
 ) -> optuna.Study:
-    """Loads study `name`, refusing it when `record` contradicts what it stored, or
-    creates it, records its definition and enqueues the reference points."""
+    """Resumes `existing` (the stored study `name`, or None), refusing it when `record`
+    contradicts what it stored, or creates the study, records its definition and enqueues
+    the reference points."""
     import optuna
 
-    existing = {s.study_name for s in optuna.study.get_all_study_summaries(storage)}
-    if name not in existing:
+    if existing is None:
         try:
             created = optuna.create_study(
                 study_name=name, storage=storage, directions=list(DIRECTIONS),
@@ -227,9 +227,9 @@ def create_or_resume(
         else:
             _initialize(created, study=study, record=record)
             return created
-    loaded = _load_recorded(storage, name)
-    check_record(loaded, record)
-    return loaded
+        existing = _load_recorded(storage, name)
+    check_record(existing, record)
+    return existing
 
 
 def _initialize(created: optuna.Study, *, study: Study, record: dict[str, object]) -> None:
@@ -431,10 +431,11 @@ def run_study(
     database = sqlite_path(url)
     holding = StorageLock(database) if database is not None else contextlib.nullcontext()
     with holding:
-        rdb, stored = None, None
+        rdb, existing = None, None
         if database is None or (database.exists() and database.stat().st_size > 0):
             rdb = open_storage(url)
-            stored = _existing_record(rdb, name)
+            existing = _existing_study(rdb, name)
+        stored = None if existing is None else stored_record(existing)
         seed = resolve_seed(seed, stored=stored, name=name)
         study = _with_device_settings(study, stored=stored, size_objective=size_objective,
                                       device_budgets=device_budgets)
@@ -442,7 +443,8 @@ def run_study(
         splits = load_dataset(study.dataset, data_dir=data_dir, split_seed=seed)
         record = make_record(study=study, splits=splits)
         rdb = rdb or open_storage(url)
-        opt_study = create_or_resume(study=study, name=name, storage=rdb, record=record)
+        opt_study = create_or_resume(study=study, name=name, storage=rdb, record=record,
+                                     existing=existing)
         # one decision, made in `open_storage`: storages with heartbeats fail stale trials
         # themselves; without them (SQLite) we hold the lock, so RUNNING means orphaned
         if rdb.get_heartbeat_interval() is None:
