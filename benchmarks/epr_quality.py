@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         loaded = epr.load(path)
         payload = epr.payload_bytes(compressed)
         figures = artifact_figures([path], payload_bytes=payload)
-        side = sum(half.size * 2 for _, layer in compressed.coded_layers()
-                   for _, _, half in layer.coded())
+        side = sum(half.size * 2 for _, coded in compressed.coded_layers()
+                   for _, _, half in coded)
         sample = splits.x_test[:1000]
         agree = float(np.mean(np.argmax(compressible.predict(sample, verbose=0), 1)
                               == np.argmax(loaded.predict(sample, verbose=0), 1)))

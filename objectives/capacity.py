@@ -46,7 +46,8 @@ def _head(model: keras.Model) -> list:
     for layer in reversed(layers):
         if isinstance(layer, tf.keras.layers.Dense):
             head.append(layer)
-        elif isinstance(layer, tf.keras.layers.Dropout | tf.keras.layers.Activation):
+        elif isinstance(layer, tf.keras.layers.Dropout | tf.keras.layers.Activation
+                        | tf.keras.layers.Softmax):
             continue
         else:
             break
@@ -64,6 +65,19 @@ def feature_compression_ratio(model: keras.Model) -> float:
     """Input dimensions / embedding dimensions (seed 000)."""
     input_dims = math.prod(int(d) for d in model.input_shape[1:])
     return input_dims / embedding_dims(model)
+
+
+def summary(model: keras.Model) -> dict[str, int | float | None]:
+    """`head_mec_bits`, `feature_compression_ratio` and `embedding_dims`, each None for a
+    model without a dense classifier head (e.g. a fully convolutional one)."""
+    try:
+        return {
+            "head_mec_bits": head_mec_bits(model),
+            "feature_compression_ratio": feature_compression_ratio(model),
+            "embedding_dims": embedding_dims(model),
+        }
+    except ValueError:
+        return dict.fromkeys(("head_mec_bits", "feature_compression_ratio", "embedding_dims"))
 
 
 def head_mec_bits(model: keras.Model) -> int:

@@ -59,8 +59,11 @@ dilation) and DepthwiseConv2D and BatchNormalization (axis -1, no renorm / virtu
 become EPR layers initialized from the original weights; weightless layers (pooling,
 flatten, activation, Add, padding, resizing, …) pass through; nested functional models
 (e.g. a MobileNetV2 backbone) are converted recursively. Any other layer that holds
-weights raises `EPRError`. Weight regularizers and constraints of the original layers are
-dropped (the entropy penalty replaces them).
+weights (SeparableConv2D, LayerNormalization, PReLU, a custom layer, …) is kept as it is,
+trained without penalty, and its weights are stored uncompressed (`raw` coding: float32)
+in the file and counted in the payload, 4 bytes per value, never left out of the bytes.
+Weight regularizers and constraints of the original layers are dropped (the entropy
+penalty replaces them).
 
 **File format** (`save` / `load`): one file, written atomically::
 
@@ -69,9 +72,10 @@ dropped (the entropy penalty replaces them).
 
 The header holds `architecture` (the plain model's Keras JSON, no weights) and `layers`:
 for every coded layer its `path` (layer names from the root, through nested models) and
-its weights in Keras order, each with `name`, `shape`, `coding` (`fourier`, `scalar` or
-`float16`), the `[offset, length]` in the data section of its bit string and of its
-float16 little-endian log steps (or raw float16 values for `float16` weights).
+its weights in Keras order, each with `name`, `shape`, `coding` (`fourier`, `scalar`,
+`float16` or `raw`), the `[offset, length]` in the data section of its bit string and of
+its float16 little-endian log steps (or the float16 values of `float16` weights, or the
+float32 little-endian values of `raw` ones).
 """
 
 from __future__ import annotations
@@ -116,7 +120,7 @@ FORMAT_MAGIC = b"EPRK"
 FORMAT_VERSION = 1
 _HEAD = struct.Struct("<4sBI")
 
-FOURIER, SCALAR, FLOAT16 = "fourier", "scalar", "float16"
+FOURIER, SCALAR, FLOAT16, RAW = "fourier", "scalar", "float16", "raw"
 
 
 class EPRError(TrialFailure):
@@ -556,9 +560,13 @@ class CompressedModel(tf.keras.Model):
         super().__init__(inputs=inputs, outputs=outputs, name=name)
         self.plain_json = plain_json
 
-    def coded_layers(self) -> list[tuple[tuple[str, ...], CompressedLayer]]:
-        return [(path, layer) for path, layer in _walk(self)
-                if isinstance(layer, CompressedLayer)]
+    def coded_layers(self) -> list[tuple[tuple[str, ...], Any]]:
+        """(path, coded weights) of every layer holding weights: the entropy-coded EPR
+        layers and the kept layers, whose weights are stored raw."""
+        return [(path, layer.coded() if isinstance(layer, CompressedLayer)
+                 else _raw_coded(layer))
+                for path, layer in _walk(self)
+                if isinstance(layer, CompressedLayer) or _is_raw(layer)]
 
 
 def _walk(model: tf.keras.Model, prefix: tuple[str, ...] = ()
@@ -575,18 +583,39 @@ def _walk(model: tf.keras.Model, prefix: tuple[str, ...] = ()
 def _clone(model: tf.keras.Model, convert: Any) -> tf.keras.Model:
     """Clones the graph of `model`, replacing layers by `convert(layer)`, recursively."""
 
+    kept: dict[str, tf.keras.layers.Layer] = {}
+
     def clone_function(layer: tf.keras.layers.Layer) -> tf.keras.layers.Layer:
         if isinstance(layer, tf.keras.Model):
             return _clone(layer, convert)
         replaced = convert(layer)
         if replaced is not None:
             return replaced
+        if layer.weights:
+            kept[layer.name] = layer
         return layer.__class__.from_config(layer.get_config())
 
     try:
-        return tf.keras.models.clone_model(model, clone_function=clone_function)
+        clone = tf.keras.models.clone_model(model, clone_function=clone_function)
     except ValueError as error:
         raise EPRError(f"cannot clone model {model.name!r}: {error}") from error
+    for name, original in kept.items():  # a kept layer keeps its weights, not fresh ones
+        clone.get_layer(name).set_weights(original.get_weights())
+    return clone
+
+
+def _is_raw(layer: tf.keras.layers.Layer) -> bool:
+    """A layer EPR keeps as it is: it holds weights but is not an EPR layer."""
+    return bool(layer.weights) and not isinstance(layer, CompressibleLayer | CompressedLayer)
+
+
+def _raw_coded(layer: tf.keras.layers.Layer) -> list[tuple[_Spec, None, np.ndarray]]:
+    """(spec, None, float32 values) of each weight of a kept layer, in Keras order."""
+    return [
+        (_Spec(_weight_name(v), tuple(int(d) for d in v.shape), RAW),
+         None, v.numpy().astype(np.float32))
+        for v in layer.weights
+    ]
 
 
 def _graph_of(model: tf.keras.Model) -> tf.keras.Model:
@@ -618,13 +647,11 @@ def make_compressible(model: tf.keras.Model, *, epr_lambda: float) -> Compressib
     def convert(layer: tf.keras.layers.Layer) -> tf.keras.layers.Layer | None:
         kind = _plain_class(layer)
         if kind is not None:
-            return CompressibleLayer.from_plain(layer, kind)
-        if layer.weights:
-            raise EPRError(
-                f"layer {layer.name!r} of type {type(layer).__name__} holds weights and is not "
-                f"supported by EPR; supported: {', '.join(_FORWARD)} (and weightless layers)"
-            )
-        return None
+            try:
+                return CompressibleLayer.from_plain(layer, kind)
+            except EPRError:  # an option EPR layers do not implement (groups, axis, …)
+                return None
+        return None  # weightless, or kept as it is and stored raw
 
     clone = _clone(model, convert)
     return CompressibleModel(
@@ -656,11 +683,11 @@ def compress(model: CompressibleModel) -> CompressedModel:
 def payload_bytes(compressed: CompressedModel) -> int:
     """DESIGN §2 payload: bit-string lengths plus side-information bytes (float16 values)."""
     strings, side = [], 0
-    for _, layer in compressed.coded_layers():
-        for _, string, half in layer.coded():
+    for _, coded in compressed.coded_layers():
+        for spec, string, values in coded:
             if string is not None:
                 strings.append(string)
-            side += half.size * 2
+            side += values.size * (4 if spec.coding == RAW else 2)
     return epr_payload_bytes(strings=strings, side_info_bytes=side)
 
 
@@ -686,10 +713,7 @@ def estimated_bits(compressible: CompressibleModel, *, rounded: bool = True) -> 
 
 def decompress(compressed: CompressedModel) -> tf.keras.Model:
     """A plain Keras model (standard layers only) holding the decoded weights."""
-    layers = []
-    for path, layer in compressed.coded_layers():
-        layers.append((path, [(spec, string, half) for spec, string, half in layer.coded()]))
-    return _assemble(compressed.plain_json, layers)
+    return _assemble(compressed.plain_json, compressed.coded_layers())
 
 
 def save(compressed: CompressedModel, path: str | os.PathLike) -> None:
@@ -702,12 +726,13 @@ def save(compressed: CompressedModel, path: str | os.PathLike) -> None:
         data.extend(blob)
         return [offset, len(blob)]
 
-    for layer_path, layer in compressed.coded_layers():
+    for layer_path, coded in compressed.coded_layers():
         weights = []
-        for spec, string, half in layer.coded():
+        for spec, string, half in coded:
             entry = spec.as_json()
             entry["string"] = None if string is None else put(string)
-            entry["half"] = put(np.asarray(half, dtype="<f2").tobytes())
+            dtype = "<f4" if spec.coding == RAW else "<f2"
+            entry["half"] = put(np.asarray(half, dtype=dtype).tobytes())
             weights.append(entry)
         entries.append({"path": list(layer_path), "weights": weights})
     header = zlib.compress(json.dumps(
@@ -748,9 +773,9 @@ def load(path: str | os.PathLike) -> tf.keras.Model:
         coded = []
         for w in entry["weights"]:
             spec = _Spec(w["name"], tuple(w["shape"]), w["coding"])
-            half = np.frombuffer(get(w["half"]), dtype="<f2").reshape(
-                spec.shape if spec.coding == FLOAT16 else spec.log_step_shape
-            )
+            half = np.frombuffer(
+                get(w["half"]), dtype="<f4" if spec.coding == RAW else "<f2"
+            ).reshape(spec.shape if spec.coding in (FLOAT16, RAW) else spec.log_step_shape)
             coded.append((spec, None if w["string"] is None else get(w["string"]), half))
         layers.append((tuple(entry["path"]), coded))
     return _assemble(header["architecture"], layers)
@@ -769,7 +794,7 @@ def _assemble(
         values = []
         for spec, string, half in coded:
             half32 = tf.constant(np.asarray(half, dtype=np.float32))
-            if spec.coding == FLOAT16:
+            if spec.coding in (FLOAT16, RAW):
                 values.append(half32.numpy())
                 continue
             symbols = _entropy_model(len(spec.shape)).decompress(tf.constant(string), spec.shape)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from objectives.errors import DivergedError, HopelessTrial, TrialFailure
+from objectives.parent import ParentSource
 from search_spaces.candidate import Candidate
-from search_spaces.families import Family
 from studies.base import Budget
 from studies.datasets import Splits
 
@@ -42,9 +42,9 @@ class TrialResult:
     float32_bytes: int
     keras_accuracy: float
     first_epoch_accuracy: float
-    head_mec_bits: int
-    feature_compression_ratio: float
-    embedding_dims: int
+    head_mec_bits: int | None
+    feature_compression_ratio: float | None
+    embedding_dims: int | None
     train_seconds: float
     eval_seconds: float
     losses: tuple[float, ...] = field(default=())
@@ -107,7 +107,7 @@ def evaluate_artifact(path: Path, *, quantization: str, x: np.ndarray, y: np.nda
 def evaluate_candidate(
     *,
     candidate: Candidate,
-    family: Family,
+    parent: ParentSource,
     splits: Splits,
     budget: Budget,
     accuracy_floor: float,
@@ -115,8 +115,13 @@ def evaluate_candidate(
     artifact_dir: Path,
     trial_number: int,
     seed: int,
+    outputs: str = "logits",
+    weights: str | None = None,
+    hp_params: dict[str, object] | None = None,
 ) -> TrialResult:
-    """Builds, trains, compresses and evaluates one candidate; writes its artifact.
+    """Builds (the parent rewritten to `candidate`, inheriting `weights` when set), trains,
+    compresses and evaluates one candidate; writes its artifact. `outputs` (`logits` or
+    `probabilities`) chooses the loss; `hp_params` are a hypermodel's `hp_*` values.
 
     Raises `TrialFailure` (trial FAIL, study goes on) or `HopelessTrial` (PRUNED): below
     `accuracy_floor` after the first epoch, or an artifact below `usable_accuracy`.
@@ -124,13 +129,13 @@ def evaluate_candidate(
     import tensorflow as tf
 
     from objectives import capacity, size
-    from objectives.build import build_model
+    from objectives.parent import candidate_model
     from objectives.train import accuracy, train
 
     tf.keras.backend.clear_session()
-    plain = build_model(
-        family=family, candidate=candidate, input_shape=splits.input_shape,
-        num_classes=splits.num_classes, seed=seed,
+    plain = candidate_model(
+        source=parent, candidate=candidate, input_shape=splits.input_shape,
+        num_classes=splits.num_classes, seed=seed, weights=weights, hp_params=hp_params,
     )
     params = plain.count_params()
     model = plain
@@ -144,6 +149,7 @@ def evaluate_candidate(
     record = train(
         model, x=x, y=y, x_val=splits.x_val, y_val=splits.y_val, epochs=budget.epochs,
         batch_size=budget.batch_size, accuracy_floor=accuracy_floor, seed=seed,
+        from_logits=outputs == "logits",
     )
     keras_accuracy = accuracy(model, splits.x_val, splits.y_val)
 
@@ -198,9 +204,7 @@ def evaluate_candidate(
         float32_bytes=4 * params,
         keras_accuracy=keras_accuracy,
         first_epoch_accuracy=record.first_epoch_accuracy,
-        head_mec_bits=capacity.head_mec_bits(plain),
-        feature_compression_ratio=capacity.feature_compression_ratio(plain),
-        embedding_dims=capacity.embedding_dims(plain),
+        **capacity.summary(plain),
         train_seconds=record.seconds,
         eval_seconds=eval_seconds,
         losses=record.losses,

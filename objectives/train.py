@@ -1,4 +1,8 @@
-"""Training one candidate model: Adam, cross-entropy on logits, early stop of hopeless runs.
+"""Training one candidate model: Adam, cross-entropy, early stop of hopeless runs.
+
+The loss follows the model (`output_kind`): cross-entropy on logits for a model whose last
+layer has no activation, on probabilities for one that ends in a softmax, so a softmax
+model is never trained with `from_logits=True` (which would apply a second softmax).
 
 Optuna's pruners do not work with two objectives (`trial.report` raises), so the pruning
 rule lives here: after the first epoch the model is evaluated on (at most
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from objectives.errors import DivergedError, HopelessTrial
+from optimizer.errors import UsageError
 
 if TYPE_CHECKING:
     from tensorflow import keras
@@ -35,19 +40,59 @@ class TrainingRecord:
     seconds: float
 
 
-def compile_model(model: keras.Model) -> None:
-    """Adam and sparse cross-entropy on logits, with an accuracy metric."""
+class OutputError(UsageError):
+    """A model whose output cannot be told apart or contradicts what the study declares."""
+
+
+def output_kind(model: keras.Model, *, declared: str = "auto") -> str:
+    """`probabilities` when the model's output layer is a softmax (a `Softmax` layer or an
+    `activation="softmax"`), else `logits`; a declared kind (`logits`/`probabilities`)
+    wins, but a declaration the last layer contradicts is refused.
+
+    A sigmoid or another squashing output is neither and is refused (one line), rather than
+    trained with a loss that does not fit it."""
+    import tensorflow as tf
+
+    output = model.outputs[0]
+    layer = next((candidate for candidate in reversed(model.layers)
+                  if _single_output(candidate) is output), model.layers[-1])
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", None)
+    if isinstance(layer, tf.keras.layers.Softmax) or name == "softmax":
+        found = "probabilities"
+    elif isinstance(layer, tf.keras.layers.Activation) or name not in (None, "linear"):
+        raise OutputError(
+            f"model {model.name!r} ends in layer {layer.name!r} with activation {name!r}; "
+            "the search trains classifiers ending in logits (no activation) or a softmax"
+        )
+    else:
+        found = "logits"
+    if declared not in ("auto", found):
+        raise OutputError(f"study declares {declared} outputs, but model {model.name!r} "
+                          f"ends in {found} (layer {layer.name!r})")
+    return found
+
+
+def _single_output(layer):
+    try:
+        return layer.output
+    except AttributeError:  # a layer called more than once has no single output
+        return None
+
+
+def compile_model(model: keras.Model, *, from_logits: bool = True) -> None:
+    """Adam and sparse cross-entropy (on logits or probabilities), with an accuracy metric."""
     import tensorflow as tf
 
     model.compile(
         optimizer=tf.keras.optimizers.Adam(LEARNING_RATE),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
         metrics=["accuracy"],
     )
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512) -> float:
-    """Top-1 accuracy of a Keras model's logits."""
+    """Top-1 accuracy of a Keras model's outputs (logits or probabilities alike)."""
     logits = model.predict(x, batch_size=batch_size, verbose=0)
     return float(np.mean(np.argmax(logits, axis=-1) == y))
 
@@ -63,12 +108,13 @@ def train(
     batch_size: int,
     accuracy_floor: float,
     seed: int,
+    from_logits: bool = True,
 ) -> TrainingRecord:
     """Fits `model` in place; raises `HopelessTrial` or `DivergedError` as described above."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
-    compile_model(model)
+    compile_model(model, from_logits=from_logits)
     state: dict[str, float | str] = {}
 
     class _Guard(tf.keras.callbacks.Callback):

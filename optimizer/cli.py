@@ -29,8 +29,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _add_study_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--study", required=True, help="study name (see `studies`)")
+def _add_study_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument(
+        "--study", required=required,
+        help="a study name (see `studies`; or the --name of a --model/--data study), "
+        "pkg.module:NAME, or path/to/study.py",
+    )
     p.add_argument(
         "--smoke", action="store_true", help="the study's tiny smoke budget (own study name)"
     )
@@ -61,7 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("run", help="create or resume a study and run its trials")
-    _add_study_args(p)
+    _add_study_args(p, required=False)
+    own = p.add_argument_group("your own model and data (instead of --study)")
+    own.add_argument("--model", help="the parent: a saved Keras model (.keras, .h5, "
+                     "SavedModel folder) or module:function / file.py:function")
+    own.add_argument("--data", help="an .npz (x_train, y_train[, x_val, y_val, x_test, "
+                     "y_test]), a folder of class subfolders, or module:function")
+    own.add_argument("--name", help="the study's name (default: the model file's stem)")
+    p.add_argument(
+        "--init", choices=("inherit", "scratch"),
+        help="children inherit the trained parent's weights (inherit) or start fresh "
+        "(scratch); default: the study's (inherit for --model); recorded on the study",
+    )
     p.add_argument("--n-trials", type=int, help="total finished trials to reach")
     p.add_argument("--timeout", type=float, help="stop starting trials after SEC seconds")
     p.add_argument(

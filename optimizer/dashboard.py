@@ -72,11 +72,9 @@ def serve(
 def dashboard_command(args: argparse.Namespace) -> int:
     """CLI entry for `dashboard`."""
     from optimizer.artifacts import store_dir_for
-    from optimizer.storage import check_study_arg, run_dir_for, storage_url, study_name
-    from studies import get_study
+    from optimizer.storage import run_dir_for, storage_url, stored_study_name
 
-    check_study_arg(args.study)
-    name = study_name(get_study(args.study).name, smoke=args.smoke)
+    name = stored_study_name(args)
     run_dir = run_dir_for(name, run_dir=args.run_dir)
     serve(
         storage_url=storage_url(run_dir=run_dir, storage=args.storage), study_name=name,

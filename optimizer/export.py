@@ -151,7 +151,7 @@ def export_command(args: argparse.Namespace) -> int:
     """CLI entry for `export`: the data and splits are the study's own, as recorded."""
     from optimizer.storage import open_stored
 
-    _, _, run_dir, study = open_stored(args)
+    _, run_dir, study = open_stored(args)
     chosen = pick_trial(study, trial=args.trial, max_bytes=args.max_bytes,
                         min_accuracy=args.min_accuracy)
     _writable_dir(args.out)

@@ -22,11 +22,12 @@ from optimizer.artifacts import ARTIFACT_ID_ATTR
 from optimizer.constraints import set_constraints
 from optimizer.retry import FAIL_REASON_ATTR, FAILURE_KIND_ATTR, INTERRUPTED, retry_once
 from search_spaces import InvalidCandidateError, suggest
-from search_spaces.families import get_family
+from search_spaces.hypermodel import HypermodelError
 
 if TYPE_CHECKING:
     import optuna
 
+    from optimizer.parents import SearchParent
     from studies.base import Study
     from studies.datasets import Splits
 
@@ -36,17 +37,14 @@ log = logging.getLogger(__name__)
 TRIAL_FAILURES: tuple[type[Exception], ...] = (TrialFailure, InvalidCandidateError)
 
 
-def _in_process(fn, /, **kwargs):
-    return fn(**kwargs)
-
-
 def _fail(trial: optuna.Trial, *, kind: str, reason: str) -> None:
     trial.set_user_attr(FAILURE_KIND_ATTR, kind)
     trial.set_user_attr(FAIL_REASON_ATTR, reason)
 
 
 class Objective:
-    """Scores one trial of `study` on `splits`; artifacts go to `artifact_store`.
+    """Scores one trial of `study` on `splits`; candidates are rewrites of `parent`;
+    artifacts go to `artifact_store`.
 
     The second objective is the byte figure of the study's `size_objective`; its
     `device_budgets` become the trial's Optuna constraints (written through `storage`).
@@ -58,6 +56,7 @@ class Objective:
         self,
         *,
         study: Study,
+        parent: SearchParent,
         splits: Splits,
         scratch_dir: Path,
         seed: int,
@@ -66,7 +65,7 @@ class Objective:
         isolate: bool = True,
     ) -> None:
         self.study = study
-        self.family = get_family(study.family)
+        self.parent = parent
         self.splits = splits
         self.scratch_dir = Path(scratch_dir)
         self.seed = seed
@@ -78,17 +77,28 @@ class Objective:
         import optuna
 
         from objectives.pipeline import evaluate_candidate
-        from optimizer.worker import WorkerDied, run_isolated
+        from optimizer.parents import trial_parent
+        from optimizer.worker import WorkerDied, run_in_process, run_isolated
 
-        candidate = suggest(trial, study=self.study)
-        trial.set_user_attr("candidate", candidate.to_params())
+        try:
+            offered, outputs, hp_params = trial_parent(self.parent, trial, study=self.study,
+                                                       splits=self.splits)
+        except HypermodelError as error:  # these values do not build: this trial fails
+            _fail(trial, kind=InvalidCandidateError.kind, reason=f"HypermodelError: {error}")
+            raise InvalidCandidateError(str(error)) from None
+        candidate = suggest(trial, study=self.study, offered=offered)
+        trial.set_user_attr("candidate", {**candidate.to_params(), **(
+            {"hypermodel": hp_params} if hp_params is not None else {})})
         trial.set_user_attr("data_source", self.splits.source)
-        run = run_isolated if self.isolate else _in_process
+        run = run_isolated if self.isolate else run_in_process
         try:
             result = run(
                 evaluate_candidate,
                 candidate=candidate,
-                family=self.family,
+                parent=self.parent.source,
+                weights=None if self.parent.info is None else self.parent.info.weights,
+                outputs=outputs,
+                hp_params=hp_params,
                 splits=self.splits,
                 budget=self.study.budget,
                 accuracy_floor=self.study.accuracy_floor,

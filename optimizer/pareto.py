@@ -127,7 +127,7 @@ def pareto_command(args: argparse.Namespace) -> int:
     """Prints the front of a stored study."""
     from optimizer.storage import open_stored
 
-    _, name, _, study = open_stored(args)
+    name, _, study = open_stored(args)
     rows = front_rows(study)
     if args.format != "table":
         print(format_front(rows, args.format))

@@ -21,12 +21,16 @@ from optimizer.errors import UsageError
 if TYPE_CHECKING:
     import optuna
 
+    from optimizer.parents import SearchParent
     from studies.base import DeviceBudgets, Study
     from studies.datasets import Splits
 
 #: The study user attribute holding the record, and the version of its layout.
 RECORD_ATTR = "definition"
 RECORD_VERSION = 1
+#: The share of each class of the user's training data carved as validation (when the
+#: data bring no validation split), recorded so every later use carves the same.
+USER_VALIDATION_FRACTION = 0.1
 
 
 def search_space(study: Study) -> dict[str, Any]:
@@ -42,14 +46,29 @@ def search_space(study: Study) -> dict[str, Any]:
     }
 
 
-def make_record(*, study: Study, splits: Splits) -> dict[str, Any]:
-    """The record of `study` searched on `splits` (JSON-serializable)."""
+def origin(study: Study) -> dict[str, Any]:
+    """Where the study's definition is found again: the registry, a study reference
+    (`pkg.module:NAME`, a study file), or the two files of `run --model --data`."""
+    if study.reference is not None:
+        return {"kind": "reference", "reference": study.reference}
+    if study.model is not None or study.data is not None:
+        return {"kind": "files", "model": study.model, "data": study.data}
+    return {"kind": "registered", "name": study.name}
+
+
+def make_record(*, study: Study, splits: Splits, parent: SearchParent) -> dict[str, Any]:
+    """The record of `study` searched on `splits` from `parent` (JSON-serializable)."""
     from objectives.size import SIZE_DEFINITION
 
     return {
         "version": RECORD_VERSION,
+        "origin": origin(study),
         "dataset": study.dataset,
+        "data_reference": study.data,
+        "validation_fraction": USER_VALIDATION_FRACTION if study.data else None,
         "family": study.family,
+        "parent": parent.describe(),
+        "init": study.init,
         "data_source": splits.source,
         "data_fingerprints": splits.fingerprints(),
         "split_seed": splits.split_seed,
@@ -97,6 +116,8 @@ def stored_record(opt_study: optuna.Study) -> dict[str, Any]:
 _WHAT_TO_DO = {
     "dataset": "use the study's own dataset, or a new --run-dir",
     "family": "use a new --run-dir for another model family",
+    "parent": "use the study's own model, or a new --run-dir for another one",
+    "init": "drop --init (the stored one is used), or start a new --run-dir",
     "split_seed": "drop --seed (the stored one is used) or pass --seed {stored}, or start a "
     "new --run-dir",
     "data_fingerprints": "pass the --data-dir the study was run with ({source}), or start "
@@ -143,15 +164,32 @@ def _short(fingerprints: object) -> str:
     return str(fingerprints)
 
 
+def load_data(*, dataset: str, data: str | None, data_dir: Path | None,
+              split_seed: int) -> Splits:
+    """A built-in `dataset` (from `data_dir` where given) or the user's `data` (where
+    `data_dir` is given, a file or folder of the same name in it), split with
+    `split_seed`."""
+    if not data:
+        from studies.datasets import load_dataset
+
+        return load_dataset(dataset, data_dir=data_dir, split_seed=split_seed)
+    from studies.user_data import load_user_data
+
+    if data_dir is not None:
+        if ":" in data and not Path(data).exists():
+            raise UsageError(f"--data-dir finds files and folders; this study's data come "
+                             f"from the loader {data}")
+        data = str(Path(data_dir) / Path(data).name)
+    return load_user_data(data, split_seed=split_seed,
+                          validation_fraction=USER_VALIDATION_FRACTION)
+
+
 def load_recorded_data(opt_study: optuna.Study, *, data_dir: Path | None) -> Splits:
     """The study's data, split as recorded (its dataset and split seed), refused when the
     data found now is not the data the study was run on (fingerprints differ)."""
-    from studies.datasets import load_dataset
-
     record = stored_record(opt_study)
-    splits = load_dataset(
-        str(record["dataset"]), data_dir=data_dir, split_seed=int(record["split_seed"])
-    )
+    splits = load_data(dataset=str(record["dataset"]), data=record.get("data_reference"),
+                       data_dir=data_dir, split_seed=int(record["split_seed"]))
     check_record(opt_study, {**record, "data_source": splits.source,
                              "data_fingerprints": splits.fingerprints()})
     return splits

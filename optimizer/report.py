@@ -495,8 +495,9 @@ def report_command(args: argparse.Namespace) -> int:
     """CLI entry for `report`."""
     from optimizer.storage import open_stored
 
-    definition, _, run_dir, study = open_stored(args)
+    _, run_dir, study = open_stored(args)
     out = args.out or run_dir / "report"
-    for path in write_report(study=study, out=out, dataset=definition.dataset):
+    dataset = str(study.user_attrs.get("dataset") or "")
+    for path in write_report(study=study, out=out, dataset=dataset):
         print(path)
     return 0

@@ -49,12 +49,12 @@ from optimizer.storage import (
     study_name,
 )
 from search_spaces import Candidate, candidate_params
-from studies import get_study
 
 if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
 
+    from search_spaces.suggest import Offered
     from studies.base import DeviceBudgets, Study
     from studies.datasets import Splits
 
@@ -188,13 +188,13 @@ def resolve_seed(seed: int | None, *, stored: dict[str, object] | None, name: st
     return split_seed
 
 
-def _with_device_settings(
+def _with_run_settings(
     study: Study, *, stored: dict[str, object] | None, size_objective: str | None,
-    device_budgets: DeviceBudgets | None,
+    device_budgets: DeviceBudgets | None, init: str | None,
 ) -> Study:
-    """The study with its size objective and device budgets: as given, else as stored
-    (resume), else the definition's own. A given value that contradicts the stored one is
-    left for `check_record` to refuse."""
+    """The study with its size objective, device budgets and init: as given, else as
+    stored (resume), else the definition's own. A given value that contradicts the stored
+    one is left for `check_record` to refuse."""
     from studies.base import DeviceBudgets
 
     if size_objective is None:
@@ -202,14 +202,17 @@ def _with_device_settings(
     if device_budgets is None:
         device_budgets = (DeviceBudgets(**stored["device_budgets"]) if stored
                           else study.device_budgets)
-    changed = replace(study, size_objective=size_objective, device_budgets=device_budgets)
+    if init is None:
+        init = str(stored.get("init") or study.init) if stored else study.init
+    changed = replace(study, size_objective=size_objective, device_budgets=device_budgets,
+                      init=init)
     changed.validate()
     return changed
 
 
 def create_or_resume(
     *, study: Study, name: str, storage: optuna.storages.BaseStorage, record: dict[str, object],
-    existing: optuna.Study | None,
+    existing: optuna.Study | None, offered: Offered | None = None,
 ) -> optuna.Study:
     """Resumes `existing` (the stored study `name`, or None), refusing it when `record`
     contradicts what it stored, or creates the study, records its definition and enqueues
@@ -225,14 +228,15 @@ def create_or_resume(
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another driver on the server database created it first
         else:
-            _initialize(created, study=study, record=record)
+            _initialize(created, study=study, record=record, offered=offered)
             return created
         existing = _load_recorded(storage, name)
     check_record(existing, record)
     return existing
 
 
-def _initialize(created: optuna.Study, *, study: Study, record: dict[str, object]) -> None:
+def _initialize(created: optuna.Study, *, study: Study, record: dict[str, object],
+                offered: Offered | None) -> None:
     """Metric names, the definition record, then the reference points of a new study."""
     import optuna
 
@@ -242,7 +246,8 @@ def _initialize(created: optuna.Study, *, study: Study, record: dict[str, object
     write_record(created, record)
     for candidate in REFERENCE_CANDIDATES:
         if candidate.quantization in study.quantization_modes:
-            created.enqueue_trial(candidate_params(candidate, study=study), skip_if_exists=True)
+            created.enqueue_trial(candidate_params(candidate, study=study, offered=offered),
+                                  skip_if_exists=True)
 
 
 def score_front_on_test(
@@ -395,6 +400,7 @@ def run_study(
     data_dir: Path | None = None,
     size_objective: str | None = None,
     device_budgets: DeviceBudgets | None = None,
+    init: str | None = None,
     progress: bool | None = None,
     isolate: bool = True,
 ) -> optuna.Study:
@@ -408,7 +414,8 @@ def run_study(
     is a terminal and plain lines otherwise; False shows nothing."""
 
     from optimizer.objective import Objective
-    from studies.datasets import load_dataset
+    from optimizer.parents import plan_parent
+    from optimizer.record import load_data
 
     if smoke:
         study = study.with_smoke_budget()
@@ -437,14 +444,21 @@ def run_study(
             existing = _existing_study(rdb, name)
         stored = None if existing is None else stored_record(existing)
         seed = resolve_seed(seed, stored=stored, name=name)
-        study = _with_device_settings(study, stored=stored, size_objective=size_objective,
-                                      device_budgets=device_budgets)
-        # data before any write: a data error leaves no storage behind
-        splits = load_dataset(study.dataset, data_dir=data_dir, split_seed=seed)
-        record = make_record(study=study, splits=splits)
+        study = _with_run_settings(study, stored=stored, size_objective=size_objective,
+                                   device_budgets=device_budgets, init=init)
+        # data and parent before any write: an error in either leaves no storage behind
+        splits = load_data(dataset=study.dataset, data=study.data, data_dir=data_dir,
+                           split_seed=seed)
+        parent = plan_parent(study=study, splits=splits, seed=seed,
+                             cache_dir=run_dir / "parent", isolate=isolate)
+        record = make_record(study=study, splits=splits, parent=parent)
         rdb = rdb or open_storage(url)
-        opt_study = create_or_resume(study=study, name=name, storage=rdb, record=record,
-                                     existing=existing)
+        opt_study = create_or_resume(
+            study=study, name=name, storage=rdb, record=record, existing=existing,
+            offered=None if parent.info is None else parent.info.offered_at,
+        )
+        if parent.info is not None and parent.info.parent_accuracy is not None:
+            opt_study.set_user_attr("parent_accuracy", parent.info.parent_accuracy)
         # one decision, made in `open_storage`: storages with heartbeats fail stale trials
         # themselves; without them (SQLite) we hold the lock, so RUNNING means orphaned
         if rdb.get_heartbeat_interval() is None:
@@ -459,11 +473,12 @@ def run_study(
         store = open_store(store_dir, create=True)
         log.info(
             "study %s: %s from %s; storage %s; artifacts %s; %d of %d trials to run",
-            name, study.family, splits.source, url, store_dir, remaining, target,
+            name, study.parent_label, splits.source, url, store_dir, remaining, target,
         )
         if remaining > 0:
             objective = Objective(
-                study=study, splits=splits, scratch_dir=run_dir / "scratch", seed=seed,
+                study=study, parent=parent, splits=splits, scratch_dir=run_dir / "scratch",
+                seed=seed,
                 artifact_store=store, storage=rdb, isolate=isolate,
             )
             show = sys.stderr.isatty() if progress is None else progress
@@ -496,16 +511,57 @@ def _budgets_from(args: argparse.Namespace) -> DeviceBudgets | None:
     return DeviceBudgets(**given)
 
 
+def study_for_run(args: argparse.Namespace) -> Study:
+    """The study `run` searches: `--model M --data D [--name N]`, a registered name, a
+    study reference, or the name of a stored `--model --data` study to resume."""
+    from studies import STUDIES
+    from studies.references import files_study, is_reference, resolve_study
+
+    if args.model is not None or args.data is not None:
+        if args.study is not None:
+            raise UsageError("give either --study or --model with --data, not both")
+        if args.model is None or args.data is None:
+            raise UsageError("--model and --data go together (a model and its data)")
+        return files_study(model=args.model, data=args.data, name=args.name)
+    if args.study is None:
+        raise UsageError("give --study NAME (see `studies`), --study path/to/study.py, or "
+                         "--model my_model.keras --data my_data.npz")
+    if args.name is not None:
+        raise UsageError("--name names the study made by --model and --data")
+    if args.study in STUDIES or is_reference(args.study):
+        return resolve_study(args.study)
+    return stored_user_study(args)
+
+
+def stored_user_study(args: argparse.Namespace) -> Study:
+    """The definition of a study `run --model --data --name N` stored in the run dir,
+    from its record (`UnknownStudyError` when there is none)."""
+    from optimizer.storage import check_study_arg
+    from studies import STUDIES, UnknownStudyError
+    from studies.references import study_from_record
+
+    check_study_arg(args.study)
+    name = study_name(args.study, smoke=args.smoke)
+    url = storage_url(run_dir=run_dir_for(name, run_dir=args.run_dir), storage=args.storage)
+    database = sqlite_path(url)
+    if database is not None and not database.exists():
+        raise UnknownStudyError(args.study, tuple(STUDIES))
+    existing = _existing_study(open_storage(url), name)
+    if existing is None:
+        raise UnknownStudyError(args.study, tuple(STUDIES))
+    return study_from_record(stored_record(existing), name=name)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """CLI entry: runs the study, then prints its front."""
     from optimizer.pareto import budget_note, format_front, front_rows
 
     opt_study = run_study(
-        study=get_study(args.study), smoke=args.smoke, run_dir=args.run_dir,
+        study=study_for_run(args), smoke=args.smoke, run_dir=args.run_dir,
         storage=args.storage, artifact_dir=args.artifact_dir, sampler=args.sampler,
         seed=args.seed, n_trials=args.n_trials, timeout=args.timeout, data_dir=args.data_dir,
         size_objective=args.size_objective, device_budgets=_budgets_from(args),
-        isolate=not args.no_isolation,
+        init=args.init, isolate=not args.no_isolation,
     )
     rows = front_rows(opt_study)
     excluded = budget_note(opt_study)

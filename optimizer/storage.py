@@ -174,15 +174,31 @@ def check_study_arg(name: str) -> None:
         )
 
 
-def open_stored(args) -> tuple[object, str, Path, optuna.Study]:
-    """For the reading subcommands: (study definition, study name, run dir, stored study)
-    from the common `--study --smoke --run-dir --storage` arguments."""
-    from studies import get_study
+def stored_study_name(args) -> str:
+    """The Optuna study name `--study` (and `--smoke`) names: a registered study, a study
+    reference, or the `--name` a `run --model --data` study was given."""
+    from studies import STUDIES
+    from studies.references import is_reference, load_study
 
     check_study_arg(args.study)
-    definition = get_study(args.study)
-    name = study_name(definition.name, smoke=args.smoke)
+    if args.study in STUDIES:
+        base = args.study
+    elif is_reference(args.study):
+        base = load_study(args.study).name
+    else:
+        base = args.study  # a study made by run --model --data; found in storage or not
+    return study_name(base, smoke=args.smoke)
+
+
+def open_stored(args) -> tuple[str, Path, optuna.Study]:
+    """For the reading subcommands: (study name, run dir, stored study) from the common
+    `--study --smoke --run-dir --storage` arguments."""
+    from studies import STUDIES, UnknownStudyError
+
+    name = stored_study_name(args)
     run_dir = run_dir_for(name, run_dir=args.run_dir)
-    return definition, name, run_dir, load_existing(
-        name, url=storage_url(run_dir=run_dir, storage=args.storage)
-    )
+    url = storage_url(run_dir=run_dir, storage=args.storage)
+    path = sqlite_path(url)
+    if args.study not in STUDIES and path is not None and not path.exists():
+        raise UnknownStudyError(args.study, tuple(STUDIES))
+    return name, run_dir, load_existing(name, url=url)

@@ -65,6 +65,11 @@ def _context() -> mp.context.BaseContext:
     return mp.get_context("spawn" if "tensorflow" in sys.modules else "fork")
 
 
+def run_in_process(fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+    """`fn(**kwargs)` here, with `run_isolated`'s signature (`--no-isolation`)."""
+    return fn(**kwargs)
+
+
 def run_isolated(fn: Callable[..., Any], /, **kwargs: Any) -> Any:
     """`fn(**kwargs)` in a child process; re-raises its exceptions here.
 

@@ -18,6 +18,7 @@ exercised with `optuna.trial.FixedTrial`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from search_spaces.candidate import Candidate
@@ -32,20 +33,34 @@ if TYPE_CHECKING:
 FACTORIZE_PREFIX = "factorize_"
 
 
-def suggest(trial: optuna.trial.BaseTrial, *, study: Study) -> Candidate:
-    """Asks `trial` for one point of `study`'s search space."""
+#: The convs offered for factorization at a width (the parent's rule table, made once).
+Offered = Callable[[float], tuple[str, ...]]
+
+
+def family_offered(study: Study, *, input_shape: tuple[int, int, int] | None = None) -> Offered:
+    """The offered convs of a built-in family, by the rule table (no TensorFlow); the
+    rewriter offers the same on the family's parent (tests/objectives/test_rewrite.py)."""
+    family = get_family(study.family)
+    shape = input_shape or study.input_shape
+    return lambda width: offered_layers(family, input_shape=shape, width=width,
+                                        mode=study.factorize_mode)
+
+
+def suggest(
+    trial: optuna.trial.BaseTrial, *, study: Study, offered: Offered | None = None
+) -> Candidate:
+    """Asks `trial` for one point of `study`'s search space; `offered` gives the convs
+    that may be factorized at a width (default: the built-in family's rule table)."""
     low, high = study.width_range
     if low == high:
         width = float(low)
     else:
         # round away float noise of the step grid (0.8500000000000001 → 0.85)
         width = round(trial.suggest_float("width", low, high, step=study.width_step), 6)
-    family = get_family(study.family)
+    offered = offered or family_offered(study)
     factorize = tuple(
         name
-        for name in offered_layers(
-            family, input_shape=study.input_shape, width=width, mode=study.factorize_mode
-        )
+        for name in offered(width)
         if trial.suggest_categorical(f"{FACTORIZE_PREFIX}{name}", [False, True])
     )
     modes = list(study.quantization_modes)
@@ -59,13 +74,13 @@ def suggest(trial: optuna.trial.BaseTrial, *, study: Study) -> Candidate:
     )
 
 
-def candidate_params(candidate: Candidate, *, study: Study) -> dict[str, object]:
+def candidate_params(
+    candidate: Candidate, *, study: Study, offered: Offered | None = None
+) -> dict[str, object]:
     """The trial parameters that make `suggest` return `candidate` (for `enqueue_trial`)."""
-    family = get_family(study.family)
+    offered = offered or family_offered(study)
     params: dict[str, object] = {"width": candidate.width}
-    for name in offered_layers(
-        family, input_shape=study.input_shape, width=candidate.width, mode=study.factorize_mode
-    ):
+    for name in offered(candidate.width):
         params[f"{FACTORIZE_PREFIX}{name}"] = name in candidate.factorize
     params["quantization"] = candidate.quantization
     if candidate.quantization != "epr":

@@ -1,8 +1,14 @@
-"""`Study`: a dataset, a base family, a training budget and the ranges of the search."""
+"""`Study`: a dataset, a parent model, a training budget and the ranges of the search.
+
+The parent is a built-in family (`family`) or the user's own model (`model`: a saved Keras
+model, a builder function or a KerasTuner hypermodel); the data are a built-in dataset
+(`dataset`) or the user's own (`data`: an .npz, a folder of class subfolders, or a loader;
+`studies.user_data`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from optimizer.errors import UsageError
 from search_spaces.candidate import QUANTIZATION_MODES
@@ -14,7 +20,9 @@ class UnknownStudyError(UsageError, KeyError):
     """A study name that is not registered; args are (name, valid names)."""
 
     def __str__(self) -> str:
-        return f"unknown study {self.args[0]!r}; choose one of {', '.join(self.args[1])}"
+        return (f"unknown study {self.args[0]!r}; choose one of {', '.join(self.args[1])}, "
+                "give a study file (path/to/study.py or pkg.module:NAME), or run "
+                "--model my_model.keras --data my_data.npz")
 
 
 class StudyDefinitionError(UsageError):
@@ -111,9 +119,20 @@ class Study:
 
     Attributes:
         name: the key in `STUDIES` and the Optuna study name.
-        dataset: a key of `studies.datasets.LOADERS`.
-        family: a key of `search_spaces.families.FAMILIES`.
         budget: the default training budget; `smoke` is the `--smoke` one.
+        dataset: a key of `studies.datasets.LOADERS`; or empty, with `data`.
+        family: a key of `search_spaces.families.FAMILIES`; or empty, with `model`.
+        model: the parent, when it is the user's: a path to a saved Keras model (`.keras`,
+            `.h5`, a SavedModel folder), `module:fn` / `file.py:fn` naming a builder or a
+            hypermodel, or the object itself (a function `build()` returning a model, a
+            `build(hp)` function or a `keras_tuner.HyperModel`).
+        data: the user's data, as `run --data` takes it (`studies.user_data`).
+        init: `scratch` (children start from fresh weights) or `inherit` (children inherit
+            the trained parent's weights; a parent that does not come trained is trained
+            once per study).
+        outputs: `auto` (told from the last layer), `logits` or `probabilities`.
+        reference: how the study was found (`pkg.module:NAME`, a study file), set by
+            `studies.references.load_study` and recorded on the stored study.
         expected_runtime: wall time of the default run on a 2-core machine, as measured.
         width_range: (low, high) of the width multiplier α, searched in steps of `width_step`.
         epr_lambda_range: (low, high) of the normalized entropy-penalty weight, log-uniform.
@@ -131,11 +150,16 @@ class Study:
     """
 
     name: str
-    dataset: str
-    family: str
     budget: Budget
-    smoke: Budget
-    expected_runtime: str
+    dataset: str = ""
+    family: str = ""
+    smoke: Budget = Budget(epochs=1, batch_size=32, n_trials=3, train_subset=512)
+    expected_runtime: str = "not measured"
+    model: Any = None
+    data: str | None = None
+    init: str = "scratch"
+    outputs: str = "auto"
+    reference: str | None = None
     width_range: tuple[float, float] = (0.25, 1.5)
     width_step: float = 0.05
     epr_lambda_range: tuple[float, float] = (0.5, 100.0)
@@ -159,15 +183,32 @@ class Study:
             )
         from studies.datasets import DATASET_SHAPES
 
-        if self.dataset not in DATASET_SHAPES:
+        if bool(self.dataset) == bool(self.data):
+            raise StudyDefinitionError(
+                f"study {self.name!r}: give exactly one of dataset (built-in: "
+                f"{', '.join(DATASET_SHAPES)}) and data (your own)"
+            )
+        if self.dataset and self.dataset not in DATASET_SHAPES:
             raise StudyDefinitionError(
                 f"study {self.name!r}: unknown dataset {self.dataset!r}; "
                 f"choose one of {', '.join(DATASET_SHAPES)}"
             )
-        if self.family not in FAMILIES:
+        if bool(self.family) == (self.model is not None):
+            raise StudyDefinitionError(
+                f"study {self.name!r}: give exactly one of family (built-in: "
+                f"{', '.join(FAMILIES)}) and model (your own)"
+            )
+        if self.family and self.family not in FAMILIES:
             raise StudyDefinitionError(
                 f"study {self.name!r}: unknown family {self.family!r}; "
                 f"choose one of {', '.join(FAMILIES)}"
+            )
+        from objectives.parent import INITS, OUTPUTS
+
+        if self.init not in INITS or self.outputs not in OUTPUTS:
+            raise StudyDefinitionError(
+                f"study {self.name!r}: init {self.init!r} / outputs {self.outputs!r} — init "
+                f"is one of {', '.join(INITS)}, outputs one of {', '.join(OUTPUTS)}"
             )
         from objectives.size import SIZE_OBJECTIVES
 
@@ -205,8 +246,15 @@ class Study:
                 )
 
     @property
+    def parent_label(self) -> str:
+        """The family name, or what the user's model is (for logs and listings)."""
+        if self.family:
+            return self.family
+        return self.model if isinstance(self.model, str) else f"the model of {self.reference}"
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
-        """(H, W, C) of the dataset's images."""
+        """(H, W, C) of the built-in dataset's images (user data: see `Splits`)."""
         from studies.datasets import DATASET_SHAPES
 
         return DATASET_SHAPES[self.dataset][0]

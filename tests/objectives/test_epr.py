@@ -59,8 +59,8 @@ def _train(model: tf.keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int =
 
 
 def _coded_bits(compressed) -> int:
-    return 8 * sum(len(s) for _, layer in compressed.coded_layers()
-                   for _, s, _ in layer.coded() if s is not None)
+    return 8 * sum(len(s) for _, coded in compressed.coded_layers()
+                   for _, s, _ in coded if s is not None)
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +137,8 @@ def test_decompressed_model_is_plain_keras_that_converts_and_trains(trained_mixe
 def test_payload_bytes_is_strings_plus_float16_side_info(trained_mixed):
     _, compressed, _ = trained_mixed
     strings, halves = 0, 0
-    for _, layer in compressed.coded_layers():
-        for _spec, string, half in layer.coded():
+    for _, coded in compressed.coded_layers():
+        for _spec, string, half in coded:
             assert half.dtype == np.float16
             strings += 0 if string is None else len(string)
             halves += half.size
@@ -234,15 +234,42 @@ def _with(layer) -> tf.keras.Model:
     return tf.keras.Model(inputs, layer(inputs))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: _with(tf.keras.layers.LayerNormalization(name="ln")),
-    lambda: _with(tf.keras.layers.Conv2DTranspose(2, 3, name="deconv")),
-    lambda: _with(tf.keras.layers.Conv2D(2, 3, groups=2, name="grouped")),
-    lambda: _with(tf.keras.layers.BatchNormalization(axis=1, name="bn_axis1")),
-], ids=["layer_norm", "conv_transpose", "grouped_conv", "bn_axis_1"])
-def test_unsupported_layers_raise_epr_error(make):
-    with pytest.raises(epr.EPRError, match="supported"):
-        epr.make_compressible(make(), epr_lambda=1.0)
+@pytest.mark.parametrize("layer", [
+    lambda: tf.keras.layers.LayerNormalization(name="kept"),
+    lambda: tf.keras.layers.Conv2DTranspose(2, 3, name="kept"),
+    lambda: tf.keras.layers.Conv2D(2, 3, groups=2, name="kept"),
+    lambda: tf.keras.layers.BatchNormalization(axis=1, name="kept"),
+    lambda: tf.keras.layers.SeparableConv2D(3, 3, name="kept"),
+], ids=["layer_norm", "conv_transpose", "grouped_conv", "bn_axis_1", "separable"])
+def test_layers_epr_cannot_wrap_are_stored_raw_and_counted(layer, tmp_path):
+    inputs = tf.keras.Input((8, 8, 2))
+    kept = layer()
+    x = kept(inputs)
+    x = tf.keras.layers.Conv2D(4, 3, name="coded")(x)
+    outputs = tf.keras.layers.Dense(3, name="head")(tf.keras.layers.Flatten()(x))
+    model = tf.keras.Model(inputs, outputs)
+    original = [w.copy() for w in kept.get_weights()]
+    compressible = epr.make_compressible(model, epr_lambda=1.0)
+    assert not isinstance(compressible.get_layer("kept"), epr.CompressibleLayer)
+    compressed = epr.compress(compressible)
+    coded = dict((path[-1], values) for path, values in compressed.coded_layers())
+    raw = coded["kept"]
+    assert [spec.coding for spec, _, _ in raw] == ["raw"] * len(original)
+    for (_, string, values), weight in zip(raw, original, strict=True):
+        assert string is None
+        np.testing.assert_array_equal(values, weight)  # the trained values, not fresh ones
+    strings = sum(len(s) for _, c in coded.items() for _, s, _ in c if s is not None)
+    halves = sum(v.size for name, c in coded.items() if name != "kept" for _, _, v in c)
+    raw_values = sum(w.size for w in original)
+    assert epr.payload_bytes(compressed) == strings + 2 * halves + 4 * raw_values
+    path = tmp_path / "m.epr"
+    epr.save(compressed, path)
+    loaded = epr.load(path)
+    for weight, back in zip(original, loaded.get_layer("kept").get_weights(), strict=True):
+        np.testing.assert_array_equal(back, weight)
+    x = np.random.default_rng(0).random((4, 8, 8, 2), dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), compressed.predict(x, verbose=0),
+                               atol=1e-5)
 
 
 def test_unsupported_models_and_arguments_raise():

@@ -1,0 +1,337 @@
+"""The parent of a study, and the candidate models made from it (DESIGN §3).
+
+Every candidate is a rewrite of one parent model (`objectives.rewrite.transform`): the
+built-in families are parents built by `objectives.build` at width 1 (their halves keep
+the activation between them, as the families always had), a user's saved model or model
+builder is the parent as given, and a KerasTuner hypermodel gives each trial its own
+parent, built from the trial's `hp_*` parameters.
+
+`ParentSource` names a parent with strings only, so a worker process (forked, or spawned
+when the driver already holds TensorFlow) finds it again; `prepare` runs once per study in
+a worker and returns, as plain data, what the TensorFlow-free driver needs to search
+(`ParentInfo`: the factorizations offered at each width, the layers kept as they are, the
+loss the output calls for); with `--init inherit` it also trains the parent once (when it
+does not come trained from a file) and caches its weights in the run directory, so the
+children inherit them (channels by L1 norm, factorized convs by truncated SVD; Li et al.
+2017, Tai et al. 2016). `candidate_model` then makes one trial's model in its worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from optimizer.errors import UsageError
+from search_spaces.candidate import Candidate
+from search_spaces.families import get_family
+
+if TYPE_CHECKING:
+    from tensorflow import keras
+
+    from studies.base import Budget
+    from studies.datasets import Splits
+
+#: Where a parent comes from: a built-in family, a saved Keras model (`.keras`, `.h5` or a
+#: SavedModel folder), a Python function (`module:fn` or `file.py:fn`), or the `model` of
+#: a study defined in Python (`pkg.module:NAME` or `path/study.py`).
+PARENT_KINDS = ("family", "file", "function", "study")
+INITS = ("scratch", "inherit")
+OUTPUTS = ("auto", "logits", "probabilities")
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+class ParentError(UsageError):
+    """A parent that cannot be searched: not a model, wrong input or output shape, …"""
+
+
+@dataclass(frozen=True)
+class ParentSource:
+    """Where a study's parent is found, in strings a worker process can resolve again.
+
+    Attributes:
+        kind: one of `PARENT_KINDS`.
+        reference: the family name, the absolute model path, the function reference, or
+            the study reference.
+    """
+
+    kind: str
+    reference: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in PARENT_KINDS:
+            raise ValueError(f"unknown parent kind {self.kind!r}")
+
+    def sha256(self) -> str | None:
+        """SHA-256 of a saved model's file(s) (a SavedModel folder: of its files in name
+        order), recorded so the study's parent means one model wherever the file sits."""
+        if self.kind != "file":
+            return None
+        path = Path(self.reference)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        digest = hashlib.sha256()
+        for file in files:
+            digest.update(file.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+            digest.update(file.read_bytes())
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ParentInfo:
+    """What the driver learns about a parent from `prepare` (plain data, no TensorFlow).
+
+    Attributes:
+        name: the parent model's name.
+        params: its parameter count.
+        outputs: `logits` or `probabilities` (the loss follows it).
+        offered: for each width of the study's grid (rounded to 6 places), the convs the
+            search may factorize there.
+        kept: `(layer, reason)` for each layer the rewriter keeps as it is.
+        weights: the trained parent weights children inherit, or None (scratch).
+        parent_accuracy: validation accuracy of the trained parent (None if not trained).
+    """
+
+    name: str
+    params: int
+    outputs: str
+    offered: dict[float, tuple[str, ...]] = field(default_factory=dict)
+    kept: tuple[tuple[str, str], ...] = ()
+    weights: str | None = None
+    parent_accuracy: float | None = None
+
+    def offered_at(self, width: float) -> tuple[str, ...]:
+        """The offered convs at `width` (a width off the grid offers none)."""
+        return self.offered.get(round(width, 6), ())
+
+
+def width_grid(low: float, high: float, step: float) -> tuple[float, ...]:
+    """The widths `suggest` can draw: low, low + step, … up to high (rounded to 6 places)."""
+    if low == high:
+        return (round(low, 6),)
+    count = math.floor((high - low) / step + 1e-9)
+    return tuple(round(low + k * step, 6) for k in range(count + 1))
+
+
+# --- resolving references --------------------------------------------------------------
+
+
+def _import_object(reference: str) -> Any:
+    """`module.path:attr` or `/path/file.py:attr` → the object (one-line errors)."""
+    from studies.references import import_reference
+
+    return import_reference(reference, what="model")
+
+
+def _model_object(source: ParentSource) -> Any:
+    """The Python object behind a `function` or `study` source."""
+    if source.kind == "function":
+        return _import_object(source.reference)
+    from studies.references import load_study
+
+    return load_study(source.reference).model
+
+
+def is_hypermodel(obj: Any) -> bool:
+    """A `keras_tuner.HyperModel`, or a function taking exactly one argument (`hp`)."""
+    if obj is None or isinstance(obj, str | Path):
+        return False
+    if type(obj).__module__.startswith("keras_tuner") or any(
+        c.__module__.startswith("keras_tuner") for c in type(obj).__mro__
+    ):
+        return True
+    if not callable(obj):
+        return False
+    try:
+        parameters = [
+            p for p in inspect.signature(obj).parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        return False
+    return len(parameters) == 1
+
+
+def source_is_hypermodel(source: ParentSource) -> bool:
+    """Whether `source` is a hypermodel (each trial builds its own parent)."""
+    if source.kind in ("family", "file"):
+        return False
+    return is_hypermodel(_model_object(source))
+
+
+def hypermodel_of(source: ParentSource) -> Any:
+    """The hypermodel object of a `function` or `study` source."""
+    return _model_object(source)
+
+
+def load_model_file(path: str | Path) -> keras.Model:
+    """A saved Keras model, uncompiled; `ParentError` in one line for anything else."""
+    import tensorflow as tf
+
+    path = Path(path)
+    if not path.exists():
+        raise ParentError(f"model file {path} does not exist")
+    if path.is_file() and path.suffix.lower() not in MODEL_SUFFIXES:
+        raise ParentError(
+            f"{path} is not a saved Keras model: expected a .keras or .h5 file or a "
+            "SavedModel folder"
+        )
+    try:
+        model = tf.keras.models.load_model(path, compile=False)
+    except Exception as error:  # the file is the user's: any failure is one line
+        text = " ".join(str(error).split())[:300]
+        raise ParentError(f"{path} could not be loaded as a Keras model: "
+                          f"{type(error).__name__}: {text}") from None
+    if not isinstance(model, tf.keras.Model):
+        raise ParentError(f"{path} holds a {type(model).__name__}, not a Keras model")
+    return model
+
+
+def build_parent(
+    source: ParentSource, *, input_shape: tuple[int, ...], num_classes: int, seed: int,
+    hp_params: dict[str, Any] | None = None,
+) -> keras.Model:
+    """The parent model of `source` (a hypermodel's from `hp_params`), checked against the
+    data: its input takes the images and its output has one unit per class."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    if source.kind == "family":
+        from objectives.build import build_model
+
+        model = build_model(family=get_family(source.reference), candidate=Candidate(),
+                            input_shape=tuple(input_shape), num_classes=num_classes, seed=seed)
+    elif source.kind == "file":
+        model = load_model_file(source.reference)
+    else:
+        obj = _model_object(source)
+        label = source.reference
+        if is_hypermodel(obj):
+            from search_spaces.hypermodel import rebuild_from_params
+
+            model, _ = rebuild_from_params(obj, hp_params or {})
+        elif isinstance(obj, tf.keras.Model):
+            model = obj
+        elif callable(obj):
+            try:
+                model = obj()
+            except Exception as error:  # the user's code
+                raise ParentError(f"model builder {label} failed: {type(error).__name__}: "
+                                  f"{' '.join(str(error).split())[:300]}") from None
+        else:
+            raise ParentError(f"{label} is a {type(obj).__name__}, not a Keras model, a "
+                              "builder function or a KerasTuner hypermodel")
+        if not isinstance(model, tf.keras.Model):
+            raise ParentError(f"model builder {label} returned {type(model).__name__}, "
+                              "not a keras.Model")
+    check_shapes(model, input_shape=input_shape, num_classes=num_classes)
+    return model
+
+
+def check_shapes(model: keras.Model, *, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """`ParentError` unless `model` has one input taking `input_shape` images and one
+    output of `num_classes` units."""
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise ParentError(
+            f"model {model.name!r} has no known inputs (a subclassed or unbuilt model); "
+            "build it with keras.Input or as a Sequential model with an input shape"
+        )
+    if len(inputs) != 1 or len(model.outputs) != 1:
+        raise ParentError(f"model {model.name!r} has {len(inputs)} inputs and "
+                          f"{len(model.outputs)} outputs; one of each is needed")
+    given = tuple(inputs[0].shape[1:])
+    if len(given) != len(input_shape) or any(
+        g is not None and g != want for g, want in zip(given, input_shape, strict=False)
+    ):
+        raise ParentError(f"model {model.name!r} takes inputs of shape {given}, but the data's "
+                          f"images are {tuple(input_shape)}")
+    units = model.outputs[0].shape[-1]
+    if len(model.outputs[0].shape) != 2 or units != num_classes:
+        raise ParentError(f"model {model.name!r} outputs shape "
+                          f"{tuple(model.outputs[0].shape[1:])}, but the data have "
+                          f"{num_classes} classes: the last layer needs {num_classes} units")
+
+
+# --- preparing a study's parent (in a worker) -----------------------------------------
+
+
+def prepare(
+    *, source: ParentSource, splits: Splits, budget: Budget, init: str, outputs: str,
+    widths: tuple[float, ...], factorize_mode: str, seed: int, cache_dir: Path,
+    accuracy_floor: float = 0.0,
+) -> ParentInfo:
+    """Builds and analyzes the parent once; with `init="inherit"` trains it when it does
+    not come trained (a family or a builder: `budget` on the whole training split), caching
+    the weights in `cache_dir` under a key of everything they depend on."""
+    from objectives import rewrite
+    from objectives.train import accuracy, output_kind, train
+
+    model = build_parent(source, input_shape=splits.input_shape,
+                         num_classes=splits.num_classes, seed=seed)
+    kind = output_kind(model, declared=outputs)
+    analysis = rewrite.analyze(model, trained=False)
+    offered = {
+        w: rewrite.offered_factorizations(analysis, width=w, mode=factorize_mode)
+        for w in widths
+    }
+    info = ParentInfo(name=model.name, params=int(model.count_params()), outputs=kind,
+                      offered=offered, kept=tuple(analysis.blocked))
+    if init == "scratch":
+        return info
+    if source.kind == "file":  # a saved model comes with its weights
+        return ParentInfo(**{**asdict(info), "weights": "file",
+                             "parent_accuracy": accuracy(model, splits.x_val, splits.y_val)})
+    key = hashlib.sha256(json.dumps(
+        [asdict(source), asdict(budget), splits.fingerprints(), seed, kind], sort_keys=True
+    ).encode()).hexdigest()[:16]
+    weights = Path(cache_dir) / f"parent-{key}.weights.h5"
+    if not weights.exists():
+        x, y = splits.x_train, splits.y_train
+        if budget.train_subset is not None:
+            x, y = x[: budget.train_subset], y[: budget.train_subset]
+        train(model, x=x, y=y, x_val=splits.x_val, y_val=splits.y_val, epochs=budget.epochs,
+              batch_size=budget.batch_size, accuracy_floor=accuracy_floor, seed=seed,
+              from_logits=kind == "logits")
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        partial = weights.with_name(weights.name + ".part.h5")
+        model.save_weights(partial)
+        partial.replace(weights)
+    else:
+        model.load_weights(weights)
+    return ParentInfo(**{**asdict(info), "weights": str(weights),
+                         "parent_accuracy": accuracy(model, splits.x_val, splits.y_val)})
+
+
+def candidate_model(
+    *, source: ParentSource, candidate: Candidate, input_shape: tuple[int, ...],
+    num_classes: int, seed: int, weights: str | None = None,
+    hp_params: dict[str, Any] | None = None,
+) -> keras.Model:
+    """One trial's model: the parent rewritten to `candidate`'s width and factorization,
+    inheriting the parent's trained weights when `weights` is set (`"file"`: the weights
+    the saved model came with; a path: the parent trained by `prepare`)."""
+    from objectives import rewrite
+    from objectives.build import build_model
+
+    if source.kind == "family" and get_family(source.reference).application is not None:
+        # a Keras application is one nested model the rewriter cannot open: α is its own
+        return build_model(family=get_family(source.reference), candidate=candidate,
+                           input_shape=tuple(input_shape), num_classes=num_classes, seed=seed)
+    parent = build_parent(source, input_shape=input_shape, num_classes=num_classes, seed=seed,
+                          hp_params=hp_params)
+    if weights not in (None, "file"):
+        parent.load_weights(weights)
+    try:
+        return rewrite.transform(
+            rewrite.analyze(parent, trained=weights is not None), width=candidate.width,
+            factorize=candidate.factorize, inherit=weights is not None, seed=seed,
+            activation_between=source.kind == "family",
+        )
+    except rewrite.RewriteError as error:
+        from search_spaces.candidate import InvalidCandidateError
+
+        raise InvalidCandidateError(str(error)) from None

@@ -1,0 +1,217 @@
+"""Finding studies, models and loaders that live outside this package.
+
+`--study` takes a registered name (`studies.STUDIES`), `pkg.module:NAME` (a `Study` in an
+importable module) or `path/to/study.py` (the module's `STUDY`, or its only `Study`).
+`run --model my_model.keras --data my_data.npz [--name N]` makes a study from two files
+with default ranges and budget (`files_study`). Either way the reference is recorded on the
+Optuna study (`reference`), so `pareto`, `export`, `report`, `dashboard` and a resumed
+`run` find the same definition again (`study_from_record`).
+
+Relative paths inside a study file (its `model` or `data`) are taken from the file's own
+folder, so a study file means the same wherever it is run from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import re
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from optimizer.errors import UsageError
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from objectives.parent import ParentSource
+    from studies.base import Study
+
+_TARGET = re.compile(r"^(?P<target>.+):(?P<attr>[A-Za-z_]\w*)$")
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+#: The budget of a study made by `run --model --data`: a few epochs per trial on the whole
+#: training split; `--smoke` is a tiny one to check that everything works.
+FILES_BUDGET = {"epochs": 3, "batch_size": 64, "n_trials": 20}
+FILES_SMOKE = {"epochs": 1, "batch_size": 32, "n_trials": 3, "train_subset": 512}
+
+
+class StudyReferenceError(UsageError):
+    """A `--study`, `--model` or loader reference that cannot be imported or is not what
+    it should be."""
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split())[:300]
+
+
+def is_reference(text: str) -> bool:
+    """Whether `--study text` names a study outside the registry (`a.b:NAME`, `x.py`)."""
+    return text.endswith(".py") or _TARGET.match(text) is not None
+
+
+def import_module_target(target: str, *, error: type[UsageError], source: str) -> ModuleType:
+    """The module named by `target`: a `.py` file (imported on its own, its folder not put
+    on `sys.path`) or a dotted module name; `error` in one line when it cannot be."""
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target).expanduser().resolve()
+        if not path.is_file():
+            raise error(f"{source}: no such file: {path}")
+        name = f"_user_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise error(f"{source}: cannot import {path} as Python; expected a .py file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses and pickling look the module up by name
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # the user's module may fail in any way
+            del sys.modules[name]
+            raise error(f"{source}: importing {path} raised {type(exc).__name__}: "
+                        f"{_one_line(exc)}") from exc
+        return module
+    if not _MODULE.match(target):
+        raise error(f"{source}: {target!r} is neither a .py file nor a module name")
+    try:
+        return importlib.import_module(target)
+    except Exception as exc:  # ModuleNotFoundError, or the user's module failing
+        raise error(f"{source}: cannot import module {target} ({type(exc).__name__}: "
+                    f"{_one_line(exc)})") from exc
+
+
+def import_reference(reference: str, *, what: str) -> Any:
+    """The object `module.path:attr` or `path/file.py:attr` names."""
+    match = _TARGET.match(reference)
+    if match is None:
+        raise StudyReferenceError(f"{what} {reference!r} is not 'module.path:name' or "
+                              "'path/to/file.py:name'")
+    module = import_module_target(match["target"], error=StudyReferenceError,
+                                  source=f"{what} {reference}")
+    try:
+        return getattr(module, match["attr"])
+    except AttributeError:
+        raise StudyReferenceError(f"{what} {reference}: {match['target']} has no "
+                              f"{match['attr']!r}") from None
+
+
+def canonical(reference: str) -> str:
+    """A reference as recorded: file paths made absolute, module names as they are."""
+    match = _TARGET.match(reference)
+    if reference.endswith(".py") and match is None:
+        return str(Path(reference).expanduser().resolve())
+    if match and (match["target"].endswith(".py") or "/" in match["target"]):
+        return f"{Path(match['target']).expanduser().resolve()}:{match['attr']}"
+    return reference
+
+
+def _anchored(value: Any, folder: Path) -> Any:
+    """A model or data string of a study file, with a relative path taken from `folder`."""
+    if not isinstance(value, str | Path):
+        return value
+    text = str(value)
+    match = _TARGET.match(text)
+    if match and not Path(text).exists():
+        target = match["target"]
+        if target.endswith(".py") and not Path(target).is_absolute():
+            return f"{(folder / target).resolve()}:{match['attr']}"
+        return text
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() else (folder / path).resolve())
+
+
+def load_study(reference: str) -> Study:
+    """The `Study` that `pkg.module:NAME` or `path/study.py` names, checked, its
+    `reference` set to the canonical reference."""
+    from studies.base import Study
+
+    reference = canonical(reference)
+    if _TARGET.match(reference) and not reference.endswith(".py"):
+        obj = import_reference(reference, what="study")
+        match = _TARGET.match(reference)
+        target = match["target"] if match else reference
+        folder = Path(target).parent if target.endswith(".py") else Path.cwd()
+    else:
+        module = import_module_target(reference, error=StudyReferenceError,
+                                      source=f"study {reference}")
+        folder = Path(reference).parent
+        obj = getattr(module, "STUDY", None)
+        if obj is None:
+            found = [v for v in vars(module).values() if isinstance(v, Study)]
+            if len(found) != 1:
+                raise StudyReferenceError(
+                    f"study {reference}: define STUDY = Study(...) in it (found "
+                    f"{len(found)} Study objects)")
+            obj = found[0]
+    if not isinstance(obj, Study):
+        raise StudyReferenceError(f"study {reference} is a {type(obj).__name__}, not a "
+                              "studies.Study")
+    study = replace(obj, model=_anchored(obj.model, folder), data=_anchored(obj.data, folder),
+                    reference=reference)
+    study.validate()
+    return study
+
+
+def resolve_study(text: str) -> Study:
+    """`--study`: a registered name or a reference (`UnknownStudyError` otherwise)."""
+    from studies import get_study
+
+    return load_study(text) if is_reference(text) else get_study(text)
+
+
+def files_study(*, model: str, data: str, name: str | None = None, init: str | None = None
+                ) -> Study:
+    """The study `run --model M --data D [--name N]` makes: default ranges and budget,
+    the model file's stem as its name."""
+    from studies.base import Budget, Study
+
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise StudyReferenceError(f"--model {model}: no such file or folder")
+    model_ref = str(path.resolve())
+    data_path = Path(data).expanduser()
+    data_ref = str(data_path.resolve()) if data_path.exists() else canonical(data)
+    study = Study(
+        name=name or path.stem.replace(" ", "_"),
+        model=model_ref,
+        data=data_ref,
+        budget=Budget(**FILES_BUDGET),
+        smoke=Budget(**FILES_SMOKE),
+        expected_runtime="depends on the model and data",
+        init=init or "inherit",
+    )
+    study.validate()
+    return study
+
+
+def parent_source(study: Study) -> ParentSource:
+    """Where `study`'s parent comes from (see `objectives.parent.PARENT_KINDS`)."""
+    from objectives.parent import ParentSource
+
+    if study.model is None:
+        return ParentSource(kind="family", reference=study.family)
+    if isinstance(study.model, str):
+        if Path(study.model).exists() or not _TARGET.match(study.model):
+            return ParentSource(kind="file", reference=study.model)
+        return ParentSource(kind="function", reference=study.model)
+    if study.reference is None:
+        raise UsageError(f"study {study.name!r} holds a model object but was not loaded by "
+                         "reference; pass --study pkg.module:NAME or path/study.py")
+    return ParentSource(kind="study", reference=study.reference)
+
+
+def study_from_record(record: dict[str, Any], *, name: str) -> Study:
+    """The definition of a stored user study, from its record (for the reading commands
+    and for resuming a `run --model --data` study by `--study NAME`)."""
+    origin = record.get("origin") or {}
+    if origin.get("kind") == "reference":
+        return load_study(str(origin["reference"]))
+    if origin.get("kind") == "files":
+        return files_study(model=str(origin["model"]), data=str(origin["data"]),
+                           name=name.removesuffix("-smoke"), init=record.get("init"))
+    raise UsageError(f"study {name!r} is not a registered study and its record names no "
+                     "model and data")
