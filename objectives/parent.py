@@ -190,6 +190,37 @@ def load_model_file(path: str | Path) -> keras.Model:
     return model
 
 
+def own_model(source: ParentSource, *, hp_params: dict[str, Any] | None = None
+              ) -> keras.Model:
+    """The model a `file`, `function` or `study` source gives (a hypermodel's built from
+    `hp_params`), not yet checked against any data."""
+    import tensorflow as tf
+
+    if source.kind == "file":
+        return load_model_file(source.reference)
+    obj = _model_object(source)
+    label = source.reference
+    if is_hypermodel(obj):
+        from search_spaces.hypermodel import rebuild_from_params
+
+        model, _ = rebuild_from_params(obj, hp_params or {})
+    elif isinstance(obj, tf.keras.Model):
+        model = obj
+    elif callable(obj):
+        try:
+            model = obj()
+        except Exception as error:  # the user's code
+            raise ParentError(f"model builder {label} failed: {type(error).__name__}: "
+                              f"{' '.join(str(error).split())[:300]}") from None
+    else:
+        raise ParentError(f"{label} is a {type(obj).__name__}, not a Keras model, a "
+                          "builder function or a KerasTuner hypermodel")
+    if not isinstance(model, tf.keras.Model):
+        raise ParentError(f"model builder {label} returned {type(model).__name__}, "
+                          "not a keras.Model")
+    return model
+
+
 def build_parent(
     source: ParentSource, *, input_shape: tuple[int, ...], num_classes: int, seed: int,
     hp_params: dict[str, Any] | None = None,
@@ -204,29 +235,8 @@ def build_parent(
 
         model = build_model(family=get_family(source.reference), candidate=Candidate(),
                             input_shape=tuple(input_shape), num_classes=num_classes, seed=seed)
-    elif source.kind == "file":
-        model = load_model_file(source.reference)
     else:
-        obj = _model_object(source)
-        label = source.reference
-        if is_hypermodel(obj):
-            from search_spaces.hypermodel import rebuild_from_params
-
-            model, _ = rebuild_from_params(obj, hp_params or {})
-        elif isinstance(obj, tf.keras.Model):
-            model = obj
-        elif callable(obj):
-            try:
-                model = obj()
-            except Exception as error:  # the user's code
-                raise ParentError(f"model builder {label} failed: {type(error).__name__}: "
-                                  f"{' '.join(str(error).split())[:300]}") from None
-        else:
-            raise ParentError(f"{label} is a {type(obj).__name__}, not a Keras model, a "
-                              "builder function or a KerasTuner hypermodel")
-        if not isinstance(model, tf.keras.Model):
-            raise ParentError(f"model builder {label} returned {type(model).__name__}, "
-                              "not a keras.Model")
+        model = own_model(source, hp_params=hp_params)
     check_shapes(model, input_shape=input_shape, num_classes=num_classes)
     return model
 
@@ -297,7 +307,8 @@ def prepare(
               batch_size=budget.batch_size, accuracy_floor=accuracy_floor, seed=seed,
               from_logits=kind == "logits")
         weights.parent.mkdir(parents=True, exist_ok=True)
-        partial = weights.with_name(weights.name + ".part.h5")
+        # the suffix picks Keras' weights format: the partial file keeps `.weights.h5`
+        partial = weights.with_name(f".partial-{weights.name}")
         model.save_weights(partial)
         partial.replace(weights)
     else:

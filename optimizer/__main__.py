@@ -12,4 +12,5 @@ if sys.version_info[:2] != (3, 11):
 
 from optimizer.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # a spawned worker re-imports this module as __mp_main__
+    raise SystemExit(main())

@@ -32,10 +32,16 @@ def _flag(value: bool | None) -> str:
 
 def inspect_command(args: argparse.Namespace) -> int:
     """Builds the candidate's model and prints its rule table and capacity summary."""
-    from studies import get_study
+    from search_spaces.families import FAMILIES
+    from studies.references import parent_source, resolve_study
 
     if args.study is not None:
-        study = get_study(args.study)
+        study = resolve_study(args.study)
+        if not study.family:
+            if args.input is not None:
+                raise UsageError("--input goes with --model; a study's shape comes from "
+                                 "its data")
+            return _inspect_parent(parent_source(study), args)
         family = get_family(study.family)
         input_shape = study.input_shape
         if args.input is not None:
@@ -43,6 +49,14 @@ def inspect_command(args: argparse.Namespace) -> int:
         from studies.datasets import DATASET_SHAPES
 
         num_classes = DATASET_SHAPES[study.dataset][1]
+    elif args.model not in FAMILIES and (":" in args.model or "." in args.model
+                                         or "/" in args.model):
+        from pathlib import Path
+
+        from objectives.parent import ParentSource
+
+        kind = "file" if Path(args.model).exists() else "function"
+        return _inspect_parent(ParentSource(kind=kind, reference=args.model), args)
     else:
         family = get_family(args.model)
         input_shape = parse_shape(args.input or "28x28x1")
@@ -54,6 +68,61 @@ def inspect_command(args: argparse.Namespace) -> int:
     print(inspection_text(family=family, candidate=candidate, input_shape=input_shape,
                           num_classes=num_classes, device_modes=modes))
     return 0
+
+
+def _inspect_parent(source, args: argparse.Namespace) -> int:
+    """`inspect` of the user's own model: what the rewriter may change, what it keeps."""
+    from objectives.parent import check_shapes, own_model, source_is_hypermodel
+
+    if source_is_hypermodel(source):
+        raise UsageError(f"{source.reference} is a hypermodel: every trial builds its own "
+                         "model from its hp_* values, so there is no one parent to inspect")
+    if not 0 < args.width <= MAX_WIDTH:
+        raise UsageError(f"--width {args.width} is out of range (0, {MAX_WIDTH}]")
+    model = own_model(source)
+    if getattr(model, "inputs", None):  # the model's own shapes; refuses what has none
+        check_shapes(model, input_shape=tuple(model.inputs[0].shape[1:]),
+                     num_classes=int(model.outputs[0].shape[-1]))
+    else:
+        check_shapes(model, input_shape=(), num_classes=0)
+    print(parent_text(model, width=args.width, factorize=tuple(args.factorize),
+                      device_modes=() if args.no_device else DEVICE_MODES))
+    return 0
+
+
+def parent_text(model, *, width: float, factorize: tuple[str, ...],
+                device_modes: tuple[str, ...] = ()) -> str:
+    """What `analyze` finds in a user's model and the child at `width`: per layer its
+    channels before and after, the factorizations offered by the rule, the layers kept as
+    they are (and why), the output kind, and the child's device figures."""
+    from objectives import rewrite
+    from objectives.train import output_kind
+
+    analysis = rewrite.analyze(model, trained=False)
+    offered = set(rewrite.offered_factorizations(analysis, width=width, mode="guided"))
+    child = rewrite.transform(analysis, width=width, factorize=factorize, inherit=False,
+                              seed=0)
+    rows = [[p.name, p.kind, p.channels, analysis.channels(p.group, width=width),
+             "yes" if p.scalable else "no (output)" if p.name in analysis.outputs else "no",
+             "yes" if p.name in offered else ""]
+            for p in analysis.prunable]
+    table = format_table(["layer", "type", "channels", f"at width {width:g}", "scalable",
+                          "factorization pays"], rows)
+    lines = [
+        f"model {model.name}: input {'x'.join(str(d) for d in model.input_shape[1:])}, "
+        f"{model.outputs[0].shape[-1]} classes, outputs {output_kind(model)}",
+        f"parameters: {model.count_params():,} -> {child.count_params():,} at width {width:g}"
+        f"{', factorized: ' + ', '.join(factorize) if factorize else ''}",
+    ]
+    if analysis.blocked:
+        lines.append("kept as they are (the search does not change them):")
+        lines += [f"  {name}: {reason}" for name, reason in analysis.blocked]
+    else:
+        lines.append("every layer can be rewritten")
+    text = table + "\n\n" + "\n".join(lines)
+    if device_modes:
+        text += "\n\n" + device_table(child, modes=device_modes)
+    return text
 
 
 def inspection_text(

@@ -34,8 +34,13 @@ def _run(definition, splits, tmp_path, n, storage=None):
     storage = storage or optuna.storages.InMemoryStorage()
     study = optuna.create_study(directions=["maximize", "minimize"], storage=storage,
                                 sampler=optuna.samplers.RandomSampler(seed=0))
+    from optimizer.parents import plan_parent
+
+    parent = plan_parent(study=definition, splits=splits, seed=0, cache_dir=tmp_path,
+                         isolate=False)
     objective = Objective(
-        study=definition, splits=splits, scratch_dir=tmp_path / "scratch", seed=0,
+        study=definition, parent=parent, splits=splits, scratch_dir=tmp_path / "scratch",
+        seed=0,
         isolate=False, artifact_store=FileSystemArtifactStore(str(tmp_path / "store")),
         storage=storage,
     )
