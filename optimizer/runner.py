@@ -455,7 +455,8 @@ def run_study(
         rdb = rdb or open_storage(url)
         opt_study = create_or_resume(
             study=study, name=name, storage=rdb, record=record, existing=existing,
-            offered=None if parent.info is None else parent.info.offered_at,
+            # a hypermodel's convs depend on its hp_* values: reference points factorize none
+            offered=parent.info.offered_at if parent.info else lambda width: (),
         )
         if parent.info is not None and parent.info.parent_accuracy is not None:
             opt_study.set_user_attr("parent_accuracy", parent.info.parent_accuracy)

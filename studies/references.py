@@ -170,9 +170,14 @@ def files_study(*, model: str, data: str, name: str | None = None, init: str | N
     from studies.base import Budget, Study
 
     path = Path(model).expanduser()
-    if not path.exists():
-        raise StudyReferenceError(f"--model {model}: no such file or folder")
-    model_ref = str(path.resolve())
+    if path.exists():
+        model_ref = str(path.resolve())
+    elif _TARGET.match(model):
+        model_ref = canonical(model)
+        path = Path(model_ref.rsplit(":", 1)[1])
+    else:
+        raise StudyReferenceError(f"--model {model}: no such file or folder (or "
+                                  "module:function)")
     data_path = Path(data).expanduser()
     data_ref = str(data_path.resolve()) if data_path.exists() else canonical(data)
     study = Study(

@@ -55,7 +55,7 @@ def _residual_model():
     model = tf.keras.Model(inputs, outputs, name="residual_digits")
     x_train, y_train = _digits()
     model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x_train[:1400, ..., None] / 255.0, y_train[:1400], epochs=3, verbose=0)
+    model.fit(x_train[:1400, ..., None] / 255.0, y_train[:1400], epochs=20, verbose=0)
     return model
 
 
@@ -150,7 +150,7 @@ class Digits(keras_tuner.HyperModel):
             with hp.conditional_scope("second", [True]):
                 x = layers.Conv2D(hp.Choice("filters_2", [8, 12]), 3, padding="same",
                                   activation="relu", name="conv_2")(x)
-        x = layers.GlobalAveragePooling2D()(x)
+        x = layers.Flatten()(x)
         return tf.keras.Model(inputs, layers.Dense(10, name="logits")(x))
 
 
@@ -158,7 +158,7 @@ STUDY = Study(
     name="tuned",
     model=Digits(),
     data="digits.npz",
-    budget=Budget(epochs=1, batch_size=32, n_trials=2, train_subset=512),
+    budget=Budget(epochs=2, batch_size=32, n_trials=2),
     width_range=(0.5, 1.0),
     quantization_modes=("float32", "int8"),
 )
