@@ -201,6 +201,15 @@ def _from_latent(values: tf.Tensor, spec: _Spec) -> tf.Tensor:
     return tf.reshape(flat, spec.shape)
 
 
+def _log_step_from(latent: np.ndarray, spec: _Spec) -> np.ndarray | float:
+    """log(rms / 2) of a latent: per spatial frequency (over I×O) for `fourier`, per tensor
+    for `scalar`; `INITIAL_LOG_STEP` where the latent is all zero."""
+    axes = tuple(range(2, latent.ndim)) if spec.coding == FOURIER else None
+    rms = np.sqrt(np.mean(np.square(latent.astype(np.float64)), axis=axes))
+    steps = np.where(rms > 0, np.log(np.maximum(rms, 1e-30) / 2.0), INITIAL_LOG_STEP)
+    return steps.astype(np.float32) if spec.coding == FOURIER else float(steps)
+
+
 @tf.custom_gradient
 def _float16_st(x: tf.Tensor) -> tuple[tf.Tensor, Any]:
     """Rounds to the nearest float16 value, with an identity (straight-through) gradient."""
@@ -351,8 +360,16 @@ class CompressibleLayer(tf.keras.layers.Layer):
         self._initial = initial
 
     @classmethod
-    def from_plain(cls, layer: tf.keras.layers.Layer, kind: str) -> CompressibleLayer:
-        """A compressible copy of built plain `layer`, initialized from its weights."""
+    def from_plain(
+        cls, layer: tf.keras.layers.Layer, kind: str, *, steps_from_weights: bool = False
+    ) -> CompressibleLayer:
+        """A compressible copy of built plain `layer`, initialized from its weights.
+
+        With `steps_from_weights` (weights inherited from a trained parent) each log step
+        starts at log(rms / 2) of its latent (per spatial frequency for Fourier latents),
+        so trained weights of any scale start on a grid about as fine, relative to their
+        spread, as the seed's e^-4 is for freshly initialized LeNet weights; an all-zero
+        latent keeps `INITIAL_LOG_STEP`."""
         _check_supported(layer, kind)
         specs, initial = [], {}
         for variable in layer.weights:
@@ -367,6 +384,8 @@ class CompressibleLayer(tf.keras.layers.Layer):
             specs.append(spec)
             value = variable.numpy()
             initial[name] = value if coding == FLOAT16 else _to_latent(value, spec)
+            if steps_from_weights and coding != FLOAT16:
+                initial[f"{name}/log_step"] = _log_step_from(initial[name], spec)
         return cls(
             plain_class=kind, plain_config=layer.get_config(), specs=tuple(specs),
             initial=initial,
@@ -390,7 +409,8 @@ class CompressibleLayer(tf.keras.layers.Layer):
             )
             self.log_steps[spec.name] = self.add_weight(
                 name=f"{spec.name}_log_step", shape=spec.log_step_shape,
-                initializer=tf.keras.initializers.Constant(INITIAL_LOG_STEP),
+                initializer=tf.keras.initializers.Constant(
+                    self._initial.get(f"{spec.name}/log_step", INITIAL_LOG_STEP)),
             )
         self._initial = {}
         super().build(input_shape)
@@ -630,14 +650,18 @@ def _graph_of(model: tf.keras.Model) -> tf.keras.Model:
 # ---------------------------------------------------------------------------------------
 
 
-def make_compressible(model: tf.keras.Model, *, epr_lambda: float) -> CompressibleModel:
+def make_compressible(
+    model: tf.keras.Model, *, epr_lambda: float, steps_from_weights: bool = False
+) -> CompressibleModel:
     """A compressible copy of built plain `model`, trained with the EPR penalty.
 
     Dense, Conv2D, DepthwiseConv2D and BatchNormalization layers become EPR layers holding
     latents (Fourier-domain for conv kernels) and learned float16 log steps, initialized
-    from `model`'s weights; weightless layers pass through. The penalty weight is
-    `epr_lambda / model.count_params()` (seed 004). Raises `EPRError` for a layer with
-    weights of another type, or a model that cannot be cloned (subclassed, unbuilt).
+    from `model`'s weights (`steps_from_weights`: log steps from the weights' scale, for
+    weights inherited from a trained parent; see `CompressibleLayer.from_plain`); other
+    layers are kept as they are (their weights stored raw). The penalty weight is
+    `epr_lambda / model.count_params()` (seed 004). Raises `EPRError` for a model that
+    cannot be cloned (subclassed, unbuilt).
     """
     if not epr_lambda >= 0:
         raise ValueError(f"epr_lambda must be >= 0, got {epr_lambda!r}")
@@ -648,7 +672,8 @@ def make_compressible(model: tf.keras.Model, *, epr_lambda: float) -> Compressib
         kind = _plain_class(layer)
         if kind is not None:
             try:
-                return CompressibleLayer.from_plain(layer, kind)
+                return CompressibleLayer.from_plain(layer, kind,
+                                                    steps_from_weights=steps_from_weights)
             except EPRError:  # an option EPR layers do not implement (groups, axis, …)
                 return None
         return None  # weightless, or kept as it is and stored raw

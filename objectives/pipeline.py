@@ -142,7 +142,8 @@ def evaluate_candidate(
     if candidate.epr_lambda > 0:
         from objectives import epr
 
-        model = epr.make_compressible(plain, epr_lambda=candidate.epr_lambda)
+        model = epr.make_compressible(plain, epr_lambda=candidate.epr_lambda,
+                                      steps_from_weights=weights is not None)
     x, y = splits.x_train, splits.y_train
     if budget.train_subset is not None:
         x, y = x[: budget.train_subset], y[: budget.train_subset]

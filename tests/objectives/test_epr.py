@@ -304,3 +304,30 @@ def test_mobilenet_v2_family_round_trips():
     assert plain.count_params() == model.count_params()
     np.testing.assert_allclose(plain.predict(x, verbose=0), reference, rtol=1e-4, atol=1e-4)
     assert epr.payload_bytes(compressed) < 4 * model.count_params()
+
+
+def test_inherited_weights_start_on_a_grid_scaled_to_them():
+    """Trained weights 10× larger than the seed's scale get steps 10× larger: the same
+    relative grid, so the inherited model starts as accurate as its parent."""
+    inputs = tf.keras.Input((6, 6, 2))
+    x = tf.keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3, name="head")(
+        tf.keras.layers.Flatten()(x)))
+    small = [w * 0.1 for w in model.get_weights()]
+    model.set_weights([w * 10 for w in small])
+    big = epr.make_compressible(model, epr_lambda=1.0, steps_from_weights=True)
+    model.set_weights(small)
+    little = epr.make_compressible(model, epr_lambda=1.0, steps_from_weights=True)
+    fixed = epr.make_compressible(model, epr_lambda=1.0)
+    for name in ("conv", "head"):
+        big_steps = big.get_layer(name).log_steps["kernel"].numpy()
+        little_steps = little.get_layer(name).log_steps["kernel"].numpy()
+        np.testing.assert_allclose(big_steps - little_steps, np.log(10.0), atol=1e-5)
+        assert np.all(fixed.get_layer(name).log_steps["kernel"].numpy() == epr.INITIAL_LOG_STEP)
+        # a bias that is all zero keeps the seed's initial step
+        assert float(big.get_layer(name).log_steps["bias"].numpy()) == epr.INITIAL_LOG_STEP
+    x = np.random.default_rng(0).random((16, 6, 6, 2), dtype=np.float32)
+    model.set_weights([w * 10 for w in small])
+    reference = model.predict(x, verbose=0)
+    error = np.abs(big.predict(x, verbose=0) - reference).max() / np.abs(reference).max()
+    assert error < 0.3

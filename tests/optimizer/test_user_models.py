@@ -133,6 +133,26 @@ def test_export_of_a_user_study_reloads_with_the_recorded_accuracy(files, files_
         t.number for t in study.trials}
 
 
+def test_a_user_study_resumes_by_name_and_refuses_another_model(files, files_run, tmp_path):
+    run_dir, _ = files_run
+    before = (run_dir / "study.db").read_bytes()
+    import tensorflow as tf
+
+    other = tf.keras.Sequential([tf.keras.Input((8, 8, 1)), tf.keras.layers.Flatten(),
+                                 tf.keras.layers.Dense(10)])
+    other.save(tmp_path / "residual.keras")
+    out = run_cli("run", "--model", str(tmp_path / "residual.keras"), "--data",
+                  str(files / "digits.npz"), "--name", "mine", "--smoke", "--run-dir",
+                  str(run_dir))
+    assert out.returncode == 2
+    assert "its parent is" in out.stderr and "another one" in out.stderr, out.stderr[-1500:]
+    assert (run_dir / "study.db").read_bytes() == before
+    out = run_cli("run", "--study", "mine", "--smoke", "--n-trials", str(SMOKE_TRIALS + 1),
+                  "--run-dir", str(run_dir))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(_study(run_dir, "mine-smoke").trials) == SMOKE_TRIALS + 1
+
+
 HYPERMODEL_STUDY = '''
 import keras_tuner
 import tensorflow as tf
