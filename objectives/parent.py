@@ -275,8 +275,9 @@ def prepare(
     accuracy_floor: float = 0.0,
 ) -> ParentInfo:
     """Builds and analyzes the parent once; with `init="inherit"` trains it when it does
-    not come trained (a family or a builder: `budget` on the whole training split), caching
-    the weights in `cache_dir` under a key of everything they depend on."""
+    not come trained (a family or a builder: `budget.parent_epochs` on the whole training
+    split, or a trial's epochs and data), caching the weights in `cache_dir` under a key of
+    everything they depend on."""
     from objectives import rewrite
     from objectives.train import accuracy, output_kind, train
 
@@ -301,11 +302,14 @@ def prepare(
     weights = Path(cache_dir) / f"parent-{key}.weights.h5"
     if not weights.exists():
         x, y = splits.x_train, splits.y_train
-        if budget.train_subset is not None:
-            x, y = x[: budget.train_subset], y[: budget.train_subset]
-        train(model, x=x, y=y, x_val=splits.x_val, y_val=splits.y_val, epochs=budget.epochs,
+        epochs = budget.parent_epochs
+        if epochs is None:  # as long as a trial, on the same data
+            epochs = budget.epochs
+            if budget.train_subset is not None:
+                x, y = x[: budget.train_subset], y[: budget.train_subset]
+        train(model, x=x, y=y, x_val=splits.x_val, y_val=splits.y_val, epochs=epochs,
               batch_size=budget.batch_size, accuracy_floor=accuracy_floor, seed=seed,
-              from_logits=kind == "logits")
+              from_logits=kind == "logits", schedule=budget.schedule)
         weights.parent.mkdir(parents=True, exist_ok=True)
         # the suffix picks Keras' weights format: the partial file keeps `.weights.h5`
         partial = weights.with_name(f".partial-{weights.name}")

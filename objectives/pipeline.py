@@ -150,7 +150,7 @@ def evaluate_candidate(
     record = train(
         model, x=x, y=y, x_val=splits.x_val, y_val=splits.y_val, epochs=budget.epochs,
         batch_size=budget.batch_size, accuracy_floor=accuracy_floor, seed=seed,
-        from_logits=outputs == "logits",
+        from_logits=outputs == "logits", schedule=budget.schedule,
     )
     keras_accuracy = accuracy(model, splits.x_val, splits.y_val)
 

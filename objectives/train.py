@@ -80,12 +80,31 @@ def _single_output(layer):
         return None
 
 
-def compile_model(model: keras.Model, *, from_logits: bool = True) -> None:
-    """Adam and sparse cross-entropy (on logits or probabilities), with an accuracy metric."""
+#: Learning-rate schedules a budget may name: `cosine` decays Adam's rate from
+#: `LEARNING_RATE` to zero at the trial's last step (Loshchilov & Hutter, ICLR 2017, without
+#: restarts), so a short budget ends annealed instead of mid-stride; `constant` keeps it.
+SCHEDULES = ("cosine", "constant")
+
+
+def learning_rate(schedule: str, *, steps: int):
+    """Adam's learning rate under `schedule` for a run of `steps` optimizer steps."""
+    import tensorflow as tf
+
+    if schedule == "constant":
+        return LEARNING_RATE
+    if schedule == "cosine":
+        return tf.keras.optimizers.schedules.CosineDecay(LEARNING_RATE, max(1, steps),
+                                                         alpha=0.0)
+    raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+
+
+def compile_model(model: keras.Model, *, from_logits: bool = True, rate=LEARNING_RATE) -> None:
+    """Adam at `rate` (a number or a schedule) and sparse cross-entropy (on logits or
+    probabilities), with an accuracy metric."""
     import tensorflow as tf
 
     model.compile(
-        optimizer=tf.keras.optimizers.Adam(LEARNING_RATE),
+        optimizer=tf.keras.optimizers.Adam(rate),
         loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
         metrics=["accuracy"],
     )
@@ -109,12 +128,15 @@ def train(
     accuracy_floor: float,
     seed: int,
     from_logits: bool = True,
+    schedule: str = "constant",
 ) -> TrainingRecord:
-    """Fits `model` in place; raises `HopelessTrial` or `DivergedError` as described above."""
+    """Fits `model` in place under the learning-rate `schedule` (`SCHEDULES`); raises
+    `HopelessTrial` or `DivergedError` as described above."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
-    compile_model(model, from_logits=from_logits)
+    steps = epochs * math.ceil(len(x) / batch_size)
+    compile_model(model, from_logits=from_logits, rate=learning_rate(schedule, steps=steps))
     state: dict[str, float | str] = {}
 
     class _Guard(tf.keras.callbacks.Callback):

@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--sampler", choices=("tpe", "nsga2", "random"), default="tpe", help="default: tpe"
     )
     p.add_argument(
+        "--backend", choices=("optuna", "kerastuner"), default="optuna",
+        help="who proposes trials: Optuna's --sampler (default), or KerasTuner's "
+        "BayesianOptimization on accuracy - 0.02*log10(bytes), for comparison",
+    )
+    p.add_argument(
         "--seed", type=int,
         help="carves the data splits and seeds training and the sampler (default 0 for a new "
         "study; a stored study keeps its own)",

@@ -125,15 +125,17 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     return frame
 
 
-def hypervolume_2d(points: list[tuple[float, float]], *, ref_log_bytes: float) -> float:
-    """Area dominated by (accuracy ↑, bytes ↓) points above accuracy 0, in log10 bytes."""
+def hypervolume_2d(points: list[tuple[float, float]], *, ref_log_bytes: float,
+                   ref_accuracy: float = 0.0) -> float:
+    """Area dominated by (accuracy ↑, bytes ↓) points above `ref_accuracy` and below
+    `ref_log_bytes`, in accuracy × log10 bytes."""
     pts = [(math.log10(b), a) for a, b in points if 0 < b and math.log10(b) < ref_log_bytes]
     # for each interval of log size, the best accuracy among points at most that large
     xs = sorted({x for x, _ in pts} | {ref_log_bytes})
     area = 0.0
     for left, right in itertools.pairwise(xs):
-        best = max((a for x, a in pts if x <= left), default=0.0)
-        area += (right - left) * best
+        best = max((a for x, a in pts if x <= left), default=ref_accuracy)
+        area += (right - left) * max(0.0, best - ref_accuracy)
     return area
 
 

@@ -61,6 +61,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("tpe", "nsga2", "random")
+#: Who proposes the trials: Optuna's sampler, or KerasTuner's Bayesian optimization on a
+#: weighted sum of the objectives (`optimizer.kerastuner_backend`).
+BACKENDS = ("optuna", "kerastuner")
 #: How long a driver waits for a study another driver has just created to be recorded.
 RECORD_WAIT_SECONDS = 30.0
 #: Rounds of trials in a row that may all be cut short before a run gives up.
@@ -212,7 +215,7 @@ def _with_run_settings(
 
 def create_or_resume(
     *, study: Study, name: str, storage: optuna.storages.BaseStorage, record: dict[str, object],
-    existing: optuna.Study | None, offered: Offered | None = None,
+    existing: optuna.Study | None, offered: Offered | None = None, references: bool = True,
 ) -> optuna.Study:
     """Resumes `existing` (the stored study `name`, or None), refusing it when `record`
     contradicts what it stored, or creates the study, records its definition and enqueues
@@ -228,7 +231,8 @@ def create_or_resume(
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another driver on the server database created it first
         else:
-            _initialize(created, study=study, record=record, offered=offered)
+            _initialize(created, study=study, record=record, offered=offered,
+                        references=references)
             return created
         existing = _load_recorded(storage, name)
     check_record(existing, record)
@@ -236,7 +240,7 @@ def create_or_resume(
 
 
 def _initialize(created: optuna.Study, *, study: Study, record: dict[str, object],
-                offered: Offered | None) -> None:
+                offered: Offered | None, references: bool = True) -> None:
     """Metric names, the definition record, then the reference points of a new study."""
     import optuna
 
@@ -244,7 +248,7 @@ def _initialize(created: optuna.Study, *, study: Study, record: dict[str, object
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         created.set_metric_names(list(metric_names(study.size_objective)))
     write_record(created, record)
-    for candidate in REFERENCE_CANDIDATES:
+    for candidate in REFERENCE_CANDIDATES if references else ():
         if candidate.quantization in study.quantization_modes:
             created.enqueue_trial(candidate_params(candidate, study=study, offered=offered),
                                   skip_if_exists=True)
@@ -386,6 +390,22 @@ def _run_trials(
             )
 
 
+def _kerastuner_trials(opt_study: optuna.Study, objective, *, study: Study, parent,
+                       n_trials: int, timeout: float | None, seed: int, directory: Path,
+                       progress: _Progress | None) -> None:
+    """`n_trials` KerasTuner proposals, each run as a trial of `opt_study`."""
+    from optimizer.kerastuner_backend import search
+
+    if parent.info is None:
+        raise UsageError("--backend kerastuner searches one parent; a hypermodel study "
+                         "runs with --backend optuna")
+    layers = tuple(dict.fromkeys(
+        name for width in parent.info.offered for name in parent.info.offered[width]))
+    search(opt_study, objective, study=study, offered=parent.info.offered_at, layers=layers,
+           n_trials=n_trials, timeout=timeout, seed=seed, directory=directory,
+           callbacks=[progress] if progress else None)
+
+
 def run_study(
     *,
     study: Study,
@@ -394,6 +414,7 @@ def run_study(
     storage: str | None = None,
     artifact_dir: Path | None = None,
     sampler: str = "tpe",
+    backend: str = "optuna",
     seed: int | None = None,
     n_trials: int | None = None,
     timeout: float | None = None,
@@ -427,6 +448,8 @@ def run_study(
         raise UsageError(f"--timeout must be positive, got {timeout}")
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -457,6 +480,7 @@ def run_study(
             study=study, name=name, storage=rdb, record=record, existing=existing,
             # a hypermodel's convs depend on its hp_* values: reference points factorize none
             offered=parent.info.offered_at if parent.info else lambda width: (),
+            references=backend == "optuna",  # a KerasTuner user starts from its proposals
         )
         if parent.info is not None and parent.info.parent_accuracy is not None:
             opt_study.set_user_attr("parent_accuracy", parent.info.parent_accuracy)
@@ -479,15 +503,20 @@ def run_study(
         if remaining > 0:
             objective = Objective(
                 study=study, parent=parent, splits=splits, scratch_dir=run_dir / "scratch",
-                seed=seed,
-                artifact_store=store, storage=rdb, isolate=isolate,
+                seed=seed, artifact_store=store, storage=rdb, isolate=isolate,
             )
             show = sys.stderr.isatty() if progress is None else progress
             bar = _Progress(remaining, bar=show) if progress is not False else None
             start = time.perf_counter()
             previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
             try:
-                _run_trials(opt_study, objective, target=target, timeout=timeout, progress=bar)
+                if backend == "kerastuner":
+                    _kerastuner_trials(opt_study, objective, study=study, parent=parent,
+                                       n_trials=remaining, timeout=timeout, seed=seed,
+                                       directory=run_dir / "kerastuner", progress=bar)
+                else:
+                    _run_trials(opt_study, objective, target=target, timeout=timeout,
+                                progress=bar)
             finally:
                 signal.signal(signal.SIGTERM, previous)
                 if bar:
@@ -560,6 +589,7 @@ def run_command(args: argparse.Namespace) -> int:
     opt_study = run_study(
         study=study_for_run(args), smoke=args.smoke, run_dir=args.run_dir,
         storage=args.storage, artifact_dir=args.artifact_dir, sampler=args.sampler,
+        backend=args.backend,
         seed=args.seed, n_trials=args.n_trials, timeout=args.timeout, data_dir=args.data_dir,
         size_objective=args.size_objective, device_budgets=_budgets_from(args),
         init=args.init, isolate=not args.no_isolation,

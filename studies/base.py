@@ -39,12 +39,17 @@ class Budget:
         train_subset: use only the first N training examples (stratified shuffle happens
             in the loader, so the first N are a fair sample); None for all.
         n_trials: trials per `run` unless `--n-trials` says otherwise.
+        schedule: the learning-rate schedule, one of `objectives.train.SCHEDULES`.
+        parent_epochs: with `init="inherit"`, the epochs the parent is trained for, once,
+            on the whole training split (None: `epochs`, on the same subset as a trial).
     """
 
     epochs: int
     batch_size: int
     n_trials: int
     train_subset: int | None = None
+    schedule: str = "constant"
+    parent_epochs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -239,10 +244,19 @@ class Study:
                     f"study {self.name!r}: accuracy_floor and usable_accuracy must lie in "
                     f"[0, 1), got {floor}"
                 )
+        from objectives.train import SCHEDULES
+
         for budget in (self.budget, self.smoke):
-            if budget.epochs < 1 or budget.batch_size < 1 or budget.n_trials < 1:
+            if budget.epochs < 1 or budget.batch_size < 1 or budget.n_trials < 1 or (
+                budget.parent_epochs is not None and budget.parent_epochs < 1
+            ):
                 raise StudyDefinitionError(
                     f"study {self.name!r}: epochs, batch size and trials must be at least 1"
+                )
+            if budget.schedule not in SCHEDULES:
+                raise StudyDefinitionError(
+                    f"study {self.name!r}: schedule {budget.schedule!r} is not one of "
+                    f"{', '.join(SCHEDULES)}"
                 )
 
     @property

@@ -1,0 +1,231 @@
+"""Does our search beat what a user would do instead, per CPU-minute? (issue 13)
+
+    .venv/bin/python benchmarks/search_efficiency.py --seeds 0 --out benchmarks/out/efficiency
+
+Side by side on full Fashion-MNIST with the built-in `lenet5_caffe`, each arm from a fresh
+run directory, one after the other on the same machine, wall time counted from the arm's
+start to each artifact (training a parent counts):
+
+- `seed`: the seed's procedure (seed 004, the EPR tutorial): width 1, no factorization,
+  EPR at λ ∈ {2, 5, 10, 20, 50}, each trained from scratch on the whole training split for
+  5 epochs (Adam 1e-3), stored as `.epr`.
+- `default`: `python -m optimizer run --study fashion_mnist --seed S` as shipped.
+- `random`: the same study with `--sampler random`, stopped at the default arm's wall time.
+
+Every completed trial's artifact is scored once on the test split (the search itself saw
+only validation). An arm's front at time t is the validation front of what it had made
+by t (what the user would pick from), scored on test. Hypervolume: test accuracy ×
+log10 payload bytes, above the reference point (70 % accuracy, 2,000,000 bytes) — the
+points of the issue's measurement. Output: `efficiency.json`, `hypervolume.png` (HV against
+wall time per arm and seed) and the table and fronts printed in Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+REF_ACCURACY = 0.70
+REF_BYTES = 2_000_000
+SEED_LAMBDAS = (2.0, 5.0, 10.0, 20.0, 50.0)
+SEED_EPOCHS = 5
+
+
+def hypervolume(points: list[tuple[float, int]]) -> float:
+    """HV of (test accuracy, payload bytes) points above the reference point."""
+    from optimizer.report import hypervolume_2d
+
+    return hypervolume_2d(points, ref_log_bytes=math.log10(REF_BYTES),
+                          ref_accuracy=REF_ACCURACY)
+
+
+def front(points: list[dict]) -> list[dict]:
+    """The non-dominated points by (validation accuracy ↑, payload ↓)."""
+    keep = []
+    for p in points:
+        dominated = any(
+            q["val"] >= p["val"] and q["bytes"] <= p["bytes"]
+            and (q["val"] > p["val"] or q["bytes"] < p["bytes"])
+            for q in points
+        )
+        if not dominated:
+            keep.append(p)
+    return sorted(keep, key=lambda p: p["bytes"])
+
+
+def history(points: list[dict]) -> list[tuple[float, float]]:
+    """(seconds, HV of the validation front made by then, scored on test) per artifact."""
+    out = []
+    for p in sorted(points, key=lambda p: p["seconds"]):
+        made = [q for q in points if q["seconds"] <= p["seconds"]]
+        out.append((p["seconds"], hypervolume([(q["test"], q["bytes"]) for q in front(made)])))
+    return out
+
+
+def seed_arm(seed: int) -> list[dict]:
+    """The seed's λ sweep, in this process, timed from its start."""
+    import tensorflow as tf
+
+    from objectives import epr
+    from objectives.build import build_model
+    from objectives.train import accuracy, compile_model
+    from search_spaces import Candidate
+    from search_spaces.families import FAMILIES
+    from studies.datasets import load_dataset
+
+    start = time.perf_counter()
+    splits = load_dataset("fashion_mnist", split_seed=seed)
+    points = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for lam in SEED_LAMBDAS:
+            tf.keras.backend.clear_session()
+            plain = build_model(family=FAMILIES["lenet5_caffe"], candidate=Candidate(),
+                                input_shape=splits.input_shape,
+                                num_classes=splits.num_classes, seed=seed)
+            model = epr.make_compressible(plain, epr_lambda=lam)
+            compile_model(model)
+            model.fit(splits.x_train, splits.y_train, batch_size=64, epochs=SEED_EPOCHS,
+                      verbose=0)
+            compressed = epr.compress(model)
+            path = Path(tmp) / f"lambda{lam:g}.epr"
+            epr.save(compressed, path)
+            decoded = epr.load(path)
+            points.append({
+                "label": f"λ={lam:g}", "bytes": epr.payload_bytes(compressed),
+                "val": accuracy(decoded, splits.x_val, splits.y_val),
+                "test": accuracy(decoded, splits.x_test, splits.y_test),
+                "seconds": time.perf_counter() - start,
+            })
+            print(f"  seed arm λ={lam:g}: {points[-1]}", flush=True)
+    return points
+
+
+def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None) -> list[dict]:
+    """`run --study fashion_mnist` in a fresh run dir; every completed trial scored on test."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from objectives.pipeline import evaluate_artifact
+    from optimizer.artifacts import fetch, open_store
+    from studies.datasets import load_dataset
+
+    command = [sys.executable, "-m", "optimizer", "run", "--study", "fashion_mnist",
+               "--seed", str(seed), "--run-dir", str(run_dir), "--sampler", sampler]
+    if timeout is not None:
+        command += ["--n-trials", "1000", "--timeout", str(timeout)]
+    start = time.time()
+    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    study = optuna.load_study(study_name="fashion_mnist",
+                              storage=f"sqlite:///{run_dir}/study.db")
+    splits = load_dataset("fashion_mnist", split_seed=seed)
+    store_dir = run_dir / "artifact-store"
+    store = open_store(store_dir, create=False)
+    points = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for t in study.get_trials(states=(TrialState.COMPLETE,)):
+            path = fetch(t, store=store, store_dir=store_dir, into=Path(tmp))
+            mode = t.user_attrs["candidate"]["quantization"]
+            points.append({
+                "label": f"trial {t.number} {t.user_attrs['candidate']}",
+                "bytes": int(t.user_attrs["payload_bytes"]), "val": t.values[0],
+                "test": evaluate_artifact(path, quantization=mode, x=splits.x_test,
+                                          y=splits.y_test),
+                "seconds": t.datetime_complete.timestamp() - start,
+            })
+            path.unlink()
+    return points
+
+
+def table_row(arm: str, seed: int, points: list[dict]) -> dict:
+    final = front(points)
+    return {"arm": arm, "seed": seed, "seconds": max(p["seconds"] for p in points),
+            "hv": hypervolume([(p["test"], p["bytes"]) for p in final]),
+            "front": [{k: p[k] for k in ("label", "bytes", "val", "test")} for p in final],
+            "history": history(points)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--arms", nargs="+", default=["seed", "default", "random"])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/efficiency")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = json.loads((args.out / "efficiency.json").read_text()) if (
+        args.out / "efficiency.json").exists() else []
+    for seed in args.seeds:
+        default_seconds = None
+        for arm in args.arms:
+            print(f"seed {seed}, arm {arm}", flush=True)
+            with tempfile.TemporaryDirectory(prefix=f"eff-{arm}-") as tmp:
+                if arm == "seed":
+                    points = seed_arm(seed)
+                elif arm == "default":
+                    points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None)
+                    default_seconds = max(p["seconds"] for p in points)
+                elif arm == "random":
+                    if default_seconds is None:
+                        raise SystemExit("the random arm runs after the default arm")
+                    points = run_arm(seed, sampler="random", run_dir=Path(tmp),
+                                     timeout=default_seconds)
+                else:
+                    raise SystemExit(f"unknown arm {arm}")
+            row = table_row(arm, seed, points)
+            results = [r for r in results if (r["arm"], r["seed"]) != (arm, seed)] + [row]
+            (args.out / "efficiency.json").write_text(json.dumps(results, indent=1))
+            print(f"  {arm}: HV {row['hv']:.3f} after {row['seconds'] / 60:.1f} min",
+                  flush=True)
+    plot(results, args.out / "hypervolume.png")
+    print(markdown(results))
+    return 0
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["| arm | seed | wall time (min) | final HV | HV reached by the seed arm's end |",
+             "|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: (r["seed"], r["arm"])):
+        seed_end = next((s["seconds"] for s in results
+                         if s["arm"] == "seed" and s["seed"] == r["seed"]), None)
+        at = max((hv for t, hv in r["history"] if seed_end is None or t <= seed_end),
+                 default=0.0)
+        lines.append(f"| {r['arm']} | {r['seed']} | {r['seconds'] / 60:.1f} | "
+                     f"{r['hv']:.3f} | {at:.3f} |")
+    for r in results:
+        lines.append(f"\n{r['arm']}, seed {r['seed']} front (test accuracy, payload):")
+        lines += [f"- {p['bytes']:,} B at {100 * p['test']:.1f}% ({p['label']})"
+                  for p in r["front"]]
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colors = {"seed": "tab:gray", "default": "tab:blue", "random": "tab:orange"}
+    for r in results:
+        xs = [0.0] + [t / 60 for t, _ in r["history"]]
+        ys = [0.0] + [hv for _, hv in r["history"]]
+        ax.step(xs, ys, where="post", color=colors.get(r["arm"]), alpha=0.8,
+                label=f"{r['arm']} (seed {r['seed']})")
+    ax.set_xlabel("wall time (min, 2 cores)")
+    ax.set_ylabel("hypervolume\n(test accuracy − 0.70) × log10(2 MB / bytes)")
+    ax.set_title("Fashion-MNIST, lenet5_caffe: front quality against wall time")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
