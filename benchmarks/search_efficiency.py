@@ -11,6 +11,8 @@ start to each artifact (training a parent counts):
   5 epochs (Adam 1e-3), stored as `.epr`.
 - `default`: `python -m optimizer run --study fashion_mnist --seed S` as shipped.
 - `random`: the same study with `--sampler random`, stopped at the default arm's wall time.
+- `kerastuner`: the same study with `--backend kerastuner` (KerasTuner's
+  BayesianOptimization on accuracy − 0.02·log10 bytes), stopped at the same wall time.
 
 Every completed trial's artifact is scored once on the test split (the search itself saw
 only validation). An arm's front at time t is the validation front of what it had made
@@ -109,7 +111,8 @@ def seed_arm(seed: int) -> list[dict]:
     return points
 
 
-def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None) -> list[dict]:
+def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
+            backend: str = "optuna") -> list[dict]:
     """`run --study fashion_mnist` in a fresh run dir; every completed trial scored on test."""
     import optuna
     from optuna.trial import TrialState
@@ -119,7 +122,8 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None) ->
     from studies.datasets import load_dataset
 
     command = [sys.executable, "-m", "optimizer", "run", "--study", "fashion_mnist",
-               "--seed", str(seed), "--run-dir", str(run_dir), "--sampler", sampler]
+               "--seed", str(seed), "--run-dir", str(run_dir), "--sampler", sampler,
+               "--backend", backend]
     if timeout is not None:
         command += ["--n-trials", "1000", "--timeout", str(timeout)]
     start = time.time()
@@ -136,6 +140,7 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None) ->
             mode = t.user_attrs["candidate"]["quantization"]
             points.append({
                 "label": f"trial {t.number} {t.user_attrs['candidate']}",
+                "first_epoch": t.user_attrs.get("first_epoch_accuracy"),
                 "bytes": int(t.user_attrs["payload_bytes"]), "val": t.values[0],
                 "test": evaluate_artifact(path, quantization=mode, x=splits.x_test,
                                           y=splits.y_test),
@@ -145,9 +150,22 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None) ->
     return points
 
 
+def rung_correlation(points: list[dict]) -> float | None:
+    """Spearman rank correlation of first-epoch validation accuracy (the early rung a
+    successive-halving rule would judge by) with the artifact's final validation accuracy,
+    over the arm's completed trials."""
+    pairs = [(p["first_epoch"], p["val"]) for p in points if p.get("first_epoch") is not None]
+    if len(pairs) < 5:
+        return None
+    from scipy.stats import spearmanr
+
+    return float(spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic)
+
+
 def table_row(arm: str, seed: int, points: list[dict]) -> dict:
     final = front(points)
     return {"arm": arm, "seed": seed, "seconds": max(p["seconds"] for p in points),
+            "trials": len(points), "rung_correlation": rung_correlation(points),
             "hv": hypervolume([(p["test"], p["bytes"]) for p in final]),
             "front": [{k: p[k] for k in ("label", "bytes", "val", "test")} for p in final],
             "history": history(points)}
@@ -156,7 +174,8 @@ def table_row(arm: str, seed: int, points: list[dict]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--arms", nargs="+", default=["seed", "default", "random"])
+    parser.add_argument("--arms", nargs="+",
+                        default=["seed", "default", "random", "kerastuner"])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/efficiency")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -172,11 +191,12 @@ def main() -> int:
                 elif arm == "default":
                     points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None)
                     default_seconds = max(p["seconds"] for p in points)
-                elif arm == "random":
+                elif arm in ("random", "kerastuner"):
                     if default_seconds is None:
-                        raise SystemExit("the random arm runs after the default arm")
+                        raise SystemExit(f"the {arm} arm runs after the default arm")
                     points = run_arm(seed, sampler="random", run_dir=Path(tmp),
-                                     timeout=default_seconds)
+                                     timeout=default_seconds,
+                                     backend="kerastuner" if arm == "kerastuner" else "optuna")
                 else:
                     raise SystemExit(f"unknown arm {arm}")
             row = table_row(arm, seed, points)
@@ -190,15 +210,17 @@ def main() -> int:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| arm | seed | wall time (min) | final HV | HV reached by the seed arm's end |",
-             "|---|---|---|---|---|"]
+    lines = ["| arm | seed | wall time (min) | completed | final HV | HV at the seed arm's end "
+             "| first-epoch vs final rank corr. |", "|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: (r["seed"], r["arm"])):
         seed_end = next((s["seconds"] for s in results
                          if s["arm"] == "seed" and s["seed"] == r["seed"]), None)
         at = max((hv for t, hv in r["history"] if seed_end is None or t <= seed_end),
                  default=0.0)
+        corr = r.get("rung_correlation")
         lines.append(f"| {r['arm']} | {r['seed']} | {r['seconds'] / 60:.1f} | "
-                     f"{r['hv']:.3f} | {at:.3f} |")
+                     f"{r.get('trials', '')} | {r['hv']:.3f} | {at:.3f} | "
+                     f"{'' if corr is None else f'{corr:.2f}'} |")
     for r in results:
         lines.append(f"\n{r['arm']}, seed {r['seed']} front (test accuracy, payload):")
         lines += [f"- {p['bytes']:,} B at {100 * p['test']:.1f}% ({p['label']})"
@@ -213,7 +235,8 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    colors = {"seed": "tab:gray", "default": "tab:blue", "random": "tab:orange"}
+    colors = {"seed": "tab:gray", "default": "tab:blue", "random": "tab:orange",
+              "kerastuner": "tab:green"}
     for r in results:
         xs = [0.0] + [t / 60 for t, _ in r["history"]]
         ys = [0.0] + [hv for _, hv in r["history"]]

@@ -78,8 +78,12 @@ REFERENCE_CANDIDATES = (
 
 
 def _sigterm_as_interrupt(signum, frame) -> None:
-    """SIGTERM ends the running trial like Ctrl-C: FAIL with a reason, then a prompt exit."""
-    raise KeyboardInterrupt
+    """SIGTERM ends the running trial like Ctrl-C: FAIL with a reason, then a prompt exit
+    (raised by the worker wait itself when one is under way; see `worker.request_interrupt`)."""
+    from optimizer.worker import request_interrupt
+
+    if not request_interrupt():
+        raise KeyboardInterrupt
 
 
 def make_sampler(name: str, *, seed: int) -> optuna.samplers.BaseSampler:

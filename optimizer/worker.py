@@ -28,6 +28,27 @@ from optimizer.retry import WORKER_DIED
 PARENT_POLL_SECONDS = 1.0
 
 
+class _Wait:
+    """Whether `run_isolated` is waiting for a worker, and whether it was asked to stop.
+
+    A KeyboardInterrupt raised straight from a signal handler lands on whatever bytecode
+    runs at that moment — inside a garbage-collector callback it is printed as "Exception
+    ignored … Traceback" and lost. While waiting here, a handler only sets `stop`, and the
+    wait loop raises the interrupt itself, from ordinary code."""
+
+    waiting = False
+    stop = False
+
+
+def request_interrupt() -> bool:
+    """For a signal handler: True when a `run_isolated` wait will raise KeyboardInterrupt
+    itself (within its poll interval); False when the handler must raise it."""
+    if _Wait.waiting:
+        _Wait.stop = True
+        return True
+    return False
+
+
 class WorkerDied(TrialFailure):
     """The worker process ended without returning a result."""
 
@@ -82,8 +103,11 @@ def run_isolated(fn: Callable[..., Any], /, **kwargs: Any) -> Any:
     process = ctx.Process(target=_child, args=(send, os.getpid(), fn, kwargs), daemon=False)
     process.start()
     send.close()
+    _Wait.waiting, _Wait.stop = True, False
     try:
         while True:
+            if _Wait.stop:
+                raise KeyboardInterrupt
             if receive.poll(0.2):
                 try:
                     kind, payload = receive.recv()
@@ -96,11 +120,13 @@ def run_isolated(fn: Callable[..., Any], /, **kwargs: Any) -> Any:
                 kind, payload = "died", None
                 break
     except BaseException:
+        _Wait.waiting = False
         process.terminate()
         process.join(10)
         if process.is_alive():
             process.kill()
         raise
+    _Wait.waiting = False
     process.join(30)
     if kind == "ok":
         return payload
