@@ -12,12 +12,15 @@ values, asked of the trial there), so its workers are spawned.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from objectives.parent import ParentInfo, ParentSource, width_grid
 from optimizer.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import optuna
@@ -83,9 +86,17 @@ def plan_parent(*, study: Study, splits: Splits, seed: int, cache_dir: Path,
     from optimizer.worker import run_in_process, run_isolated
 
     run = run_isolated if isolate else run_in_process
+    if study.init == "inherit" and source.kind != "file":
+        log.info("training the parent once (or reading it from %s) for the children to "
+                 "inherit", cache_dir)
     info = run(prepare, source=source, splits=splits, budget=study.budget, init=study.init,
                outputs=study.outputs, widths=widths, factorize_mode=study.factorize_mode,
                seed=seed, cache_dir=cache_dir, accuracy_floor=0.0)
+    if info.parent_accuracy is not None:
+        log.info("parent %s: validation accuracy %.4f; children inherit its weights",
+                 info.name, info.parent_accuracy)
+    if info.kept:
+        log.info("kept as they are: %s", ", ".join(name for name, _ in info.kept))
     return SearchParent(source, info)
 
 
