@@ -50,13 +50,9 @@ rows rely on), seeded by `split_seed`; a given test split keeps its order.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib
-import importlib.util
 import io
 import logging
 import re
-import sys
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
@@ -177,44 +173,21 @@ def _read_npz(path: Path) -> _UserRaw:
     return _UserRaw(source, arrays, found)
 
 
-def _import_file(path: Path, source: str):
-    if not path.is_file():
-        raise DataError(f"{source}: no such file: {path}; {_EXPECTED_SOURCE}")
-    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
-    name = f"_user_data_loader_{path.stem}_{digest}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise DataError(f"cannot import {path} as Python; expected a .py file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickling look the module up by name
-    try:
-        spec.loader.exec_module(module)
-    except Exception as error:  # the user's module may fail in any way
-        del sys.modules[name]
-        raise DataError(
-            f"{source}: importing {path} raised {type(error).__name__}: "
-            f"{_one_line(error)}; expected a module that imports cleanly"
-        ) from error
-    return module
-
-
 def _read_loader(target: str, function: str) -> _UserRaw:
+    from studies.references import import_module_target
+
     spec_text = f"{target}:{function}"
     if target.endswith(".py") or "/" in target or "\\" in target:
         path = Path(target).expanduser().resolve()
         source = f"loader:{path}:{function}"
-        module = _import_file(path, source)
     elif _MODULE.match(target):
-        try:
-            module = importlib.import_module(target)
-        except Exception as error:  # ModuleNotFoundError, or the user's module failing
-            raise DataError(
-                f"loader:{spec_text}: cannot import module {target} "
-                f"({type(error).__name__}: {_one_line(error)}); {_EXPECTED_SOURCE}"
-            ) from error
         source = f"loader:{spec_text}"
     else:
         raise DataError(f"no such file or folder: {spec_text}; {_EXPECTED_SOURCE}")
+    try:
+        module = import_module_target(target, error=DataError, source=source)
+    except DataError as error:
+        raise DataError(f"{error}; {_EXPECTED_SOURCE}") from error.__cause__
     loader = getattr(module, function, None)
     if not callable(loader):
         raise DataError(
