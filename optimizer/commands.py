@@ -19,7 +19,7 @@ def format_table(headers: list[str], rows: list[list[object]]) -> str:
 
 
 def studies_command(args: argparse.Namespace) -> int:
-    """Lists each study: dataset, family, default budget and expected runtime."""
+    """Lists each study: dataset, family, default budget, warm start and runtime."""
     rows = []
     for study in STUDIES.values():
         b = study.budget
@@ -30,6 +30,9 @@ def studies_command(args: argparse.Namespace) -> int:
                 study.family,
                 b.n_trials,
                 b.epochs,
+                f"{study.init}" + (f" ({b.parent_epochs} ep.)" if study.init == "inherit"
+                                   and b.parent_epochs else ""),
+                b.schedule,
                 b.batch_size,
                 b.train_subset or "all",
                 ",".join(study.quantization_modes),
@@ -44,6 +47,8 @@ def studies_command(args: argparse.Namespace) -> int:
                 "family",
                 "trials",
                 "epochs",
+                "init (parent)",
+                "schedule",
                 "batch",
                 "train subset",
                 "quantization",

@@ -55,3 +55,30 @@ def test_the_first_epoch_accuracy_is_the_model_s_validation_accuracy_after_one_e
     record = train(model, x=x, y=y, x_val=x[:32], y_val=y[:32], epochs=1, batch_size=16,
                    accuracy_floor=0.0, seed=0)
     assert record.first_epoch_accuracy == pytest.approx(accuracy(model, x[:32], y[:32]))
+
+
+def test_the_cosine_schedule_ends_at_zero_on_the_trial_s_last_step():
+    from objectives.train import LEARNING_RATE, learning_rate
+
+    rate = learning_rate("cosine", steps=100)
+    assert float(rate(0)) == pytest.approx(LEARNING_RATE)
+    assert float(rate(50)) == pytest.approx(LEARNING_RATE / 2, rel=1e-5)
+    assert float(rate(100)) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate("constant", steps=100) == LEARNING_RATE
+    with pytest.raises(ValueError, match="schedule"):
+        learning_rate("step", steps=100)
+
+
+def test_a_study_with_an_unknown_schedule_is_refused():
+    from dataclasses import replace
+
+    from studies import get_study
+    from studies.base import Budget, StudyDefinitionError
+
+    study = get_study("digits")
+    with pytest.raises(StudyDefinitionError, match="schedule 'warm'"):
+        replace(study, budget=Budget(epochs=1, batch_size=8, n_trials=1,
+                                     schedule="warm")).validate()
+    with pytest.raises(StudyDefinitionError, match="at least 1"):
+        replace(study, budget=Budget(epochs=1, batch_size=8, n_trials=1,
+                                     parent_epochs=0)).validate()

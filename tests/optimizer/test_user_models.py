@@ -285,3 +285,20 @@ def test_a_study_file_that_is_not_a_study_is_refused(tmp_path):
                   str(tmp_path / "r"))
     assert out.returncode == 2
     assert "define STUDY = Study(...)" in out.stderr
+
+
+def test_inspect_lists_what_the_rewriter_keeps_and_why(tmp_path):
+    import tensorflow as tf
+
+    inputs = tf.keras.Input((8, 8, 1))
+    x = tf.keras.layers.Conv2D(8, 3, activation="relu", name="conv")(inputs)
+    x = tf.keras.layers.Lambda(lambda t: t * 2.0, name="double")(x)
+    x = tf.keras.layers.Conv2D(8, 3, name="after")(x)
+    x = tf.keras.layers.Flatten()(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(10, name="out")(x))
+    model.save(tmp_path / "lambda.h5")
+    out = run_cli("inspect", "--model", str(tmp_path / "lambda.h5"), "--width", "0.5",
+                  "--no-device")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "kept as they are" in out.stdout and "double" in out.stdout
+    assert "outputs logits" in out.stdout
