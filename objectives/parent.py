@@ -86,7 +86,6 @@ class ParentInfo:
 
     Attributes:
         name: the parent model's name.
-        params: its parameter count.
         outputs: `logits` or `probabilities` (the loss follows it).
         offered: for each width of the study's grid (rounded to 6 places), the convs the
             search may factorize there.
@@ -96,7 +95,6 @@ class ParentInfo:
     """
 
     name: str
-    params: int
     outputs: str
     offered: dict[float, tuple[str, ...]] = field(default_factory=dict)
     kept: tuple[tuple[str, str], ...] = ()
@@ -241,9 +239,8 @@ def build_parent(
     return model
 
 
-def check_shapes(model: keras.Model, *, input_shape: tuple[int, ...], num_classes: int) -> None:
-    """`ParentError` unless `model` has one input taking `input_shape` images and one
-    output of `num_classes` units."""
+def check_graph(model: keras.Model) -> None:
+    """`ParentError` unless `model` has a known graph with one input and one output."""
     inputs = getattr(model, "inputs", None)
     if not inputs:
         raise ParentError(
@@ -253,6 +250,13 @@ def check_shapes(model: keras.Model, *, input_shape: tuple[int, ...], num_classe
     if len(inputs) != 1 or len(model.outputs) != 1:
         raise ParentError(f"model {model.name!r} has {len(inputs)} inputs and "
                           f"{len(model.outputs)} outputs; one of each is needed")
+
+
+def check_shapes(model: keras.Model, *, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """`ParentError` unless `model` has one input taking `input_shape` images and one
+    output of `num_classes` units."""
+    check_graph(model)
+    inputs = model.inputs
     given = tuple(inputs[0].shape[1:])
     if len(given) != len(input_shape) or any(
         g is not None and g != want for g, want in zip(given, input_shape, strict=False)
@@ -289,7 +293,7 @@ def prepare(
         w: rewrite.offered_factorizations(analysis, width=w, mode=factorize_mode)
         for w in widths
     }
-    info = ParentInfo(name=model.name, params=int(model.count_params()), outputs=kind,
+    info = ParentInfo(name=model.name, outputs=kind,
                       offered=offered, kept=tuple(analysis.blocked))
     if init == "scratch":
         return info

@@ -72,7 +72,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 def _inspect_parent(source, args: argparse.Namespace) -> int:
     """`inspect` of the user's own model: what the rewriter may change, what it keeps."""
-    from objectives.parent import check_shapes, own_model, source_is_hypermodel
+    from objectives.parent import check_graph, check_shapes, own_model, source_is_hypermodel
 
     if source_is_hypermodel(source):
         raise UsageError(f"{source.reference} is a hypermodel: every trial builds its own "
@@ -80,11 +80,9 @@ def _inspect_parent(source, args: argparse.Namespace) -> int:
     if not 0 < args.width <= MAX_WIDTH:
         raise UsageError(f"--width {args.width} is out of range (0, {MAX_WIDTH}]")
     model = own_model(source)
-    if getattr(model, "inputs", None):  # the model's own shapes; refuses what has none
-        check_shapes(model, input_shape=tuple(model.inputs[0].shape[1:]),
-                     num_classes=int(model.outputs[0].shape[-1]))
-    else:
-        check_shapes(model, input_shape=(), num_classes=0)
+    check_graph(model)  # no data here: checked against its own input and class count
+    check_shapes(model, input_shape=tuple(model.inputs[0].shape[1:]),
+                 num_classes=int(model.outputs[0].shape[-1]))
     print(parent_text(model, width=args.width, factorize=tuple(args.factorize),
                       device_modes=() if args.no_device else DEVICE_MODES))
     return 0

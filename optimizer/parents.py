@@ -71,7 +71,7 @@ def plan_parent(*, study: Study, splits: Splits, seed: int, cache_dir: Path,
         family = get_family(study.family)
         offered = family_offered(study, input_shape=splits.input_shape)
         table = {w: offered(w) if family.application is None else () for w in widths}
-        return SearchParent(source, ParentInfo(name=family.name, params=0, outputs="logits",
+        return SearchParent(source, ParentInfo(name=family.name, outputs="logits",
                                                offered=table))
     if source_is_hypermodel(source):
         if study.init == "inherit":

@@ -212,11 +212,13 @@ def parent_source(study: Study) -> ParentSource:
 def study_from_record(record: dict[str, Any], *, name: str) -> Study:
     """The definition of a stored user study, from its record (for the reading commands
     and for resuming a `run --model --data` study by `--study NAME`)."""
+    from optimizer.storage import SMOKE_SUFFIX
+
     origin = record.get("origin") or {}
     if origin.get("kind") == "reference":
         return load_study(str(origin["reference"]))
     if origin.get("kind") == "files":
         return files_study(model=str(origin["model"]), data=str(origin["data"]),
-                           name=name.removesuffix("-smoke"), init=record.get("init"))
+                           name=name.removesuffix(SMOKE_SUFFIX), init=record.get("init"))
     raise UsageError(f"study {name!r} is not a registered study and its record names no "
                      "model and data")
