@@ -570,19 +570,10 @@ def study_for_run(args: argparse.Namespace) -> Study:
 def stored_user_study(args: argparse.Namespace) -> Study:
     """The definition of a study `run --model --data --name N` stored in the run dir,
     from its record (`UnknownStudyError` when there is none)."""
-    from optimizer.storage import check_study_arg
-    from studies import STUDIES, UnknownStudyError
+    from optimizer.storage import open_stored
     from studies.references import study_from_record
 
-    check_study_arg(args.study)
-    name = study_name(args.study, smoke=args.smoke)
-    url = storage_url(run_dir=run_dir_for(name, run_dir=args.run_dir), storage=args.storage)
-    database = sqlite_path(url)
-    if database is not None and not database.exists():
-        raise UnknownStudyError(args.study, tuple(STUDIES))
-    existing = _existing_study(open_storage(url), name)
-    if existing is None:
-        raise UnknownStudyError(args.study, tuple(STUDIES))
+    name, _, existing = open_stored(args)  # the reading commands' lookup, one for all
     return study_from_record(stored_record(existing), name=name)
 
 
