@@ -117,17 +117,12 @@ def width_grid(low: float, high: float, step: float) -> tuple[float, ...]:
 # --- resolving references --------------------------------------------------------------
 
 
-def _import_object(reference: str) -> Any:
-    """`module.path:attr` or `/path/file.py:attr` → the object (one-line errors)."""
-    from studies.references import import_reference
-
-    return import_reference(reference, what="model")
-
-
 def _model_object(source: ParentSource) -> Any:
     """The Python object behind a `function` or `study` source."""
     if source.kind == "function":
-        return _import_object(source.reference)
+        from studies.references import import_reference
+
+        return import_reference(source.reference, what="model")
     from studies.references import load_study
 
     return load_study(source.reference).model
