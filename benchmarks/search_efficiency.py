@@ -13,6 +13,9 @@ start to each artifact (training a parent counts):
 - `random`: the same study with `--sampler random`, stopped at the default arm's wall time.
 - `kerastuner`: the same study with `--backend kerastuner` (KerasTuner's
   BayesianOptimization on accuracy − 0.02·log10 bytes), stopped at the same wall time.
+- `halving`: `benchmarks/variants.py: HALVING`, the default with multi-objective
+  successive halving (rungs after 1 and 3 epochs, η = 3, up to 9 epochs), run to its own
+  budget: the candidate for the next default.
 
 Every completed trial's artifact is scored once on the test split (the search itself saw
 only validation). An arm's front at time t is the validation front of what it had made
@@ -112,8 +115,9 @@ def seed_arm(seed: int) -> list[dict]:
 
 
 def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
-            backend: str = "optuna") -> list[dict]:
-    """`run --study fashion_mnist` in a fresh run dir; every completed trial scored on test."""
+            backend: str = "optuna", study: str = "fashion_mnist",
+            name: str = "fashion_mnist") -> list[dict]:
+    """`run --study STUDY` in a fresh run dir; every completed trial scored on test."""
     import optuna
     from optuna.trial import TrialState
 
@@ -121,26 +125,26 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
     from optimizer.artifacts import fetch, open_store
     from studies.datasets import load_dataset
 
-    command = [sys.executable, "-m", "optimizer", "run", "--study", "fashion_mnist",
+    command = [sys.executable, "-m", "optimizer", "run", "--study", study,
                "--seed", str(seed), "--run-dir", str(run_dir), "--sampler", sampler,
                "--backend", backend]
     if timeout is not None:
         command += ["--n-trials", "1000", "--timeout", str(timeout)]
     start = time.time()
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-    study = optuna.load_study(study_name="fashion_mnist",
-                              storage=f"sqlite:///{run_dir}/study.db")
+    stored = optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir}/study.db")
     splits = load_dataset("fashion_mnist", split_seed=seed)
     store_dir = run_dir / "artifact-store"
     store = open_store(store_dir, create=False)
     points = []
     with tempfile.TemporaryDirectory() as tmp:
-        for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        for t in stored.get_trials(states=(TrialState.COMPLETE,)):
             path = fetch(t, store=store, store_dir=store_dir, into=Path(tmp))
             mode = t.user_attrs["candidate"]["quantization"]
             points.append({
                 "label": f"trial {t.number} {t.user_attrs['candidate']}",
                 "first_epoch": t.user_attrs.get("first_epoch_accuracy"),
+                "stopped_at_epoch": t.user_attrs.get("stopped_at_epoch"),
                 "bytes": int(t.user_attrs["payload_bytes"]), "val": t.values[0],
                 "test": evaluate_artifact(path, quantization=mode, x=splits.x_test,
                                           y=splits.y_test),
@@ -153,8 +157,9 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
 def rung_correlation(points: list[dict]) -> float | None:
     """Spearman rank correlation of first-epoch validation accuracy (the early rung a
     successive-halving rule would judge by) with the artifact's final validation accuracy,
-    over the arm's completed trials."""
-    pairs = [(p["first_epoch"], p["val"]) for p in points if p.get("first_epoch") is not None]
+    over the arm's completed trials that trained their full budget."""
+    pairs = [(p["first_epoch"], p["val"]) for p in points
+             if p.get("first_epoch") is not None and p.get("stopped_at_epoch") is None]
     if len(pairs) < 5:
         return None
     from scipy.stats import spearmanr
@@ -191,6 +196,10 @@ def main() -> int:
                 elif arm == "default":
                     points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None)
                     default_seconds = max(p["seconds"] for p in points)
+                elif arm == "halving":
+                    points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
+                                     study="benchmarks.variants:HALVING",
+                                     name="fashion_mnist_halving")
                 elif arm in ("random", "kerastuner"):
                     if default_seconds is None:
                         raise SystemExit(f"the {arm} arm runs after the default arm")
@@ -236,7 +245,7 @@ def plot(results: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     colors = {"seed": "tab:gray", "default": "tab:blue", "random": "tab:orange",
-              "kerastuner": "tab:green"}
+              "kerastuner": "tab:green", "halving": "tab:purple"}
     for r in results:
         xs = [0.0] + [t / 60 for t, _ in r["history"]]
         ys = [0.0] + [hv for _, hv in r["history"]]

@@ -17,6 +17,7 @@ import numpy as np
 
 from objectives.errors import DivergedError, HopelessTrial, TrialFailure
 from objectives.parent import ParentSource
+from optimizer.halving import RungJudge
 from search_spaces.candidate import Candidate
 from studies.base import Budget
 from studies.datasets import Splits
@@ -42,6 +43,10 @@ class TrialResult:
     float32_bytes: int
     keras_accuracy: float
     first_epoch_accuracy: float
+    #: Successive halving (`optimizer.halving`): [epoch, validation accuracy, estimated
+    #: bytes] at each rung reached, and the rung where training stopped (None: all epochs).
+    rungs: tuple[tuple[int, float, float], ...]
+    stopped_at_epoch: int | None
     head_mec_bits: int | None
     feature_compression_ratio: float | None
     embedding_dims: int | None
@@ -59,6 +64,7 @@ class TrialResult:
         del attrs["artifact_path"]
         attrs.update(attrs.pop("device"))
         attrs["losses"] = list(self.losses)
+        attrs["rungs"] = [list(score) for score in self.rungs]
         return attrs
 
 
@@ -118,6 +124,7 @@ def evaluate_candidate(
     outputs: str = "logits",
     weights: str | None = None,
     hp_params: dict[str, object] | None = None,
+    judge: RungJudge | None = None,
 ) -> TrialResult:
     """Builds (the parent rewritten to `candidate`, inheriting `weights` when set), trains,
     compresses and evaluates one candidate; writes its artifact. `outputs` (`logits` or
@@ -151,6 +158,7 @@ def evaluate_candidate(
         model, x=x, y=y, x_val=splits.x_val, y_val=splits.y_val, epochs=budget.epochs,
         batch_size=budget.batch_size, accuracy_floor=accuracy_floor, seed=seed,
         from_logits=outputs == "logits", schedule=budget.schedule,
+        judge=judge, rung_payload=_rung_payload(candidate, params=params),
     )
     keras_accuracy = accuracy(model, splits.x_val, splits.y_val)
 
@@ -205,12 +213,28 @@ def evaluate_candidate(
         float32_bytes=4 * params,
         keras_accuracy=keras_accuracy,
         first_epoch_accuracy=record.first_epoch_accuracy,
+        rungs=record.rungs,
+        stopped_at_epoch=record.stopped_at,
         **capacity.summary(plain),
         train_seconds=record.seconds,
         eval_seconds=eval_seconds,
         losses=record.losses,
         device=device,
     )
+
+
+def _rung_payload(candidate: Candidate, *, params: int):
+    """Bytes to judge a trial by at a rung: EPR's own estimate of its coded length (the
+    penalty in bits / 8, `epr.estimated_bits`) for `epr`, the mode's bytes per value
+    otherwise (`size.estimated_tflite_payload`)."""
+    from objectives import size
+
+    if candidate.quantization == "epr":
+        from objectives import epr
+
+        return lambda model: epr.estimated_bits(model) / 8
+    estimate = size.estimated_tflite_payload(params, quantization=candidate.quantization)
+    return lambda model: estimate
 
 
 def device_figures(flatbuffer: bytes | None, *, decoded, seed: int) -> dict[str, object]:

@@ -35,6 +35,18 @@ SIZE_OBJECTIVES: dict[str, str] = {
 }
 
 
+#: Bytes a TFLite mode stores per parameter value, before zlib (float32 and float16 as
+#: such; dynamic-range and int8 quantize weights to one byte).
+VALUE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "dynamic": 1, "int8": 1}
+
+
+def estimated_tflite_payload(params: int, *, quantization: str) -> float:
+    """The payload a TFLite mode's flatbuffer would have, before converting it: the values
+    at the mode's width (zlib and per-channel scales left out). Cheap enough to judge a
+    trial by mid-training (`optimizer.halving`); never a reported figure."""
+    return float(params * VALUE_BYTES[quantization])
+
+
 @dataclass(frozen=True)
 class ByteFigures:
     """The three byte figures of one artifact, and the definition that produced them."""

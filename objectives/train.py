@@ -9,6 +9,10 @@ rule lives here: after the first epoch the model is evaluated on (at most
 `FLOOR_EXAMPLES` of) the validation split, and a trial below the study's
 `accuracy_floor` stops with `HopelessTrial` (the study marks it PRUNED). A NaN or
 infinite loss stops training at once with `DivergedError`.
+
+With a `RungJudge` (multi-objective successive halving, `optimizer.halving`), the model is
+also scored after each rung's epoch (accuracy on the same validation examples, bytes by
+`rung_payload`) and training stops where the judge says so; the record keeps the scores.
 """
 
 from __future__ import annotations
@@ -24,7 +28,11 @@ from objectives.errors import DivergedError, HopelessTrial
 from optimizer.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tensorflow import keras
+
+    from optimizer.halving import RungJudge, RungScore
 
 FLOOR_EXAMPLES = 2000
 LEARNING_RATE = 1e-3
@@ -38,6 +46,10 @@ class TrainingRecord:
     accuracies: tuple[float, ...]
     first_epoch_accuracy: float
     seconds: float
+    #: (epoch, validation accuracy, estimated bytes) at each rung reached.
+    rungs: tuple[RungScore, ...] = ()
+    #: The rung at which the judge stopped training, None when it ran all its epochs.
+    stopped_at: int | None = None
 
 
 class OutputError(UsageError):
@@ -129,15 +141,21 @@ def train(
     seed: int,
     from_logits: bool = True,
     schedule: str = "constant",
+    judge: RungJudge | None = None,
+    rung_payload: Callable[[keras.Model], float] | None = None,
 ) -> TrainingRecord:
-    """Fits `model` in place under the learning-rate `schedule` (`SCHEDULES`); raises
-    `HopelessTrial` or `DivergedError` as described above."""
+    """Fits `model` in place under the learning-rate `schedule` (`SCHEDULES`, over all
+    `epochs`, so a trial stopped at a rung was judged at the same rates as its rivals);
+    raises `HopelessTrial` or `DivergedError` as described above; stops where `judge`
+    says (bytes at a rung: `rung_payload(model)`)."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
     steps = epochs * math.ceil(len(x) / batch_size)
     compile_model(model, from_logits=from_logits, rate=learning_rate(schedule, steps=steps))
     state: dict[str, float | str] = {}
+    scores: list[RungScore] = []
+    n_check = min(len(y_val), FLOOR_EXAMPLES)
 
     class _Guard(tf.keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -147,10 +165,22 @@ def train(
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
-            if epoch == 0 and "diverged" not in state:
-                n = min(len(y_val), FLOOR_EXAMPLES)
-                state["first"] = accuracy(self.model, x_val[:n], y_val[:n])
+            if "diverged" in state:
+                return
+            checked = None
+            if epoch == 0:
+                state["first"] = checked = accuracy(self.model, x_val[:n_check],
+                                                    y_val[:n_check])
                 if state["first"] < accuracy_floor:
+                    self.model.stop_training = True
+                    return
+            if judge is not None and epoch + 1 in judge.rungs:
+                if checked is None:
+                    checked = accuracy(self.model, x_val[:n_check], y_val[:n_check])
+                payload = float(rung_payload(self.model))
+                scores.append((epoch + 1, checked, payload))
+                if not judge.continues(rung=epoch + 1, accuracy=checked, payload=payload):
+                    state["stopped_at"] = epoch + 1
                     self.model.stop_training = True
 
     start = time.perf_counter()
@@ -172,4 +202,6 @@ def train(
         accuracies=tuple(float(v) for v in history.history.get("accuracy", [])),
         first_epoch_accuracy=first,
         seconds=seconds,
+        rungs=tuple(scores),
+        stopped_at=state.get("stopped_at"),
     )

@@ -20,6 +20,7 @@ from objectives.errors import DivergedError, HopelessTrial, TrialFailure
 from objectives.size import SIZE_OBJECTIVES
 from optimizer.artifacts import ARTIFACT_ID_ATTR
 from optimizer.constraints import set_constraints
+from optimizer.halving import judge_for
 from optimizer.retry import FAIL_REASON_ATTR, FAILURE_KIND_ATTR, INTERRUPTED, retry_once
 from search_spaces import InvalidCandidateError, suggest
 from search_spaces.hypermodel import HypermodelError
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from studies.datasets import Splits
 
 log = logging.getLogger(__name__)
+
+#: The trial attribute with a trial's successive-halving scores (`optimizer.halving`).
+RUNGS_ATTR = "rungs"
 
 #: Exceptions that fail one trial and let the study go on; anything else is a bug.
 TRIAL_FAILURES: tuple[type[Exception], ...] = (TrialFailure, InvalidCandidateError)
@@ -91,6 +95,10 @@ class Objective:
             {"hypermodel": hp_params} if hp_params is not None else {})})
         trial.set_user_attr("data_source", self.splits.source)
         run = run_isolated if self.isolate else run_in_process
+        budget = self.study.budget
+        judge = judge_for(rungs=budget.rungs, eta=budget.eta, scores=[
+            t.user_attrs.get(RUNGS_ATTR, ()) for t in trial.study.get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))])
         try:
             result = run(
                 evaluate_candidate,
@@ -106,6 +114,7 @@ class Objective:
                 artifact_dir=self.scratch_dir,
                 trial_number=trial.number,
                 seed=self.seed,
+                judge=judge,
             )
         except HopelessTrial as error:
             trial.set_user_attr("prune_reason", str(error))

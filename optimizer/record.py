@@ -12,6 +12,7 @@ both values and what to do, before anything is written.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,7 +143,7 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any]) -> None:
     fingerprints may not."""
     stored = stored_record(opt_study)
     for key, advice in _WHAT_TO_DO.items():
-        if stored.get(key) != now.get(key):
+        if _comparable(key, stored.get(key)) != _comparable(key, now.get(key)):
             hint = advice.format(source=stored.get("data_source"), stored=stored.get(key))
             if key == "data_fingerprints":
                 what = (f"its data ({stored.get('data_source')}, fingerprint "
@@ -156,6 +157,19 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any]) -> None:
             else:
                 what = f"its {key} is {stored.get(key)}, but now it would be {now.get(key)}"
             raise UsageError(f"study {opt_study.study_name!r}: {what}; {hint}")
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """`value` as stored (JSON: tuples become lists); a budget with the fields added since
+    it was stored at their defaults, which mean what the older version did."""
+    if key == "budget" and isinstance(value, dict):
+        from studies.base import Budget
+
+        try:
+            value = asdict(Budget(**value))
+        except TypeError:  # a field this version does not know: compared as stored
+            pass
+    return json.loads(json.dumps(value))
 
 
 def _short(fingerprints: object) -> str:

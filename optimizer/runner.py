@@ -328,6 +328,8 @@ class _Progress:
                     f"flash={attrs.get('flash_bytes', 0) / 1024:.1f} KB "
                     f"ram={attrs.get('ram_bytes', 0) / 1024:.1f} KB "
                     f"latency={attrs.get('latency_ms', float('nan')):.3f} ms")
+            if attrs.get("stopped_at_epoch") is not None:
+                tail += f" (halving: stopped after epoch {attrs['stopped_at_epoch']})"
             over = violated(trial)
             if over:
                 tail += f" over budget: {', '.join(over)}"

@@ -42,6 +42,12 @@ class Budget:
         schedule: the learning-rate schedule, one of `objectives.train.SCHEDULES`.
         parent_epochs: with `init="inherit"`, the epochs the parent is trained for, once,
             on the whole training split (None: `epochs`, on the same subset as a trial).
+        rungs: multi-objective successive halving (`optimizer.halving`, MO-ASHA): after
+            each of these epochs a trial is ranked against the earlier trials' scores at
+            the same epoch and trains on to `epochs` only while it is among the best
+            1/`eta`; a trial stopped early is still compressed and scored. Empty: every
+            trial trains `epochs`.
+        eta: the reduction factor of `rungs`.
     """
 
     epochs: int
@@ -50,6 +56,8 @@ class Budget:
     train_subset: int | None = None
     schedule: str = "constant"
     parent_epochs: int | None = None
+    rungs: tuple[int, ...] = ()
+    eta: int = 3
 
 
 @dataclass(frozen=True)
@@ -252,6 +260,13 @@ class Study:
             ):
                 raise StudyDefinitionError(
                     f"study {self.name!r}: epochs, batch size and trials must be at least 1"
+                )
+            rungs = tuple(budget.rungs)
+            if rungs and (list(rungs) != sorted(set(rungs)) or rungs[0] < 1
+                          or rungs[-1] >= budget.epochs or budget.eta < 2):
+                raise StudyDefinitionError(
+                    f"study {self.name!r}: rungs {rungs} must be increasing epochs from 1 "
+                    f"to below the budget's {budget.epochs}, with eta at least 2"
                 )
             if budget.schedule not in SCHEDULES:
                 raise StudyDefinitionError(

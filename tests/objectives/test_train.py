@@ -82,3 +82,21 @@ def test_a_study_with_an_unknown_schedule_is_refused():
     with pytest.raises(StudyDefinitionError, match="at least 1"):
         replace(study, budget=Budget(epochs=1, batch_size=8, n_trials=1,
                                      parent_epochs=0)).validate()
+
+
+def test_a_judge_stops_training_at_the_rung_where_the_trial_ranks_low():
+    from optimizer.halving import RungJudge
+
+    x, y = _data()
+    rivals = tuple((2, 1.0, 10.0) for _ in range(3))  # perfect and tiny: nothing beats them
+    stopped = train(_model(), x=x, y=y, x_val=x, y_val=y, epochs=5, batch_size=16,
+                    accuracy_floor=0.0, seed=0, rung_payload=lambda model: 1e6,
+                    judge=RungJudge(rungs=(2, 4), eta=3, history=rivals))
+    assert stopped.stopped_at == 2 and len(stopped.losses) == 2
+    (rung, _, payload), = stopped.rungs
+    assert (rung, payload) == (2, 1e6)
+    free = train(_model(), x=x, y=y, x_val=x, y_val=y, epochs=5, batch_size=16,
+                 accuracy_floor=0.0, seed=0, rung_payload=lambda model: 1e6,
+                 judge=RungJudge(rungs=(2, 4), eta=3))
+    assert free.stopped_at is None and len(free.losses) == 5
+    assert [score[0] for score in free.rungs] == [2, 4]

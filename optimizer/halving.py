@@ -1,0 +1,116 @@
+"""Multi-objective successive halving: which trials earn their full training.
+
+MO-ASHA (Schmucker, Donini, Zafar, Salinas & Archambeau, "Multi-objective Asynchronous
+Successive Halving", 2021): a trial is judged at the end of each rung (a number of epochs,
+`Budget.rungs`) against every earlier trial's score at that rung, and trains on only when
+it ranks among the best 1/η of them (`Budget.eta`; the "stopping" variant of ASHA). With
+two objectives "best" is the order of non-dominated sorting (NSGA-II's fronts), and within
+a front an ε-net order: the two extremes first, then the point farthest from those
+already chosen, so the places left go to points spread along the front rather than
+bunched at one end of it.
+
+A stopped trial is not thrown away: its model, trained for the rung's epochs, is compressed
+and scored like any other, so what it cost still lands on the front. Whether the rule
+should be used at all is measured (`benchmarks/search_efficiency.py`: the rank correlation
+of first-epoch and final accuracy, and the front with and without it).
+
+Scores are (validation accuracy ↑, bytes ↓); bytes enter as log10, the scale on which
+the fronts are read. Trials are judged against the trials before them (a study runs one
+trial at a time), so the rule is deterministic given the order of trials.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+#: One trial's score at one rung: (epochs trained, validation accuracy, estimated bytes).
+RungScore = tuple[int, float, float]
+
+
+def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """(accuracy, log bytes): `a` is no worse in both and better in one."""
+    return a[0] >= b[0] and a[1] <= b[1] and (a[0] > b[0] or a[1] < b[1])
+
+
+def nondominated_fronts(points: Sequence[tuple[float, float]]) -> list[list[int]]:
+    """Indices of `points` (accuracy ↑, log bytes ↓) sorted into fronts, best first."""
+    left = list(range(len(points)))
+    fronts = []
+    while left:
+        front = [i for i in left
+                 if not any(_dominates(points[j], points[i]) for j in left if j != i)]
+        fronts.append(front)
+        left = [i for i in left if i not in front]
+    return fronts
+
+
+def epsilon_net_order(points: Sequence[tuple[float, float]], members: Sequence[int]
+                      ) -> list[int]:
+    """`members` (indices of one front) ordered for diversity: the most accurate and the
+    smallest first, then repeatedly the point farthest (Euclidean, each objective scaled
+    by its range over `points`) from every point already chosen."""
+    if len(members) <= 2:
+        return sorted(members, key=lambda i: -points[i][0])
+    spans = [max(p[k] for p in points) - min(p[k] for p in points) or 1.0 for k in (0, 1)]
+
+    def distance(i: int, j: int) -> float:
+        return math.hypot(*((points[i][k] - points[j][k]) / spans[k] for k in (0, 1)))
+
+    chosen = [max(members, key=lambda i: (points[i][0], -points[i][1]))]
+    smallest = min(members, key=lambda i: (points[i][1], -points[i][0]))
+    if smallest not in chosen:
+        chosen.append(smallest)
+    rest = [i for i in members if i not in chosen]
+    while rest:
+        far = max(rest, key=lambda i: (min(distance(i, j) for j in chosen), points[i][0]))
+        chosen.append(far)
+        rest.remove(far)
+    return chosen
+
+
+def ranking(points: Sequence[tuple[float, float]]) -> list[int]:
+    """All indices of `points`, best first: front by front, each in ε-net order."""
+    return [i for front in nondominated_fronts(points) for i in epsilon_net_order(points, front)]
+
+
+@dataclass(frozen=True)
+class RungJudge:
+    """Decides, in the worker, whether a trial trains past a rung.
+
+    Attributes:
+        rungs: the epochs after which a trial is judged (increasing, each below the
+            budget's epochs).
+        eta: a trial trains on when it ranks in the best ⌊n/η⌋ of the n scores at the
+            rung (its own included); the first η trials at a rung always train on.
+        history: the earlier trials' scores, `(rung, accuracy, bytes)` each.
+    """
+
+    rungs: tuple[int, ...]
+    eta: int
+    history: tuple[RungScore, ...] = ()
+
+    def continues(self, *, rung: int, accuracy: float, payload: float) -> bool:
+        """Whether a trial that scored `accuracy` at `payload` bytes after `rung` epochs
+        trains on."""
+        earlier = [(a, _log(b)) for r, a, b in self.history if r == rung]
+        if len(earlier) < self.eta:
+            return True
+        points = [*earlier, (accuracy, _log(payload))]
+        keep = len(points) // self.eta
+        return len(points) - 1 in ranking(points)[:keep]
+
+
+def _log(payload: float) -> float:
+    return math.log10(max(payload, 1.0))
+
+
+def judge_for(*, rungs: Sequence[int], eta: int, scores: Sequence[Sequence[RungScore]]
+              ) -> RungJudge | None:
+    """A judge over the earlier trials' `scores` (one list per trial), or None without
+    rungs (every trial trains its full budget)."""
+    if not rungs:
+        return None
+    history = tuple((int(r), float(a), float(b)) for trial in scores for r, a, b in trial)
+    return RungJudge(rungs=tuple(int(r) for r in rungs), eta=int(eta), history=history)
