@@ -178,16 +178,25 @@ def table_row(arm: str, seed: int, points: list[dict]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--arms", nargs="+",
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0])
+    parser.add_argument("--arms", nargs="*",
                         default=["seed", "default", "random", "kerastuner"])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/efficiency")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[],
+                        help="efficiency.json files of earlier runs (other seeds, other "
+                        "arms) to add to --out's before running, e.g. to plot them together")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = json.loads((args.out / "efficiency.json").read_text()) if (
         args.out / "efficiency.json").exists() else []
+    for path in args.merge:
+        earlier = json.loads(path.read_text())
+        keys = {(r["arm"], r["seed"]) for r in earlier}
+        results = [r for r in results if (r["arm"], r["seed"]) not in keys] + earlier
+    (args.out / "efficiency.json").write_text(json.dumps(results, indent=1))
     for seed in args.seeds:
-        default_seconds = None
+        default_seconds = next((r["seconds"] for r in results
+                                if (r["arm"], r["seed"]) == ("default", seed)), None)
         for arm in args.arms:
             print(f"seed {seed}, arm {arm}", flush=True)
             with tempfile.TemporaryDirectory(prefix=f"eff-{arm}-") as tmp:
@@ -202,7 +211,8 @@ def main() -> int:
                                      name="fashion_mnist_halving")
                 elif arm in ("random", "kerastuner"):
                     if default_seconds is None:
-                        raise SystemExit(f"the {arm} arm runs after the default arm")
+                        raise SystemExit(f"the {arm} arm runs after the default arm of "
+                                         f"seed {seed} (here, or in --out / --merge)")
                     points = run_arm(seed, sampler="random", run_dir=Path(tmp),
                                      timeout=default_seconds,
                                      backend="kerastuner" if arm == "kerastuner" else "optuna")
