@@ -231,7 +231,8 @@ def test_the_study_records_what_defines_it(digits_run):
     assert record["data_fingerprints"] == splits.fingerprints()
     assert record["data_fingerprints"] != load_dataset("digits", split_seed=0).fingerprints()
     assert record["splits"] == splits.sizes()
-    assert record["budget"] == dataclasses.asdict(STUDIES["digits"].smoke)
+    # The record is JSON (a stored study is read from any machine), so tuples come back as lists.
+    assert record["budget"] == json.loads(json.dumps(dataclasses.asdict(STUDIES["digits"].smoke)))
     assert record["search_space"]["width_range"] == list(STUDIES["digits"].width_range)
     assert record["family"] == "tiny_cnn" and record["dataset"] == "digits"
     assert record["size_definition"] == SIZE_DEFINITION
