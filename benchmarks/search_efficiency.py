@@ -14,6 +14,8 @@ start to each artifact (training a parent counts):
 - `random`: the same study with `--sampler random`, stopped at the default arm's wall time.
 - `kerastuner`: the same study with `--backend kerastuner` (KerasTuner's
   BayesianOptimization on accuracy − 0.02·log10 bytes), stopped at the same wall time.
+- `nsga2`: the same study with `--sampler nsga2`, run to its own budget: whether TPE is
+  still the sampler to ship on this benchmark.
 - `previous`: `benchmarks/variants.py: PREVIOUS`, the default before successive halving
   (every candidate fine-tuned 3 epochs), run to its own budget: what the change bought.
 
@@ -205,6 +207,8 @@ def main() -> int:
                 elif arm == "default":
                     points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None)
                     default_seconds = max(p["seconds"] for p in points)
+                elif arm == "nsga2":
+                    points = run_arm(seed, sampler="nsga2", run_dir=Path(tmp), timeout=None)
                 elif arm == "previous":
                     points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
                                      study="benchmarks.variants:PREVIOUS",
@@ -255,7 +259,7 @@ def plot(results: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     colors = {"seed": "tab:gray", "default": "tab:blue", "random": "tab:orange",
-              "kerastuner": "tab:green", "previous": "tab:purple"}
+              "kerastuner": "tab:green", "previous": "tab:purple", "nsga2": "tab:red"}
     for r in results:
         xs = [0.0] + [t / 60 for t, _ in r["history"]]
         ys = [0.0] + [hv for _, hv in r["history"]]
