@@ -233,22 +233,47 @@ def main() -> int:
 
 
 def markdown(results: list[dict]) -> str:
+    """The table (one row per arm and seed, with the issue's targets as columns) and each
+    final front."""
     lines = ["| arm | seed | wall time (min) | completed | final HV | HV at the seed arm's end "
-             "| first-epoch vs final rank corr. |", "|---|---|---|---|---|---|---|"]
+             "| HV at the default's end | reaches the seed arm's HV at (× its time) "
+             "| seed-front points it dominates | first-epoch vs final rank corr. |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: (r["seed"], r["arm"])):
-        seed_end = next((s["seconds"] for s in results
-                         if s["arm"] == "seed" and s["seed"] == r["seed"]), None)
-        at = max((hv for t, hv in r["history"] if seed_end is None or t <= seed_end),
-                 default=0.0)
+        seed = next((s for s in results if (s["arm"], s["seed"]) == ("seed", r["seed"])), None)
+        default = next((s for s in results
+                        if (s["arm"], s["seed"]) == ("default", r["seed"])), None)
+        reached = dominated = ""
+        if seed is not None:
+            at_seed = f"{hv_at(r, seed['seconds']):.3f}"
+            t = next((t for t, hv in r["history"] if hv >= seed["hv"]), None)
+            if t is not None:
+                reached = f"{t / 60:.1f} min ({t / seed['seconds']:.2f}×)"
+            dominated = f"{sum(dominates_any(r['front'], p) for p in seed['front'])} of " \
+                        f"{len(seed['front'])}"
+        else:
+            at_seed = ""
+        at_default = "" if default is None else f"{hv_at(r, default['seconds']):.3f}"
         corr = r.get("rung_correlation")
         lines.append(f"| {r['arm']} | {r['seed']} | {r['seconds'] / 60:.1f} | "
-                     f"{r.get('trials', '')} | {r['hv']:.3f} | {at:.3f} | "
-                     f"{'' if corr is None else f'{corr:.2f}'} |")
-    for r in results:
+                     f"{r.get('trials', '')} | {r['hv']:.3f} | {at_seed} | {at_default} | "
+                     f"{reached} | {dominated} | {'' if corr is None else f'{corr:.2f}'} |")
+    for r in sorted(results, key=lambda r: (r["seed"], r["arm"])):
         lines.append(f"\n{r['arm']}, seed {r['seed']} front (test accuracy, payload):")
         lines += [f"- {p['bytes']:,} B at {100 * p['test']:.1f}% ({p['label']})"
                   for p in r["front"]]
     return "\n".join(lines)
+
+
+def hv_at(row: dict, seconds: float) -> float:
+    """The arm's hypervolume at `seconds` into its run (its final one after its end)."""
+    return max((hv for t, hv in row["history"] if t <= seconds), default=0.0)
+
+
+def dominates_any(front: list[dict], point: dict) -> bool:
+    """Whether a point of `front` dominates `point` on test accuracy ↑ and payload ↓."""
+    return any(q["test"] >= point["test"] and q["bytes"] <= point["bytes"]
+               and (q["test"] > point["test"] or q["bytes"] < point["bytes"]) for q in front)
 
 
 def plot(results: list[dict], path: Path) -> None:
