@@ -16,6 +16,8 @@ start to each artifact (training a parent counts):
   BayesianOptimization on accuracy − 0.02·log10 bytes), stopped at the same wall time.
 - `nsga2`: the same study with `--sampler nsga2`, run to its own budget: whether TPE is
   still the sampler to ship on this benchmark.
+- `keep_front`: `benchmarks/variants.py: KEEP_FRONT`, the default with `Budget.keep_front`
+  (a trial on its rung's first front trains on whatever its rank), run to its own budget.
 - `previous`: `benchmarks/variants.py: PREVIOUS`, the default before successive halving
   (every candidate fine-tuned 3 epochs), run to its own budget: what the change bought.
 
@@ -209,6 +211,10 @@ def main() -> int:
                     default_seconds = max(p["seconds"] for p in points)
                 elif arm == "nsga2":
                     points = run_arm(seed, sampler="nsga2", run_dir=Path(tmp), timeout=None)
+                elif arm == "keep_front":
+                    points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
+                                     study="benchmarks.variants:KEEP_FRONT",
+                                     name="fashion_mnist_keep_front")
                 elif arm == "previous":
                     points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
                                      study="benchmarks.variants:PREVIOUS",
@@ -284,7 +290,8 @@ def plot(results: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     colors = {"seed": "tab:gray", "default": "tab:blue", "random": "tab:orange",
-              "kerastuner": "tab:green", "previous": "tab:purple", "nsga2": "tab:red"}
+              "kerastuner": "tab:green", "previous": "tab:purple", "nsga2": "tab:red",
+              "keep_front": "tab:cyan"}
     for r in results:
         xs = [0.0] + [t / 60 for t, _ in r["history"]]
         ys = [0.0] + [hv for _, hv in r["history"]]

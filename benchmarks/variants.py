@@ -12,3 +12,7 @@ from studies.fashion_mnist import STUDY as DEFAULT
 #: the same 3 epochs, none stopped early.
 PREVIOUS = replace(DEFAULT, name="fashion_mnist_previous",
                    budget=replace(DEFAULT.budget, epochs=3, rungs=(), eta=3))
+
+#: The default with `Budget.keep_front`: a trial on its rung's first front trains on too.
+KEEP_FRONT = replace(DEFAULT, name="fashion_mnist_keep_front",
+                     budget=replace(DEFAULT.budget, keep_front=True))

@@ -85,11 +85,14 @@ class RungJudge:
         eta: a trial trains on when it ranks in the best ⌊n/η⌋ of the n scores at the
             rung (its own included); the first η trials at a rung always train on.
         history: the earlier trials' scores, `(rung, accuracy, bytes)` each.
+        keep_front: a trial on the first non-dominated front of the rung's scores trains
+            on whatever its rank (`Budget.keep_front`).
     """
 
     rungs: tuple[int, ...]
     eta: int
     history: tuple[RungScore, ...] = ()
+    keep_front: bool = False
 
     def continues(self, *, rung: int, accuracy: float, payload: float) -> bool:
         """Whether a trial that scored `accuracy` at `payload` bytes after `rung` epochs
@@ -98,19 +101,22 @@ class RungJudge:
         if len(earlier) < self.eta:
             return True
         points = [*earlier, (accuracy, _log(payload))]
-        keep = len(points) // self.eta
-        return len(points) - 1 in ranking(points)[:keep]
+        me = len(points) - 1
+        if self.keep_front and me in nondominated_fronts(points)[0]:
+            return True
+        return me in ranking(points)[:len(points) // self.eta]
 
 
 def _log(payload: float) -> float:
     return math.log10(max(payload, 1.0))
 
 
-def judge_for(*, rungs: Sequence[int], eta: int, scores: Sequence[Sequence[RungScore]]
-              ) -> RungJudge | None:
+def judge_for(*, rungs: Sequence[int], eta: int, scores: Sequence[Sequence[RungScore]],
+              keep_front: bool = False) -> RungJudge | None:
     """A judge over the earlier trials' `scores` (one list per trial), or None without
     rungs (every trial trains its full budget)."""
     if not rungs:
         return None
     history = tuple((int(r), float(a), float(b)) for trial in scores for r, a, b in trial)
-    return RungJudge(rungs=tuple(int(r) for r in rungs), eta=int(eta), history=history)
+    return RungJudge(rungs=tuple(int(r) for r in rungs), eta=int(eta), history=history,
+                     keep_front=bool(keep_front))

@@ -96,7 +96,8 @@ class Objective:
         trial.set_user_attr("data_source", self.splits.source)
         run = run_isolated if self.isolate else run_in_process
         budget = self.study.budget
-        judge = judge_for(rungs=budget.rungs, eta=budget.eta, scores=[
+        judge = judge_for(rungs=budget.rungs, eta=budget.eta, keep_front=budget.keep_front,
+                          scores=[
             t.user_attrs.get(RUNGS_ATTR, ()) for t in trial.study.get_trials(
                 deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))])
         try:

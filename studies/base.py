@@ -48,6 +48,9 @@ class Budget:
             1/`eta`; a trial stopped early is still compressed and scored. Empty: every
             trial trains `epochs`.
         eta: the reduction factor of `rungs`.
+        keep_front: with `rungs`, a trial on the first non-dominated front of its rung's
+            scores also trains on, whatever its rank: stopping it could only take a point
+            off that rung's front (with few trials, ⌊n/η⌋ keeps only the most accurate).
     """
 
     epochs: int
@@ -58,6 +61,7 @@ class Budget:
     parent_epochs: int | None = None
     rungs: tuple[int, ...] = ()
     eta: int = 3
+    keep_front: bool = False
 
 
 @dataclass(frozen=True)

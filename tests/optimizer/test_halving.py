@@ -59,6 +59,17 @@ def test_a_dominated_trial_stops_once_eta_trials_were_scored():
     assert not six.continues(rung=1, accuracy=0.86, payload=10 ** 4.2)
 
 
+def test_keep_front_lets_a_non_dominated_trial_on_whatever_its_rank():
+    history = tuple((1, a, 10 ** b) for a, b in POINTS[:4])
+    # (0.86, 10^4.2) is dominated by none of the four, but 5 scores keep only the most
+    # accurate by rank, so without keep_front it stops
+    assert not RungJudge(rungs=(1,), eta=3, history=history).continues(
+        rung=1, accuracy=0.86, payload=10 ** 4.2)
+    front = RungJudge(rungs=(1,), eta=3, history=history, keep_front=True)
+    assert front.continues(rung=1, accuracy=0.86, payload=10 ** 4.2)
+    assert not front.continues(rung=1, accuracy=0.84, payload=10 ** 4.5)  # (0.85, 4.0) wins
+
+
 def test_scores_at_other_rungs_do_not_count():
     judge = RungJudge(rungs=(1, 3), eta=2, history=((3, 0.99, 10.0), (3, 0.98, 5.0)))
     assert judge.continues(rung=1, accuracy=0.1, payload=1e6)
@@ -66,8 +77,9 @@ def test_scores_at_other_rungs_do_not_count():
 
 def test_no_rungs_means_no_judge():
     assert judge_for(rungs=(), eta=3, scores=[[(1, 0.9, 1e3)]]) is None
-    judge = judge_for(rungs=[1, 3], eta=3, scores=[[[1, 0.9, 1e3], [3, 0.92, 9e2]], []])
-    assert judge.history == ((1, 0.9, 1e3), (3, 0.92, 9e2))
+    judge = judge_for(rungs=[1, 3], eta=3, scores=[[[1, 0.9, 1e3], [3, 0.92, 9e2]], []],
+                      keep_front=True)
+    assert judge.history == ((1, 0.9, 1e3), (3, 0.92, 9e2)) and judge.keep_front
 
 
 @pytest.mark.parametrize("rungs, eta", [((3,), 3), ((2, 1), 3), ((0,), 3), ((1,), 1)])
