@@ -13,6 +13,7 @@ from studies.fashion_mnist import STUDY as DEFAULT
 PREVIOUS = replace(DEFAULT, name="fashion_mnist_previous",
                    budget=replace(DEFAULT.budget, epochs=3, rungs=(), eta=3))
 
-#: The default with `Budget.keep_front`: a trial on its rung's first front trains on too.
-KEEP_FRONT = replace(DEFAULT, name="fashion_mnist_keep_front",
-                     budget=replace(DEFAULT.budget, keep_front=True))
+#: Successive halving by MO-ASHA's rule alone (`Budget.keep_front` off): a trial trains on
+#: only when it ranks in the best ⌊n/η⌋ at its rung.
+RANK_ONLY = replace(DEFAULT, name="fashion_mnist_rank_only",
+                    budget=replace(DEFAULT.budget, keep_front=False))

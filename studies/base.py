@@ -51,6 +51,7 @@ class Budget:
         keep_front: with `rungs`, a trial on the first non-dominated front of its rung's
             scores also trains on, whatever its rank: stopping it could only take a point
             off that rung's front (with few trials, ⌊n/η⌋ keeps only the most accurate).
+            On by measurement (BENCHMARKS.md "Search efficiency"); False is MO-ASHA's rule.
     """
 
     epochs: int
@@ -61,7 +62,7 @@ class Budget:
     parent_epochs: int | None = None
     rungs: tuple[int, ...] = ()
     eta: int = 3
-    keep_front: bool = False
+    keep_front: bool = True
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ against 89.7% for 10 epochs from scratch, in a tenth of the time.
 
 Multi-objective successive halving, chosen by measurement (`benchmarks/search_efficiency.py`,
 BENCHMARKS.md "Search efficiency"): a candidate is judged after 1 and 3 epochs against the
-earlier candidates at the same epoch and only the best third trains on, to 9 epochs. EPR
-children need many steps to lower their code length, which 3 epochs for every candidate
-did not give; halving gives them to the promising few for about the same wall time.
+earlier candidates at the same epoch and only the best third, and any on that rung's
+front, trains on, to 9 epochs. EPR children need many steps to lower their code length,
+which 3 epochs for every candidate did not give; halving gives them to the promising few.
 """
 
 from studies.base import Budget, Study

@@ -47,14 +47,15 @@ def test_the_first_eta_trials_at_a_rung_always_train_on():
     assert judge.continues(rung=1, accuracy=0.1, payload=1e6)
 
 
-def test_a_dominated_trial_stops_once_eta_trials_were_scored():
+def test_by_rank_alone_only_the_best_floor_n_over_eta_train_on():
     history = tuple((1, a, 10 ** b) for a, b in POINTS[:4])
-    judge = RungJudge(rungs=(1, 3), eta=3, history=history)
+    judge = RungJudge(rungs=(1, 3), eta=3, history=history, keep_front=False)
     assert not judge.continues(rung=1, accuracy=0.75, payload=10 ** 4.8)
     # 5 scores keep ⌊5/3⌋ = 1: only the most accurate point of the first front
     assert judge.continues(rung=1, accuracy=0.95, payload=10 ** 5.2)
     # the smallest point comes second: kept once there are 6 scores (⌊6/3⌋ = 2)
-    six = RungJudge(rungs=(1, 3), eta=3, history=(*history, (1, 0.5, 10 ** 6)))
+    six = RungJudge(rungs=(1, 3), eta=3, history=(*history, (1, 0.5, 10 ** 6)),
+                    keep_front=False)
     assert six.continues(rung=1, accuracy=0.65, payload=10 ** 1.5)
     assert not six.continues(rung=1, accuracy=0.86, payload=10 ** 4.2)
 
@@ -63,9 +64,9 @@ def test_keep_front_lets_a_non_dominated_trial_on_whatever_its_rank():
     history = tuple((1, a, 10 ** b) for a, b in POINTS[:4])
     # (0.86, 10^4.2) is dominated by none of the four, but 5 scores keep only the most
     # accurate by rank, so without keep_front it stops
-    assert not RungJudge(rungs=(1,), eta=3, history=history).continues(
+    assert not RungJudge(rungs=(1,), eta=3, history=history, keep_front=False).continues(
         rung=1, accuracy=0.86, payload=10 ** 4.2)
-    front = RungJudge(rungs=(1,), eta=3, history=history, keep_front=True)
+    front = RungJudge(rungs=(1,), eta=3, history=history)  # keep_front is the default
     assert front.continues(rung=1, accuracy=0.86, payload=10 ** 4.2)
     assert not front.continues(rung=1, accuracy=0.84, payload=10 ** 4.5)  # (0.85, 4.0) wins
 
