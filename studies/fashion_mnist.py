@@ -25,7 +25,7 @@ STUDY = Study(
     budget=Budget(epochs=9, batch_size=64, n_trials=30, train_subset=20_000,
                   schedule="cosine", parent_epochs=5, rungs=(1, 3), eta=3),
     smoke=Budget(epochs=3, batch_size=64, n_trials=4, train_subset=4_000, schedule="cosine"),
-    expected_runtime="8.6 min (full Debian data; the parent once, then 30 fine-tunes, "
+    expected_runtime="8–12 min (full Debian data; the parent once, then 30 fine-tunes, "
                      "most stopped after 1 or 3 of 9 epochs)",
     init="inherit",
 )
