@@ -61,15 +61,7 @@ def hypervolume(points: list[tuple[float, int]]) -> float:
 
 def front(points: list[dict]) -> list[dict]:
     """The non-dominated points by (validation accuracy ↑, payload ↓)."""
-    keep = []
-    for p in points:
-        dominated = any(
-            q["val"] >= p["val"] and q["bytes"] <= p["bytes"]
-            and (q["val"] > p["val"] or q["bytes"] < p["bytes"])
-            for q in points
-        )
-        if not dominated:
-            keep.append(p)
+    keep = [p for p in points if not dominates_any(points, p, accuracy="val")]
     return sorted(keep, key=lambda p: p["bytes"])
 
 
@@ -278,10 +270,12 @@ def hv_at(row: dict, seconds: float) -> float:
     return max((hv for t, hv in row["history"] if t <= seconds), default=0.0)
 
 
-def dominates_any(front: list[dict], point: dict) -> bool:
-    """Whether a point of `front` dominates `point` on test accuracy ↑ and payload ↓."""
-    return any(q["test"] >= point["test"] and q["bytes"] <= point["bytes"]
-               and (q["test"] > point["test"] or q["bytes"] < point["bytes"]) for q in front)
+def dominates_any(points: list[dict], point: dict, *, accuracy: str = "test") -> bool:
+    """Whether one of `points` dominates `point` on `accuracy` ("test" or "val") ↑ and
+    payload ↓."""
+    a = accuracy
+    return any(q[a] >= point[a] and q["bytes"] <= point["bytes"]
+               and (q[a] > point[a] or q["bytes"] < point["bytes"]) for q in points)
 
 
 def plot(results: list[dict], path: Path) -> None:
