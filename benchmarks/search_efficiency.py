@@ -20,6 +20,8 @@ start to each artifact (training a parent counts):
 - `rank_only`: `benchmarks/variants.py: RANK_ONLY`, the default without `Budget.keep_front`
   (MO-ASHA's rule alone: a trial trains on only when it ranks in the best ⌊n/η⌋), run to
   its own budget.
+- `anchored`: `benchmarks/variants.py: ANCHORED`, the default with two more reference
+  points at the small end of the space, run to its own budget.
 - `previous`: `benchmarks/variants.py: PREVIOUS`, the default before successive halving
   (every candidate fine-tuned 3 epochs), run to its own budget: what the change bought.
 
@@ -49,6 +51,8 @@ REF_ACCURACY = 0.70
 REF_BYTES = 2_000_000
 SEED_LAMBDAS = (2.0, 5.0, 10.0, 20.0, 50.0)
 SEED_EPOCHS = 5
+#: Arms that run a study of `benchmarks/variants.py` to its own budget.
+VARIANT_ARMS = {"rank_only": "RANK_ONLY", "previous": "PREVIOUS", "anchored": "ANCHORED"}
 
 
 def hypervolume(points: list[tuple[float, int]]) -> float:
@@ -175,6 +179,8 @@ def table_row(arm: str, seed: int, points: list[dict]) -> dict:
 
 
 def main() -> int:
+    from benchmarks import variants
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--arms", nargs="*",
@@ -205,14 +211,11 @@ def main() -> int:
                     default_seconds = max(p["seconds"] for p in points)
                 elif arm == "nsga2":
                     points = run_arm(seed, sampler="nsga2", run_dir=Path(tmp), timeout=None)
-                elif arm == "rank_only":
+                elif arm in VARIANT_ARMS:
+                    variant = VARIANT_ARMS[arm]
                     points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
-                                     study="benchmarks.variants:RANK_ONLY",
-                                     name="fashion_mnist_rank_only")
-                elif arm == "previous":
-                    points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
-                                     study="benchmarks.variants:PREVIOUS",
-                                     name="fashion_mnist_previous")
+                                     study=f"benchmarks.variants:{variant}",
+                                     name=getattr(variants, variant).name)
                 elif arm in ("random", "kerastuner"):
                     if default_seconds is None:
                         raise SystemExit(f"the {arm} arm runs after the default arm of "
@@ -287,7 +290,7 @@ def plot(results: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     colors = {"seed": "tab:gray", "default": "tab:blue", "random": "tab:orange",
               "kerastuner": "tab:green", "previous": "tab:purple", "nsga2": "tab:red",
-              "rank_only": "tab:cyan"}
+              "rank_only": "tab:cyan", "anchored": "tab:brown"}
     for r in results:
         xs = [0.0] + [t / 60 for t, _ in r["history"]]
         ys = [0.0] + [hv for _, hv in r["history"]]

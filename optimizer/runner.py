@@ -48,7 +48,7 @@ from optimizer.storage import (
     storage_url,
     study_name,
 )
-from search_spaces import Candidate, candidate_params
+from search_spaces import candidate_params
 
 if TYPE_CHECKING:
     import optuna
@@ -68,13 +68,6 @@ BACKENDS = ("optuna", "kerastuner")
 RECORD_WAIT_SECONDS = 30.0
 #: Rounds of trials in a row that may all be cut short before a run gives up.
 MAX_STALLED_ROUNDS = 2
-#: Reference points enqueued first in a new study (DESIGN §6 / seed 004): the base model
-#: uncompressed, and the EPR tutorial's λ = 2 and λ = 10 at full width.
-REFERENCE_CANDIDATES = (
-    Candidate(width=1.0, quantization="float32"),
-    Candidate(width=1.0, epr_lambda=2.0, quantization="epr"),
-    Candidate(width=1.0, epr_lambda=10.0, quantization="epr"),
-)
 
 
 def _sigterm_as_interrupt(signum, frame) -> None:
@@ -252,10 +245,9 @@ def _initialize(created: optuna.Study, *, study: Study, record: dict[str, object
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         created.set_metric_names(list(metric_names(study.size_objective)))
     write_record(created, record)
-    for candidate in REFERENCE_CANDIDATES if references else ():
-        if candidate.quantization in study.quantization_modes:
-            created.enqueue_trial(candidate_params(candidate, study=study, offered=offered),
-                                  skip_if_exists=True)
+    for candidate in study.reference_candidates if references else ():
+        created.enqueue_trial(candidate_params(candidate, study=study, offered=offered),
+                              skip_if_exists=True)
 
 
 def score_front_on_test(

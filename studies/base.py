@@ -11,9 +11,18 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from optimizer.errors import UsageError
-from search_spaces.candidate import QUANTIZATION_MODES
+from search_spaces.candidate import QUANTIZATION_MODES, Candidate
 from search_spaces.families import FAMILIES
 from search_spaces.rule import FACTORIZE_MODES
+
+#: The reference points a study enqueues first when it names none (DESIGN §6, seed 004):
+#: the base model uncompressed, and the EPR tutorial's λ = 2 and λ = 10 at full width.
+#: Those outside a study's space (its modes and ranges) are left out.
+DEFAULT_REFERENCES: tuple[Candidate, ...] = (
+    Candidate(width=1.0, quantization="float32"),
+    Candidate(width=1.0, epr_lambda=2.0, quantization="epr"),
+    Candidate(width=1.0, epr_lambda=10.0, quantization="epr"),
+)
 
 
 class UnknownStudyError(UsageError, KeyError):
@@ -165,6 +174,10 @@ class Study:
         size_objective: which byte figure is the second objective, a key of
             `objectives.size.SIZE_OBJECTIVES` (`payload`, `flash`, `gzip`).
         device_budgets: flash, RAM, latency and accuracy limits, as Optuna constraints.
+        references: the candidates a new study tries first, before its sampler proposes
+            any: known points that anchor the front and give the sampler's model its first
+            good and bad examples. None: `DEFAULT_REFERENCES`, those in the study's space;
+            a tuple: exactly these (each must lie in the space), `()` for none.
     """
 
     name: str
@@ -187,6 +200,7 @@ class Study:
     usable_accuracy: float = 0.5
     size_objective: str = "payload"
     device_budgets: DeviceBudgets = DeviceBudgets()
+    references: tuple[Candidate, ...] | None = None
 
     def validate(self) -> None:
         """Raises `StudyDefinitionError` naming the first thing that cannot be searched.
@@ -257,6 +271,13 @@ class Study:
                     f"study {self.name!r}: accuracy_floor and usable_accuracy must lie in "
                     f"[0, 1), got {floor}"
                 )
+        for candidate in self.references or ():
+            if not isinstance(candidate, Candidate) or not self.contains(candidate):
+                raise StudyDefinitionError(
+                    f"study {self.name!r}: reference {candidate!r} is not a Candidate in "
+                    f"the study's space (width {self.width_range}, λ "
+                    f"{self.epr_lambda_range}, modes {list(self.quantization_modes)})"
+                )
         from objectives.train import SCHEDULES
 
         for budget in (self.budget, self.smoke):
@@ -278,6 +299,23 @@ class Study:
                     f"study {self.name!r}: schedule {budget.schedule!r} is not one of "
                     f"{', '.join(SCHEDULES)}"
                 )
+
+    def contains(self, candidate: Candidate) -> bool:
+        """Whether the search could propose `candidate`: its mode is offered, its width and
+        (when it has one) its λ lie in the ranges. Which layers it factorizes depends on
+        the parent and is checked when the trial builds it."""
+        low, high = self.width_range
+        lam_low, lam_high = self.epr_lambda_range
+        return (candidate.quantization in self.quantization_modes
+                and low <= candidate.width <= high
+                and (candidate.epr_lambda == 0 or lam_low <= candidate.epr_lambda <= lam_high))
+
+    @property
+    def reference_candidates(self) -> tuple[Candidate, ...]:
+        """The candidates a new study enqueues first (see `references`)."""
+        if self.references is not None:
+            return tuple(self.references)
+        return tuple(c for c in DEFAULT_REFERENCES if self.contains(c))
 
     @property
     def parent_label(self) -> str:
