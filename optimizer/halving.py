@@ -31,6 +31,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from studies.base import Budget
 
 #: One trial's score at one rung: (epochs trained, validation accuracy, estimated bytes).
 RungScore = tuple[int, float, float]
@@ -118,12 +122,11 @@ def _log(payload: float) -> float:
     return math.log10(max(payload, 1.0))
 
 
-def judge_for(*, rungs: Sequence[int], eta: int, scores: Sequence[Sequence[RungScore]],
-              keep_front: bool = True) -> RungJudge | None:
-    """A judge over the earlier trials' `scores` (one list per trial), or None without
-    rungs (every trial trains its full budget)."""
-    if not rungs:
+def judge_for(*, budget: Budget, scores: Sequence[Sequence[RungScore]]) -> RungJudge | None:
+    """A judge by `budget`'s rungs, η and `keep_front` over the earlier trials' `scores`
+    (one list per trial), or None without rungs (every trial trains its full budget)."""
+    if not budget.rungs:
         return None
     history = tuple((int(r), float(a), float(b)) for trial in scores for r, a, b in trial)
-    return RungJudge(rungs=tuple(int(r) for r in rungs), eta=int(eta), history=history,
-                     keep_front=bool(keep_front))
+    return RungJudge(rungs=tuple(int(r) for r in budget.rungs), eta=int(budget.eta),
+                     history=history, keep_front=bool(budget.keep_front))

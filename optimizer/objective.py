@@ -95,9 +95,7 @@ class Objective:
             {"hypermodel": hp_params} if hp_params is not None else {})})
         trial.set_user_attr("data_source", self.splits.source)
         run = run_isolated if self.isolate else run_in_process
-        budget = self.study.budget
-        judge = judge_for(rungs=budget.rungs, eta=budget.eta, keep_front=budget.keep_front,
-                          scores=[
+        judge = judge_for(budget=self.study.budget, scores=[
             t.user_attrs.get(RUNGS_ATTR, ()) for t in trial.study.get_trials(
                 deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))])
         try:

@@ -143,7 +143,7 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any]) -> None:
     fingerprints may not."""
     stored = stored_record(opt_study)
     for key, advice in _WHAT_TO_DO.items():
-        if _comparable(key, stored.get(key)) != _comparable(key, now.get(key)):
+        if comparable(key, stored.get(key)) != comparable(key, now.get(key)):
             hint = advice.format(source=stored.get("data_source"), stored=stored.get(key))
             if key == "data_fingerprints":
                 what = (f"its data ({stored.get('data_source')}, fingerprint "
@@ -159,16 +159,26 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any]) -> None:
             raise UsageError(f"study {opt_study.study_name!r}: {what}; {hint}")
 
 
-def _comparable(key: str, value: Any) -> Any:
-    """`value` as stored (JSON: tuples become lists); a budget with the fields added since
-    it was stored at their defaults, which mean what the older version did."""
+#: Budget fields added since records were first written, with the value that held before
+#: each existed where it is not the field's default: a record stored without
+#: `keep_front` ran its rungs by MO-ASHA's rank alone.
+BUDGET_BEFORE_FIELD = {"keep_front": False}
+
+
+def comparable(key: str, value: Any) -> Any:
+    """The recorded `key`'s `value` in a form to compare: as stored (JSON, so tuples become
+    lists). A budget gets the fields added since it was stored, at the values that held
+    before each existed; without rungs, η and `keep_front` mean nothing and are left out."""
     if key == "budget" and isinstance(value, dict):
         from studies.base import Budget
 
         try:
-            value = asdict(Budget(**value))
+            value = asdict(Budget(**{**BUDGET_BEFORE_FIELD, **value}))
         except TypeError:  # a field this version does not know: compared as stored
             pass
+        else:
+            if not value["rungs"]:
+                value = {k: v for k, v in value.items() if k not in ("eta", "keep_front")}
     return json.loads(json.dumps(value))
 
 

@@ -4,6 +4,7 @@ through the CLI whose stopped trials were stopped by the rule and still scored."
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import optuna
 import pytest
@@ -77,10 +78,12 @@ def test_scores_at_other_rungs_do_not_count():
 
 
 def test_no_rungs_means_no_judge():
-    assert judge_for(rungs=(), eta=3, scores=[[(1, 0.9, 1e3)]]) is None
-    judge = judge_for(rungs=[1, 3], eta=3, scores=[[[1, 0.9, 1e3], [3, 0.92, 9e2]], []],
-                      keep_front=True)
-    assert judge.history == ((1, 0.9, 1e3), (3, 0.92, 9e2)) and judge.keep_front
+    budget = Budget(epochs=9, batch_size=32, n_trials=2)
+    assert judge_for(budget=budget, scores=[[(1, 0.9, 1e3)]]) is None
+    halved = replace(budget, rungs=[1, 3], eta=4, keep_front=False)  # as stored: a list
+    judge = judge_for(budget=halved, scores=[[[1, 0.9, 1e3], [3, 0.92, 9e2]], []])
+    assert judge.history == ((1, 0.9, 1e3), (3, 0.92, 9e2))
+    assert (judge.rungs, judge.eta, judge.keep_front) == ((1, 3), 4, False)
 
 
 @pytest.mark.parametrize("rungs, eta", [((3,), 3), ((2, 1), 3), ((0,), 3), ((1,), 1)])
@@ -116,7 +119,7 @@ def test_a_halved_study_stops_trials_by_the_rule_and_still_scores_them(tmp_path)
     for i, trial in enumerate(trials):
         (rung, accuracy, payload), = trial.user_attrs["rungs"]
         assert rung == 1 and 0 < accuracy <= 1 and payload > 0
-        judge = judge_for(rungs=(1,), eta=2,
+        judge = judge_for(budget=Budget(epochs=2, batch_size=32, n_trials=6, rungs=(1,), eta=2),
                           scores=[t.user_attrs["rungs"] for t in trials[:i]])
         went_on = judge.continues(rung=1, accuracy=accuracy, payload=payload)
         assert went_on == (trial.user_attrs["stopped_at_epoch"] is None)
@@ -144,3 +147,24 @@ def test_a_study_stored_before_budgets_had_rungs_resumes_and_other_rungs_are_ref
         check_record(study, halved)
     study.set_user_attr(RECORD_ATTR, halved)  # a tuple and its JSON list compare equal
     check_record(study, halved)
+
+
+def test_a_record_from_before_keep_front_with_rungs_means_the_rank_alone():
+    from dataclasses import asdict
+
+    from optimizer.errors import UsageError
+    from optimizer.record import RECORD_ATTR, RECORD_VERSION, check_record
+
+    halved = Budget(epochs=3, batch_size=32, n_trials=2, rungs=(1,))
+    now = {"version": RECORD_VERSION, "budget": asdict(halved)}
+    before_field = {k: v for k, v in now["budget"].items() if k != "keep_front"}
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr(RECORD_ATTR, {**now, "budget": before_field})
+    with pytest.raises(UsageError, match="keep_front"):  # it ran MO-ASHA's rank alone
+        check_record(study, now)
+    check_record(study, {**now, "budget": asdict(replace(halved, keep_front=False))})
+    # without rungs keep_front means nothing: such a record still matches today's default
+    plain = asdict(Budget(epochs=3, batch_size=32, n_trials=2))
+    study.set_user_attr(RECORD_ATTR, {**now, "budget": {
+        k: v for k, v in plain.items() if k != "keep_front"}})
+    check_record(study, {**now, "budget": plain})
