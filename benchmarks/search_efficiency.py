@@ -147,6 +147,7 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
                 "label": f"trial {t.number} {t.user_attrs['candidate']}",
                 "first_epoch": t.user_attrs.get("first_epoch_accuracy"),
                 "stopped_at_epoch": t.user_attrs.get("stopped_at_epoch"),
+                "rungs": t.user_attrs.get("rungs"),
                 "bytes": int(t.user_attrs["payload_bytes"]), "val": t.values[0],
                 "test": evaluate_artifact(path, quantization=mode, x=splits.x_test,
                                           y=splits.y_test),
@@ -156,12 +157,17 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
     return points
 
 
-def rung_correlation(points: list[dict]) -> float | None:
-    """Spearman rank correlation of first-epoch validation accuracy (the early rung a
-    successive-halving rule would judge by) with the artifact's final validation accuracy,
-    over the arm's completed trials that trained their full budget."""
-    pairs = [(p["first_epoch"], p["val"]) for p in points
-             if p.get("first_epoch") is not None and p.get("stopped_at_epoch") is None]
+def rung_correlation(points: list[dict], *, objective: str = "val") -> float | None:
+    """Spearman rank correlation of a first-rung score with the artifact's final one, over
+    the arm's completed trials that trained their full budget: `val` (first-epoch validation
+    accuracy against the final) or `bytes` (the payload at the first rung against the
+    final; EPR's code length falls over many steps, so this is the weaker proxy)."""
+    if objective == "val":
+        pairs = [(p["first_epoch"], p["val"]) for p in points
+                 if p.get("first_epoch") is not None and p.get("stopped_at_epoch") is None]
+    else:
+        pairs = [(p["rungs"][0][2], p["bytes"]) for p in points
+                 if p.get("rungs") and p.get("stopped_at_epoch") is None]
     if len(pairs) < 5:
         return None
     from scipy.stats import spearmanr
@@ -173,6 +179,7 @@ def table_row(arm: str, seed: int, points: list[dict]) -> dict:
     final = front(points)
     return {"arm": arm, "seed": seed, "seconds": max(p["seconds"] for p in points),
             "trials": len(points), "rung_correlation": rung_correlation(points),
+            "rung_bytes_correlation": rung_correlation(points, objective="bytes"),
             "hv": hypervolume([(p["test"], p["bytes"]) for p in final]),
             "front": [{k: p[k] for k in ("label", "bytes", "val", "test")} for p in final],
             "history": history(points)}
@@ -240,7 +247,8 @@ def markdown(results: list[dict]) -> str:
     final front."""
     lines = ["| arm | seed | wall time (min) | completed | final HV | HV at the seed arm's end "
              "| HV at the default's end | reaches the seed arm's HV at (× its time) "
-             "| seed-front points it dominates | first-epoch vs final rank corr. |",
+             "| seed-front points it dominates "
+             "| first-rung vs final rank corr. (accuracy / bytes) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: (r["seed"], r["arm"])):
         seed = next((s for s in results if (s["arm"], s["seed"]) == ("seed", r["seed"])), None)
@@ -257,10 +265,11 @@ def markdown(results: list[dict]) -> str:
         else:
             at_seed = ""
         at_default = "" if default is None else f"{hv_at(r, default['seconds']):.3f}"
-        corr = r.get("rung_correlation")
+        corr = " / ".join("–" if c is None else f"{c:.2f}" for c in (
+            r.get("rung_correlation"), r.get("rung_bytes_correlation")))
         lines.append(f"| {r['arm']} | {r['seed']} | {r['seconds'] / 60:.1f} | "
                      f"{r.get('trials', '')} | {r['hv']:.3f} | {at_seed} | {at_default} | "
-                     f"{reached} | {dominated} | {'' if corr is None else f'{corr:.2f}'} |")
+                     f"{reached} | {dominated} | {corr} |")
     for r in sorted(results, key=lambda r: (r["seed"], r["arm"])):
         lines.append(f"\n{r['arm']}, seed {r['seed']} front (test accuracy, payload):")
         lines += [f"- {p['bytes']:,} B at {100 * p['test']:.1f}% ({p['label']})"
