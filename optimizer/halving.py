@@ -98,18 +98,24 @@ class RungJudge:
         history: the earlier trials' scores, `(rung, accuracy, bytes)` each.
         keep_front: a trial on the first non-dominated front of the rung's scores trains
             on whatever its rank (`Budget.keep_front`).
+        exempt: the trial is a reference point (`Study.references`): it is scored at
+            each rung, so its scores join the later trials' history, but trains its full
+            budget. A reference anchors the front; judged on its first-epoch bytes (EPR's
+            code length still falling then) it would be cut, as λ = 50 at width 1 was at
+            18–20 KB on three of three seeds against about 2.4 KB fully trained.
     """
 
     rungs: tuple[int, ...]
     eta: int
     history: tuple[RungScore, ...] = ()
     keep_front: bool = True
+    exempt: bool = False
 
     def continues(self, *, rung: int, accuracy: float, payload: float) -> bool:
         """Whether a trial that scored `accuracy` at `payload` bytes after `rung` epochs
         trains on."""
         earlier = [(a, _log(b)) for r, a, b in self.history if r == rung]
-        if len(earlier) < self.eta:
+        if self.exempt or len(earlier) < self.eta:
             return True
         points = [*earlier, (accuracy, _log(payload))]
         me = len(points) - 1
@@ -122,11 +128,14 @@ def _log(payload: float) -> float:
     return math.log10(max(payload, 1.0))
 
 
-def judge_for(*, budget: Budget, scores: Sequence[Sequence[RungScore]]) -> RungJudge | None:
+def judge_for(*, budget: Budget, scores: Sequence[Sequence[RungScore]],
+              exempt: bool = False) -> RungJudge | None:
     """A judge by `budget`'s rungs, η and `keep_front` over the earlier trials' `scores`
-    (one list per trial), or None without rungs (every trial trains its full budget)."""
+    (one list per trial), or None without rungs (every trial trains its full budget);
+    `exempt` for a reference point."""
     if not budget.rungs:
         return None
     history = tuple((int(r), float(a), float(b)) for trial in scores for r, a, b in trial)
     return RungJudge(rungs=tuple(int(r) for r in budget.rungs), eta=int(budget.eta),
-                     history=history, keep_front=bool(budget.keep_front))
+                     history=history, keep_front=bool(budget.keep_front),
+                     exempt=bool(exempt))

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 #: The trial attribute with a trial's successive-halving scores (`optimizer.halving`).
 RUNGS_ATTR = "rungs"
+#: The user attribute that marks a reference point (`Study.references`), set when the
+#: study enqueues it; such a trial trains its full budget (`RungJudge.exempt`).
+REFERENCE_ATTR = "reference"
 
 #: Exceptions that fail one trial and let the study go on; anything else is a bug.
 TRIAL_FAILURES: tuple[type[Exception], ...] = (TrialFailure, InvalidCandidateError)
@@ -97,7 +100,8 @@ class Objective:
         run = run_isolated if self.isolate else run_in_process
         judge = judge_for(budget=self.study.budget, scores=[
             t.user_attrs.get(RUNGS_ATTR, ()) for t in trial.study.get_trials(
-                deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))])
+                deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))],
+            exempt=bool(trial.user_attrs.get(REFERENCE_ATTR)))
         try:
             result = run(
                 evaluate_candidate,

@@ -241,13 +241,15 @@ def _initialize(created: optuna.Study, *, study: Study, record: dict[str, object
     """Metric names, the definition record, then the reference points of a new study."""
     import optuna
 
+    from optimizer.objective import REFERENCE_ATTR
+
     with warnings.catch_warnings():  # set_metric_names is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         created.set_metric_names(list(metric_names(study.size_objective)))
     write_record(created, record)
     for candidate in study.reference_candidates if references else ():
         created.enqueue_trial(candidate_params(candidate, study=study, offered=offered),
-                              skip_if_exists=True)
+                              user_attrs={REFERENCE_ATTR: True}, skip_if_exists=True)
 
 
 def score_front_on_test(

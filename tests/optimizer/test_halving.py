@@ -72,6 +72,15 @@ def test_keep_front_lets_a_non_dominated_trial_on_whatever_its_rank():
     assert not front.continues(rung=1, accuracy=0.84, payload=10 ** 4.5)  # (0.85, 4.0) wins
 
 
+def test_a_reference_point_trains_on_where_any_other_trial_would_stop():
+    history = tuple((1, a, 10 ** b) for a, b in POINTS[:4])
+    budget = Budget(epochs=9, batch_size=32, n_trials=9, rungs=(1, 3))
+    scores = [[score] for score in history]
+    cut = dict(rung=1, accuracy=0.76, payload=10 ** 4.3)  # dominated by (0.85, 10^4.0)
+    assert not judge_for(budget=budget, scores=scores).continues(**cut)
+    assert judge_for(budget=budget, scores=scores, exempt=True).continues(**cut)
+
+
 def test_scores_at_other_rungs_do_not_count():
     judge = RungJudge(rungs=(1, 3), eta=2, history=((3, 0.99, 10.0), (3, 0.98, 5.0)))
     assert judge.continues(rung=1, accuracy=0.1, payload=1e6)
@@ -120,7 +129,8 @@ def test_a_halved_study_stops_trials_by_the_rule_and_still_scores_them(tmp_path)
         (rung, accuracy, payload), = trial.user_attrs["rungs"]
         assert rung == 1 and 0 < accuracy <= 1 and payload > 0
         judge = judge_for(budget=Budget(epochs=2, batch_size=32, n_trials=6, rungs=(1,), eta=2),
-                          scores=[t.user_attrs["rungs"] for t in trials[:i]])
+                          scores=[t.user_attrs["rungs"] for t in trials[:i]],
+                          exempt=bool(trial.user_attrs.get("reference")))
         went_on = judge.continues(rung=1, accuracy=accuracy, payload=payload)
         assert went_on == (trial.user_attrs["stopped_at_epoch"] is None)
         assert len(trial.user_attrs["losses"]) == (2 if went_on else 1)

@@ -7,6 +7,7 @@ from dataclasses import replace
 import optuna
 import pytest
 
+from optimizer.objective import REFERENCE_ATTR
 from optimizer.runner import create_or_resume
 from search_spaces import Candidate
 from search_spaces.suggest import suggest
@@ -18,11 +19,15 @@ RECORD = {"dataset": "digits", "family": "lenet5_caffe", "data_source": "test",
 
 
 def _queued(definition) -> list[Candidate]:
-    """What the trials enqueued by creating the study propose, in order."""
+    """What the trials enqueued by creating the study propose, in order; each is marked
+    as a reference point (so successive halving lets it train its full budget)."""
     created = create_or_resume(study=definition, name="s", record=RECORD, existing=None,
                                storage=optuna.storages.InMemoryStorage())
     waiting = len(created.get_trials(states=(optuna.trial.TrialState.WAITING,)))
-    return [suggest(created.ask(), study=definition) for _ in range(waiting)]
+    trials = [created.ask() for _ in range(waiting)]
+    assert all(t.user_attrs.get(REFERENCE_ATTR) is True for t in trials)
+    assert REFERENCE_ATTR not in created.ask().user_attrs  # the sampler's own proposal
+    return [suggest(t, study=definition) for t in trials]
 
 
 def test_a_study_naming_no_references_gets_the_default_ones_in_its_space():
