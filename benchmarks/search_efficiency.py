@@ -20,8 +20,8 @@ start to each artifact (training a parent counts):
 - `rank_only`: `benchmarks/variants.py: RANK_ONLY`, the default without `Budget.keep_front`
   (MO-ASHA's rule alone: a trial trains on only when it ranks in the best ⌊n/η⌋), run to
   its own budget.
-- `anchored`: `benchmarks/variants.py: ANCHORED`, the default with two more reference
-  points at the small end of the space, run to its own budget.
+- `three_references`: `benchmarks/variants.py: THREE_REFERENCES`, the default without its
+  two small-end reference points, run to its own budget.
 - `previous`: `benchmarks/variants.py: PREVIOUS`, the default before successive halving
   (every candidate fine-tuned 3 epochs), run to its own budget: what the change bought.
 
@@ -52,7 +52,8 @@ REF_BYTES = 2_000_000
 SEED_LAMBDAS = (2.0, 5.0, 10.0, 20.0, 50.0)
 SEED_EPOCHS = 5
 #: Arms that run a study of `benchmarks/variants.py` to its own budget.
-VARIANT_ARMS = {"rank_only": "RANK_ONLY", "previous": "PREVIOUS", "anchored": "ANCHORED"}
+VARIANT_ARMS = {"rank_only": "RANK_ONLY", "previous": "PREVIOUS",
+                "three_references": "THREE_REFERENCES"}
 
 
 def hypervolume(points: list[tuple[float, int]]) -> float:
@@ -299,7 +300,8 @@ def plot(results: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     colors = {"seed": "tab:gray", "default": "tab:blue", "random": "tab:orange",
               "kerastuner": "tab:green", "previous": "tab:purple", "nsga2": "tab:red",
-              "rank_only": "tab:cyan", "anchored": "tab:brown"}
+              "rank_only": "tab:cyan", "three_references": "tab:brown",
+              "anchored_cut": "tab:olive"}
     for r in results:
         xs = [0.0] + [t / 60 for t, _ in r["history"]]
         ys = [0.0] + [hv for _, hv in r["history"]]
