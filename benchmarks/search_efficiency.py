@@ -297,22 +297,29 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    seeds = sorted({r["seed"] for r in results})
+    fig, axes = plt.subplots(1, len(seeds), figsize=(4.2 * len(seeds), 4.6), sharey=True,
+                             squeeze=False)
     colors = {"seed": "tab:gray", "default": "tab:blue", "random": "tab:orange",
               "kerastuner": "tab:green", "previous": "tab:purple", "nsga2": "tab:red",
               "rank_only": "tab:cyan", "three_references": "tab:brown",
               "anchored_cut": "tab:olive"}
-    for r in results:
-        xs = [0.0] + [t / 60 for t, _ in r["history"]]
-        ys = [0.0] + [hv for _, hv in r["history"]]
-        ax.step(xs, ys, where="post", color=colors.get(r["arm"]), alpha=0.8,
-                linestyle=("-", "--", ":", "-.")[r["seed"] % 4],
-                linewidth=2.2 if r["arm"] == "default" else 1.2,
-                label=f"{r['arm']} (seed {r['seed']})")
-    ax.set_xlabel("wall time (min, 2 cores)")
-    ax.set_ylabel("hypervolume\n(test accuracy − 0.70) × log10(2 MB / bytes)")
-    ax.set_title("Fashion-MNIST, lenet5_caffe: front quality against wall time")
-    ax.legend(fontsize=7, ncol=2)
+    for ax, seed in zip(axes[0], seeds, strict=True):
+        for r in sorted((r for r in results if r["seed"] == seed), key=lambda r: r["arm"]):
+            xs = [0.0] + [t / 60 for t, _ in r["history"]]
+            ys = [0.0] + [hv for _, hv in r["history"]]
+            ax.step(xs, ys, where="post", color=colors.get(r["arm"]), alpha=0.85,
+                    linewidth=2.4 if r["arm"] == "default" else 1.2, label=r["arm"])
+        ax.set_title(f"seed {seed}")
+        ax.set_xlabel("wall time (min, 2 cores)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("hypervolume\n(test accuracy − 0.70) × log10(2 MB / bytes)")
+    handles = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    axes[0][-1].legend(handles.values(), handles.keys(), fontsize=7, loc="lower right")
+    fig.suptitle("Fashion-MNIST, lenet5_caffe: front quality against wall time")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
