@@ -143,7 +143,7 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any]) -> None:
     fingerprints may not."""
     stored = stored_record(opt_study)
     for key, advice in _WHAT_TO_DO.items():
-        if comparable(key, stored.get(key)) != comparable(key, now.get(key)):
+        if _comparable(key, stored.get(key)) != _comparable(key, now.get(key)):
             hint = advice.format(source=stored.get("data_source"), stored=stored.get(key))
             if key == "data_fingerprints":
                 what = (f"its data ({stored.get('data_source')}, fingerprint "
@@ -165,7 +165,7 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any]) -> None:
 BUDGET_BEFORE_FIELD = {"keep_front": False}
 
 
-def comparable(key: str, value: Any) -> Any:
+def _comparable(key: str, value: Any) -> Any:
     """The recorded `key`'s `value` in a form to compare: as stored (JSON, so tuples become
     lists). A budget gets the fields added since it was stored, at the values that held
     before each existed; without rungs, η and `keep_front` mean nothing and are left out."""
