@@ -36,6 +36,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from studies.base import Budget
 
+#: The user attribute that marks a reference point (`Study.references`), set when the
+#: study enqueues it and kept by its retry; such a trial trains its full budget
+#: (`RungJudge.exempt`).
+REFERENCE_ATTR = "reference"
+
 #: One trial's score at one rung: (epochs trained, validation accuracy, estimated bytes).
 RungScore = tuple[int, float, float]
 

@@ -20,7 +20,7 @@ from objectives.errors import DivergedError, HopelessTrial, TrialFailure
 from objectives.size import SIZE_OBJECTIVES
 from optimizer.artifacts import ARTIFACT_ID_ATTR
 from optimizer.constraints import set_constraints
-from optimizer.halving import judge_for
+from optimizer.halving import REFERENCE_ATTR, judge_for
 from optimizer.retry import FAIL_REASON_ATTR, FAILURE_KIND_ATTR, INTERRUPTED, retry_once
 from search_spaces import InvalidCandidateError, suggest
 from search_spaces.hypermodel import HypermodelError
@@ -36,9 +36,6 @@ log = logging.getLogger(__name__)
 
 #: The trial attribute with a trial's successive-halving scores (`optimizer.halving`).
 RUNGS_ATTR = "rungs"
-#: The user attribute that marks a reference point (`Study.references`), set when the
-#: study enqueues it; such a trial trains its full budget (`RungJudge.exempt`).
-REFERENCE_ATTR = "reference"
 
 #: Exceptions that fail one trial and let the study go on; anything else is a bug.
 TRIAL_FAILURES: tuple[type[Exception], ...] = (TrialFailure, InvalidCandidateError)

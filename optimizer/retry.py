@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from optimizer.halving import REFERENCE_ATTR
+
 if TYPE_CHECKING:
     import optuna
 
@@ -60,10 +62,11 @@ def is_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool
 
 def retry_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
     """Enqueues `trial`'s candidate again unless `trial` is itself a retry (or has no
-    parameters yet); returns whether it did."""
+    parameters yet); returns whether it did. A reference point's retry is one too."""
     if RETRY_ATTR in trial.user_attrs or not trial.params:
         return False
-    study.enqueue_trial(trial.params, user_attrs={RETRY_ATTR: trial.number})
+    kept = {k: trial.user_attrs[k] for k in (REFERENCE_ATTR,) if k in trial.user_attrs}
+    study.enqueue_trial(trial.params, user_attrs={**kept, RETRY_ATTR: trial.number})
     return True
 
 

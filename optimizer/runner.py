@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from optimizer.artifacts import fetch, open_store, store_dir_for
 from optimizer.constraints import violated
 from optimizer.errors import BudgetNotReached, UsageError
+from optimizer.halving import REFERENCE_ATTR
 from optimizer.lock import StorageLock
 from optimizer.record import (
     RECORD_ATTR,
@@ -240,8 +241,6 @@ def _initialize(created: optuna.Study, *, study: Study, record: dict[str, object
                 offered: Offered | None, references: bool = True) -> None:
     """Metric names, the definition record, then the reference points of a new study."""
     import optuna
-
-    from optimizer.objective import REFERENCE_ATTR
 
     with warnings.catch_warnings():  # set_metric_names is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

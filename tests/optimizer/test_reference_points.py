@@ -7,7 +7,8 @@ from dataclasses import replace
 import optuna
 import pytest
 
-from optimizer.objective import REFERENCE_ATTR
+from optimizer.halving import REFERENCE_ATTR
+from optimizer.retry import RETRY_ATTR, retry_once
 from optimizer.runner import create_or_resume
 from search_spaces import Candidate
 from search_spaces.suggest import suggest
@@ -73,3 +74,16 @@ def test_a_reference_in_a_mode_the_study_does_not_offer_is_refused():
                          references=(Candidate(width=1.0, quantization="float32"),))
     with pytest.raises(StudyDefinitionError, match="modes"):
         definition.validate()
+
+
+def test_a_retried_reference_point_is_still_a_reference_point():
+    created = create_or_resume(study=get_study("digits"), name="s", record=RECORD,
+                               existing=None, storage=optuna.storages.InMemoryStorage())
+    first = created.ask()
+    suggest(first, study=get_study("digits"))
+    created.tell(first, state=optuna.trial.TrialState.FAIL)
+    failed = created.trials[first.number]
+    assert retry_once(created, failed)
+    waiting = created.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    retry = next(t for t in waiting if t.user_attrs.get(RETRY_ATTR) == first.number)
+    assert retry.user_attrs[REFERENCE_ATTR] is True
