@@ -11,12 +11,16 @@ start to each artifact (training a parent counts):
   5 epochs (Adam 1e-3), stored as `.epr`.
 - `default`: `python -m optimizer run --study fashion_mnist --seed S` as shipped (warm
   start, TPE, multi-objective successive halving: rungs after 1 and 3 of 9 epochs, η = 3,
-  a trial on its rung's front kept).
-- `random`: the same study with `--sampler random`, stopped at the default arm's wall time.
+  a trial on its rung's front kept; one trial in four a small-end extension).
+- `no_extension`: the default with `--extend-every 0` (TPE alone proposes), run to its own
+  budget: what the small-end extension (`optimizer.extension`) buys.
+- `random`: the same study with `--sampler random --extend-every 0` (random proposals
+  only), stopped at the default arm's wall time.
 - `kerastuner`: the same study with `--backend kerastuner` (KerasTuner's
   BayesianOptimization on accuracy − 0.02·log10 bytes), stopped at the same wall time.
-- `nsga2`: the same study with `--sampler nsga2`, run to its own budget: whether TPE is
-  still the sampler to ship on this benchmark.
+- `nsga2`: the same study with `--sampler nsga2 --extend-every 0`, run to its own
+  budget: whether TPE is still the sampler to ship on this benchmark.
+- The variant arms below also run with `--extend-every 0`, as they were measured.
 - `rank_only`: `benchmarks/variants.py: RANK_ONLY`, the default without `Budget.keep_front`
   (MO-ASHA's rule alone: a trial trains on only when it ranks in the best ⌊n/η⌋), run to
   its own budget.
@@ -119,8 +123,9 @@ def seed_arm(seed: int) -> list[dict]:
 
 def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
             backend: str = "optuna", study: str = "fashion_mnist",
-            name: str = "fashion_mnist") -> list[dict]:
-    """`run --study STUDY` in a fresh run dir; every completed trial scored on test."""
+            name: str = "fashion_mnist", extend_every: int | None = 0) -> list[dict]:
+    """`run --study STUDY` in a fresh run dir; every completed trial scored on test.
+    `extend_every` None: `run`'s default."""
     import optuna
     from optuna.trial import TrialState
 
@@ -131,6 +136,8 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
     command = [sys.executable, "-m", "optimizer", "run", "--study", study,
                "--seed", str(seed), "--run-dir", str(run_dir), "--sampler", sampler,
                "--backend", backend]
+    if extend_every is not None:
+        command += ["--extend-every", str(extend_every)]
     if timeout is not None:
         command += ["--n-trials", "1000", "--timeout", str(timeout)]
     start = time.time()
@@ -215,8 +222,11 @@ def main() -> int:
                 if arm == "seed":
                     points = seed_arm(seed)
                 elif arm == "default":
-                    points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None)
+                    points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
+                                     extend_every=None)
                     default_seconds = max(p["seconds"] for p in points)
+                elif arm == "no_extension":
+                    points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None)
                 elif arm == "nsga2":
                     points = run_arm(seed, sampler="nsga2", run_dir=Path(tmp), timeout=None)
                 elif arm in VARIANT_ARMS:

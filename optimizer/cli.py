@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from optimizer.errors import CheckFailed, OptimizerError, UsageError
+from optimizer.extension import EXTEND_EVERY
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -81,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="stop starting trials after SEC seconds")
     p.add_argument(
         "--sampler", choices=("tpe", "nsga2", "random"), default="tpe", help="default: tpe"
+    )
+    p.add_argument(
+        "--extend-every", type=int, default=EXTEND_EVERY, metavar="N",
+        help="one trial in N steps one size below the front's smallest member (narrower, "
+        f"larger λ, or one more conv factorized); 0: never (default {EXTEND_EVERY})",
     )
     p.add_argument(
         "--backend", choices=("optuna", "kerastuner"), default="optuna",

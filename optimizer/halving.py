@@ -40,6 +40,16 @@ if TYPE_CHECKING:
 #: study enqueues it and kept by its retry; such a trial trains its full budget
 #: (`RungJudge.exempt`).
 REFERENCE_ATTR = "reference"
+#: The user attribute that marks a small-end extension (`optimizer.extension`), whose value
+#: is the number of the trial it steps down from; such a trial trains its full budget too.
+EXTENSION_ATTR = "extends"
+#: The marks that exempt a trial from being stopped (`RungJudge.exempt`); a retry keeps them.
+FULL_BUDGET_ATTRS = (REFERENCE_ATTR, EXTENSION_ATTR)
+
+
+def full_budget(user_attrs: dict[str, object]) -> bool:
+    """Whether a trial with these user attributes trains its full budget."""
+    return any(attr in user_attrs for attr in FULL_BUDGET_ATTRS)
 
 #: One trial's score at one rung: (epochs trained, validation accuracy, estimated bytes).
 RungScore = tuple[int, float, float]
@@ -103,9 +113,10 @@ class RungJudge:
         history: the earlier trials' scores, `(rung, accuracy, bytes)` each.
         keep_front: a trial on the first non-dominated front of the rung's scores trains
             on whatever its rank (`Budget.keep_front`).
-        exempt: the trial is a reference point (`Study.references`): it is scored at
-            each rung, so its scores join the later trials' history, but trains its full
-            budget. A reference anchors the front; judged on its first-epoch bytes (EPR's
+        exempt: the trial is a reference point (`Study.references`) or a small-end
+            extension (`optimizer.extension`): it is scored at each rung, so its scores
+            join the later trials' history, but trains its full budget. Such a point is
+            placed to anchor or extend the front; judged on its first-epoch bytes (EPR's
             code length still falling then) it would be cut, as λ = 50 at width 1 was at
             18–20 KB on three of three seeds against 3.3–3.6 KB fully trained.
     """
@@ -137,7 +148,7 @@ def judge_for(*, budget: Budget, scores: Sequence[Sequence[RungScore]],
               exempt: bool = False) -> RungJudge | None:
     """A judge by `budget`'s rungs, η and `keep_front` over the earlier trials' `scores`
     (one list per trial), or None without rungs (every trial trains its full budget);
-    `exempt` for a reference point."""
+    `exempt` for a reference point or an extension (`full_budget`)."""
     if not budget.rungs:
         return None
     history = tuple((int(r), float(a), float(b)) for trial in scores for r, a, b in trial)

@@ -20,7 +20,7 @@ from objectives.errors import DivergedError, HopelessTrial, TrialFailure
 from objectives.size import SIZE_OBJECTIVES
 from optimizer.artifacts import ARTIFACT_ID_ATTR
 from optimizer.constraints import set_constraints
-from optimizer.halving import REFERENCE_ATTR, judge_for
+from optimizer.halving import full_budget, judge_for
 from optimizer.retry import FAIL_REASON_ATTR, FAILURE_KIND_ATTR, INTERRUPTED, retry_once
 from search_spaces import InvalidCandidateError, suggest
 from search_spaces.hypermodel import HypermodelError
@@ -98,7 +98,7 @@ class Objective:
         judge = judge_for(budget=self.study.budget, scores=[
             t.user_attrs.get(RUNGS_ATTR, ()) for t in trial.study.get_trials(
                 deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))],
-            exempt=bool(trial.user_attrs.get(REFERENCE_ATTR)))
+            exempt=full_budget(trial.user_attrs))
         try:
             result = run(
                 evaluate_candidate,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from optimizer.halving import REFERENCE_ATTR
+from optimizer.halving import FULL_BUDGET_ATTRS
 
 if TYPE_CHECKING:
     import optuna
@@ -62,10 +62,11 @@ def is_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool
 
 def retry_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
     """Enqueues `trial`'s candidate again unless `trial` is itself a retry (or has no
-    parameters yet); returns whether it did. A reference point's retry is one too."""
+    parameters yet); returns whether it did. A reference point's or an extension's
+    retry is one too (`FULL_BUDGET_ATTRS`)."""
     if RETRY_ATTR in trial.user_attrs or not trial.params:
         return False
-    kept = {k: trial.user_attrs[k] for k in (REFERENCE_ATTR,) if k in trial.user_attrs}
+    kept = {k: trial.user_attrs[k] for k in FULL_BUDGET_ATTRS if k in trial.user_attrs}
     study.enqueue_trial(trial.params, user_attrs={**kept, RETRY_ATTR: trial.number})
     return True
 

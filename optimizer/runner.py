@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 from optimizer.artifacts import fetch, open_store, store_dir_for
 from optimizer.constraints import violated
 from optimizer.errors import BudgetNotReached, UsageError
-from optimizer.halving import REFERENCE_ATTR
+from optimizer.extension import EXTEND_EVERY
+from optimizer.halving import EXTENSION_ATTR, REFERENCE_ATTR
 from optimizer.lock import StorageLock
 from optimizer.record import (
     RECORD_ATTR,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
 
+    from optimizer.extension import SmallEndExtension
     from search_spaces.suggest import Offered
     from studies.base import DeviceBudgets, Study
     from studies.datasets import Splits
@@ -314,6 +316,8 @@ class _Progress:
             f"epr_lambda={float(cand.get('epr_lambda', 0)):.3g} "
             f"quantization={cand.get('quantization')}"
         )
+        if EXTENSION_ATTR in trial.user_attrs:
+            head += f" (extends trial {trial.user_attrs[EXTENSION_ATTR]})"
         if trial.state == TrialState.COMPLETE:
             attrs = trial.user_attrs
             tail = (f"accuracy={trial.values[0]:.4f} "
@@ -353,7 +357,7 @@ def _pending_retries(study: optuna.Study) -> int:
 
 def _run_trials(
     opt_study: optuna.Study, objective, *, target: int, timeout: float | None,
-    progress: _Progress | None,
+    progress: _Progress | None, extension: SmallEndExtension | None = None,
 ) -> None:
     """Runs trials until `target` count toward the budget and no retry is pending.
 
@@ -363,6 +367,7 @@ def _run_trials(
     or with `BudgetNotReached`."""
     from optimizer.objective import TRIAL_FAILURES
 
+    callbacks = [c for c in (progress, extension) if c is not None]
     deadline = None if timeout is None else time.monotonic() + timeout
     stalled = 0
     while True:
@@ -378,7 +383,7 @@ def _run_trials(
             progress.expect(todo)
         opt_study.optimize(
             objective, n_trials=todo, timeout=left, catch=TRIAL_FAILURES,
-            callbacks=[progress] if progress else None, gc_after_trial=True,
+            callbacks=callbacks or None, gc_after_trial=True,
         )
         stalled = stalled + 1 if _finished(opt_study) == finished else 0
         if stalled >= MAX_STALLED_ROUNDS:
@@ -405,6 +410,16 @@ def _kerastuner_trials(opt_study: optuna.Study, objective, *, study: Study, pare
            callbacks=[progress] if progress else None)
 
 
+def _extension(every: int, *, study: Study, parent) -> SmallEndExtension | None:
+    """The small-end extension callback, or None when off or when the study's convs
+    depend on a hypermodel's values (a candidate alone does not name such a model)."""
+    from optimizer.extension import SmallEndExtension
+
+    if every == 0 or parent.info is None:
+        return None
+    return SmallEndExtension(every=every, study=study, offered=parent.info.offered_at)
+
+
 def run_study(
     *,
     study: Study,
@@ -423,6 +438,7 @@ def run_study(
     init: str | None = None,
     progress: bool | None = None,
     isolate: bool = True,
+    extend_every: int = EXTEND_EVERY,
 ) -> optuna.Study:
     """Runs `study` until it has `n_trials` finished trials (default: its budget's).
 
@@ -431,7 +447,9 @@ def run_study(
     a resumed random search does not repeat its draws. `size_objective` and
     `device_budgets` override the study definition's for a new study; None keeps the
     stored ones on resume (others are refused). `progress`: None shows a bar when stderr
-    is a terminal and plain lines otherwise; False shows nothing."""
+    is a terminal and plain lines otherwise; False shows nothing. `extend_every`: one
+    trial in this many steps below the front's smallest member (`optimizer.extension`;
+    0: none; searches of a built-in family with Optuna's samplers only)."""
 
     from optimizer.objective import Objective
     from optimizer.parents import plan_parent
@@ -449,6 +467,9 @@ def run_study(
         raise UsageError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if extend_every < 0 or extend_every == 1:
+        raise UsageError(f"--extend-every must be 0 (no extensions) or at least 2, got "
+                         f"{extend_every}")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -515,7 +536,8 @@ def run_study(
                                        directory=run_dir / "kerastuner", progress=bar)
                 else:
                     _run_trials(opt_study, objective, target=target, timeout=timeout,
-                                progress=bar)
+                                progress=bar, extension=_extension(
+                                    extend_every, study=study, parent=parent))
             finally:
                 signal.signal(signal.SIGTERM, previous)
                 if bar:
@@ -582,7 +604,7 @@ def run_command(args: argparse.Namespace) -> int:
         backend=args.backend,
         seed=args.seed, n_trials=args.n_trials, timeout=args.timeout, data_dir=args.data_dir,
         size_objective=args.size_objective, device_budgets=_budgets_from(args),
-        init=args.init, isolate=not args.no_isolation,
+        init=args.init, isolate=not args.no_isolation, extend_every=args.extend_every,
     )
     rows = front_rows(opt_study)
     excluded = budget_note(opt_study)
