@@ -76,9 +76,7 @@ def _candidate(trial: optuna.trial.FrozenTrial) -> Candidate | None:
     params = trial.user_attrs.get("candidate")
     if not params or "hypermodel" in params:
         return None
-    return Candidate(width=float(params["width"]), factorize=tuple(params["factorize"]),
-                     epr_lambda=float(params["epr_lambda"]),
-                     quantization=str(params["quantization"]))
+    return Candidate(**params)
 
 
 def next_extension(trials: Sequence[optuna.trial.FrozenTrial], *, front: Sequence[
@@ -107,18 +105,21 @@ def next_extension(trials: Sequence[optuna.trial.FrozenTrial], *, front: Sequenc
 @dataclass(frozen=True)
 class SmallEndExtension:
     """An Optuna callback: after a trial finishes, enqueues an extension when fewer than
-    one in `every` of the study's trials (reference points aside) are extensions and
-    nothing else is queued.
+    one in `every` of the study's trials (reference points aside) are extensions, nothing
+    else is queued and the run has trials left.
 
     Attributes:
         every: one trial in this many is an extension (at least 2).
         study: the study definition (its space's bounds).
         offered: the convs offered for factorization at a width.
+        target: the run's trial budget; once this many trials have finished nothing is
+            queued (it would be left waiting in the stored study). None: no limit.
     """
 
     every: int
     study: Study
     offered: Offered
+    target: int | None = None
 
     def __call__(self, opt_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         from optuna.trial import TrialState
@@ -126,6 +127,9 @@ class SmallEndExtension:
         trials = opt_study.get_trials(deepcopy=False)
         if any(t.state == TrialState.WAITING for t in trials):
             return  # reference points and retries run first
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        if self.target is not None and sum(t.state in finished for t in trials) >= self.target:
+            return
         searched = [t for t in trials if not t.user_attrs.get(REFERENCE_ATTR)]
         extensions = sum(1 for t in searched if EXTENSION_ATTR in t.user_attrs)
         if (extensions + 1) * self.every > len(searched) + 1:

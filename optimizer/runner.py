@@ -410,14 +410,16 @@ def _kerastuner_trials(opt_study: optuna.Study, objective, *, study: Study, pare
            callbacks=[progress] if progress else None)
 
 
-def _extension(every: int, *, study: Study, parent) -> SmallEndExtension | None:
+def _extension(every: int, *, study: Study, parent, target: int
+               ) -> SmallEndExtension | None:
     """The small-end extension callback, or None when off or when the study's convs
     depend on a hypermodel's values (a candidate alone does not name such a model)."""
     from optimizer.extension import SmallEndExtension
 
     if every == 0 or parent.info is None:
         return None
-    return SmallEndExtension(every=every, study=study, offered=parent.info.offered_at)
+    return SmallEndExtension(every=every, study=study, offered=parent.info.offered_at,
+                             target=target)
 
 
 def run_study(
@@ -537,7 +539,8 @@ def run_study(
                 else:
                     _run_trials(opt_study, objective, target=target, timeout=timeout,
                                 progress=bar, extension=_extension(
-                                    extend_every, study=study, parent=parent))
+                                    extend_every, study=study, parent=parent,
+                                    target=target))
             finally:
                 signal.signal(signal.SIGTERM, previous)
                 if bar:
