@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from optimizer.artifacts import fetch, open_store, store_dir_for
 from optimizer.constraints import violated
 from optimizer.errors import BudgetNotReached, UsageError
-from optimizer.extension import EXTEND_EVERY
+from optimizer.extension import EXTEND_EVERY, SmallEndExtension
 from optimizer.halving import EXTENSION_ATTR, REFERENCE_ATTR
 from optimizer.lock import StorageLock
 from optimizer.record import (
@@ -56,7 +56,6 @@ if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
 
-    from optimizer.extension import SmallEndExtension
     from search_spaces.suggest import Offered
     from studies.base import DeviceBudgets, Study
     from studies.datasets import Splits
@@ -414,8 +413,6 @@ def _extension(every: int, *, study: Study, parent, target: int
                ) -> SmallEndExtension | None:
     """The small-end extension callback, or None when off or when the study's convs
     depend on a hypermodel's values (a candidate alone does not name such a model)."""
-    from optimizer.extension import SmallEndExtension
-
     if every == 0 or parent.info is None:
         return None
     return SmallEndExtension(every=every, study=study, offered=parent.info.offered_at,
