@@ -16,6 +16,8 @@ start to each artifact (training a parent counts):
   budget: what the small-end extension (`optimizer.extension`) buys.
 - `random`: the same study with `--sampler random --extend-every 0` (random proposals
   only), stopped at the default arm's wall time.
+- `random_extension`: `--sampler random` with the default's small-end extension, stopped
+  at the default's wall time: whether TPE still earns its place next to the extension.
 - `kerastuner`: the same study with `--backend kerastuner` (KerasTuner's
   BayesianOptimization on accuracy − 0.02·log10 bytes), stopped at the same wall time.
 - `nsga2`: the same study with `--sampler nsga2 --extend-every 0`, run to its own
@@ -234,13 +236,14 @@ def main() -> int:
                     points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
                                      study=f"benchmarks.variants:{variant}",
                                      name=getattr(variants, variant).name)
-                elif arm in ("random", "kerastuner"):
+                elif arm in ("random", "random_extension", "kerastuner"):
                     if default_seconds is None:
                         raise SystemExit(f"the {arm} arm runs after the default arm of "
                                          f"seed {seed} (here, or in --out / --merge)")
                     points = run_arm(seed, sampler="random", run_dir=Path(tmp),
                                      timeout=default_seconds,
-                                     backend="kerastuner" if arm == "kerastuner" else "optuna")
+                                     backend="kerastuner" if arm == "kerastuner" else "optuna",
+                                     extend_every=None if arm == "random_extension" else 0)
                 else:
                     raise SystemExit(f"unknown arm {arm}")
             row = table_row(arm, seed, points)
