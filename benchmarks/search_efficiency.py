@@ -316,7 +316,8 @@ def plot(results: list[dict], path: Path) -> None:
     colors = {"seed": "tab:gray", "default": "tab:blue", "random": "tab:orange",
               "kerastuner": "tab:green", "previous": "tab:purple", "nsga2": "tab:red",
               "rank_only": "tab:cyan", "three_references": "tab:brown",
-              "anchored_cut": "tab:olive"}
+              "anchored_cut": "tab:olive", "no_extension": "tab:pink",
+              "random_extension": "gold"}
     for ax, seed in zip(axes[0], seeds, strict=True):
         for r in sorted((r for r in results if r["seed"] == seed), key=lambda r: r["arm"]):
             xs = [0.0] + [t / 60 for t, _ in r["history"]]

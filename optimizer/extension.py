@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from optimizer.halving import EXTENSION_ATTR, REFERENCE_ATTR
+from optimizer.retry import finished_count
 from search_spaces import Candidate, candidate_params
 
 if TYPE_CHECKING:
@@ -66,10 +67,10 @@ def steps(candidate: Candidate, *, study: Study, offered: Offered) -> Iterator[C
         yield replace(candidate, factorize=(*candidate.factorize, more[0]))
 
 
-def _key(candidate: Candidate) -> tuple:
-    lam = float(f"{candidate.epr_lambda:.{LAMBDA_DIGITS}g}")
-    return (round(candidate.width, 6), tuple(sorted(candidate.factorize)), lam,
-            candidate.quantization)
+def _key(candidate: Candidate) -> Candidate:
+    """`candidate` with λ to `LAMBDA_DIGITS` (widths are on the grid and `factorize`
+    sorted already), so that a step and an earlier proposal compare equal."""
+    return replace(candidate, epr_lambda=float(f"{candidate.epr_lambda:.{LAMBDA_DIGITS}g}"))
 
 
 def _candidate(trial: optuna.trial.FrozenTrial) -> Candidate | None:
@@ -113,7 +114,8 @@ class SmallEndExtension:
         study: the study definition (its space's bounds).
         offered: the convs offered for factorization at a width.
         target: the run's trial budget; once this many trials have finished nothing is
-            queued (it would be left waiting in the stored study). None: no limit.
+            queued (it would be left waiting in the stored study); counted as the runner
+            counts its budget (`retry.finished_count`). None: no limit.
     """
 
     every: int
@@ -127,8 +129,7 @@ class SmallEndExtension:
         trials = opt_study.get_trials(deepcopy=False)
         if any(t.state == TrialState.WAITING for t in trials):
             return  # reference points and retries run first
-        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        if self.target is not None and sum(t.state in finished for t in trials) >= self.target:
+        if self.target is not None and finished_count(opt_study) >= self.target:
             return
         searched = [t for t in trials if not t.user_attrs.get(REFERENCE_ATTR)]
         extensions = sum(1 for t in searched if EXTENSION_ATTR in t.user_attrs)

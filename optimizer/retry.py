@@ -60,6 +60,22 @@ def is_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool
     return failure(study, trial)[0] in INTERRUPTED_KINDS
 
 
+def finished_count(study: optuna.Study) -> int:
+    """Trials that count toward the budget: COMPLETE, PRUNED, and FAIL for a reason of the
+    candidate's own. A trial cut short from outside (interrupt, dead worker, killed driver)
+    is retried instead, so it counts only when it was itself a retry."""
+    from optuna.trial import TrialState
+
+    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=done)
+        if t.state != TrialState.FAIL
+        or RETRY_ATTR in t.user_attrs
+        or not is_interrupted(study, t)
+    )
+
+
 def retry_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
     """Enqueues `trial`'s candidate again unless `trial` is itself a retry (or has no
     parameters yet); returns whether it did. A reference point's or an extension's

@@ -37,7 +37,7 @@ from optimizer.retry import (
     FAILURE_KIND_ATTR,
     ORPHANED,
     RETRY_ATTR,
-    is_interrupted,
+    finished_count,
     retry_once,
 )
 from optimizer.storage import (
@@ -101,22 +101,6 @@ def make_sampler(name: str, *, seed: int) -> optuna.samplers.BaseSampler:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise UsageError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-
-
-def _finished(study: optuna.Study) -> int:
-    """Trials that count toward the budget: COMPLETE, PRUNED, and FAIL for a reason of the
-    candidate's own. A trial cut short from outside (interrupt, dead worker, killed driver)
-    is retried instead, so it counts only when it was itself a retry."""
-    from optuna.trial import TrialState
-
-    done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return sum(
-        1
-        for t in study.get_trials(deepcopy=False, states=done)
-        if t.state != TrialState.FAIL
-        or RETRY_ATTR in t.user_attrs
-        or not is_interrupted(study, t)
-    )
 
 
 def sweep_orphaned(study: optuna.Study, *, storage: optuna.storages.BaseStorage) -> int:
@@ -370,7 +354,7 @@ def _run_trials(
     deadline = None if timeout is None else time.monotonic() + timeout
     stalled = 0
     while True:
-        finished = _finished(opt_study)
+        finished = finished_count(opt_study)
         todo = max(target - finished, _pending_retries(opt_study))
         if todo <= 0:
             return
@@ -384,7 +368,7 @@ def _run_trials(
             objective, n_trials=todo, timeout=left, catch=TRIAL_FAILURES,
             callbacks=callbacks or None, gc_after_trial=True,
         )
-        stalled = stalled + 1 if _finished(opt_study) == finished else 0
+        stalled = stalled + 1 if finished_count(opt_study) == finished else 0
         if stalled >= MAX_STALLED_ROUNDS:
             raise BudgetNotReached(
                 f"{MAX_STALLED_ROUNDS} rounds of trials in a row were all cut short (workers "
@@ -512,7 +496,7 @@ def run_study(
                             "each is retried once", swept)
         opt_study.sampler = make_sampler(sampler, seed=seed + len(opt_study.trials))
         target = n_trials or study.budget.n_trials
-        remaining = max(target - _finished(opt_study), _pending_retries(opt_study))
+        remaining = max(target - finished_count(opt_study), _pending_retries(opt_study))
         store_dir = store_dir_for(run_dir, artifact_dir=artifact_dir)
         store = open_store(store_dir, create=True)
         log.info(
@@ -542,7 +526,7 @@ def run_study(
                 signal.signal(signal.SIGTERM, previous)
                 if bar:
                     bar.close()
-            log.info("finished %d of %d trials; this run took %.0f s", _finished(opt_study),
+            log.info("finished %d of %d trials; this run took %.0f s", finished_count(opt_study),
                      target, time.perf_counter() - start)
         else:
             log.info("study %s already has %d finished trials; pass a larger --n-trials to "

@@ -16,7 +16,7 @@ import optuna
 import pytest
 
 from objectives.pipeline import sha256_file
-from optimizer.runner import _finished
+from optimizer.retry import finished_count
 from tests.conftest import ROOT
 
 N_TRIALS = 6
@@ -71,6 +71,6 @@ def test_kills_lose_nothing_and_duplicate_nothing(tmp_path):
     for t in complete:
         path = run_dir / "artifact-store" / t.user_attrs["artifact_id"]
         assert sha256_file(path) == t.user_attrs["artifact_sha256"]
-    assert _finished(study) >= N_TRIALS
+    assert finished_count(study) >= N_TRIALS
     retried = [t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs]
     assert len(retried) == len(set(retried))  # each candidate retried at most once

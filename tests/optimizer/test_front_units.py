@@ -8,7 +8,8 @@ import pytest
 from optimizer.errors import UsageError
 from optimizer.export import pick_trial
 from optimizer.report import hypervolume_2d, hypervolume_history
-from optimizer.runner import _finished, sweep_orphaned
+from optimizer.retry import finished_count
+from optimizer.runner import sweep_orphaned
 
 
 def test_hypervolume_of_two_points():
@@ -61,7 +62,7 @@ def test_interrupted_trials_are_swept_retried_once_and_not_counted():
     frozen = study.trials[running.number]
     assert frozen.state == optuna.trial.TrialState.FAIL
     assert frozen.user_attrs["fail_reason"].startswith("interrupted")
-    assert _finished(study) == 1
+    assert finished_count(study) == 1
     retry = study.ask()  # the enqueued retry of the same candidate
     assert retry.suggest_float("width", 0.25, 1.0) == frozen.params["width"]
     assert retry.user_attrs["retry_of"] == running.number

@@ -22,8 +22,7 @@ import optuna
 import pytest
 
 from optimizer.report import trials_frame
-from optimizer.retry import RETRY_ATTR, is_interrupted
-from optimizer.runner import _finished
+from optimizer.retry import RETRY_ATTR, finished_count, is_interrupted
 from tests.conftest import ROOT, run_cli
 
 N_TRIALS = 3
@@ -133,7 +132,7 @@ def test_a_killed_driver_s_trial_goes_stale_is_failed_and_retried_once(tmp_path,
     assert len(retries) == 1
     assert retries[0].params == stale.params
     assert retries[0].state == optuna.trial.TrialState.COMPLETE
-    assert _finished(study) == N_TRIALS  # interrupted trials do not count toward the budget
+    assert finished_count(study) == N_TRIALS  # interrupted trials do not count toward the budget
 
 
 def test_pareto_reads_the_server_database(tmp_path, postgres_url):
@@ -164,7 +163,7 @@ def test_two_machines_share_a_study_and_an_artifact_store_and_a_third_exports(
         _, err = driver.communicate(timeout=900)
         assert driver.returncode == 0, err[-2000:]
     study = optuna.load_study(study_name="digits-smoke", storage=url)
-    assert _finished(study) >= 3
+    assert finished_count(study) >= 3
     assert len({t.number for t in study.trials}) == len(study.trials)
     best = max(study.best_trials, key=lambda t: t.values[0])
 

@@ -13,8 +13,7 @@ import numpy as np
 import optuna
 import pytest
 
-from optimizer.retry import RETRY_ATTR
-from optimizer.runner import _finished
+from optimizer.retry import RETRY_ATTR, finished_count
 from tests.conftest import ROOT, run_cli
 
 FAIL = optuna.trial.TrialState.FAIL
@@ -92,7 +91,7 @@ def test_a_worker_killed_mid_trial_still_ends_the_run_with_its_budget(tmp_path):
     assert retries[0].params == died[0].params
     # the budget of 2 is reached by trials 1 and 2 (queued references), and the pending
     # retry still runs in this invocation rather than being left WAITING
-    assert _finished(study) == 3
+    assert finished_count(study) == 3
     assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
 
 
@@ -117,7 +116,7 @@ def test_sigterm_mid_trial_is_one_line_and_the_candidate_is_retried_on_resume(tm
     retries = [t for t in study.trials if t.user_attrs.get(RETRY_ATTR) == interrupted.number]
     assert len(retries) == 1 and retries[0].params == interrupted.params  # the float32 reference
     assert retries[0].state == COMPLETE
-    assert _finished(study) == 3  # the retry ran although the queued references filled 2
+    assert finished_count(study) == 3  # the retry ran although the queued references filled 2
 
 
 def _tiny_mnist(path, *, seed: int, n_train: int = 300, n_test: int = 100) -> None:
