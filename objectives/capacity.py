@@ -67,6 +67,39 @@ def feature_compression_ratio(model: keras.Model) -> float:
     return input_dims / embedding_dims(model)
 
 
+def macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one inference (batch 1): the figure a device user budgets
+    compute on, known from the architecture alone (unlike host latency, which says
+    nothing of a microcontroller). Counted for the layers that dominate a CNN's work:
+    `Conv2D` (H'·W'·kh·kw·c/groups·m, Howard et al. 2017's cost model, seed 000),
+    `DepthwiseConv2D` (H'·W'·kh·kw·c·multiplier), `SeparableConv2D` (its depthwise and
+    pointwise parts) and `Dense` (inputs · units per position); pooling, activations,
+    BatchNorm (folded into the conv by the converter) and additions are left out."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    total = 0
+    for layer in flat_layers(model):
+        if not isinstance(layer, layers.Conv2D | layers.DepthwiseConv2D
+                          | layers.SeparableConv2D | layers.Dense):
+            continue
+        out = layer.output_shape
+        positions = math.prod(int(d) for d in out[1:-1]) if len(out) > 2 else 1
+        if isinstance(layer, layers.Dense):
+            inputs, units = (int(d) for d in layer.kernel.shape)
+            total += positions * inputs * units
+            continue
+        if isinstance(layer, layers.SeparableConv2D | layers.DepthwiseConv2D):
+            kh, kw, c, multiplier = (int(d) for d in layer.depthwise_kernel.shape)
+            total += positions * kh * kw * c * multiplier
+            if isinstance(layer, layers.SeparableConv2D):
+                total += positions * c * multiplier * int(out[-1])
+            continue
+        kh, kw, c_per_group, m = (int(d) for d in layer.kernel.shape)
+        total += positions * kh * kw * c_per_group * m
+    return total
+
+
 def summary(model: keras.Model) -> dict[str, int | float | None]:
     """`head_mec_bits`, `feature_compression_ratio` and `embedding_dims`, each None for a
     model without a dense classifier head (e.g. a fully convolutional one)."""

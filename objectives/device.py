@@ -125,21 +125,33 @@ def measure(flatbuffer: bytes, *, runs: int = 50, seed: int = 0) -> DeviceFigure
     `seed` draws the random input. Raises `ValueError` for an empty flatbuffer or
     `runs < 1`.
     """
-    _check_flatbuffer(flatbuffer)
     if runs < 1:
         raise ValueError(f"runs must be at least 1, not {runs}")
+    return DeviceFigures(
+        **footprint(flatbuffer),
+        latency_ms=median_latency_ms(bytes(flatbuffer), runs=runs, seed=seed),
+        latency_runs=runs,
+    )
+
+
+def footprint(flatbuffer: bytes) -> dict[str, int | str]:
+    """Flash and RAM of a TFLite flatbuffer, without the latency: `flash_bytes`,
+    `ram_bytes`, `ram_method`, `planner_ram_bytes` and `ram_note`, as in `DeviceFigures`.
+
+    Both follow from the architecture and the storage mode, not from the weights' values,
+    so an untrained candidate's file gives the trained one's figures: what lets a search
+    reject a candidate over a flash or RAM budget before it trains it."""
+    _check_flatbuffer(flatbuffer)
     flatbuffer = bytes(flatbuffer)
     planned = plan_arena(flatbuffer)
     arena, note = _tflm_arena(flatbuffer, arena_size=_generous_arena(flatbuffer, planned))
-    return DeviceFigures(
-        flash_bytes=len(flatbuffer),
-        ram_bytes=planned if arena is None else arena.total,
-        ram_method="greedy-planner" if arena is None else "tflite-micro",
-        planner_ram_bytes=planned,
-        latency_ms=median_latency_ms(flatbuffer, runs=runs, seed=seed),
-        latency_runs=runs,
-        ram_note=note,
-    )
+    return {
+        "flash_bytes": len(flatbuffer),
+        "ram_bytes": planned if arena is None else arena.total,
+        "ram_method": "greedy-planner" if arena is None else "tflite-micro",
+        "planner_ram_bytes": planned,
+        "ram_note": note,
+    }
 
 
 # -- the greedy planner -------------------------------------------------------------------

@@ -14,4 +14,17 @@ class DivergedError(TrialFailure):
     kind = "diverged"
 
 
-__all__ = ["DivergedError", "HopelessTrial", "TrialFailure"]
+class OverBudget(HopelessTrial):
+    """The candidate's untrained TFLite file is over a flash or RAM budget: these follow
+    from the architecture and storage mode alone (DESIGN §2), so it is rejected before any
+    training. `figures` are the measured ones (`flash_bytes`, `ram_bytes`, …)."""
+
+    def __init__(self, message: str, figures: dict[str, object]) -> None:
+        super().__init__(message, figures)
+        self.figures = figures
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+__all__ = ["DivergedError", "HopelessTrial", "OverBudget", "TrialFailure"]

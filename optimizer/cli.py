@@ -18,6 +18,7 @@ from pathlib import Path
 
 from optimizer.errors import CheckFailed, OptimizerError, UsageError
 from optimizer.extension import EXTEND_EVERY
+from search_spaces.candidate import QUANTIZATION_MODES
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -106,8 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
         "flash (the .tflite file a device runs) or gzip (gzip -9 of the artifact); "
         "recorded on the study",
     )
+    space = p.add_argument_group("the search space (recorded on a new study)")
+    space.add_argument(
+        "--quantization", nargs="+", choices=QUANTIZATION_MODES, metavar="MODE",
+        help=f"the storage modes to search, of {', '.join(QUANTIZATION_MODES)} (default: the "
+        "study's; under --size-objective flash without epr, whose device file is the "
+        "decoded model)",
+    )
+    space.add_argument(
+        "--width-range", nargs=2, type=float, metavar=("LOW", "HIGH"),
+        help="the width multipliers to search (default: the study's)",
+    )
     budgets = p.add_argument_group(
-        "device budgets (Optuna constraints; over-budget trials stay, marked infeasible)"
+        "device budgets (Optuna constraints; a candidate over a flash or RAM budget is "
+        "rejected before training, other over-budget trials stay, marked infeasible)"
     )
     budgets.add_argument("--max-flash-kb", type=float, help="the .tflite file, in KB")
     budgets.add_argument("--max-ram-kb", type=float,

@@ -14,8 +14,11 @@ front member, the first of these not yet tried is proposed: width × `WIDTH_FACT
 width grid, not below the space's low end), which also makes the model cheaper to train
 and to run; else λ × `LAMBDA_FACTOR` (not above the space's high end); else one more
 offered conv factorized; a member without the entropy penalty steps to EPR at the
-smallest λ first. A member one of whose steps fell below the study's usable accuracy
-(PRUNED) is not extended again: a smaller step down would only be worse.
+smallest λ first — except where the study does not offer the penalty to TFLite modes
+(`Study.searches_tflite_epr`, off under the `flash` objective, where λ cannot shrink the
+file), where it steps in width, then factorization. A member one of whose steps fell
+below the study's usable accuracy (PRUNED) is not extended again: a smaller step down
+would only be worse.
 
 An extension trains its full budget under successive halving, like a reference point
 (`optimizer.halving.EXTENSION_ATTR`): judged on its first epoch, an EPR model's code length
@@ -48,7 +51,8 @@ LAMBDA_DIGITS = 4
 
 def steps(candidate: Candidate, *, study: Study, offered: Offered) -> Iterator[Candidate]:
     """The candidates one step smaller than `candidate`, in the order they are tried."""
-    if candidate.epr_lambda <= 0:
+    if candidate.epr_lambda <= 0 and study.searches_tflite_epr:
+        # where the penalty shrinks the objective, a member without it steps to EPR first
         if "epr" in study.quantization_modes:
             yield replace(candidate, quantization="epr", epr_lambda=study.epr_lambda_range[0])
         return
@@ -60,7 +64,7 @@ def steps(candidate: Candidate, *, study: Study, offered: Offered) -> Iterator[C
         kept = tuple(name for name in candidate.factorize if name in offered(width))
         yield replace(candidate, width=width, factorize=kept)
     high = study.epr_lambda_range[1]
-    if candidate.epr_lambda < high:
+    if 0 < candidate.epr_lambda < high:
         yield replace(candidate, epr_lambda=min(high, candidate.epr_lambda * LAMBDA_FACTOR))
     more = [name for name in offered(candidate.width) if name not in candidate.factorize]
     if more:

@@ -179,7 +179,8 @@ def device_table(model, *, modes: tuple[str, ...]) -> str:
     calibration = rng.random((8, *model.input_shape[1:]), dtype=np.float32)
     rows = []
     for mode in modes:
-        flatbuffer = tflite.convert(model, quantization=mode, representative_x=calibration)
+        flatbuffer = tflite.convert(model, quantization=mode, representative_x=calibration,
+                                    int8_io=mode == "int8")
         figures = device.measure(flatbuffer, runs=DEVICE_RUNS)
         rows.append([mode, f"{figures.flash_bytes:,}", f"{figures.ram_bytes:,}",
                      figures.ram_method, f"{figures.latency_ms:.3f}"])

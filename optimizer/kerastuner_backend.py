@@ -53,7 +53,8 @@ def propose(hp, *, study: Study, offered: Offered, layers: tuple[str, ...]) -> C
     quantization = modes[0] if len(modes) == 1 else hp.Choice("quantization", modes)
     use_epr = hp.Boolean("epr")
     lam = hp.Float("epr_lambda", *study.epr_lambda_range, sampling="log")
-    epr_lambda = lam if (use_epr or quantization == "epr") else 0.0
+    epr_lambda = lam if ((use_epr and study.searches_tflite_epr)
+                         or quantization == "epr") else 0.0
     return Candidate(width=width, factorize=factorize, epr_lambda=epr_lambda,
                      quantization=quantization)
 

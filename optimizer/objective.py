@@ -16,12 +16,18 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from objectives.errors import DivergedError, HopelessTrial, TrialFailure
+from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
 from objectives.size import SIZE_OBJECTIVES
 from optimizer.artifacts import ARTIFACT_ID_ATTR
 from optimizer.constraints import set_constraints
 from optimizer.halving import full_budget, judge_for
-from optimizer.retry import FAIL_REASON_ATTR, FAILURE_KIND_ATTR, INTERRUPTED, retry_once
+from optimizer.retry import (
+    FAIL_REASON_ATTR,
+    FAILURE_KIND_ATTR,
+    INTERRUPTED,
+    REJECTED_ATTR,
+    retry_once,
+)
 from search_spaces import InvalidCandidateError, suggest
 from search_spaces.hypermodel import HypermodelError
 
@@ -115,7 +121,16 @@ class Objective:
                 trial_number=trial.number,
                 seed=self.seed,
                 judge=judge,
+                device_budgets=self.study.device_budgets,
             )
+        except OverBudget as error:
+            # known infeasible before training: PRUNED with the figures, and told to the
+            # sampler as infeasible through the same constraints as a trained trial's
+            trial.set_user_attr(REJECTED_ATTR, error.figures)
+            trial.set_user_attr("prune_reason", str(error))
+            set_constraints(trial, self.study.device_budgets.footprint_constraints(
+                error.figures), storage=self.storage)
+            raise optuna.TrialPruned(str(error)) from None
         except HopelessTrial as error:
             trial.set_user_attr("prune_reason", str(error))
             raise optuna.TrialPruned(str(error)) from None

@@ -13,6 +13,7 @@ both values and what to do, before anything is written.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from optimizer.parents import SearchParent
     from studies.base import DeviceBudgets, Study
     from studies.datasets import Splits
+
+log = logging.getLogger(__name__)
 
 #: The study user attribute holding the record, and the version of its layout.
 RECORD_ATTR = "definition"
@@ -44,6 +47,7 @@ def search_space(study: Study) -> dict[str, Any]:
         "factorize_mode": study.factorize_mode,
         "accuracy_floor": study.accuracy_floor,
         "usable_accuracy": study.usable_accuracy,
+        "tflite_epr": study.searches_tflite_epr,
     }
 
 
@@ -74,6 +78,9 @@ def make_record(*, study: Study, splits: Splits, parent: SearchParent) -> dict[s
         "data_fingerprints": splits.fingerprints(),
         "split_seed": splits.split_seed,
         "splits": splits.sizes(),
+        # the name of each label, in label order (None where the data name none): an image
+        # folder's classes are numbered by sorted subfolder name
+        "class_names": None if splits.class_names is None else list(splits.class_names),
         "budget": asdict(study.budget),
         "search_space": search_space(study),
         "size_definition": SIZE_DEFINITION,
@@ -113,7 +120,9 @@ def stored_record(opt_study: optuna.Study) -> dict[str, Any]:
 
 #: The recorded keys a later use must agree with, and what to do when it does not. The
 #: data source string and split sizes are not among them: the fingerprints imply both, and
-#: the same files may sit in another folder.
+#: the same files may sit in another folder. Nor are `class_names`: the labels are in the
+#: fingerprints, and renamed class folders hold the same data (records made before the key
+#: existed have none).
 _WHAT_TO_DO = {
     "dataset": "use the study's own dataset, or a new --run-dir",
     "family": "use a new --run-dir for another model family",
@@ -169,6 +178,9 @@ def _comparable(key: str, value: Any) -> Any:
     """The recorded `key`'s `value` in a form to compare: as stored (JSON, so tuples become
     lists). A budget gets the fields added since it was stored, at the values that held
     before each existed; without rungs, η and `keep_front` mean nothing and are left out."""
+    if key == "search_space" and isinstance(value, dict):
+        # stored before the switch existed: TFLite modes were always offered the penalty
+        value = {"tflite_epr": True, **value}
     if key == "budget" and isinstance(value, dict):
         from studies.base import Budget
 
@@ -189,10 +201,20 @@ def _short(fingerprints: object) -> str:
 
 
 def load_data(*, dataset: str, data: str | None, data_dir: Path | None,
-              split_seed: int) -> Splits:
+              split_seed: int, warn: bool = True) -> Splits:
     """A built-in `dataset` (from `data_dir` where given) or the user's `data` (where
     `data_dir` is given, a file or folder of the same name in it), split with
-    `split_seed`."""
+    `split_seed`. `warn`: log one line when the validation split is too small to rank
+    trials on (`Splits.small_validation`), as `run` loads them."""
+    splits = _load_splits(dataset=dataset, data=data, data_dir=data_dir,
+                          split_seed=split_seed)
+    if warn and (small := splits.small_validation()) is not None:
+        log.warning("%s", small)
+    return splits
+
+
+def _load_splits(*, dataset: str, data: str | None, data_dir: Path | None,
+                 split_seed: int) -> Splits:
     if not data:
         from studies.datasets import load_dataset
 
@@ -212,8 +234,9 @@ def load_recorded_data(opt_study: optuna.Study, *, data_dir: Path | None) -> Spl
     """The study's data, split as recorded (its dataset and split seed), refused when the
     data found now is not the data the study was run on (fingerprints differ)."""
     record = stored_record(opt_study)
+    # `run` warned of a small validation split when the study was made
     splits = load_data(dataset=str(record["dataset"]), data=record.get("data_reference"),
-                       data_dir=data_dir, split_seed=int(record["split_seed"]))
+                       data_dir=data_dir, split_seed=int(record["split_seed"]), warn=False)
     check_record(opt_study, {**record, "data_source": splits.source,
                              "data_fingerprints": splits.fingerprints()})
     return splits

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 #: User attribute of a retry: the number of the trial it repeats.
 RETRY_ATTR = "retry_of"
+#: User attribute of a candidate rejected before training (PRUNED): its untrained flash
+#: and RAM figures, over a budget (`objectives.errors.OverBudget`).
+REJECTED_ATTR = "rejected_before_training"
 #: User attributes of a FAIL trial: the structured kind, and a sentence for people.
 FAILURE_KIND_ATTR = "failure_kind"
 FAIL_REASON_ATTR = "fail_reason"
@@ -63,17 +66,28 @@ def is_interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool
 def finished_count(study: optuna.Study) -> int:
     """Trials that count toward the budget: COMPLETE, PRUNED, and FAIL for a reason of the
     candidate's own. A trial cut short from outside (interrupt, dead worker, killed driver)
-    is retried instead, so it counts only when it was itself a retry."""
+    is retried instead, so it counts only when it was itself a retry. A candidate rejected
+    before training (over a flash or RAM budget, `REJECTED_ATTR`) cost no training and does
+    not count: `--n-trials` is the number of candidates trained."""
     from optuna.trial import TrialState
 
     done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     return sum(
         1
         for t in study.get_trials(deepcopy=False, states=done)
-        if t.state != TrialState.FAIL
-        or RETRY_ATTR in t.user_attrs
-        or not is_interrupted(study, t)
+        if REJECTED_ATTR not in t.user_attrs and (
+            t.state != TrialState.FAIL
+            or RETRY_ATTR in t.user_attrs
+            or not is_interrupted(study, t))
     )
+
+
+def rejected_count(study: optuna.Study) -> int:
+    """Candidates rejected before training: over a flash or RAM budget as built."""
+    from optuna.trial import TrialState
+
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+               if REJECTED_ATTR in t.user_attrs)
 
 
 def retry_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:

@@ -38,6 +38,7 @@ from optimizer.retry import (
     ORPHANED,
     RETRY_ATTR,
     finished_count,
+    rejected_count,
     retry_once,
 )
 from optimizer.storage import (
@@ -70,6 +71,10 @@ BACKENDS = ("optuna", "kerastuner")
 RECORD_WAIT_SECONDS = 30.0
 #: Rounds of trials in a row that may all be cut short before a run gives up.
 MAX_STALLED_ROUNDS = 2
+#: Candidates a run may reject before training (over a flash or RAM budget), per trial of
+#: its budget, before it gives up: each costs seconds, not a training, but a space almost
+#: wholly over budget is better narrowed (`--width-range`, `--quantization`) than searched.
+MAX_REJECTED_PER_TRIAL = 5
 
 
 def _sigterm_as_interrupt(signum, frame) -> None:
@@ -177,9 +182,12 @@ def resolve_seed(seed: int | None, *, stored: dict[str, object] | None, name: st
 def _with_run_settings(
     study: Study, *, stored: dict[str, object] | None, size_objective: str | None,
     device_budgets: DeviceBudgets | None, init: str | None,
+    quantization_modes: tuple[str, ...] | None = None,
+    width_range: tuple[float, float] | None = None,
 ) -> Study:
-    """The study with its size objective, device budgets and init: as given, else as
-    stored (resume), else the definition's own. A given value that contradicts the stored
+    """The study with its size objective, device budgets, init, quantization modes and
+    width range: as given, else as stored (resume), else the definition's own (narrowed
+    for the size objective: `Study.narrowed`). A given value that contradicts the stored
     one is left for `check_record` to refuse."""
     from studies.base import DeviceBudgets
 
@@ -190,8 +198,17 @@ def _with_run_settings(
                           else study.device_budgets)
     if init is None:
         init = str(stored.get("init") or study.init) if stored else study.init
+    space = stored.get("search_space", {}) if stored else {}
+    if quantization_modes is None and "quantization_modes" in space:
+        quantization_modes = tuple(space["quantization_modes"])
+    if width_range is None and "width_range" in space:
+        width_range = tuple(space["width_range"])
     changed = replace(study, size_objective=size_objective, device_budgets=device_budgets,
                       init=init)
+    if stored and "tflite_epr" not in space:
+        # stored before the switch existed: TFLite modes were always offered the penalty
+        changed = replace(changed, tflite_epr=True)
+    changed = changed.narrowed(quantization_modes=quantization_modes, width_range=width_range)
     changed.validate()
     return changed
 
@@ -285,8 +302,13 @@ class _Progress:
             if self.bar is not None:
                 self.bar.total = self.total
                 self.bar.refresh()
+
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Prints the trial's line: its candidate (with a hypermodel's `hp_<name>` values,
+        so a line names the architecture), then its figures or why it stopped."""
         from optuna.trial import TrialState
+
+        from optimizer.pareto import hp_values
 
         cand = trial.user_attrs.get("candidate", {})
         seconds = (
@@ -299,6 +321,8 @@ class _Progress:
             f"epr_lambda={float(cand.get('epr_lambda', 0)):.3g} "
             f"quantization={cand.get('quantization')}"
         )
+        for name, value in hp_values(trial).items():
+            head += f" {name}={value:.3g}" if isinstance(value, float) else f" {name}={value}"
         if EXTENSION_ATTR in trial.user_attrs:
             head += f" (extends trial {trial.user_attrs[EXTENSION_ATTR]})"
         if trial.state == TrialState.COMPLETE:
@@ -353,11 +377,19 @@ def _run_trials(
     callbacks = [c for c in (progress, extension) if c is not None]
     deadline = None if timeout is None else time.monotonic() + timeout
     stalled = 0
+    rejected_before = rejected_count(opt_study)
     while True:
-        finished = finished_count(opt_study)
+        finished, rejected = finished_count(opt_study), rejected_count(opt_study)
         todo = max(target - finished, _pending_retries(opt_study))
         if todo <= 0:
             return
+        if rejected - rejected_before > MAX_REJECTED_PER_TRIAL * target:
+            raise BudgetNotReached(
+                f"{rejected - rejected_before} candidates were over the flash or RAM budget "
+                f"before training, and {finished} of {target} trials finished; narrow the "
+                "space to what can fit (--width-range, --quantization int8) or loosen the "
+                "budget (inspect shows a candidate's flash and RAM without training)"
+            )
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             log.warning("stopped by --timeout with %d of %d trials finished", finished, target)
@@ -368,7 +400,9 @@ def _run_trials(
             objective, n_trials=todo, timeout=left, catch=TRIAL_FAILURES,
             callbacks=callbacks or None, gc_after_trial=True,
         )
-        stalled = stalled + 1 if finished_count(opt_study) == finished else 0
+        progressed = (finished_count(opt_study) != finished
+                      or rejected_count(opt_study) != rejected)
+        stalled = 0 if progressed else stalled + 1
         if stalled >= MAX_STALLED_ROUNDS:
             raise BudgetNotReached(
                 f"{MAX_STALLED_ROUNDS} rounds of trials in a row were all cut short (workers "
@@ -422,6 +456,8 @@ def run_study(
     progress: bool | None = None,
     isolate: bool = True,
     extend_every: int = EXTEND_EVERY,
+    quantization_modes: tuple[str, ...] | None = None,
+    width_range: tuple[float, float] | None = None,
 ) -> optuna.Study:
     """Runs `study` until it has `n_trials` finished trials (default: its budget's).
 
@@ -432,7 +468,9 @@ def run_study(
     stored ones on resume (others are refused). `progress`: None shows a bar when stderr
     is a terminal and plain lines otherwise; False shows nothing. `extend_every`: one
     trial in this many steps below the front's smallest member (`optimizer.extension`;
-    0: none; searches of a built-in family with Optuna's samplers only)."""
+    0: none; searches of a built-in family with Optuna's samplers only).
+    `quantization_modes` and `width_range` narrow the study's space for a new study (the
+    CLI's `--quantization` and `--width-range`); None keeps the stored ones on resume."""
 
     from optimizer.objective import Objective
     from optimizer.parents import plan_parent
@@ -471,7 +509,9 @@ def run_study(
         stored = None if existing is None else stored_record(existing)
         seed = resolve_seed(seed, stored=stored, name=name)
         study = _with_run_settings(study, stored=stored, size_objective=size_objective,
-                                   device_budgets=device_budgets, init=init)
+                                   device_budgets=device_budgets, init=init,
+                                   quantization_modes=quantization_modes,
+                                   width_range=width_range)
         # data and parent before any write: an error in either leaves no storage behind
         splits = load_data(dataset=study.dataset, data=study.data, data_dir=data_dir,
                            split_seed=seed)
@@ -589,14 +629,26 @@ def run_command(args: argparse.Namespace) -> int:
         seed=args.seed, n_trials=args.n_trials, timeout=args.timeout, data_dir=args.data_dir,
         size_objective=args.size_objective, device_budgets=_budgets_from(args),
         init=args.init, isolate=not args.no_isolation, extend_every=args.extend_every,
+        quantization_modes=None if args.quantization is None else tuple(args.quantization),
+        width_range=None if args.width_range is None else tuple(args.width_range),
     )
     rows = front_rows(opt_study)
     excluded = budget_note(opt_study)
-    if rows:
-        print(format_front(rows, "table"))
-    else:
-        print("no completed trial within the budgets" if excluded
-              else "no completed trials; see the log above")
+    if not rows:
+        # nothing usable was found: exit 1 (not 2: the input was fine, the search was not),
+        # one line on stderr saying which of the two ways it came to nothing
+        if excluded:
+            what = f"no completed trial within the budgets: {excluded}"
+        else:
+            from collections import Counter
+
+            states = Counter(t.state.name for t in opt_study.get_trials(deepcopy=False))
+            counts = ", ".join(f"{n} {s}" for s, n in states.items()) or "none ran"
+            what = (f"no trial completed ({counts}); each trial's line above says why (its "
+                    "prune or fail reason)")
+        print(f"optimizer run: error: {what}", file=sys.stderr)
+        return 1
+    print(format_front(rows, "table"))
     if excluded:
         print(excluded)
     return 0

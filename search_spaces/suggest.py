@@ -7,8 +7,9 @@ Parameters, in the order they are suggested (names as in DESIGN §1):
   n×1 + 1×n has fewer parameters, seed 002; `unguided`: every n×n conv with n > 1).
 - `quantization`: categorical over the study's modes.
 - `epr`: bool, whether the entropy penalty is on; not asked when `quantization` is `epr`
-  (which needs it). Optuna cannot express "0 or log-uniform" in one parameter, so the
-  switch carries the 0.
+  (which needs it), nor where the study does not offer TFLite modes the penalty
+  (`Study.searches_tflite_epr`: off under the `flash` size objective). Optuna cannot
+  express "0 or log-uniform" in one parameter, so the switch carries the 0.
 - `epr_lambda`: float, log-uniform in `epr_lambda_range`, asked only when the penalty is
   on; the candidate's `epr_lambda` is 0 otherwise.
 
@@ -65,7 +66,8 @@ def suggest(
     )
     modes = list(study.quantization_modes)
     quantization = modes[0] if len(modes) == 1 else trial.suggest_categorical("quantization", modes)
-    use_epr = quantization == "epr" or trial.suggest_categorical("epr", [False, True])
+    use_epr = quantization == "epr" or (
+        study.searches_tflite_epr and trial.suggest_categorical("epr", [False, True]))
     epr_lambda = 0.0
     if use_epr:
         epr_lambda = trial.suggest_float("epr_lambda", *study.epr_lambda_range, log=True)
@@ -83,7 +85,7 @@ def candidate_params(
     for name in offered(candidate.width):
         params[f"{FACTORIZE_PREFIX}{name}"] = name in candidate.factorize
     params["quantization"] = candidate.quantization
-    if candidate.quantization != "epr":
+    if candidate.quantization != "epr" and study.searches_tflite_epr:
         params["epr"] = candidate.epr_lambda > 0
     if candidate.epr_lambda > 0:
         params["epr_lambda"] = candidate.epr_lambda

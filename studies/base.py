@@ -7,6 +7,7 @@ model, a builder function or a KerasTuner hypermodel); the data are a built-in d
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -22,6 +23,15 @@ DEFAULT_REFERENCES: tuple[Candidate, ...] = (
     Candidate(width=1.0, quantization="float32"),
     Candidate(width=1.0, epr_lambda=2.0, quantization="epr"),
     Candidate(width=1.0, epr_lambda=10.0, quantization="epr"),
+)
+
+#: The reference points under `size_objective="flash"` when a study names none: what a
+#: device user tries first — full integer at full and half width — then the float32 base
+#: model (over a RAM budget it is rejected before training, which teaches the sampler).
+DEVICE_REFERENCES: tuple[Candidate, ...] = (
+    Candidate(width=1.0, quantization="int8"),
+    Candidate(width=0.5, quantization="int8"),
+    Candidate(width=1.0, quantization="float32"),
 )
 
 
@@ -98,22 +108,35 @@ class DeviceBudgets:
     def __post_init__(self) -> None:
         for name in ("max_flash_kb", "max_ram_kb", "max_latency_ms"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise StudyDefinitionError(f"--{name.replace('_', '-')} must be positive, "
-                                           f"got {value}")
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise StudyDefinitionError(f"--{name.replace('_', '-')} must be a finite "
+                                           f"positive number, got {value}")
         if self.min_accuracy is not None and not 0 < self.min_accuracy <= 1:
             raise StudyDefinitionError(
                 f"--min-accuracy must lie in (0, 1], got {self.min_accuracy}"
             )
 
-    def constraints(self, *, accuracy: float, attrs: dict[str, object]) -> dict[str, float]:
-        """Optuna constraint values (feasible when <= 0) of a trial with `accuracy` and
-        the device figures in `attrs` (`flash_bytes`, `ram_bytes`, `latency_ms`)."""
+    @property
+    def before_training(self) -> bool:
+        """Whether a budget is set that the architecture and storage mode decide alone
+        (flash, RAM), so a candidate over it is known before it is trained (DESIGN §2)."""
+        return self.max_flash_kb is not None or self.max_ram_kb is not None
+
+    def footprint_constraints(self, attrs: dict[str, object]) -> dict[str, float]:
+        """The flash and RAM constraint values (feasible when <= 0) of the figures in
+        `attrs` (`flash_bytes`, `ram_bytes`): known before training, from the untrained
+        candidate's TFLite file, and again after it from the artifact's."""
         values: dict[str, float] = {}
         if self.max_flash_kb is not None:
             values["flash_bytes"] = float(attrs["flash_bytes"]) - 1024 * self.max_flash_kb
         if self.max_ram_kb is not None:
             values["ram_bytes"] = float(attrs["ram_bytes"]) - 1024 * self.max_ram_kb
+        return values
+
+    def constraints(self, *, accuracy: float, attrs: dict[str, object]) -> dict[str, float]:
+        """Optuna constraint values (feasible when <= 0) of a trial with `accuracy` and
+        the device figures in `attrs` (`flash_bytes`, `ram_bytes`, `latency_ms`)."""
+        values = self.footprint_constraints(attrs)
         if self.max_latency_ms is not None:
             values["latency_ms"] = float(attrs["latency_ms"]) - self.max_latency_ms
         if self.min_accuracy is not None:
@@ -176,8 +199,13 @@ class Study:
         device_budgets: flash, RAM, latency and accuracy limits, as Optuna constraints.
         references: the candidates a new study tries first, before its sampler proposes
             any: known points that anchor the front and give the sampler's model its first
-            good and bad examples. None: `DEFAULT_REFERENCES`, those in the study's space;
-            a tuple: exactly these (each must lie in the space), `()` for none.
+            good and bad examples. None: `DEFAULT_REFERENCES` (`DEVICE_REFERENCES` under
+            `size_objective="flash"`), those in the study's space; a tuple: exactly these
+            (each must lie in the space), `()` for none.
+        tflite_epr: whether a TFLite storage mode may also train with the entropy penalty
+            (the `epr` switch and its λ). None: yes, except under `size_objective="flash"`,
+            where λ cannot change the file a device holds (a TFLite file stores every weight
+            at its mode's width whatever their entropy), so searching it only spends trials.
     """
 
     name: str
@@ -201,6 +229,7 @@ class Study:
     size_objective: str = "payload"
     device_budgets: DeviceBudgets = DeviceBudgets()
     references: tuple[Candidate, ...] | None = None
+    tflite_epr: bool | None = None
 
     def validate(self) -> None:
         """Raises `StudyDefinitionError` naming the first thing that cannot be searched.
@@ -255,9 +284,10 @@ class Study:
                 f"{', '.join(FACTORIZE_MODES)}"
             )
         low, high = self.width_range
-        if not 0 < low <= high:
+        if not (0 < low <= high and math.isfinite(high)):
             raise StudyDefinitionError(
-                f"study {self.name!r}: width_range {self.width_range} is empty or not positive"
+                f"study {self.name!r}: width_range {tuple(self.width_range)} is empty, not "
+                "positive or not finite"
             )
         low, high = self.epr_lambda_range
         if not 0 < low <= high:
@@ -302,20 +332,50 @@ class Study:
 
     def contains(self, candidate: Candidate) -> bool:
         """Whether the search could propose `candidate`: its mode is offered, its width and
-        (when it has one) its λ lie in the ranges. Which layers it factorizes depends on
+        (when it has one) its λ lie in the ranges, and a TFLite mode has a penalty only
+        where the study offers one (`searches_tflite_epr`). Which layers it factorizes depends on
         the parent and is checked when the trial builds it."""
         low, high = self.width_range
         lam_low, lam_high = self.epr_lambda_range
         return (candidate.quantization in self.quantization_modes
                 and low <= candidate.width <= high
-                and (candidate.epr_lambda == 0 or lam_low <= candidate.epr_lambda <= lam_high))
+                and (candidate.epr_lambda == 0 or lam_low <= candidate.epr_lambda <= lam_high)
+                and (candidate.epr_lambda == 0 or candidate.quantization == "epr"
+                     or self.searches_tflite_epr))
 
     @property
     def reference_candidates(self) -> tuple[Candidate, ...]:
         """The candidates a new study enqueues first (see `references`)."""
         if self.references is not None:
             return tuple(self.references)
-        return tuple(c for c in DEFAULT_REFERENCES if self.contains(c))
+        defaults = DEVICE_REFERENCES if self.size_objective == "flash" else DEFAULT_REFERENCES
+        return tuple(c for c in defaults if self.contains(c))
+
+    @property
+    def searches_tflite_epr(self) -> bool:
+        """Whether TFLite modes are offered the entropy penalty (see `tflite_epr`)."""
+        if self.tflite_epr is not None:
+            return self.tflite_epr
+        return self.size_objective != "flash"
+
+    def narrowed(self, *, quantization_modes: tuple[str, ...] | None = None,
+                 width_range: tuple[float, float] | None = None) -> Study:
+        """The study searched on `quantization_modes` and `width_range` where given (the
+        CLI's `--quantization` and `--width-range`), and without the `epr` storage mode
+        under `size_objective="flash"` where its modes are the default ones: an `.epr`
+        file is not what a device holds (it runs the decoded model), so it competes on
+        the decoded file's flash, which a TFLite mode already covers. Its own reference
+        points outside the narrowed space are left out rather than refused."""
+        modes = tuple(quantization_modes or self.quantization_modes)
+        if (quantization_modes is None and self.size_objective == "flash"
+                and modes == QUANTIZATION_MODES):
+            modes = tuple(m for m in modes if m != "epr")
+        changed = replace(self, quantization_modes=modes,
+                          width_range=tuple(width_range or self.width_range))
+        if changed.references is not None:
+            changed = replace(changed, references=tuple(
+                c for c in changed.references if changed.contains(c)))
+        return changed
 
     @property
     def parent_label(self) -> str:
