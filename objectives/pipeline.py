@@ -15,14 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from objectives.errors import DivergedError, HopelessTrial, TrialFailure
+from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
 from objectives.parent import ParentSource
 from optimizer.halving import RungJudge
 from search_spaces.candidate import Candidate
-from studies.base import Budget
+from studies.base import Budget, DeviceBudgets
 from studies.datasets import Splits
 
 REPRESENTATIVE_EXAMPLES = 200
+#: Calibration examples of the untrained conversion behind the flash and RAM check before
+#: training: calibration sets an int8 file's scales, not its size or its arena.
+FOOTPRINT_EXAMPLES = 16
 #: Timed single-example inferences behind each trial's `latency_ms` (median).
 LATENCY_RUNS = 50
 ARTIFACT_SUFFIX = {"epr": ".epr"}  # every other mode writes a .tflite flatbuffer
@@ -56,6 +59,12 @@ class TrialResult:
     #: `objectives.device` figures (flash_bytes, ram_bytes, ram_method, latency_ms, …) of
     #: the TFLite file a device would run, and which file that is (`device_format`).
     device: dict[str, object] = field(default_factory=dict)
+    #: Multiply-accumulates per inference (`objectives.capacity.macs`): the compute a
+    #: device user budgets on; `latency_ms` is the host's.
+    macs: int | None = None
+    #: Flash and RAM of the untrained candidate's file, measured before training when a
+    #: flash or RAM budget is set (`footprint_before_training`), else empty.
+    footprint_before_training: dict[str, object] = field(default_factory=dict)
 
     def as_attrs(self) -> dict[str, object]:
         """The figures to store per trial, device figures flattened in; the local artifact
@@ -125,13 +134,18 @@ def evaluate_candidate(
     weights: str | None = None,
     hp_params: dict[str, object] | None = None,
     judge: RungJudge | None = None,
+    device_budgets: DeviceBudgets | None = None,
 ) -> TrialResult:
     """Builds (the parent rewritten to `candidate`, inheriting `weights` when set), trains,
     compresses and evaluates one candidate; writes its artifact. `outputs` (`logits` or
     `probabilities`) chooses the loss; `hp_params` are a hypermodel's `hp_*` values.
 
-    Raises `TrialFailure` (trial FAIL, study goes on) or `HopelessTrial` (PRUNED): below
-    `accuracy_floor` after the first epoch, or an artifact below `usable_accuracy`.
+    Where `device_budgets` set a flash or RAM limit, the candidate's untrained file is
+    measured first and a candidate over either raises `OverBudget` before it trains.
+
+    Raises `TrialFailure` (trial FAIL, study goes on) or `HopelessTrial` (PRUNED): over a
+    flash or RAM budget before training (`OverBudget`), below `accuracy_floor` after the
+    first epoch, or an artifact below `usable_accuracy`.
     """
     import tensorflow as tf
 
@@ -145,6 +159,10 @@ def evaluate_candidate(
         num_classes=splits.num_classes, seed=seed, weights=weights, hp_params=hp_params,
     )
     params = plain.count_params()
+    footprint = {}
+    if device_budgets is not None and device_budgets.before_training:
+        footprint = check_footprint(plain, candidate=candidate, budgets=device_budgets,
+                                    splits=splits, seed=seed)
     model = plain
     if candidate.epr_lambda > 0:
         from objectives import epr
@@ -177,6 +195,7 @@ def evaluate_candidate(
     else:
         flatbuffer = tflite.convert(
             deployable, quantization=candidate.quantization,
+            int8_io=candidate.quantization == "int8",
             representative_x=splits.x_train[
                 representative_draw(splits.y_train, n=REPRESENTATIVE_EXAMPLES, seed=seed)
             ],
@@ -220,6 +239,8 @@ def evaluate_candidate(
         eval_seconds=eval_seconds,
         losses=record.losses,
         device=device,
+        macs=capacity.macs(plain),
+        footprint_before_training=footprint,
     )
 
 
@@ -235,6 +256,57 @@ def _rung_payload(candidate: Candidate, *, params: int):
         return lambda model: epr.estimated_bits(model) / 8
     estimate = size.estimated_tflite_payload(params, quantization=candidate.quantization)
     return lambda model: estimate
+
+
+def device_mode(quantization: str) -> str:
+    """The TFLite mode of the file a device runs for a storage mode: the mode itself, and
+    for `epr` (whose entropy-coded file no interpreter runs) float32 of the decoded model."""
+    return "float32" if quantization == "epr" else quantization
+
+
+def footprint_before_training(model, *, quantization: str, splits: Splits, seed: int
+                              ) -> dict[str, object]:
+    """Flash and RAM (`objectives.device.footprint`) of the file a device would run for
+    `model` stored as `quantization`, from the model as built, before any training: both
+    follow from the architecture and the storage mode alone (DESIGN §2), so a candidate
+    over a flash or RAM budget need not be trained to be known infeasible. int8 is
+    calibrated on a few training examples, which sets its scales, not its sizes."""
+    from objectives import device, tflite
+
+    mode = device_mode(quantization)
+    calibration = splits.x_train[representative_draw(
+        splits.y_train, n=FOOTPRINT_EXAMPLES, seed=seed)] if mode == "int8" else None
+    weights = model.get_weights()
+    try:
+        # Freshly initialized weights are degenerate (zero biases, equal BatchNorm
+        # statistics), and the converter stores equal constants once: the file would be
+        # smaller than the trained one's. Distinct values for the conversion, then restored.
+        rng = np.random.default_rng(seed)
+        model.set_weights([w + (1e-3 * np.abs(w).mean() + 1e-6) * rng.standard_normal(
+            w.shape).astype(w.dtype) if w.dtype.kind == "f" else w for w in weights])
+        flatbuffer = tflite.convert(model, quantization=mode, representative_x=calibration,
+                                    int8_io=mode == "int8")
+    finally:
+        model.set_weights(weights)
+    return device.footprint(flatbuffer)
+
+
+def check_footprint(model, *, candidate: Candidate, budgets: DeviceBudgets, splits: Splits,
+                    seed: int) -> dict[str, object]:
+    """The untrained footprint of `model` (see `footprint_before_training`); raises
+    `OverBudget` (the trial is rejected, untrained) when it breaks a flash or RAM budget."""
+    figures = footprint_before_training(model, quantization=candidate.quantization,
+                                        splits=splits, seed=seed)
+    over = {name: value for name, value in budgets.footprint_constraints(figures).items()
+            if value > 0}
+    if over:
+        limits = {"flash_bytes": ("flash", budgets.max_flash_kb),
+                  "ram_bytes": ("RAM", budgets.max_ram_kb)}
+        said = ", ".join(
+            f"{limits[name][0]} {float(figures[name]) / 1024:.1f} KB > {limits[name][1]:g} KB"
+            for name in over)
+        raise OverBudget(f"over budget before training: {said}; not trained", figures)
+    return figures
 
 
 def device_figures(flatbuffer: bytes | None, *, decoded, seed: int) -> dict[str, object]:
