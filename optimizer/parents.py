@@ -8,6 +8,10 @@ user's own model, or `--init inherit`, `objectives.parent.prepare` runs in a wor
 process, so the driver stays free of TensorFlow and workers keep forking. A KerasTuner
 hypermodel is built in the driver (each trial's architecture depends on its `hp_*`
 values, asked of the trial there), so its workers are spawned.
+
+With `--init inherit` the parent must be able to teach: one whose validation accuracy is
+hardly above chance (`teaching_floor`) is refused the same way, before any trial, since
+its children would inherit noise and the whole search would be spent fine-tuning it.
 """
 
 from __future__ import annotations
@@ -22,12 +26,61 @@ from optimizer.errors import UsageError
 
 log = logging.getLogger(__name__)
 
+#: The share of the way from chance to a perfect score a parent must close to be
+#: inherited from (see `teaching_floor`).
+TEACHING_KAPPA = 0.2
+
 if TYPE_CHECKING:
     import optuna
 
     from search_spaces.suggest import Offered
     from studies.base import Study
     from studies.datasets import Splits
+
+
+class ParentCannotTeach(UsageError):
+    """With `--init inherit`, a parent whose validation accuracy is below `teaching_floor`:
+    the run stops before the study is stored."""
+
+
+def teaching_floor(num_classes: int) -> float:
+    """The least validation accuracy of a parent children may inherit from, for
+    `num_classes` classes: chance (1/k) plus `TEACHING_KAPPA` of the way from chance to 1.
+
+    Why this form: accuracy means little without the class count, so the floor asks how
+    much of the gap from chance to a perfect score the parent closes, i.e. Cohen's kappa
+    against a uniform guess, (accuracy - 1/k) / (1 - 1/k). Kappa up to 0.2 is "slight"
+    agreement on Landis and Koch's (1977) scale, which is what a parent that learnt next
+    to nothing shows: 28% for 10 classes, 60% for 2, 20.8% for 100. A floor of 1.5/k alone
+    is too low (15% for 10 classes passes the 17.5% a parent with stale BatchNorm
+    statistics reached after one epoch, a kappa of 0.08), and `max(1.5/k, ...)` only
+    matters for k <= 3, where it would ask 75% of a binary parent that already closes half
+    of the gap. A trained parent is far above the floor (the tiny digits CNN after 10
+    epochs: over 80%), so the floor refuses broken parents, not weak ones."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    chance = 1.0 / num_classes
+    return chance + TEACHING_KAPPA * (1.0 - chance)
+
+
+def check_can_teach(info: ParentInfo, *, num_classes: int, source: ParentSource) -> None:
+    """`ParentCannotTeach` when `info`'s trained parent scores below `teaching_floor`: one
+    line naming its accuracy, chance, the likely causes and what to do instead."""
+    accuracy = info.parent_accuracy
+    floor = teaching_floor(num_classes)
+    if accuracy is None or accuracy >= floor:
+        return
+    how = ("train the saved model longer (or check it on its own validation data) and save "
+           "it again" if source.kind == "file" else
+           "train the parent longer (Budget(parent_epochs=N) in a study file)")
+    raise ParentCannotTeach(
+        f"parent {info.name!r} reaches {accuracy:.1%} validation accuracy, where chance is "
+        f"{1 / num_classes:.1%} ({num_classes} classes) and children inherit only from a "
+        f"parent at {floor:.1%} or more (teaching_floor). Likely causes: too few "
+        "training epochs, BatchNorm moving statistics not yet settled (they lag the weights "
+        "for the first epochs), or labels numbered in another order than the model was "
+        f"trained on (mismatched labels). Use --init scratch, or {how}"
+    )
 
 
 @dataclass(frozen=True)
@@ -92,6 +145,7 @@ def plan_parent(*, study: Study, splits: Splits, seed: int, cache_dir: Path,
     info = run(prepare, source=source, splits=splits, budget=study.budget, init=study.init,
                outputs=study.outputs, widths=widths, factorize_mode=study.factorize_mode,
                seed=seed, cache_dir=cache_dir, accuracy_floor=0.0)
+    check_can_teach(info, num_classes=splits.num_classes, source=source)
     if info.parent_accuracy is not None:
         log.info("parent %s: validation accuracy %.4f; children inherit its weights",
                  info.name, info.parent_accuracy)

@@ -6,15 +6,21 @@ stay in the study but not on the front, and the table says how many a budget exc
 `--format json` and `csv` are for machines: byte figures are exact integers and accuracy
 is unrounded, under the names the trials store them (`payload_bytes`, `artifact_bytes`).
 The table is for people: KB (1 KB = 1024 bytes) and rounded figures.
+
+A study whose parent is a KerasTuner hypermodel adds one column per hyperparameter,
+`hp_<name>` as in the trial params, after the compression axes (empty where a conditional
+one was inactive), in every format: a front is read as architectures, not trial numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from optimizer.commands import format_table
+from search_spaces.hypermodel import HP_PREFIX
 
 if TYPE_CHECKING:
     import optuna
@@ -30,6 +36,21 @@ TABLE_COLUMNS = (
     "trial", "accuracy", "test_accuracy", "payload_kb", "artifact_kb", "flash_kb", "ram_kb",
     "latency_ms", "width", "factorize", "epr_lambda", "quantization",
 )
+
+
+def hp_values(trial: optuna.trial.FrozenTrial) -> dict[str, object]:
+    """A hypermodel trial's `hp_<name>` values: as its candidate records them (user
+    attribute `candidate`, key `hypermodel`), else from its params (a trial whose build
+    failed before the candidate was recorded); {} for a study without a hypermodel."""
+    recorded = trial.user_attrs.get("candidate", {}).get("hypermodel")
+    if recorded is not None:
+        return dict(recorded)
+    return {k: v for k, v in trial.params.items() if k.startswith(HP_PREFIX)}
+
+
+def hp_columns(rows: Sequence[dict[str, object]]) -> list[str]:
+    """The `hp_*` keys of `rows`, in order of first appearance (the hypermodel's own)."""
+    return list(dict.fromkeys(k for row in rows for k in row if k.startswith(HP_PREFIX)))
 
 
 def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -55,7 +76,8 @@ def _exact_bytes(value: object) -> int | None:
 def front_rows(study: optuna.Study) -> list[dict[str, object]]:
     """One dict per front member with the columns of `COLUMNS`, exact and unrounded.
 
-    `factorize` is the candidate's list of factorized layers.
+    `factorize` is the candidate's list of factorized layers; a hypermodel study's rows
+    also carry every `hp_<name>` of the front (None where a member has none).
     """
     tests = test_accuracies(study)
     rows = []
@@ -76,9 +98,11 @@ def front_rows(study: optuna.Study) -> list[dict[str, object]]:
                 "factorize": list(cand.get("factorize", [])),
                 "epr_lambda": None if epr_lambda is None else float(epr_lambda),
                 "quantization": cand.get("quantization"),
+                **hp_values(t),
             }
         )
-    return rows
+    columns = hp_columns(rows)
+    return [{**row, **{k: row.get(k) for k in columns}} for row in rows]
 
 
 def _rounded(value: object, digits: int) -> object:
@@ -89,8 +113,13 @@ def _kb(size: object) -> object:
     return None if size is None else round(int(size) / 1024, 2)
 
 
-def table_row(row: dict[str, object]) -> list[object]:
-    """One `front_rows` row as the table's cells (`TABLE_COLUMNS`)."""
+def _hp_cell(value: object) -> object:
+    """A hyperparameter for people: floats to 3 significant digits, the rest as it is."""
+    return f"{value:.3g}" if isinstance(value, float) else value
+
+
+def table_row(row: dict[str, object], hp: Sequence[str] = ()) -> list[object]:
+    """One `front_rows` row as the table's cells (`TABLE_COLUMNS`, then the `hp` columns)."""
     return [
         row["trial"],
         _rounded(row["accuracy"], 4),
@@ -104,6 +133,7 @@ def table_row(row: dict[str, object]) -> list[object]:
         ",".join(row["factorize"]) or "-",
         _rounded(row["epr_lambda"], 3),
         row["quantization"],
+        *(_hp_cell(row.get(name)) for name in hp),
     ]
 
 
@@ -111,16 +141,17 @@ def format_front(rows: list[dict[str, object]], fmt: str) -> str:
     """The front as an aligned table (KB, rounded), CSV or JSON (exact bytes, unrounded)."""
     if fmt == "json":
         return json.dumps(rows, indent=2)
+    hp = hp_columns(rows)
     if fmt == "csv":
         import csv
         import io
 
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=[*COLUMNS, *hp], lineterminator="\n")
         writer.writeheader()
         writer.writerows({**r, "factorize": ",".join(r["factorize"])} for r in rows)
         return buf.getvalue().rstrip("\n")
-    return format_table(list(TABLE_COLUMNS), [table_row(r) for r in rows])
+    return format_table([*TABLE_COLUMNS, *hp], [table_row(r, hp) for r in rows])
 
 
 def pareto_command(args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@ weight bytes, like ours). The size axis is linear when the drawn sizes span less
 Under device budgets the front is the feasible front: completed trials over a budget are
 drawn apart (red crosses, "over budget (N)"), the title names the budgets, and
 trials.csv says of every trial whether it is `feasible` and which budgets it `violated`.
+A hypermodel study's trials.csv has one `hp_<name>` column per hyperparameter, after the
+compression axes (as `pareto` prints them).
 
 Hypervolume counts feasible trials only and is measured in (accuracy, log10 bytes)
 space, with the reference point at accuracy 0 and 10× the largest byte objective any
@@ -78,18 +80,20 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     where a trial has none), whichever of them the study minimizes. `feasible` is whether
     a trial meets every budget its constraints record (one without constraints does:
     no budgets, or it did not complete); `violated` names the budgets it exceeds,
-    comma-joined."""
+    comma-joined. A hypermodel study's `hp_<name>` values follow `quantization`."""
     import pandas as pd
     from optuna.trial import TrialState
 
     from optimizer.constraints import is_feasible, violated
-    from optimizer.pareto import front_trials, test_accuracies
+    from optimizer.pareto import front_trials, hp_columns, hp_values, test_accuracies
     from optimizer.retry import failure
 
     tests = test_accuracies(study)
     front = {t.number for t in front_trials(study)}
+    trials = study.get_trials(deepcopy=False)
+    hp = hp_columns([hp_values(t) for t in trials])
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         attrs = dict(t.user_attrs)
         cand = attrs.pop("candidate", {})
         attrs.pop("losses", None)
@@ -110,6 +114,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "factorize": ",".join(cand.get("factorize", [])),
                 "epr_lambda": cand.get("epr_lambda"),
                 "quantization": cand.get("quantization"),
+                **dict.fromkeys(hp), **hp_values(t),
                 "started": t.datetime_start,
                 "completed": t.datetime_complete,
                 **attrs,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optimizer.errors import UsageError
+from studies.base import UnknownStudyError
 
 if TYPE_CHECKING:
     import optuna
@@ -28,6 +29,15 @@ SCHEMA_RACE_ATTEMPTS = 3
 
 
 SMOKE_SUFFIX = "-smoke"
+
+
+class StudyNotStored(UnknownStudyError):
+    """A `--study` name that is neither registered nor a study reference, and no storage
+    where it was looked for; args are (name, valid names, where it was looked for), so
+    a command run from another folder says which run dir it opened."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}; {self.args[2]}"
 
 
 def study_name(name: str, *, smoke: bool) -> str:
@@ -52,11 +62,19 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
+def shown(url: str) -> str:
+    """`url` as a message names it: a SQLite file by its absolute path (a relative one means
+    nothing to a user whose command ran from another folder), others as given."""
+    path = sqlite_path(url)
+    return str(path.resolve()) if path is not None else url
+
+
 def _check_sqlite_file(path: Path, *, must_exist: bool) -> None:
     """Refuses a file that is not a SQLite database, or one that another tool owns."""
     if not path.exists():
         if must_exist:
-            raise UsageError(f"no study storage at {path}; run `python -m optimizer run` first")
+            raise UsageError(f"no study storage at {path.resolve()}; run `python -m optimizer "
+                             "run` first, or pass the --run-dir or --storage it was run with")
         if not path.parent.exists():
             try:
                 path.parent.mkdir(parents=True)
@@ -127,7 +145,7 @@ def load_existing(name: str, *, url: str) -> optuna.Study:
     names = [s.study_name for s in optuna.study.get_all_study_summaries(storage)]
     if name not in names:
         raise UsageError(
-            f"no study {name!r} in {url}; stored: {', '.join(names) or 'none'} "
+            f"no study {name!r} in {shown(url)}; stored: {', '.join(names) or 'none'} "
             f"(run `python -m optimizer run --study {name.removesuffix(SMOKE_SUFFIX)}` first)"
         )
     return optuna.load_study(study_name=name, storage=storage)
@@ -192,13 +210,23 @@ def stored_study_name(args) -> str:
 
 def open_stored(args) -> tuple[str, Path, optuna.Study]:
     """For the reading subcommands: (study name, run dir, stored study) from the common
-    `--study --smoke --run-dir --storage` arguments."""
-    from studies import STUDIES, UnknownStudyError
+    `--study --smoke --run-dir --storage` arguments. A name found nowhere is refused
+    with the storage it was looked for in (`StudyNotStored`)."""
+    from studies import STUDIES
 
     name = stored_study_name(args)
     run_dir = run_dir_for(name, run_dir=args.run_dir)
     url = storage_url(run_dir=run_dir, storage=args.storage)
     path = sqlite_path(url)
     if args.study not in STUDIES and path is not None and not path.exists():
-        raise UnknownStudyError(args.study, tuple(STUDIES))
+        if args.storage:
+            given = "--storage"
+        elif args.run_dir is not None:
+            given = f"--run-dir {args.run_dir}"
+        else:
+            given = f"the default --run-dir runs/{name} in the current folder {Path.cwd()}"
+        raise StudyNotStored(
+            args.study, tuple(STUDIES),
+            f"no stored study {name!r} either: looked for {path.resolve()} ({given}); pass "
+            "the --run-dir or --storage the study was run with")
     return name, run_dir, load_existing(name, url=url)

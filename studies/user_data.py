@@ -15,7 +15,8 @@ for data of any image size and any number of classes. What `source` names:
   grayscale (C = 1) when none has colour (grey or grey + alpha), else as RGB (C = 3), grey
   ones repeated into three channels; alpha is dropped. Each image is decoded twice (once to
   check its size, once by Keras). A folder has no test split of its own.
-  `Splits.source` is `folder:/absolute/dir`.
+  `Splits.source` is `folder:/absolute/dir`; `Splits.class_names` are the subfolder names
+  in label order, logged once (`classes: 0=cat, 1=dog`) and recorded on the study.
 - `"module.path:function"` or `"path/to/file.py:function"` (when it names no existing
   file or folder): the function is called without arguments and returns a mapping with the
   npz keys above, whose values are NumPy arrays (anything `np.asarray` makes a numeric
@@ -117,7 +118,22 @@ def load_user_data(
         _read_source(source), split_seed=split_seed, validation_fraction=validation_fraction
     )
     log.info("loaded %s: %s, %d classes", splits.source, splits.sizes(), splits.num_classes)
+    if splits.class_names is not None:
+        log.info("classes: %s", class_mapping(splits.class_names))
     return splits
+
+
+#: The classes `class_mapping` lists before it says how many more there are.
+LISTED_CLASSES = 30
+
+
+def class_mapping(names: Sequence[str]) -> str:
+    """`0=cat, 1=dog, ...`: the label each class name was given (a folder's subfolders,
+    sorted), so a user can check the order against the one their model was trained on."""
+    listed = ", ".join(f"{i}={name}" for i, name in enumerate(names[:LISTED_CLASSES]))
+    more = len(names) - LISTED_CLASSES
+    return listed + (f", … ({more} more; all {len(names)} in the study record's class_names)"
+                     if more > 0 else "")
 
 
 # --- reading: every failure is a DataError naming the source -----------------------------
@@ -449,4 +465,5 @@ def _split(raw: _UserRaw, *, split_seed: int, validation_fraction: float) -> Spl
         source=raw.source,
         split_seed=split_seed,
         num_classes=num_classes,
+        class_names=raw.class_names,
     )
