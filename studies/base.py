@@ -109,8 +109,8 @@ class DeviceBudgets:
         for name in ("max_flash_kb", "max_ram_kb", "max_latency_ms"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
-                raise StudyDefinitionError(f"--{name.replace('_', '-')} must be a finite "
-                                           f"positive number, got {value}")
+                raise StudyDefinitionError(f"--{name.replace('_', '-')} must be positive "
+                                           f"and finite, got {value}")
         if self.min_accuracy is not None and not 0 < self.min_accuracy <= 1:
             raise StudyDefinitionError(
                 f"--min-accuracy must lie in (0, 1], got {self.min_accuracy}"

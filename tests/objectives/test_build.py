@@ -126,3 +126,31 @@ def test_factorizing_a_1x1_conv_is_refused():
     family = Family(name="pointwise", description="", layers=(ConvSpec("mix", 8, 1),))
     with pytest.raises(InvalidCandidateError, match="1x1 conv"):
         check_factorize(family, ("mix",))
+
+
+def test_macs_count_every_conv_kind_and_dense_by_output_positions():
+    import tensorflow as tf
+
+    from objectives.capacity import macs
+
+    layers = tf.keras.layers
+    inputs = tf.keras.Input((28, 28, 1))
+    x = layers.Conv2D(8, 3)(inputs)              # 26×26 positions, 3·3·1 → 8
+    x = layers.DepthwiseConv2D(3)(x)             # 24×24, 3·3 per channel, 8 channels
+    x = layers.SeparableConv2D(4, 3)(x)          # 22×22, depthwise 3·3·8 + pointwise 8 → 4
+    x = layers.BatchNormalization()(x)           # folded by the converter: no MACs
+    x = layers.Flatten()(x)
+    outputs = layers.Dense(10)(x)                # 22·22·4 → 10
+    model = tf.keras.Model(inputs, outputs)
+    expected = (26 * 26 * 9 * 8 + 24 * 24 * 9 * 8 + 22 * 22 * (9 * 8 + 8 * 4)
+                + 22 * 22 * 4 * 10)
+    assert macs(model) == expected
+
+
+def test_lenet5_caffe_macs_follow_from_its_layer_shapes():
+    from objectives.capacity import macs
+
+    model = build_model(family=FAMILIES["lenet5_caffe"], candidate=Candidate(),
+                        input_shape=(28, 28, 1), num_classes=10)
+    # conv1 24·24·25·20, conv2 8·8·(25·20)·50, dense 800·500 and 500·10
+    assert macs(model) == 24 * 24 * 25 * 20 + 8 * 8 * 25 * 20 * 50 + 800 * 500 + 500 * 10

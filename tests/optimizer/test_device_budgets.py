@@ -7,16 +7,20 @@ import pytest
 
 from tests.conftest import run_cli
 
-N_TRIALS = 2  # the float32 reference and EPR at λ = 2
+N_TRIALS = 2  # the int8 reference points at width 1 and 0.5 (float32 is over the RAM budget)
 
 
 @pytest.fixture(scope="module")
 def flash_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("flash") / "digits"
-    # 0.5 KB of RAM: no model of this family fits, so every trial is infeasible
+    # 6 KB of RAM rules out float32 at width 1 before training; no trained model runs in a
+    # nanosecond on the host, so every trained trial is infeasible after training
     out = run_cli("run", "--study", "digits", "--smoke", "--n-trials", str(N_TRIALS),
-                  "--run-dir", str(run_dir), "--size-objective", "flash", "--max-ram-kb", "0.5")
-    assert out.returncode == 0, out.stderr[-3000:]
+                  "--run-dir", str(run_dir), "--size-objective", "flash", "--max-ram-kb", "6",
+                  "--max-latency-ms", "0.000001")
+    # a run that found nothing within its budgets exits 1, saying so in one line
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "no completed trial within the budgets" in out.stderr
     return run_dir, out
 
 
@@ -24,34 +28,51 @@ def _study(run_dir) -> optuna.Study:
     return optuna.load_study(study_name="digits-smoke", storage=f"sqlite:///{run_dir}/study.db")
 
 
+def _trained(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+
+
 def test_flash_is_the_second_objective_and_equals_the_file_a_device_runs(flash_run):
     study = _study(flash_run[0])
     assert study.metric_names == ["accuracy", "flash_bytes"]
-    float32, epr = study.trials[:2]
-    assert float32.values[1] == float32.user_attrs["flash_bytes"]
-    # for a TFLite artifact, flash is the artifact file itself
-    assert float32.user_attrs["flash_bytes"] == float32.user_attrs["artifact_bytes"]
-    assert float32.user_attrs["device_format"] == "artifact"
-    # an EPR file runs nowhere as is: flash is the float32 TFLite file of the decoded model,
-    # the same architecture as the reference, so the same size within the flatbuffer's slack
-    assert epr.user_attrs["device_format"].startswith("float32 TFLite")
-    assert epr.values[1] == pytest.approx(float32.values[1], rel=0.01)
-    assert epr.user_attrs["payload_bytes"] < float32.user_attrs["payload_bytes"] / 4
-    for t in study.trials[:2]:
+    trained = _trained(study)
+    assert [t.user_attrs["candidate"]["quantization"] for t in trained] == ["int8", "int8"]
+    for t in trained:
+        assert t.values[1] == t.user_attrs["flash_bytes"]
+        # for a TFLite artifact, flash is the artifact file itself
+        assert t.user_attrs["flash_bytes"] == t.user_attrs["artifact_bytes"]
+        assert t.user_attrs["device_format"] == "artifact"
         assert t.user_attrs["ram_bytes"] > 512 and t.user_attrs["latency_ms"] > 0
+
+
+def test_an_epr_file_competes_on_the_decoded_models_flash(tmp_path):
+    run_dir = tmp_path / "epr"
+    # a study that asks for EPR under the flash objective gets it
+    out = run_cli("run", "--study", "digits", "--smoke", "--n-trials", "1", "--run-dir",
+                  str(run_dir), "--size-objective", "flash", "--quantization", "epr",
+                  "--max-flash-kb", "10000")
+    assert out.returncode == 0, out.stderr[-3000:]
+    (epr,) = _trained(_study(run_dir))
+    # an EPR file runs nowhere as is: flash is the float32 TFLite file of the decoded model,
+    # which the untrained float32 file of the same architecture predicts exactly
+    assert epr.user_attrs["device_format"].startswith("float32 TFLite")
+    assert epr.values[1] == epr.user_attrs["flash_bytes"]
+    assert epr.user_attrs["footprint_before_training"]["flash_bytes"] == epr.values[1]
+    assert epr.user_attrs["payload_bytes"] < epr.user_attrs["flash_bytes"] / 4
 
 
 def test_a_budget_no_trial_meets_leaves_an_empty_front_and_export_says_so(flash_run, tmp_path):
     run_dir, out = flash_run
     study = _study(run_dir)
     assert study.best_trials == []
-    for t in study.trials[:2]:
-        assert t.constraints["ram_bytes"] == t.user_attrs["ram_bytes"] - 512
-    assert "2 completed trials exceed the study's budgets (RAM <= 0.5 KB)" in out.stdout
+    for t in _trained(study):
+        assert t.constraints["ram_bytes"] == t.user_attrs["ram_bytes"] - 6 * 1024
+        assert t.constraints["latency_ms"] > 0
+    assert "2 completed trials exceed the study's budgets (RAM <= 6 KB" in out.stderr
     exported = run_cli("export", "--study", "digits", "--smoke", "--run-dir", str(run_dir),
                        "--max-bytes", "10000000", "--out", str(tmp_path / "x"))
     assert exported.returncode == 2
-    assert "meets its budgets" in exported.stderr and "RAM <= 0.5 KB" in exported.stderr
+    assert "meets its budgets" in exported.stderr and "RAM <= 6 KB" in exported.stderr
     pareto = run_cli("pareto", "--study", "digits", "--smoke", "--run-dir", str(run_dir))
     assert pareto.returncode == 0 and "exceed the study's budgets" in pareto.stdout
 
@@ -60,7 +81,7 @@ def test_a_budget_no_trial_meets_leaves_an_empty_front_and_export_says_so(flash_
     ("flags", "needle"),
     [
         (["--size-objective", "payload"], "size_objective is flash"),
-        (["--max-ram-kb", "64"], "device budgets are RAM <= 0.5 KB"),
+        (["--max-ram-kb", "64"], "device budgets are RAM <= 6 KB"),
     ],
 )
 def test_resume_with_another_size_objective_or_budget_is_refused(flash_run, flags, needle):
