@@ -183,5 +183,7 @@ def budget_note(study: optuna.Study) -> str:
     if budgets is None:
         return ""
     count = infeasible_count(study)
-    return (f"{count} completed trial{'s' if count != 1 else ''} exceed the study's budgets "
-            f"({budgets.describe()}) and are left off the front")
+    one = count == 1
+    return (f"{count} completed trial{'' if one else 's'} exceed{'s' if one else ''} the "
+            f"study's budgets ({budgets.describe()}) and {'is' if one else 'are'} left off "
+            "the front")

@@ -635,15 +635,19 @@ def run_command(args: argparse.Namespace) -> int:
     rows = front_rows(opt_study)
     excluded = budget_note(opt_study)
     if not rows:
+        from collections import Counter
+
+        ended = Counter(t.state.name for t in opt_study.get_trials(deepcopy=False)
+                        if t.state.is_finished())
+        if not ended:  # stopped (--timeout) before any trial ended: nothing to judge yet
+            print("no trial has finished yet; run again to go on")
+            return 0
         # nothing usable was found: exit 1 (not 2: the input was fine, the search was not),
         # one line on stderr saying which of the two ways it came to nothing
-        if excluded:
+        if "COMPLETE" in ended:  # every completed trial is over a device budget
             what = f"no completed trial within the budgets: {excluded}"
         else:
-            from collections import Counter
-
-            states = Counter(t.state.name for t in opt_study.get_trials(deepcopy=False))
-            counts = ", ".join(f"{n} {s}" for s, n in states.items()) or "none ran"
+            counts = ", ".join(f"{n} {state}" for state, n in ended.items())
             what = (f"no trial completed ({counts}); each trial's line above says why (its "
                     "prune or fail reason)")
         print(f"optimizer run: error: {what}", file=sys.stderr)
