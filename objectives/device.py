@@ -78,7 +78,20 @@ _ELEMENT_BYTES: dict[str, int] = {
 #: TFLM's `MicroArenaBufferAlignment()`: every arena buffer's size is rounded up to it.
 TFLM_ALIGNMENT = 16
 
-RAM_METHODS: tuple[str, ...] = ("tflite-micro", "greedy-planner")
+#: How `ram_bytes` was obtained: measured by TFLM; estimated for a file TFLM does not run
+#: (its planned tensors plus the bookkeeping and scratch TFLM measured on the float32 file
+#: of the same model); or the planned tensors alone (no float32 file to measure on).
+ESTIMATED = "planner+float32-overhead"
+RAM_METHODS: tuple[str, ...] = ("tflite-micro", ESTIMATED, "greedy-planner")
+
+#: TFLite modes TFLM has no kernels for: float16 files (DEQUANTIZE from float16) and
+#: dynamic-range ones (hybrid int8-weight / float-activation kernels).
+NOT_ON_TFLM: tuple[str, ...] = ("float16", "dynamic")
+
+#: Said of every float16 file's RAM figure, where it is shown.
+FLOAT16_NOTE = ("float16 file: its DEQUANTIZE operators write every weight as float32 into "
+                "the arena at run time, so the weights count as RAM here (a float32 file "
+                "keeps them in flash)")
 
 #: Warm-up inferences before the timed ones (first runs allocate and fill caches).
 WARMUP_RUNS = 5
@@ -93,10 +106,17 @@ _NOTE_CHARS = 400
 class DeviceFigures:
     """The device figures of one TFLite flatbuffer, and how the RAM figure was obtained.
 
-    `ram_bytes` is TFLM's whole arena (`ram_method == "tflite-micro"`) or the planned
-    activations alone (`"greedy-planner"`); `planner_ram_bytes` is always the planner's.
-    `ram_note` says why TFLM was not used, empty when it was. `latency_ms` is the median
-    of `latency_runs` timed inferences on the host CPU.
+    `ram_bytes` means one thing for every mode: the tensor arena TFLM needs to run the
+    file (activations, kernels' scratch and its own bookkeeping), what a firmware
+    declares. Measured where TFLM runs the file (`ram_method == "tflite-micro"`: float32,
+    int8); for a file it does not run (float16, dynamic: `NOT_ON_TFLM`) estimated as the
+    file's planned tensors plus the overhead TFLM measured on the float32 file of the same
+    model (`ESTIMATED`); `"greedy-planner"` (the planned tensors alone) only where no such
+    file was given. `planner_ram_bytes` is always the planned tensors alone, under its own
+    name. `ram_note` says how an estimate was made, or why TFLM was not used; empty when it
+    measured. `latency_ms` is the median of `latency_runs` timed inferences on the *host*
+    CPU: it ranks files on this machine and says nothing of a microcontroller's latency
+    (`objectives.capacity.macs` is the figure to budget compute on).
     """
 
     flash_bytes: int
@@ -118,25 +138,31 @@ class DeviceFigures:
         return asdict(self)
 
 
-def measure(flatbuffer: bytes, *, runs: int = 50, seed: int = 0) -> DeviceFigures:
+def measure(flatbuffer: bytes, *, runs: int = 50, seed: int = 0,
+            float32_reference: bytes | None = None) -> DeviceFigures:
     """Flash, RAM and host latency of a TFLite flatbuffer (see the module docstring).
 
     `runs` timed inferences (after `WARMUP_RUNS` warm-up ones) give the median latency;
-    `seed` draws the random input. Raises `ValueError` for an empty flatbuffer or
-    `runs < 1`.
+    `seed` draws the random input; `float32_reference` as in `footprint`. Raises
+    `ValueError` for an empty flatbuffer or `runs < 1`.
     """
     if runs < 1:
         raise ValueError(f"runs must be at least 1, not {runs}")
     return DeviceFigures(
-        **footprint(flatbuffer),
+        **footprint(flatbuffer, float32_reference=float32_reference),
         latency_ms=median_latency_ms(bytes(flatbuffer), runs=runs, seed=seed),
         latency_runs=runs,
     )
 
 
-def footprint(flatbuffer: bytes) -> dict[str, int | str]:
+def footprint(flatbuffer: bytes, *, float32_reference: bytes | None = None
+              ) -> dict[str, int | str]:
     """Flash and RAM of a TFLite flatbuffer, without the latency: `flash_bytes`,
     `ram_bytes`, `ram_method`, `planner_ram_bytes` and `ram_note`, as in `DeviceFigures`.
+
+    `float32_reference`, the float32 file of the same model, is what a file TFLM does not
+    run (float16, dynamic) is estimated with: TFLM's overhead on it (its arena minus its
+    planned tensors) is added to this file's planned tensors.
 
     Both follow from the architecture and the storage mode, not from the weights' values,
     so an untrained candidate's file gives the trained one's figures: what lets a search
@@ -145,13 +171,39 @@ def footprint(flatbuffer: bytes) -> dict[str, int | str]:
     flatbuffer = bytes(flatbuffer)
     planned = plan_arena(flatbuffer)
     arena, note = _tflm_arena(flatbuffer, arena_size=_generous_arena(flatbuffer, planned))
+    ram, method = (planned, "greedy-planner") if arena is None else (arena.total,
+                                                                    "tflite-micro")
+    if arena is None and float32_reference is not None:
+        reference = bytes(float32_reference)
+        reference_planned = plan_arena(reference)
+        measured, _ = _tflm_arena(reference, arena_size=_generous_arena(
+            reference, reference_planned))
+        if measured is not None:
+            ram, method = planned + measured.total - reference_planned, ESTIMATED
+            note = (f"estimated: {planned} bytes of planned tensors plus the "
+                    f"{measured.total - reference_planned} bytes of bookkeeping and scratch "
+                    "TFLM measured on the float32 file of the same model; " + note)
+    if _has_float16(flatbuffer):  # said first: the bounded note keeps its start
+        note = f"{FLOAT16_NOTE}; {note}" if note else FLOAT16_NOTE
+    note = _bounded(note)
     return {
         "flash_bytes": len(flatbuffer),
-        "ram_bytes": planned if arena is None else arena.total,
-        "ram_method": "greedy-planner" if arena is None else "tflite-micro",
+        "ram_bytes": ram,
+        "ram_method": method,
         "planner_ram_bytes": planned,
         "ram_note": note,
     }
+
+
+def _has_float16(flatbuffer: bytes) -> bool:
+    """Whether any tensor of subgraph 0 is float16 (a float16-quantized file)."""
+    from tflite.TensorType import TensorType
+
+    from objectives.flatbuffer import read_model
+
+    graph = read_model(flatbuffer).Subgraphs(0)
+    return any(graph.Tensors(i).Type() == TensorType.FLOAT16
+               for i in range(graph.TensorsLength()))
 
 
 # -- the greedy planner -------------------------------------------------------------------

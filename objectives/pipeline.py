@@ -7,9 +7,11 @@ flatbuffer, or the model decoded from the EPR file, never the float training mod
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -219,7 +221,8 @@ def evaluate_candidate(
         )
     if figures.payload_bytes <= 0:
         raise TrialFailure(f"artifact has a payload of {figures.payload_bytes} bytes")
-    device = device_figures(flatbuffer, decoded=deployable, seed=seed)
+    device = device_figures(flatbuffer, decoded=deployable, seed=seed,
+                            quantization=candidate.quantization)
     return TrialResult(
         accuracy=artifact_accuracy,
         payload_bytes=figures.payload_bytes,
@@ -276,19 +279,40 @@ def footprint_before_training(model, *, quantization: str, splits: Splits, seed:
     mode = device_mode(quantization)
     calibration = splits.x_train[representative_draw(
         splits.y_train, n=FOOTPRINT_EXAMPLES, seed=seed)] if mode == "int8" else None
-    weights = model.get_weights()
-    try:
-        # Freshly initialized weights are degenerate (zero biases, equal BatchNorm
-        # statistics), and the converter stores equal constants once: the file would be
-        # smaller than the trained one's. Distinct values for the conversion, then restored.
-        rng = np.random.default_rng(seed)
-        model.set_weights([w + (1e-3 * np.abs(w).mean() + 1e-6) * rng.standard_normal(
-            w.shape).astype(w.dtype) if w.dtype.kind == "f" else w for w in weights])
+    with distinct_weights(model, seed=seed):
         flatbuffer = tflite.convert(model, quantization=mode, representative_x=calibration,
                                     int8_io=mode == "int8")
+        reference = float32_reference(model, quantization=mode)
+    return device.footprint(flatbuffer, float32_reference=reference)
+
+
+@contextlib.contextmanager
+def distinct_weights(model, *, seed: int) -> Iterator[None]:
+    """`model` with every float weight nudged to values of its own, restored after.
+
+    Freshly initialized weights are degenerate (zero biases, equal BatchNorm statistics)
+    and the TFLite converter stores equal constants once, so an untrained model's file
+    would be smaller than the trained one's; nudged by 0.1% of each tensor's mean
+    magnitude, it has the trained file's size and arena exactly (measured on every trial
+    of the tests: `footprint_before_training` equals the artifact's figures)."""
+    weights = model.get_weights()
+    rng = np.random.default_rng(seed)
+    try:
+        model.set_weights([w + (1e-3 * np.abs(w).mean() + 1e-6) * rng.standard_normal(
+            w.shape).astype(w.dtype) if w.dtype.kind == "f" else w for w in weights])
+        yield
     finally:
         model.set_weights(weights)
-    return device.footprint(flatbuffer)
+
+
+def float32_reference(model, *, quantization: str) -> bytes | None:
+    """The float32 file of `model` where its `quantization` file is one TFLM does not run
+    (float16, dynamic): what that file's arena is estimated with (`device.footprint`)."""
+    from objectives import device, tflite
+
+    if quantization not in device.NOT_ON_TFLM:
+        return None
+    return tflite.convert(model, quantization="float32")
 
 
 def check_footprint(model, *, candidate: Candidate, budgets: DeviceBudgets, splits: Splits,
@@ -309,15 +333,20 @@ def check_footprint(model, *, candidate: Candidate, budgets: DeviceBudgets, spli
     return figures
 
 
-def device_figures(flatbuffer: bytes | None, *, decoded, seed: int) -> dict[str, object]:
+def device_figures(flatbuffer: bytes | None, *, decoded, seed: int,
+                   quantization: str) -> dict[str, object]:
     """Flash, RAM and host latency of the TFLite file a device runs: the artifact itself,
     or for `epr` (whose entropy-coded file no interpreter runs) the float32 TFLite
-    conversion of the decoded model. `device_format` says which."""
+    conversion of the decoded model. `device_format` says which. A float16 or dynamic
+    file's arena is estimated on the float32 file of `decoded` (`device.footprint`)."""
     from objectives import device, tflite
 
     device_format = "artifact"
     if flatbuffer is None:
         flatbuffer = tflite.convert(decoded, quantization="float32")
         device_format = "float32 TFLite of the decoded EPR model"
-    figures = device.measure(flatbuffer, runs=LATENCY_RUNS, seed=seed).as_attrs()
+    figures = device.measure(
+        flatbuffer, runs=LATENCY_RUNS, seed=seed,
+        float32_reference=float32_reference(decoded, quantization=quantization),
+    ).as_attrs()
     return {**figures, "device_format": device_format}

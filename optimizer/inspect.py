@@ -169,21 +169,37 @@ def inspection_text(
 
 def device_table(model, *, modes: tuple[str, ...]) -> str:
     """Flash, RAM and host latency of the model's TFLite file in each mode, untrained: a
-    freshly built model has the same file size, tensor arena and operator work as a trained
-    one (int8 is calibrated on random inputs, which sets scales, not sizes)."""
+    freshly built model (its weights made distinct, `pipeline.distinct_weights`) has the
+    same file size, tensor arena and operator work as a trained one (int8 is calibrated on
+    random inputs, which sets scales, not sizes) — the figures a search checks budgets on
+    before it trains."""
     import numpy as np
 
     from objectives import device, tflite
+    from objectives.pipeline import distinct_weights
 
     rng = np.random.default_rng(0)
     calibration = rng.random((8, *model.input_shape[1:]), dtype=np.float32)
     rows = []
-    for mode in modes:
-        flatbuffer = tflite.convert(model, quantization=mode, representative_x=calibration,
-                                    int8_io=mode == "int8")
-        figures = device.measure(flatbuffer, runs=DEVICE_RUNS)
+    files: dict[str, bytes] = {}
+    with distinct_weights(model, seed=0):  # the sizes a trained model's files have
+        for mode in modes:
+            files[mode] = tflite.convert(model, quantization=mode,
+                                         representative_x=calibration, int8_io=mode == "int8")
+        reference = files.get("float32") or tflite.convert(model, quantization="float32")
+    notes = []
+    for mode, flatbuffer in files.items():
+        figures = device.measure(flatbuffer, runs=DEVICE_RUNS, float32_reference=(
+            reference if mode in device.NOT_ON_TFLM else None))
         rows.append([mode, f"{figures.flash_bytes:,}", f"{figures.ram_bytes:,}",
                      figures.ram_method, f"{figures.latency_ms:.3f}"])
-    return "device figures (untrained; latency on this host's CPU, 1 thread, batch 1):\n" + (
-        format_table(["mode", "flash bytes", "RAM bytes", "RAM method", "latency ms"], rows)
-    )
+        if mode == "float16":
+            notes.append(f"* {device.FLOAT16_NOTE}")
+    notes.append("* RAM: the tensor arena TFLM needs (measured by tflite-micro; estimated for "
+                 "the modes it does not run, " + ", ".join(device.NOT_ON_TFLM) + ")")
+    from objectives.capacity import macs
+
+    return (f"device figures (untrained; {macs(model):,} MACs per inference; host latency: "
+            "this machine's CPU, 1 thread, batch 1, not a device's):\n"
+            + format_table(["mode", "flash bytes", "RAM bytes", "RAM method",
+                            "host latency ms"], rows) + "\n" + "\n".join(notes))

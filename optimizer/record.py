@@ -132,13 +132,14 @@ _WHAT_TO_DO = {
     "new --run-dir",
     "data_fingerprints": "pass the --data-dir the study was run with ({source}), or start "
     "a new --run-dir for other data",
+    # before the search space, which the size objective narrows (`Study.narrowed`)
+    "size_objective": "drop --size-objective (the stored one is used), or start a new "
+    "--run-dir",
     "budget": "the study definition's budget changed since the study was created; restore "
     "it, or start a new --run-dir",
     "search_space": "the study definition's ranges changed since the study was created; "
     "restore them, or start a new --run-dir",
     "size_definition": "this version of the tool measures bytes differently; start a new "
-    "--run-dir",
-    "size_objective": "drop --size-objective (the stored one is used), or start a new "
     "--run-dir",
     "device_budgets": "drop the budget flags (the stored ones are used), or start a new "
     "--run-dir; trials already run were judged against the stored budgets",

@@ -150,6 +150,22 @@ def test_models_tflite_micro_cannot_run_fall_back_to_the_planner(conv_modes, mod
     assert reason in figures.ram_note
 
 
+@pytest.mark.parametrize("mode", ["float16", "dynamic"])
+def test_a_file_tflite_micro_cannot_run_gets_its_arena_estimated_on_the_float32_file(
+        conv_modes, conv_float32, mode):
+    """One meaning for `ram_bytes` in every mode: the arena TFLM needs. For a file it does
+    not run, its planned tensors plus TFLM's overhead measured on the float32 file."""
+    reference = device.measure(conv_float32, runs=1)
+    figures = device.measure(conv_modes[mode], runs=1, float32_reference=conv_float32)
+    overhead = reference.ram_bytes - reference.planner_ram_bytes
+    assert overhead > 0  # TFLM's bookkeeping is real
+    assert figures.ram_method == device.ESTIMATED
+    assert figures.ram_bytes == figures.planner_ram_bytes + overhead
+    assert "estimated" in figures.ram_note
+    # float16 says why its RAM is larger: the weights are dequantized into the arena
+    assert (device.FLOAT16_NOTE in figures.ram_note) == (mode == "float16")
+
+
 def test_without_tflite_micro_the_planner_answers(conv_float32, monkeypatch):
     monkeypatch.setattr(device, "_tflm_available", lambda: False)
     figures = device.measure(conv_float32, runs=1)

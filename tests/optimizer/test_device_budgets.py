@@ -45,14 +45,29 @@ def test_flash_is_the_second_objective_and_equals_the_file_a_device_runs(flash_r
         assert t.user_attrs["ram_bytes"] > 512 and t.user_attrs["latency_ms"] > 0
 
 
+EPR_FLASH_STUDY = """
+from dataclasses import replace
+
+from search_spaces import Candidate
+from studies import get_study
+
+# a study that asks for EPR under the flash objective gets it: EPR at λ = 2, full width
+STUDY = replace(get_study("digits"), name="digits_epr_flash", size_objective="flash",
+                quantization_modes=("epr", "float32"),
+                references=(Candidate(width=1.0, epr_lambda=2.0, quantization="epr"),))
+"""
+
+
 def test_an_epr_file_competes_on_the_decoded_models_flash(tmp_path):
-    run_dir = tmp_path / "epr"
-    # a study that asks for EPR under the flash objective gets it
-    out = run_cli("run", "--study", "digits", "--smoke", "--n-trials", "1", "--run-dir",
-                  str(run_dir), "--size-objective", "flash", "--quantization", "epr",
-                  "--max-flash-kb", "10000")
+    study_file = tmp_path / "epr_flash.py"
+    study_file.write_text(EPR_FLASH_STUDY)
+    out = run_cli("run", "--study", str(study_file), "--smoke", "--n-trials", "1",
+                  "--run-dir", str(tmp_path / "run"), "--max-flash-kb", "10000")
     assert out.returncode == 0, out.stderr[-3000:]
-    (epr,) = _trained(_study(run_dir))
+    study = optuna.load_study(study_name="digits_epr_flash-smoke",
+                              storage=f"sqlite:///{tmp_path}/run/study.db")
+    (epr,) = _trained(study)
+    assert epr.user_attrs["candidate"]["quantization"] == "epr"
     # an EPR file runs nowhere as is: flash is the float32 TFLite file of the decoded model,
     # which the untrained float32 file of the same architecture predicts exactly
     assert epr.user_attrs["device_format"].startswith("float32 TFLite")
