@@ -60,7 +60,9 @@ class Objective:
     `device_budgets` become the trial's Optuna constraints (written through `storage`).
 
     `scratch_dir` is where a worker writes an artifact before it is uploaded (and then
-    removed); the store is the only place artifacts are kept."""
+    removed); the store is the only place artifacts are kept. `check_before_training`
+    (default on) rejects a candidate over a flash or RAM budget before it trains; off, it
+    is trained and judged after, as before the check existed (for comparison only)."""
 
     def __init__(
         self,
@@ -73,6 +75,7 @@ class Objective:
         artifact_store: optuna.artifacts.FileSystemArtifactStore,
         storage: optuna.storages.BaseStorage,
         isolate: bool = True,
+        check_before_training: bool = True,
     ) -> None:
         self.study = study
         self.parent = parent
@@ -82,6 +85,7 @@ class Objective:
         self.artifact_store = artifact_store
         self.storage = storage
         self.isolate = isolate
+        self.check_before_training = check_before_training
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         import optuna
@@ -121,7 +125,8 @@ class Objective:
                 trial_number=trial.number,
                 seed=self.seed,
                 judge=judge,
-                device_budgets=self.study.device_budgets,
+                device_budgets=(self.study.device_budgets if self.check_before_training
+                                else None),
             )
         except OverBudget as error:
             # known infeasible before training: PRUNED with the figures, and told to the

@@ -458,6 +458,7 @@ def run_study(
     extend_every: int = EXTEND_EVERY,
     quantization_modes: tuple[str, ...] | None = None,
     width_range: tuple[float, float] | None = None,
+    check_before_training: bool = True,
 ) -> optuna.Study:
     """Runs `study` until it has `n_trials` finished trials (default: its budget's).
 
@@ -470,7 +471,9 @@ def run_study(
     trial in this many steps below the front's smallest member (`optimizer.extension`;
     0: none; searches of a built-in family with Optuna's samplers only).
     `quantization_modes` and `width_range` narrow the study's space for a new study (the
-    CLI's `--quantization` and `--width-range`); None keeps the stored ones on resume."""
+    CLI's `--quantization` and `--width-range`); None keeps the stored ones on resume.
+    `check_before_training=False` trains candidates over a flash or RAM budget and judges
+    them after (the behaviour before the check, kept for `benchmarks/device_search.py`)."""
 
     from optimizer.objective import Objective
     from optimizer.parents import plan_parent
@@ -547,6 +550,7 @@ def run_study(
             objective = Objective(
                 study=study, parent=parent, splits=splits, scratch_dir=run_dir / "scratch",
                 seed=seed, artifact_store=store, storage=rdb, isolate=isolate,
+                check_before_training=check_before_training,
             )
             show = sys.stderr.isatty() if progress is None else progress
             bar = _Progress(remaining, bar=show) if progress is not False else None
@@ -631,6 +635,7 @@ def run_command(args: argparse.Namespace) -> int:
         init=args.init, isolate=not args.no_isolation, extend_every=args.extend_every,
         quantization_modes=None if args.quantization is None else tuple(args.quantization),
         width_range=None if args.width_range is None else tuple(args.width_range),
+        check_before_training=not args.no_check_before_training,
     )
     rows = front_rows(opt_study)
     excluded = budget_note(opt_study)

@@ -140,6 +140,10 @@ def test_a_user_study_resumes_by_name_and_refuses_another_model(files, files_run
 
     other = tf.keras.Sequential([tf.keras.Input((8, 8, 1)), tf.keras.layers.Flatten(),
                                  tf.keras.layers.Dense(10)])
+    # trained, so that what is refused is the other parent, not one that cannot teach
+    x, y = _digits()
+    other.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    other.fit(x[:1400, ..., None] / 255.0, y[:1400], epochs=5, verbose=0)
     other.save(tmp_path / "residual.keras")
     out = run_cli("run", "--model", str(tmp_path / "residual.keras"), "--data",
                   str(files / "digits.npz"), "--name", "mine", "--smoke", "--run-dir",
