@@ -128,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     budgets.add_argument("--max-latency-ms", type=float,
                          help="median single-example inference on the host CPU, one thread")
     budgets.add_argument("--min-accuracy", type=float, help="validation accuracy")
+    budgets.add_argument(
+        "--no-check-before-training", action="store_true",
+        help="train candidates over a flash or RAM budget and judge them after, as before "
+        "the check existed (for comparison: benchmarks/device_search.py)",
+    )
     p.add_argument(
         "--no-isolation", action="store_true",
         help="run trials in this process instead of a fresh worker each (for debugging)",
@@ -149,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--min-accuracy", type=float, help="smallest with accuracy >= A")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--data-dir", type=Path, help="local dataset files, to re-check accuracy")
+    p.add_argument(
+        "--device-mode", choices=("int8", "float32"),
+        help="for an epr trial: the TFLite mode the decoded model is converted to for the "
+        "device (model_device.tflite); default int8, calibrated on the study's training split",
+    )
     _add_artifact_dir(p)
 
     p = sub.add_parser("report", help="write trials.csv and front plots")
