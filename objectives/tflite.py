@@ -279,6 +279,55 @@ def io_types(flatbuffer: bytes) -> tuple[np.dtype, np.dtype]:
     )
 
 
+def io_quantization(flatbuffer: bytes) -> dict[str, dict[str, object]]:
+    """How a device feeds the model and reads its answer: {"input": ..., "output": ...},
+    each {"shape", "dtype", "scale", "zero_point"} of the main subgraph's one input or
+    output tensor, JSON-ready (a list of ints, a dtype name such as "int8" or "float32",
+    a float and an int; scale and zero point None for an unquantized tensor).
+
+    An integer input takes q = round(x / scale) + zero_point, clipped to its type; an
+    integer output means (q - zero_point) · scale, as `predict` does. Read from the
+    flatbuffer with the `tflite` package (no interpreter, no TensorFlow). `ValueError` for
+    a model with other than one input and one output.
+    """
+    from tflite.TensorType import TensorType
+
+    from objectives.flatbuffer import read_model
+
+    type_names = {value: name.lower() for name, value in vars(TensorType).items()
+                  if not name.startswith("_")}
+    graph = read_model(bytes(flatbuffer)).Subgraphs(0)
+    if graph.InputsLength() != 1 or graph.OutputsLength() != 1:
+        raise ValueError(f"expected a model with one input and one output, got "
+                         f"{graph.InputsLength()} and {graph.OutputsLength()}")
+    return {
+        "input": _tensor_io(graph.Tensors(graph.Inputs(0)), type_names),
+        "output": _tensor_io(graph.Tensors(graph.Outputs(0)), type_names),
+    }
+
+
+def _tensor_io(tensor, type_names: dict[int, str]) -> dict[str, object]:
+    """One tensor's shape, dtype name, and its scale and zero point (None when it has none;
+    lists for the rare tensor quantized per channel)."""
+    from objectives.flatbuffer import quantization
+
+    scales, zero_points = quantization(tensor) or (np.zeros(0), np.zeros(0))
+    scale: object = None
+    zero_point: object = None
+    if len(scales) == 1:
+        scale = float(scales[0])
+        zero_point = int(zero_points[0]) if len(zero_points) else 0
+    elif len(scales) > 1:
+        scale = [float(s) for s in scales]
+        zero_point = [int(z) for z in zero_points]
+    return {
+        "shape": [int(tensor.Shape(k)) for k in range(tensor.ShapeLength())],
+        "dtype": type_names.get(tensor.Type(), str(tensor.Type())),
+        "scale": scale,
+        "zero_point": zero_point,
+    }
+
+
 def save(flatbuffer: bytes, path: str | os.PathLike) -> None:
     """Writes the flatbuffer to `path` atomically: a temp file in the same folder, fsync'd,
     then `os.replace`, so a killed trial never leaves a truncated artifact under the name.
