@@ -4,6 +4,13 @@ The exported file is the very artifact the trial evaluated (`.tflite` or `.epr`)
 the study's artifact store; its checksum must match the one recorded on the trial, and
 after writing, the exported copy is loaded again and its accuracy on the study's own
 validation split (data and split seed as recorded) must equal the recorded accuracy.
+
+Beside it go the files a microcontroller build uses (`optimizer.device_export`): for an
+EPR trial the decoded model converted to TFLite (`model_device.tflite`, `--device-mode`),
+and for the TFLite file a device runs, `model_data.cc` / `model_data.h` for TensorFlow
+Lite for Microcontrollers; the card says how to feed it (input and output quantization,
+preprocessing, class names, the operators to register). Model files of an earlier export
+into the same folder that this one did not write are removed.
 """
 
 from __future__ import annotations
@@ -82,18 +89,24 @@ def _writable_dir(out: Path) -> None:
 
 def export_trial(
     *, study: optuna.Study, trial: optuna.trial.FrozenTrial, out: Path, splits,
-    store: FileSystemArtifactStore, store_dir: Path,
+    store: FileSystemArtifactStore, store_dir: Path, device_mode: str | None = None,
 ) -> dict[str, object]:
-    """Writes `model.<ext>` and `model_card.json` into `out`; returns the card.
+    """Writes `model.<ext>`, the device files and `model_card.json` into `out`; returns
+    the card.
 
     The artifact comes from the study's artifact store (checksum checked) and `splits`
-    must be the study's own data (`record.load_recorded_data`)."""
+    must be the study's own data (`record.load_recorded_data`). `device_mode` (`int8`, the
+    default, or `float32`) is the TFLite mode an EPR trial's decoded model is converted
+    to for the device; a TFLite trial's artifact is its device file."""
     from objectives.pipeline import evaluate_artifact, sha256_file
+    from optimizer import device_export
     from optimizer.constraints import is_feasible
     from optimizer.pareto import test_accuracies
 
     _writable_dir(out)
     mode = trial.user_attrs["candidate"]["quantization"]
+    device_mode = device_export.resolve_device_mode(quantization=mode, device_mode=device_mode)
+    record = stored_record(study)
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         source = fetch(trial, store=store, store_dir=store_dir, into=Path(tmp))
         target = out / f"model{source.suffix}"
@@ -104,6 +117,12 @@ def export_trial(
         raise CheckFailed(
             f"exported model scores {accuracy:.6f} on validation, recorded {trial.values[0]:.6f}"
         )
+    device = device_export.device_file(trial=trial, artifact=target, out=out,
+                                       device_mode=device_mode, splits=splits,
+                                       seed=int(record["split_seed"]))
+    c_array = device_export.write_c_array(device, out=out, study_name=study.study_name,
+                                          trial_number=trial.number)
+    device_export.remove_stale(out, written={target.name, device.path.name, *c_array["files"]})
     attrs = trial.user_attrs
     card = {
         "study": study.study_name,
@@ -134,12 +153,14 @@ def export_trial(
         "head_mec_bits": attrs.get("head_mec_bits"),
         "feature_compression_ratio": attrs.get("feature_compression_ratio"),
         "data_source": attrs.get("data_source"),
-        "study_definition": stored_record(study),
+        "study_definition": record,
         "load": (
             "from objectives import epr; model = epr.load('model.epr')"
             if mode == "epr"
             else "tf.lite.Interpreter(model_path='model.tflite')"
         ),
+        **device_export.device_card(device, record=record, splits=splits),
+        "c_array": c_array,
     }
     card_tmp = out / "model_card.json.tmp"
     card_tmp.write_text(json.dumps(card, indent=2) + "\n")
@@ -149,21 +170,38 @@ def export_trial(
 
 def export_command(args: argparse.Namespace) -> int:
     """CLI entry for `export`: the data and splits are the study's own, as recorded."""
+    from optimizer.device_export import resolve_device_mode
     from optimizer.storage import open_stored
 
     _, run_dir, study = open_stored(args)
     chosen = pick_trial(study, trial=args.trial, max_bytes=args.max_bytes,
                         min_accuracy=args.min_accuracy)
+    resolve_device_mode(quantization=chosen.user_attrs["candidate"]["quantization"],
+                        device_mode=args.device_mode)  # refused before the data load
     _writable_dir(args.out)
     store_dir = store_dir_for(run_dir, artifact_dir=args.artifact_dir)
     store = open_store(store_dir, create=False)
     splits = load_recorded_data(study, data_dir=args.data_dir)
     card = export_trial(study=study, trial=chosen, out=args.out, splits=splits, store=store,
-                        store_dir=store_dir)
+                        store_dir=store_dir, device_mode=args.device_mode)
     print(
         f"exported trial {chosen.number} to {args.out / card['file']}: validation accuracy "
         f"{card['metrics']['validation_accuracy_rechecked']:.4f} (matches the record), "
         f"payload {card['bytes']['payload_bytes']:,} bytes, "
         f"file {card['bytes']['artifact_bytes']:,} bytes"
     )
+    print(_device_line(card))
     return 0
+
+
+def _device_line(card: dict) -> str:
+    """One line on the device files: which file, its accuracy, flash and arena."""
+    device, c_array = card["device_file"], card["c_array"]
+    arena = c_array["tensor_arena_size"]
+    return (
+        f"device: {device['file']} ({device['quantization']}, validation accuracy "
+        f"{device['validation_accuracy']:.4f}, flash {device['flash_bytes']:,} bytes) and "
+        f"{' + '.join(c_array['files'])} for TFLM, "
+        + (f"kTensorArenaSize {arena:,} bytes" if arena is not None
+           else "no kTensorArenaSize (TFLM does not run this mode)")
+    )
