@@ -16,10 +16,14 @@ payload, and this module measures them for one `.tflite` flatbuffer:
     tensor, one node-and-registration struct per operator, persistent `TfLiteTensor`s
     for the graph's inputs and outputs, and the kernels' op data such as the per-channel
     requantization multipliers of int8 convolutions). It is measured in an arena whose
-    two ends are 16-byte aligned, so it holds no alignment padding; it is the size of
-    the `tensor_arena` a firmware declares, give or take the few bytes that aligning an
-    unaligned arena's ends costs. Not counted: the model itself (flash), the interpreter
-    object, the op resolver and the stack.
+    two ends are 16-byte aligned, so it holds no alignment padding. The `tensor_arena` a
+    firmware declares is at least this; on small models TFLM needs a few hundred bytes
+    more for a moment while it plans (measured by `objectives.micro.minimal_arena`, which
+    `export` writes as `kTensorArenaSize`). Not counted: the model itself (flash), the
+    interpreter object, the op resolver and the stack.
+  - `"planner+float32-overhead"`: for a file TFLM does not run (float16, dynamic), the
+    planner's figure below plus TFLM's overhead (arena total minus planned tensors)
+    measured on the float32 file of the same model, so `ram_bytes` keeps its meaning.
   - `"greedy-planner"`: `plan_arena`, this module's re-implementation of TFLM's lifetimes
     and greedy planner on the flatbuffer's tensors. It counts the activations only —
     what TFLM places in the head, without kernels' scratch buffers and without the tail.
@@ -106,17 +110,20 @@ _NOTE_CHARS = 400
 class DeviceFigures:
     """The device figures of one TFLite flatbuffer, and how the RAM figure was obtained.
 
-    `ram_bytes` means one thing for every mode: the tensor arena TFLM needs to run the
-    file (activations, kernels' scratch and its own bookkeeping), what a firmware
-    declares. Measured where TFLM runs the file (`ram_method == "tflite-micro"`: float32,
-    int8); for a file it does not run (float16, dynamic: `NOT_ON_TFLM`) estimated as the
-    file's planned tensors plus the overhead TFLM measured on the float32 file of the same
-    model (`ESTIMATED`); `"greedy-planner"` (the planned tensors alone) only where no such
-    file was given. `planner_ram_bytes` is always the planned tensors alone, under its own
-    name. `ram_note` says how an estimate was made, or why TFLM was not used; empty when it
-    measured. `latency_ms` is the median of `latency_runs` timed inferences on the *host*
-    CPU: it ranks files on this machine and says nothing of a microcontroller's latency
-    (`objectives.capacity.macs` is the figure to budget compute on).
+    `ram_bytes` means one thing for every mode: the tensor arena TFLM needs to run the file
+    (activations, kernels' scratch and its own bookkeeping: TFLM's "arena allocation total"
+    once allocated). A firmware declares a little more on small models, where TFLM needs
+    free room for a moment while it plans (`objectives.micro.minimal_arena`, what `export`
+    writes as `kTensorArenaSize`). Measured where TFLM runs the file (`ram_method ==
+    "tflite-micro"`: float32, int8); for a file it does not run (float16, dynamic:
+    `NOT_ON_TFLM`) estimated as the file's planned tensors plus the overhead TFLM measured
+    on the float32 file of the same model (`ESTIMATED`); `"greedy-planner"` (the planned
+    tensors alone) only where no such file was given. `planner_ram_bytes` is always the
+    planned tensors alone, under its own name. `ram_note` says how an estimate was made, or
+    why TFLM was not used; empty when it measured. `latency_ms` is the median of
+    `latency_runs` timed inferences on the *host* CPU: it ranks files on this machine and
+    says nothing of a microcontroller's latency (`objectives.capacity.macs` is the figure to
+    budget compute on).
     """
 
     flash_bytes: int
