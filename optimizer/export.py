@@ -145,9 +145,12 @@ def export_trial(
         },
         "device": {
             key: attrs.get(key)
-            for key in ("flash_bytes", "ram_bytes", "ram_method", "latency_ms",
-                        "latency_runs", "device_format")
+            for key in ("flash_bytes", "ram_bytes", "ram_method", "ram_note",
+                        "planner_ram_bytes", "macs", "latency_ms", "latency_runs",
+                        "device_format")
         },
+        "latency": "latency_ms is the host CPU's (one thread, batch 1), not a device's; "
+                   "budget a device's compute on macs",
         "feasible": is_feasible(trial),
         "params": attrs.get("params"),
         "head_mec_bits": attrs.get("head_mec_bits"),

@@ -331,7 +331,7 @@ class _Progress:
                     f"payload={attrs.get('payload_bytes', 0) / 1024:.2f} KB "
                     f"flash={attrs.get('flash_bytes', 0) / 1024:.1f} KB "
                     f"ram={attrs.get('ram_bytes', 0) / 1024:.1f} KB "
-                    f"latency={attrs.get('latency_ms', float('nan')):.3f} ms")
+                    f"host latency={attrs.get('latency_ms', float('nan')):.3f} ms")
             if attrs.get("stopped_at_epoch") is not None:
                 tail += f" (halving: stopped after epoch {attrs['stopped_at_epoch']})"
             over = violated(trial)

@@ -177,6 +177,10 @@ def test_the_card_says_how_to_feed_the_model_and_what_to_register(exported):
     for op in card["ops"]:
         assert op["resolver"] == micro.resolver_method(op["builtin"])
     assert {"builtin": "CONV_2D", "resolver": "AddConv2D"} in card["ops"]
+    # compute to budget a device on, beside a latency that says it is the host's
+    assert card["device"]["macs"] > 10_000
+    assert card["device"]["ram_method"] == "tflite-micro"
+    assert "host" in card["latency"] and "macs" in card["latency"]
 
 
 def test_a_mode_tflm_does_not_run_gets_no_arena_constant(run, exported):
