@@ -146,7 +146,8 @@ def run_arm(*, arm: str, seed: int, data: Path, model: Path, out: Path,
                               check=False)
     wall = time.time() - started
     return {"arm": arm, "seed": seed, "returncode": done.returncode, "wall_seconds": wall,
-            "command": " ".join(command[1:]), "trials": read_trials(run_dir, started)}
+            "started": started, "run_dir": str(run_dir), "command": " ".join(command[1:]),
+            "trials": read_trials(run_dir, started)}
 
 
 def read_trials(run_dir: Path, started: float) -> list[dict]:
@@ -167,9 +168,13 @@ def read_trials(run_dir: Path, started: float) -> list[dict]:
             "rejected": REJECTED_ATTR in a, "candidate": a.get("candidate"),
             "accuracy": t.values[0] if t.values else None,
             "flash_bytes": a.get("flash_bytes"), "ram_bytes": a.get("ram_bytes"),
-            "trained": "train_seconds" in a, "train_seconds": a.get("train_seconds"),
+            # every finished trial not rejected before training was trained (a PRUNED one
+            # at the accuracy floor after its first epoch, too)
+            "trained": REJECTED_ATTR not in a and t.state.name in ("COMPLETE", "PRUNED",
+                                                                   "FAIL"),
+            "train_seconds": a.get("train_seconds"),
             "feasible": t.state.name == "COMPLETE" and is_feasible(t),
-            "over_budget_trained": "train_seconds" in a and (
+            "over_budget_trained": REJECTED_ATTR not in a and (
                 a.get("ram_bytes", 0) > RAM_KB * 1024),
         })
     return rows
@@ -196,6 +201,7 @@ def summary(result: dict, *, at: float) -> dict:
         "rejected": sum(t["rejected"] for t in trials),
         "int8": sum(1 for t in trials if t["trained"]
                     and (t["candidate"] or {}).get("quantization") == "int8"),
+        "train_min": round(sum(t["train_seconds"] or 0 for t in trials) / 60, 1),
         "hv_at_default_time": round(hypervolume(trials, by=at), 4),
         "hv_final": round(hypervolume(trials, by=None), 4),
         "best_feasible": max(((t["accuracy"], t["flash_bytes"]) for t in trials
@@ -204,7 +210,7 @@ def summary(result: dict, *, at: float) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    head = ["arm", "seed", "wall_min", "trained", "feasible", "over_budget_trained",
+    head = ["arm", "seed", "wall_min", "train_min", "trained", "feasible", "over_budget_trained",
             "rejected", "int8", "hv_at_default_time", "hv_final", "best_feasible"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -246,6 +252,8 @@ def main() -> int:
     for key, result in stored.items():
         if key == "parent":
             continue
+        if Path(result.get("run_dir", "")).is_dir():  # re-read: the figures as defined now
+            result["trials"] = read_trials(Path(result["run_dir"]), result["started"])
         at = stored[f"default-seed{result['seed']}"]["wall_seconds"]
         rows.append(summary(result, at=at))
     print(f"parent: {stored.get('parent')}")
