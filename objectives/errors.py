@@ -2,10 +2,10 @@
 
 A `TrialFailure` marks one trial FAIL, records its reason and `failure_kind`, and the study
 goes on. A `HopelessTrial` marks it PRUNED. Anything else is a bug and is not caught. The
-bases live in `optimizer.errors`, the project's one hierarchy.
+bases live in `definitions.errors`, the project's one hierarchy.
 """
 
-from optimizer.errors import HopelessTrial, TrialFailure
+from definitions.errors import HopelessTrial, TrialFailure
 
 
 class DivergedError(TrialFailure):

@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
+from definitions.vocabulary import PARENT_KINDS
 from search_spaces.candidate import Candidate
 from search_spaces.families import get_family
 
@@ -39,9 +40,6 @@ if TYPE_CHECKING:
 #: Where a parent comes from: a built-in family, a saved Keras model (`.keras`, `.h5` or a
 #: SavedModel folder), a Python function (`module:fn` or `file.py:fn`), or the `model` of
 #: a study defined in Python (`pkg.module:NAME` or `path/study.py`).
-PARENT_KINDS = ("family", "file", "function", "study")
-INITS = ("scratch", "inherit")
-OUTPUTS = ("auto", "logits", "probabilities")
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 

@@ -36,10 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from definitions.errors import UsageError
+from definitions.vocabulary import FACTORIZE_MODES
 from objectives.build import factorized_names
-from optimizer.errors import UsageError
 from search_spaces.families import scaled
-from search_spaces.rule import FACTORIZE_MODES, factorized_params, square_params
+from search_spaces.rule import factorized_params, square_params
 
 if TYPE_CHECKING:
     from tensorflow import keras

@@ -28,11 +28,6 @@ SIZE_DEFINITION = "size-v1"
 #: of the trial attribute (and Optuna metric) that holds it. `flash` is the deployable
 #: `.tflite` file a device runs (for `epr` trials, the float32 TFLite file of the decoded
 #: model): see `objectives.device`.
-SIZE_OBJECTIVES: dict[str, str] = {
-    "payload": "payload_bytes",
-    "flash": "flash_bytes",
-    "gzip": "artifact_gzip_bytes",
-}
 
 
 #: Bytes a TFLite mode stores per parameter value, before zlib (float32 and float16 as

@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from definitions.vocabulary import TFLITE_MODES
 from objectives.errors import TrialFailure
 
 if TYPE_CHECKING:
     from tensorflow import keras
 
-TFLITE_MODES: tuple[str, ...] = ("float32", "float16", "dynamic", "int8")
 
 #: Seed of the draw of representative examples from `representative_x`, fixed so that a
 #: trial's int8 calibration (hence its accuracy) is reproducible.

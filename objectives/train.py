@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from definitions.errors import UsageError
+from definitions.vocabulary import SCHEDULES
 from objectives.errors import DivergedError, HopelessTrial
-from optimizer.errors import UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -95,7 +96,6 @@ def _single_output(layer):
 #: Learning-rate schedules a budget may name: `cosine` decays Adam's rate from
 #: `LEARNING_RATE` to zero at the trial's last step (Loshchilov & Hutter, ICLR 2017, without
 #: restarts), so a short budget ends annealed instead of mid-stride; `constant` keeps it.
-SCHEDULES = ("cosine", "constant")
 
 
 def learning_rate(schedule: str, *, steps: int):

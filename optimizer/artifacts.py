@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 
 if TYPE_CHECKING:
     import optuna

@@ -16,9 +16,17 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from optimizer.errors import CheckFailed, OptimizerError, UsageError
+from definitions.errors import CheckFailed, OptimizerError, UsageError
+from definitions.vocabulary import (
+    BACKENDS,
+    DEVICE_MODES,
+    FORMATS,
+    INITS,
+    QUANTIZATION_MODES,
+    SAMPLERS,
+    SIZE_OBJECTIVES,
+)
 from optimizer.extension import EXTEND_EVERY
-from search_spaces.candidate import QUANTIZATION_MODES
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -75,14 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "y_test]), a folder of class subfolders, or module:function")
     own.add_argument("--name", help="the study's name (default: the model file's stem)")
     p.add_argument(
-        "--init", choices=("inherit", "scratch"),
+        "--init", choices=INITS,
         help="children inherit the trained parent's weights (inherit) or start fresh "
         "(scratch); default: the study's (inherit for --model); recorded on the study",
     )
     p.add_argument("--n-trials", type=int, help="total finished trials to reach")
     p.add_argument("--timeout", type=float, help="stop starting trials after SEC seconds")
     p.add_argument(
-        "--sampler", choices=("tpe", "nsga2", "random"), default="tpe", help="default: tpe"
+        "--sampler", choices=SAMPLERS, default="tpe", help="default: tpe"
     )
     p.add_argument(
         "--extend-every", type=int, default=EXTEND_EVERY, metavar="N",
@@ -90,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"larger λ, or one more conv factorized); 0: never (default {EXTEND_EVERY})",
     )
     p.add_argument(
-        "--backend", choices=("optuna", "kerastuner"), default="optuna",
+        "--backend", choices=BACKENDS, default="optuna",
         help="who proposes trials: Optuna's --sampler (default), or KerasTuner's "
         "BayesianOptimization on accuracy - 0.02*log10(bytes), for comparison",
     )
@@ -102,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="local dataset files (e.g. mnist.npz)")
     _add_artifact_dir(p)
     p.add_argument(
-        "--size-objective", choices=("payload", "flash", "gzip"),
+        "--size-objective", choices=tuple(SIZE_OBJECTIVES),
         help="the byte figure to minimize: payload (compressed parameters, the default), "
         "flash (the .tflite file a device runs) or gzip (gzip -9 of the artifact); "
         "recorded on the study",
@@ -142,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pareto", help="print a study's Pareto front")
     _add_study_args(p)
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--format", choices=FORMATS, default="table")
 
     p = sub.add_parser("export", help="export a front member as a deployable artifact")
     _add_study_args(p)
@@ -155,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--data-dir", type=Path, help="local dataset files, to re-check accuracy")
     p.add_argument(
-        "--device-mode", choices=("int8", "float32"),
+        "--device-mode", choices=DEVICE_MODES,
         help="for an epr trial: the TFLite mode the decoded model is converted to for the "
         "device (model_device.tflite); default int8, calibrated on the study's training split",
     )

@@ -8,7 +8,7 @@ import logging
 import socket
 from pathlib import Path
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
+from definitions.vocabulary import DEVICE_MODES
 
 #: The modes `export --device-mode` converts a decoded EPR model to (TFLM runs both).
-DEVICE_MODES: tuple[str, ...] = ("int8", "float32")
 DEVICE_FILE = "model_device.tflite"
 #: Every model file an export may write; an export removes those it did not write, so a
 #: folder exported into twice holds one model.

@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from definitions.errors import CheckFailed, UsageError
 from optimizer.artifacts import fetch, open_store, store_dir_for
-from optimizer.errors import CheckFailed, UsageError
 from optimizer.record import load_recorded_data, stored_record
 
 if TYPE_CHECKING:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from definitions.errors import UsageError
 from optimizer.commands import format_table
-from optimizer.errors import UsageError
 from search_spaces.candidate import Candidate
 from search_spaces.families import get_family
 

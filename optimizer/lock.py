@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 
 #: A killed driver's worker keeps the lock for up to a second (it polls its parent), so a
 #: run started right after a kill waits briefly before refusing.

@@ -16,8 +16,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from definitions.vocabulary import SIZE_OBJECTIVES
 from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
-from objectives.size import SIZE_OBJECTIVES
 from optimizer.artifacts import ARTIFACT_ID_ATTR
 from optimizer.constraints import set_constraints
 from optimizer.halving import full_budget, judge_for

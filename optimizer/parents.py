@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from definitions.errors import UsageError
 from objectives.parent import ParentInfo, ParentSource, width_grid
-from optimizer.errors import UsageError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 
 if TYPE_CHECKING:
     import optuna

@@ -28,7 +28,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 from optimizer.record import study_budgets
 
 if TYPE_CHECKING:

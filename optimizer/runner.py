@@ -19,9 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from definitions.errors import BudgetNotReached, UsageError
+from definitions.vocabulary import BACKENDS, SAMPLERS
 from optimizer.artifacts import fetch, open_store, store_dir_for
 from optimizer.constraints import violated
-from optimizer.errors import BudgetNotReached, UsageError
 from optimizer.extension import EXTEND_EVERY, SmallEndExtension
 from optimizer.halving import EXTENSION_ATTR, REFERENCE_ATTR
 from optimizer.lock import StorageLock
@@ -63,10 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAMPLERS = ("tpe", "nsga2", "random")
-#: Who proposes the trials: Optuna's sampler, or KerasTuner's Bayesian optimization on a
-#: weighted sum of the objectives (`optimizer.kerastuner_backend`).
-BACKENDS = ("optuna", "kerastuner")
 #: How long a driver waits for a study another driver has just created to be recorded.
 RECORD_WAIT_SECONDS = 30.0
 #: Rounds of trials in a row that may all be cut short before a run gives up.

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 from studies.base import UnknownStudyError
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def load_existing(name: str, *, url: str) -> optuna.Study:
 
 def metric_names(size_objective: str) -> tuple[str, str]:
     """The study's two metrics: accuracy, and the byte figure of its size objective."""
-    from objectives.size import SIZE_OBJECTIVES
+    from definitions.vocabulary import SIZE_OBJECTIVES
 
     return ("accuracy", SIZE_OBJECTIVES[size_objective])
 
@@ -165,7 +165,7 @@ def size_metric(study: optuna.Study) -> str:
 
 def check_compatible(study: optuna.Study) -> None:
     """Refuses a stored study whose directions or metric names are not ours."""
-    from objectives.size import SIZE_OBJECTIVES
+    from definitions.vocabulary import SIZE_OBJECTIVES
 
     directions = tuple(d.name.lower() for d in study.directions)
     names = tuple(study.metric_names or ())

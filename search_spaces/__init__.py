@@ -4,7 +4,8 @@ Nothing in this package imports TensorFlow, so the space can be tested with
 `optuna.trial.FixedTrial` in milliseconds.
 """
 
-from search_spaces.candidate import QUANTIZATION_MODES, Candidate, InvalidCandidateError
+from definitions.vocabulary import QUANTIZATION_MODES
+from search_spaces.candidate import Candidate, InvalidCandidateError
 from search_spaces.suggest import candidate_params, suggest
 
 __all__ = [

@@ -9,12 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from optimizer.errors import UsageError
-
-#: Storage formats a trial can be turned into (DESIGN §1). `epr` stores the entropy-coded
-#: weights of Entropy Penalized Reparameterization (Oktay et al., ICLR 2020); the others are
-#: TFLite flatbuffers (post-training quantization).
-QUANTIZATION_MODES: tuple[str, ...] = ("epr", "float32", "float16", "dynamic", "int8")
+from definitions.errors import UsageError
+from definitions.vocabulary import QUANTIZATION_MODES
 
 
 class InvalidCandidateError(UsageError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ import decimal
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 
 if TYPE_CHECKING:
     import keras_tuner

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from definitions.vocabulary import FACTORIZE_MODES
 from search_spaces.families import ConvSpec, Family, scaled
-
-FACTORIZE_MODES: tuple[str, ...] = ("guided", "unguided")
 
 
 def square_params(*, n: int, m: int, c: int) -> int:

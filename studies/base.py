@@ -11,10 +11,17 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from optimizer.errors import UsageError
-from search_spaces.candidate import QUANTIZATION_MODES, Candidate
+from definitions.errors import UsageError
+from definitions.vocabulary import (
+    FACTORIZE_MODES,
+    INITS,
+    OUTPUTS,
+    QUANTIZATION_MODES,
+    SCHEDULES,
+    SIZE_OBJECTIVES,
+)
+from search_spaces.candidate import Candidate
 from search_spaces.families import FAMILIES
-from search_spaces.rule import FACTORIZE_MODES
 
 #: The reference points a study enqueues first when it names none (DESIGN §6, seed 004):
 #: the base model uncompressed, and the EPR tutorial's λ = 2 and λ = 10 at full width.
@@ -264,15 +271,11 @@ class Study:
                 f"study {self.name!r}: unknown family {self.family!r}; "
                 f"choose one of {', '.join(FAMILIES)}"
             )
-        from objectives.parent import INITS, OUTPUTS
-
         if self.init not in INITS or self.outputs not in OUTPUTS:
             raise StudyDefinitionError(
                 f"study {self.name!r}: init {self.init!r} / outputs {self.outputs!r} — init "
                 f"is one of {', '.join(INITS)}, outputs one of {', '.join(OUTPUTS)}"
             )
-        from objectives.size import SIZE_OBJECTIVES
-
         if self.size_objective not in SIZE_OBJECTIVES:
             raise StudyDefinitionError(
                 f"study {self.name!r}: size objective {self.size_objective!r} is not one of "
@@ -308,8 +311,6 @@ class Study:
                     f"the study's space (width {self.width_range}, λ "
                     f"{self.epr_lambda_range}, modes {list(self.quantization_modes)})"
                 )
-        from objectives.train import SCHEDULES
-
         for budget in (self.budget, self.smoke):
             if budget.epochs < 1 or budget.batch_size < 1 or budget.n_trials < 1 or (
                 budget.parent_epochs is not None and budget.parent_epochs < 1

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 
 if TYPE_CHECKING:
     from types import ModuleType

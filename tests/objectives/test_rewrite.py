@@ -11,6 +11,7 @@ import itertools
 import numpy as np
 import pytest
 
+from definitions.errors import UsageError
 from objectives.build import build_model
 from objectives.rewrite import (
     RewriteError,
@@ -19,7 +20,6 @@ from objectives.rewrite import (
     offered_factorizations,
     transform,
 )
-from optimizer.errors import UsageError
 from search_spaces import Candidate
 from search_spaces.families import get_family
 from search_spaces.rule import offered_layers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 from optimizer.export import pick_trial
 from optimizer.report import hypervolume_2d, hypervolume_history
 from optimizer.retry import finished_count

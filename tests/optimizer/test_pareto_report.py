@@ -12,8 +12,8 @@ import optuna
 import pandas as pd
 import pytest
 
+from definitions.errors import UsageError
 from optimizer.constraints import set_constraints
-from optimizer.errors import UsageError
 from optimizer.pareto import format_front, front_rows
 from optimizer.record import RECORD_ATTR
 from optimizer.report import (

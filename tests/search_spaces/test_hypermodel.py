@@ -9,7 +9,7 @@ import optuna
 import pytest
 from tensorflow import keras
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 from search_spaces.hypermodel import (
     HP_PREFIX,
     HypermodelError,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 from studies import datasets
 from studies.datasets import DataError, load_dataset
 

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from optimizer.errors import UsageError
+from definitions.errors import UsageError
 from studies.datasets import DataError
 from studies.user_data import load_user_data
 
