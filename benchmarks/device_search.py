@@ -154,8 +154,8 @@ def read_trials(run_dir: Path, started: float) -> list[dict]:
     """Each trial's state, figures and finish time (seconds from the arm's start)."""
     import optuna
 
+    from definitions.attributes import REJECTED_ATTR
     from optimizer.constraints import is_feasible
-    from optimizer.retry import REJECTED_ATTR
 
     study = optuna.load_study(study_name="mycnn", storage=f"sqlite:///{run_dir}/study.db")
     rows = []

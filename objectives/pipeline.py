@@ -19,7 +19,7 @@ import numpy as np
 
 from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
 from objectives.parent import ParentSource
-from optimizer.halving import RungJudge
+from objectives.stopping import StopRule
 from search_spaces.candidate import Candidate
 from studies.base import Budget, DeviceBudgets
 from studies.datasets import Splits
@@ -135,7 +135,7 @@ def evaluate_candidate(
     outputs: str = "logits",
     weights: str | None = None,
     hp_params: dict[str, object] | None = None,
-    judge: RungJudge | None = None,
+    judge: StopRule | None = None,
     device_budgets: DeviceBudgets | None = None,
 ) -> TrialResult:
     """Builds (the parent rewritten to `candidate`, inheriting `weights` when set), trains,

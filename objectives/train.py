@@ -10,9 +10,10 @@ rule lives here: after the first epoch the model is evaluated on (at most
 `accuracy_floor` stops with `HopelessTrial` (the study marks it PRUNED). A NaN or
 infinite loss stops training at once with `DivergedError`.
 
-With a `RungJudge` (multi-objective successive halving, `optimizer.halving`), the model is
-also scored after each rung's epoch (accuracy on the same validation examples, bytes by
-`rung_payload`) and training stops where the judge says so; the record keeps the scores.
+With a stop rule (`objectives.stopping.StopRule`, e.g. the driver's multi-objective
+successive halving), the model is also scored after each rung's epoch (accuracy on the same
+validation examples, bytes by `rung_payload`) and training stops where the rule says so;
+the record keeps the scores.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
     from tensorflow import keras
 
-    from optimizer.halving import RungJudge, RungScore
+    from objectives.stopping import RungScore, StopRule
 
 FLOOR_EXAMPLES = 2000
 LEARNING_RATE = 1e-3
@@ -141,7 +142,7 @@ def train(
     seed: int,
     from_logits: bool = True,
     schedule: str = "constant",
-    judge: RungJudge | None = None,
+    judge: StopRule | None = None,
     rung_payload: Callable[[keras.Model], float] | None = None,
 ) -> TrainingRecord:
     """Fits `model` in place under the learning-rate `schedule` (`SCHEDULES`, over all

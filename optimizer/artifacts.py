@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from definitions.attributes import ARTIFACT_ID_ATTR
 from definitions.errors import UsageError
 
 if TYPE_CHECKING:
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from optuna.artifacts import FileSystemArtifactStore
 
 STORE_DIR = "artifact-store"
-ARTIFACT_ID_ATTR = "artifact_id"
 ARTIFACT_SHA256_ATTR = "artifact_sha256"
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from definitions.attributes import DASHBOARD_CONSTRAINTS_KEY
+
 if TYPE_CHECKING:
     import optuna
 
-#: The list form optuna-dashboard reads.
-DASHBOARD_CONSTRAINTS_KEY = "constraints"
 
 
 def set_constraints(

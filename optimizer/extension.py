@@ -21,7 +21,7 @@ below the study's usable accuracy (PRUNED) is not extended again: a smaller step
 would only be worse.
 
 An extension trains its full budget under successive halving, like a reference point
-(`optimizer.halving.EXTENSION_ATTR`): judged on its first epoch, an EPR model's code length
+(`definitions.attributes.EXTENSION_ATTR`): judged on its first epoch, an EPR model's code length
 has not fallen yet.
 """
 
@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from optimizer.halving import EXTENSION_ATTR, REFERENCE_ATTR
+from definitions.attributes import EXTENSION_ATTR, REFERENCE_ATTR
 from optimizer.retry import finished_count
 from search_spaces import Candidate, candidate_params
 

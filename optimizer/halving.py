@@ -33,18 +33,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from definitions.attributes import FULL_BUDGET_ATTRS
+from objectives.stopping import RungScore
+
 if TYPE_CHECKING:
     from studies.base import Budget
 
-#: The user attribute that marks a reference point (`Study.references`), set when the
-#: study enqueues it and kept by its retry; such a trial trains its full budget
-#: (`RungJudge.exempt`).
-REFERENCE_ATTR = "reference"
-#: The user attribute that marks a small-end extension (`optimizer.extension`), whose value
-#: is the number of the trial it steps down from; such a trial trains its full budget too.
-EXTENSION_ATTR = "extends"
-#: The marks that exempt a trial from being stopped (`RungJudge.exempt`); a retry keeps them.
-FULL_BUDGET_ATTRS = (REFERENCE_ATTR, EXTENSION_ATTR)
 
 
 def full_budget(user_attrs: dict[str, object]) -> bool:
@@ -52,7 +46,6 @@ def full_budget(user_attrs: dict[str, object]) -> bool:
     return any(attr in user_attrs for attr in FULL_BUDGET_ATTRS)
 
 #: One trial's score at one rung: (epochs trained, validation accuracy, estimated bytes).
-RungScore = tuple[int, float, float]
 
 
 def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -103,7 +96,8 @@ def ranking(points: Sequence[tuple[float, float]]) -> list[int]:
 
 @dataclass(frozen=True)
 class RungJudge:
-    """Decides, in the worker, whether a trial trains past a rung.
+    """Decides, in the worker, whether a trial trains past a rung: the stop rule training
+    is handed (`objectives.stopping.StopRule`).
 
     Attributes:
         rungs: the epochs after which a trial is judged (increasing, each below the

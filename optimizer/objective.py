@@ -16,18 +16,19 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from definitions.vocabulary import SIZE_OBJECTIVES
-from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
-from optimizer.artifacts import ARTIFACT_ID_ATTR
-from optimizer.constraints import set_constraints
-from optimizer.halving import full_budget, judge_for
-from optimizer.retry import (
+from definitions.attributes import (
+    ARTIFACT_ID_ATTR,
     FAIL_REASON_ATTR,
     FAILURE_KIND_ATTR,
     INTERRUPTED,
     REJECTED_ATTR,
-    retry_once,
+    RUNGS_ATTR,
 )
+from definitions.vocabulary import SIZE_OBJECTIVES
+from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
+from optimizer.constraints import set_constraints
+from optimizer.halving import full_budget, judge_for
+from optimizer.retry import retry_once
 from search_spaces import InvalidCandidateError, suggest
 from search_spaces.hypermodel import HypermodelError
 
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The trial attribute with a trial's successive-halving scores (`optimizer.halving`).
-RUNGS_ATTR = "rungs"
 
 #: Exceptions that fail one trial and let the study go on; anything else is a bug.
 TRIAL_FAILURES: tuple[type[Exception], ...] = (TrialFailure, InvalidCandidateError)

@@ -19,13 +19,13 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from definitions.attributes import TEST_ACCURACY_ATTR
 from optimizer.commands import format_table
 from search_spaces.hypermodel import HP_PREFIX
 
 if TYPE_CHECKING:
     import optuna
 
-TEST_ACCURACY_ATTR = "test_accuracy"
 #: The columns of `--format json|csv`, named as the trials' objectives and user attributes.
 COLUMNS = (
     "trial", "accuracy", "test_accuracy", "payload_bytes", "artifact_bytes", "flash_bytes",

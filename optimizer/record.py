@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from definitions.attributes import RECORD_ATTR
 from definitions.errors import UsageError
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The study user attribute holding the record, and the version of its layout.
-RECORD_ATTR = "definition"
 RECORD_VERSION = 1
 #: The share of each class of the user's training data carved as validation (when the
 #: data bring no validation split), recorded so every later use carves the same.

@@ -18,30 +18,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from optimizer.halving import FULL_BUDGET_ATTRS
+from definitions.attributes import (
+    FAIL_REASON_ATTR,
+    FAILURE_KIND_ATTR,
+    FULL_BUDGET_ATTRS,
+    INTERRUPTED,
+    INTERRUPTED_KINDS,
+    REJECTED_ATTR,
+    RETRY_ATTR,
+    STALE_HEARTBEAT,
+    STUDY_FAILURE_PREFIX,
+)
 
 if TYPE_CHECKING:
     import optuna
 
-#: User attribute of a retry: the number of the trial it repeats.
-RETRY_ATTR = "retry_of"
-#: User attribute of a candidate rejected before training (PRUNED): its untrained flash
-#: and RAM figures, over a budget (`objectives.errors.OverBudget`).
-REJECTED_ATTR = "rejected_before_training"
-#: User attributes of a FAIL trial: the structured kind, and a sentence for people.
-FAILURE_KIND_ATTR = "failure_kind"
-FAIL_REASON_ATTR = "fail_reason"
-#: Failure kinds that say nothing about the candidate: the trial was cut short from outside.
-INTERRUPTED = "interrupted"
-WORKER_DIED = "worker_died"
-ORPHANED = "orphaned"
-STALE_HEARTBEAT = "stale_heartbeat"
-INTERRUPTED_KINDS = frozenset({INTERRUPTED, WORKER_DIED, ORPHANED, STALE_HEARTBEAT})
 
-#: Study user attribute prefix for the failures of trials that could no longer take
-#: attributes (Optuna refuses them on a finished trial); one key per trial, so concurrent
-#: drivers never overwrite each other's entries.
-STUDY_FAILURE_PREFIX = "failure:"
 STALE_REASON = "interrupted: heartbeat stopped (its driver was killed or lost the database)"
 
 

@@ -19,29 +19,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from definitions.attributes import (
+    EXTENSION_ATTR,
+    FAIL_REASON_ATTR,
+    FAILURE_KIND_ATTR,
+    ORPHANED,
+    RECORD_ATTR,
+    REFERENCE_ATTR,
+    RETRY_ATTR,
+)
 from definitions.errors import BudgetNotReached, UsageError
 from definitions.vocabulary import BACKENDS, SAMPLERS
 from optimizer.artifacts import fetch, open_store, store_dir_for
 from optimizer.constraints import violated
 from optimizer.extension import EXTEND_EVERY, SmallEndExtension
-from optimizer.halving import EXTENSION_ATTR, REFERENCE_ATTR
 from optimizer.lock import StorageLock
-from optimizer.record import (
-    RECORD_ATTR,
-    check_record,
-    make_record,
-    stored_record,
-    write_record,
-)
-from optimizer.retry import (
-    FAIL_REASON_ATTR,
-    FAILURE_KIND_ATTR,
-    ORPHANED,
-    RETRY_ATTR,
-    finished_count,
-    rejected_count,
-    retry_once,
-)
+from optimizer.record import check_record, make_record, stored_record, write_record
+from optimizer.retry import finished_count, rejected_count, retry_once
 from optimizer.storage import (
     DIRECTIONS,
     check_compatible,
@@ -255,8 +249,9 @@ def score_front_on_test(
 ) -> dict[int, float]:
     """Evaluates each front member's artifact (read from the store) on the test split
     once; stores the result on the study."""
+    from definitions.attributes import TEST_ACCURACY_ATTR
     from objectives.pipeline import evaluate_artifact
-    from optimizer.pareto import TEST_ACCURACY_ATTR, front_trials, test_accuracies
+    from optimizer.pareto import front_trials, test_accuracies
 
     known = test_accuracies(study)
     todo = [t for t in front_trials(study) if t.number not in known]

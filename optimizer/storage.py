@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from definitions.attributes import SMOKE_SUFFIX
 from definitions.errors import UsageError
 from studies.base import UnknownStudyError
 
@@ -28,7 +29,6 @@ GRACE_SECONDS = 180
 SCHEMA_RACE_ATTEMPTS = 3
 
 
-SMOKE_SUFFIX = "-smoke"
 
 
 class StudyNotStored(UnknownStudyError):

@@ -22,8 +22,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from definitions.attributes import WORKER_DIED
 from objectives.errors import TrialFailure
-from optimizer.retry import WORKER_DIED
 
 PARENT_POLL_SECONDS = 1.0
 

@@ -212,7 +212,7 @@ def parent_source(study: Study) -> ParentSource:
 def study_from_record(record: dict[str, Any], *, name: str) -> Study:
     """The definition of a stored user study, from its record (for the reading commands
     and for resuming a `run --model --data` study by `--study NAME`)."""
-    from optimizer.storage import SMOKE_SUFFIX
+    from definitions.attributes import SMOKE_SUFFIX
 
     origin = record.get("origin") or {}
     if origin.get("kind") == "reference":

@@ -22,8 +22,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+from definitions.attributes import RECORD_ATTR
 from optimizer.constraints import set_constraints
-from optimizer.record import RECORD_ATTR
 from studies.base import DeviceBudgets
 from tests.conftest import ROOT
 

@@ -10,9 +10,10 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from definitions.attributes import EXTENSION_ATTR, REFERENCE_ATTR, RETRY_ATTR
 from optimizer.extension import SmallEndExtension, next_extension, steps
-from optimizer.halving import EXTENSION_ATTR, REFERENCE_ATTR, full_budget, judge_for
-from optimizer.retry import RETRY_ATTR, retry_once
+from optimizer.halving import full_budget, judge_for
+from optimizer.retry import retry_once
 from search_spaces import Candidate
 from search_spaces.suggest import candidate_params, family_offered, suggest
 from studies import get_study

@@ -142,8 +142,9 @@ def test_a_halved_study_stops_trials_by_the_rule_and_still_scores_them(tmp_path)
 def test_a_study_stored_before_budgets_had_rungs_resumes_and_other_rungs_are_refused():
     from dataclasses import asdict
 
+    from definitions.attributes import RECORD_ATTR
     from definitions.errors import UsageError
-    from optimizer.record import RECORD_ATTR, RECORD_VERSION, check_record
+    from optimizer.record import RECORD_VERSION, check_record
 
     now = {"version": RECORD_VERSION, "budget": asdict(Budget(epochs=3, batch_size=32,
                                                               n_trials=2))}
@@ -163,8 +164,9 @@ def test_a_study_stored_before_budgets_had_rungs_resumes_and_other_rungs_are_ref
 def test_a_record_from_before_keep_front_with_rungs_means_the_rank_alone():
     from dataclasses import asdict
 
+    from definitions.attributes import RECORD_ATTR
     from definitions.errors import UsageError
-    from optimizer.record import RECORD_ATTR, RECORD_VERSION, check_record
+    from optimizer.record import RECORD_VERSION, check_record
 
     halved = Budget(epochs=3, batch_size=32, n_trials=2, rungs=(1,))
     now = {"version": RECORD_VERSION, "budget": asdict(halved)}

@@ -12,10 +12,10 @@ import optuna
 import pandas as pd
 import pytest
 
+from definitions.attributes import RECORD_ATTR
 from definitions.errors import UsageError
 from optimizer.constraints import set_constraints
 from optimizer.pareto import format_front, front_rows
-from optimizer.record import RECORD_ATTR
 from optimizer.report import (
     hypervolume_figure,
     hypervolume_history,

@@ -21,8 +21,9 @@ from pathlib import Path
 import optuna
 import pytest
 
+from definitions.attributes import RETRY_ATTR
 from optimizer.report import trials_frame
-from optimizer.retry import RETRY_ATTR, finished_count, is_interrupted
+from optimizer.retry import finished_count, is_interrupted
 from tests.conftest import ROOT, run_cli
 
 N_TRIALS = 3

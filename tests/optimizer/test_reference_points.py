@@ -7,8 +7,8 @@ from dataclasses import replace
 import optuna
 import pytest
 
-from optimizer.halving import REFERENCE_ATTR
-from optimizer.retry import RETRY_ATTR, retry_once
+from definitions.attributes import REFERENCE_ATTR, RETRY_ATTR
+from optimizer.retry import retry_once
 from optimizer.runner import create_or_resume
 from search_spaces import Candidate
 from search_spaces.suggest import suggest

@@ -13,7 +13,8 @@ import numpy as np
 import optuna
 import pytest
 
-from optimizer.retry import RETRY_ATTR, finished_count
+from definitions.attributes import RETRY_ATTR
+from optimizer.retry import finished_count
 from tests.conftest import ROOT, run_cli
 
 FAIL = optuna.trial.TrialState.FAIL

@@ -1,0 +1,56 @@
+"""The names of what a study stores: trial and study user attributes, system attributes,
+and the suffix of a smoke study's name. Every layer that writes or reads one uses the
+name defined here, so a stored study means the same to every command and version.
+"""
+
+from __future__ import annotations
+
+# -- study names ---------------------------------------------------------------------------
+
+#: `run --smoke` searches a study of its own: the name plus this suffix.
+SMOKE_SUFFIX = "-smoke"
+
+# -- study attributes ----------------------------------------------------------------------
+
+#: The study user attribute holding the definition record (`optimizer.record`).
+RECORD_ATTR = "definition"
+#: The study user attribute with the front's test accuracies, keyed by trial number.
+TEST_ACCURACY_ATTR = "test_accuracy"
+#: Study user attribute prefix for the failures of trials that could no longer take
+#: attributes (Optuna refuses them on a finished trial); one key per trial, so concurrent
+#: drivers never overwrite each other's entries.
+STUDY_FAILURE_PREFIX = "failure:"
+
+# -- trial attributes ----------------------------------------------------------------------
+
+#: The trial's artifact in the study's artifact store.
+ARTIFACT_ID_ATTR = "artifact_id"
+#: A trial's successive-halving scores (`optimizer.halving`).
+RUNGS_ATTR = "rungs"
+#: Marks a reference point (`Study.references`): the candidate a new study enqueues first;
+#: such a trial trains its full budget (`RungJudge.exempt`), and its retry keeps the mark.
+REFERENCE_ATTR = "reference"
+#: Marks a small-end extension (`optimizer.extension`); the value is the number of the
+#: trial it steps down from. Such a trial trains its full budget too.
+EXTENSION_ATTR = "extends"
+#: The marks that exempt a trial from being stopped (`RungJudge.exempt`); a retry keeps them.
+FULL_BUDGET_ATTRS = (REFERENCE_ATTR, EXTENSION_ATTR)
+#: A retry: the number of the trial it repeats.
+RETRY_ATTR = "retry_of"
+#: A candidate rejected before training (PRUNED): its untrained flash and RAM figures, over
+#: a budget (`objectives.errors.OverBudget`).
+REJECTED_ATTR = "rejected_before_training"
+#: A FAIL trial: the structured kind, and a sentence for people.
+FAILURE_KIND_ATTR = "failure_kind"
+FAIL_REASON_ATTR = "fail_reason"
+#: Failure kinds that say nothing about the candidate: the trial was cut short from outside.
+INTERRUPTED = "interrupted"
+WORKER_DIED = "worker_died"
+ORPHANED = "orphaned"
+STALE_HEARTBEAT = "stale_heartbeat"
+INTERRUPTED_KINDS = frozenset({INTERRUPTED, WORKER_DIED, ORPHANED, STALE_HEARTBEAT})
+
+# -- trial system attributes ---------------------------------------------------------------
+
+#: The list form of a trial's constraints, which optuna-dashboard reads.
+DASHBOARD_CONSTRAINTS_KEY = "constraints"
