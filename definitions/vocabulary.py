@@ -18,8 +18,9 @@ DEVICE_MODES: tuple[str, ...] = ("int8", "float32")
 #: Which convs are offered for factorization: where n×1 + 1×n pays (seed 002), or all n > 1.
 FACTORIZE_MODES: tuple[str, ...] = ("guided", "unguided")
 
-#: Where a study's parent comes from: a built-in family, a saved model file, a builder
-#: or hypermodel function, or a study file's own object.
+#: Where a study's parent comes from: a built-in family, a saved Keras model (`.keras`,
+#: `.h5` or a SavedModel folder), a Python function (`module:fn` or `file.py:fn`), or the
+#: `model` of a study defined in Python (`pkg.module:NAME` or `path/study.py`).
 PARENT_KINDS: tuple[str, ...] = ("family", "file", "function", "study")
 #: Children start from fresh weights, or inherit the trained parent's.
 INITS: tuple[str, ...] = ("scratch", "inherit")

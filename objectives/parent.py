@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from definitions.errors import UsageError
-from definitions.vocabulary import PARENT_KINDS
 from search_spaces.candidate import Candidate
 from search_spaces.families import get_family
+from studies.references import ParentSource
 
 if TYPE_CHECKING:
     from tensorflow import keras
@@ -37,45 +37,12 @@ if TYPE_CHECKING:
     from studies.base import Budget
     from studies.datasets import Splits
 
-#: Where a parent comes from: a built-in family, a saved Keras model (`.keras`, `.h5` or a
-#: SavedModel folder), a Python function (`module:fn` or `file.py:fn`), or the `model` of
-#: a study defined in Python (`pkg.module:NAME` or `path/study.py`).
+#: The file suffixes of a saved Keras model (besides a SavedModel folder).
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 class ParentError(UsageError):
     """A parent that cannot be searched: not a model, wrong input or output shape, …"""
-
-
-@dataclass(frozen=True)
-class ParentSource:
-    """Where a study's parent is found, in strings a worker process can resolve again.
-
-    Attributes:
-        kind: one of `PARENT_KINDS`.
-        reference: the family name, the absolute model path, the function reference, or
-            the study reference.
-    """
-
-    kind: str
-    reference: str
-
-    def __post_init__(self) -> None:
-        if self.kind not in PARENT_KINDS:
-            raise ValueError(f"unknown parent kind {self.kind!r}")
-
-    def sha256(self) -> str | None:
-        """SHA-256 of a saved model's file(s) (a SavedModel folder: of its files in name
-        order), recorded so the study's parent means one model wherever the file sits."""
-        if self.kind != "file":
-            return None
-        path = Path(self.reference)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        digest = hashlib.sha256()
-        for file in files:
-            digest.update(file.relative_to(path).as_posix().encode() if path.is_dir() else b"")
-            digest.update(file.read_bytes())
-        return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
-from objectives.parent import ParentSource
 from objectives.stopping import StopRule
 from search_spaces.candidate import Candidate
 from studies.base import Budget, DeviceBudgets
 from studies.datasets import Splits
+from studies.references import ParentSource
 
 REPRESENTATIVE_EXAMPLES = 200
 #: Calibration examples of the untrained conversion behind the flash and RAM check before

@@ -53,7 +53,7 @@ def inspect_command(args: argparse.Namespace) -> int:
                                          or "/" in args.model):
         from pathlib import Path
 
-        from objectives.parent import ParentSource
+        from studies.references import ParentSource
 
         kind = "file" if Path(args.model).exists() else "function"
         return _inspect_parent(ParentSource(kind=kind, reference=args.model), args)

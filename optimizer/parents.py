@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from definitions.errors import UsageError
-from objectives.parent import ParentInfo, ParentSource, width_grid
+from objectives.parent import ParentInfo, width_grid
+from studies.references import ParentSource
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ exercised with `optuna.trial.FixedTrial`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from search_spaces.candidate import Candidate
 from search_spaces.families import get_family
@@ -29,16 +29,34 @@ from search_spaces.rule import offered_layers
 if TYPE_CHECKING:
     import optuna
 
-    from studies.base import Study
-
 FACTORIZE_PREFIX = "factorize_"
+
+
+class Space(Protocol):
+    """What the space is made of: the members of a `studies.Study` that `suggest` reads.
+
+    A protocol, so this layer (below the studies) needs no import of them; any object
+    with these members is searched the same way."""
+
+    width_range: tuple[float, float]
+    width_step: float
+    epr_lambda_range: tuple[float, float]
+    quantization_modes: tuple[str, ...]
+    factorize_mode: str
+    family: str
+
+    @property
+    def searches_tflite_epr(self) -> bool: ...
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]: ...
 
 
 #: The convs offered for factorization at a width (the parent's rule table, made once).
 Offered = Callable[[float], tuple[str, ...]]
 
 
-def family_offered(study: Study, *, input_shape: tuple[int, int, int] | None = None) -> Offered:
+def family_offered(study: Space, *, input_shape: tuple[int, int, int] | None = None) -> Offered:
     """The offered convs of a built-in family, by the rule table (no TensorFlow); the
     rewriter offers the same on the family's parent (tests/objectives/test_rewrite.py)."""
     family = get_family(study.family)
@@ -48,7 +66,7 @@ def family_offered(study: Study, *, input_shape: tuple[int, int, int] | None = N
 
 
 def suggest(
-    trial: optuna.trial.BaseTrial, *, study: Study, offered: Offered | None = None
+    trial: optuna.trial.BaseTrial, *, study: Space, offered: Offered | None = None
 ) -> Candidate:
     """Asks `trial` for one point of `study`'s search space; `offered` gives the convs
     that may be factorized at a width (default: the built-in family's rule table)."""
@@ -77,7 +95,7 @@ def suggest(
 
 
 def candidate_params(
-    candidate: Candidate, *, study: Study, offered: Offered | None = None
+    candidate: Candidate, *, study: Space, offered: Offered | None = None
 ) -> dict[str, object]:
     """The trial parameters that make `suggest` return `candidate` (for `enqueue_trial`)."""
     offered = offered or family_offered(study)

@@ -18,16 +18,16 @@ import importlib
 import importlib.util
 import re
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from definitions.errors import UsageError
+from definitions.vocabulary import PARENT_KINDS
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from objectives.parent import ParentSource
     from studies.base import Study
 
 _TARGET = re.compile(r"^(?P<target>.+):(?P<attr>[A-Za-z_]\w*)$")
@@ -193,10 +193,39 @@ def files_study(*, model: str, data: str, name: str | None = None, init: str | N
     return study
 
 
-def parent_source(study: Study) -> ParentSource:
-    """Where `study`'s parent comes from (see `objectives.parent.PARENT_KINDS`)."""
-    from objectives.parent import ParentSource
+@dataclass(frozen=True)
+class ParentSource:
+    """Where a study's parent is found, in strings a worker process can resolve again.
 
+    Attributes:
+        kind: one of `PARENT_KINDS`.
+        reference: the family name, the absolute model path, the function reference, or
+            the study reference.
+    """
+
+    kind: str
+    reference: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in PARENT_KINDS:
+            raise ValueError(f"unknown parent kind {self.kind!r}")
+
+    def sha256(self) -> str | None:
+        """SHA-256 of a saved model's file(s) (a SavedModel folder: of its files in name
+        order), recorded so the study's parent means one model wherever the file sits."""
+        if self.kind != "file":
+            return None
+        path = Path(self.reference)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        digest = hashlib.sha256()
+        for file in files:
+            digest.update(file.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+            digest.update(file.read_bytes())
+        return digest.hexdigest()
+
+
+def parent_source(study: Study) -> ParentSource:
+    """Where `study`'s parent comes from (see `definitions.vocabulary.PARENT_KINDS`)."""
     if study.model is None:
         return ParentSource(kind="family", reference=study.family)
     if isinstance(study.model, str):

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from objectives import micro, tflite
-from objectives.parent import ParentSource
 from objectives.pipeline import evaluate_candidate
 from search_spaces import Candidate
 from studies.base import Budget
 from studies.datasets import load_dataset
+from studies.references import ParentSource
 
 
 @pytest.fixture(scope="module")

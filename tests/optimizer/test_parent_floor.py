@@ -7,8 +7,9 @@ import numpy as np
 import optuna
 import pytest
 
-from objectives.parent import ParentInfo, ParentSource
+from objectives.parent import ParentInfo
 from optimizer.parents import ParentCannotTeach, check_can_teach, plan_parent, teaching_floor
+from studies.references import ParentSource
 from tests.conftest import run_cli
 
 FILE = ParentSource(kind="file", reference="/m.keras")

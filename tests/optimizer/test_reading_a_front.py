@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from objectives.parent import ParentInfo, ParentSource
+from objectives.parent import ParentInfo
 from optimizer.cli import main
 from optimizer.parents import SearchParent
 from optimizer.pareto import COLUMNS, TABLE_COLUMNS, format_front, front_rows
@@ -24,6 +24,7 @@ from optimizer.report import trials_frame
 from optimizer.runner import _Progress
 from studies.base import Budget, Study
 from studies.datasets import MIN_VALIDATION_PER_CLASS, Splits, load_dataset
+from studies.references import ParentSource
 from studies.user_data import load_user_data
 from tests.conftest import run_cli
 from tests.optimizer.test_user_models import HYPERMODEL_STUDY, _save_npz
