@@ -24,6 +24,10 @@ class UsageError(OptimizerError):
     """Bad input from the user: the message names the problem and what to do instead."""
 
 
+class StudyDefinitionError(UsageError):
+    """A study whose definition cannot be searched (unknown mode, empty range, …)."""
+
+
 class CheckFailed(OptimizerError):
     """A self-check failed (e.g. an exported model does not score what was recorded)."""
 
@@ -43,3 +47,20 @@ class HopelessTrial(OptimizerError):
 
 class BudgetNotReached(OptimizerError):
     """A run could not reach its trial budget (e.g. every worker died); exit code 1."""
+
+
+#: How long a one-line message may grow before it is cut (at a word, with "…").
+ONE_LINE_CHARS = 400
+
+
+def one_line(text: object, *, limit: int = ONE_LINE_CHARS) -> str:
+    """`text` as one line for a terminal or a trial attribute: white space folded, and cut
+    at the last word that fits in `limit` characters, with "…", when longer (a library's
+    multi-line diagnostic, a user module's exception)."""
+    folded = " ".join(str(text).split())
+    if len(folded) <= limit:
+        return folded
+    cut = folded[: limit - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut + "…"

@@ -61,6 +61,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from definitions.errors import one_line
+
 #: Bytes each tensor type takes per element (the `tflite.TensorType` names).
 _ELEMENT_BYTES: dict[str, int] = {
     "FLOAT32": 4,
@@ -103,7 +105,6 @@ WARMUP_RUNS = 5
 #: Seconds the TFLM child process may take to load and invoke the model once.
 TFLM_TIMEOUT_S = 120.0
 
-_NOTE_CHARS = 400
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def footprint(flatbuffer: bytes, *, float32_reference: bytes | None = None
                     "TFLM measured on the float32 file of the same model; " + note)
     if _has_float16(flatbuffer):  # said first: the bounded note keeps its start
         note = f"{FLOAT16_NOTE}; {note}" if note else FLOAT16_NOTE
-    note = _bounded(note)
+    note = one_line(note)
     return {
         "flash_bytes": len(flatbuffer),
         "ram_bytes": ram,
@@ -412,7 +413,7 @@ def _tflm_arena(flatbuffer: bytes, *, arena_size: int) -> tuple[_TflmArena | Non
         return None, _failure_note(stderr, child.returncode)
     report = {name: int(value) for name, value in _REPORT.findall(stderr)}
     if set(report) != {"total", "head", "tail"}:
-        return None, _bounded("tflite-micro ran but printed no arena report: " + stderr.strip())
+        return None, one_line("tflite-micro ran but printed no arena report: " + stderr.strip())
     return _TflmArena(**report), ""
 
 
@@ -429,12 +430,9 @@ def _failure_note(stderr: str, returncode: int) -> str:
         parts.append(f"killed by signal {-returncode}")
     else:
         parts.append(f"exit status {returncode}")
-    return _bounded("tflite-micro could not run the model: " + "; ".join(parts))
+    return one_line("tflite-micro could not run the model: " + "; ".join(parts))
 
 
-def _bounded(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _NOTE_CHARS else text[: _NOTE_CHARS - 1] + "…"
 
 
 # -- host latency -------------------------------------------------------------------------

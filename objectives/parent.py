@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from definitions.errors import UsageError
+from definitions.errors import UsageError, one_line
 from search_spaces.candidate import Candidate
 from search_spaces.families import get_family
 from studies.references import ParentSource
@@ -34,7 +34,7 @@ from studies.references import ParentSource
 if TYPE_CHECKING:
     from tensorflow import keras
 
-    from studies.base import Budget
+    from definitions.budgets import Budget
     from studies.datasets import Splits
 
 #: The file suffixes of a saved Keras model (besides a SavedModel folder).
@@ -85,7 +85,7 @@ def width_grid(low: float, high: float, step: float) -> tuple[float, ...]:
 def _model_object(source: ParentSource) -> Any:
     """The Python object behind a `function` or `study` source."""
     if source.kind == "function":
-        from studies.references import import_reference
+        from definitions.importer import import_reference
 
         return import_reference(source.reference, what="model")
     from studies.references import load_study
@@ -140,9 +140,8 @@ def load_model_file(path: str | Path) -> keras.Model:
     try:
         model = tf.keras.models.load_model(path, compile=False)
     except Exception as error:  # the file is the user's: any failure is one line
-        text = " ".join(str(error).split())[:300]
         raise ParentError(f"{path} could not be loaded as a Keras model: "
-                          f"{type(error).__name__}: {text}") from None
+                          f"{type(error).__name__}: {one_line(error)}") from None
     if not isinstance(model, tf.keras.Model):
         raise ParentError(f"{path} holds a {type(model).__name__}, not a Keras model")
     return model
@@ -169,7 +168,7 @@ def own_model(source: ParentSource, *, hp_params: dict[str, Any] | None = None
             model = obj()
         except Exception as error:  # the user's code
             raise ParentError(f"model builder {label} failed: {type(error).__name__}: "
-                              f"{' '.join(str(error).split())[:300]}") from None
+                              f"{one_line(error)}") from None
     else:
         raise ParentError(f"{label} is a {type(obj).__name__}, not a Keras model, a "
                           "builder function or a KerasTuner hypermodel")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from definitions.budgets import Budget, DeviceBudgets
 from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
 from objectives.stopping import StopRule
 from search_spaces.candidate import Candidate
-from studies.base import Budget, DeviceBudgets
 from studies.datasets import Splits
 from studies.references import ParentSource
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from definitions.errors import one_line
 from definitions.vocabulary import TFLITE_MODES
 from objectives.errors import TrialFailure
 
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 #: trial's int8 calibration (hence its accuracy) is reproducible.
 REPRESENTATIVE_SEED = 0
 
-_REASON_CHARS = 400
 
 
 class ConversionError(TrialFailure):
@@ -148,7 +148,7 @@ def _reason(error: Exception) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     chosen = next((line for line in lines if "error:" in line), lines[0] if lines else "")
     text = f"{type(error).__name__}: {chosen}" if chosen else type(error).__name__
-    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
+    return one_line(text)
 
 
 def _is_full_integer(flatbuffer: bytes) -> bool:

@@ -37,7 +37,7 @@ from definitions.attributes import FULL_BUDGET_ATTRS
 from objectives.stopping import RungScore
 
 if TYPE_CHECKING:
-    from studies.base import Budget
+    from definitions.budgets import Budget
 
 
 

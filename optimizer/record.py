@@ -24,8 +24,9 @@ from definitions.errors import UsageError
 if TYPE_CHECKING:
     import optuna
 
+    from definitions.budgets import DeviceBudgets
     from optimizer.parents import SearchParent
-    from studies.base import DeviceBudgets, Study
+    from studies.base import Study
     from studies.datasets import Splits
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def write_record(opt_study: optuna.Study, record: dict[str, Any]) -> None:
 def study_budgets(opt_study: optuna.Study) -> DeviceBudgets | None:
     """The study's recorded device budgets, or None where it has none set (or no record:
     reading commands work on any stored study)."""
-    from studies.base import DeviceBudgets
+    from definitions.budgets import DeviceBudgets
 
     stored = opt_study.user_attrs.get(RECORD_ATTR, {}).get("device_budgets") or {}
     budgets = DeviceBudgets(**stored)
@@ -159,7 +160,7 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any]) -> None:
                         f"{_short(stored.get(key))}) differs from the data found now "
                         f"({now.get('data_source')}, fingerprint {_short(now.get(key))})")
             elif key == "device_budgets":
-                from studies.base import DeviceBudgets
+                from definitions.budgets import DeviceBudgets
 
                 what = (f"its device budgets are {DeviceBudgets(**stored[key]).describe()}, "
                         f"but now they would be {DeviceBudgets(**now[key]).describe()}")
@@ -182,7 +183,7 @@ def _comparable(key: str, value: Any) -> Any:
         # stored before the switch existed: TFLite modes were always offered the penalty
         value = {"tflite_epr": True, **value}
     if key == "budget" and isinstance(value, dict):
-        from studies.base import Budget
+        from definitions.budgets import Budget
 
         try:
             value = asdict(Budget(**{**BUDGET_BEFORE_FIELD, **value}))

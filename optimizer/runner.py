@@ -52,8 +52,9 @@ if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
 
+    from definitions.budgets import DeviceBudgets
     from search_spaces.suggest import Offered
-    from studies.base import DeviceBudgets, Study
+    from studies.base import Study
     from studies.datasets import Splits
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def _with_run_settings(
     width range: as given, else as stored (resume), else the definition's own (narrowed
     for the size objective: `Study.narrowed`). A given value that contradicts the stored
     one is left for `check_record` to refuse."""
-    from studies.base import DeviceBudgets
+    from definitions.budgets import DeviceBudgets
 
     if size_objective is None:
         size_objective = str(stored["size_objective"]) if stored else study.size_objective
@@ -573,7 +574,7 @@ def run_study(
 
 def _budgets_from(args: argparse.Namespace) -> DeviceBudgets | None:
     """The budget flags as `DeviceBudgets`, or None when none was given."""
-    from studies.base import DeviceBudgets
+    from definitions.budgets import DeviceBudgets
 
     given = {name: getattr(args, name) for name in
              ("max_flash_kb", "max_ram_kb", "max_latency_ms", "min_accuracy")}
@@ -585,8 +586,9 @@ def _budgets_from(args: argparse.Namespace) -> DeviceBudgets | None:
 def study_for_run(args: argparse.Namespace) -> Study:
     """The study `run` searches: `--model M --data D [--name N]`, a registered name, a
     study reference, or the name of a stored `--model --data` study to resume."""
+    from definitions.importer import is_reference
     from studies import STUDIES
-    from studies.references import files_study, is_reference, resolve_study
+    from studies.references import files_study, resolve_study
 
     if args.model is not None or args.data is not None:
         if args.study is not None:

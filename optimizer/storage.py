@@ -195,8 +195,9 @@ def check_study_arg(name: str) -> None:
 def stored_study_name(args) -> str:
     """The Optuna study name `--study` (and `--smoke`) names: a registered study, a study
     reference, or the `--name` a `run --model --data` study was given."""
+    from definitions.importer import is_reference
     from studies import STUDIES
-    from studies.references import is_reference, load_study
+    from studies.references import load_study
 
     check_study_arg(args.study)
     if args.study in STUDIES:

@@ -48,7 +48,7 @@ import decimal
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from definitions.errors import UsageError
+from definitions.errors import UsageError, one_line
 
 if TYPE_CHECKING:
     import keras_tuner
@@ -322,11 +322,7 @@ def _keras_tuner_hp(kind: str, kwargs: dict[str, Any]) -> Any:
     try:
         return getattr(kt_hp, kind)(**kwargs)
     except (ValueError, TypeError) as e:
-        raise HypermodelError(_one_line(f"{kind}({kwargs['name']!r}): {e}")) from e
-
-
-def _one_line(message: str) -> str:
-    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+        raise HypermodelError(one_line(f"{kind}({kwargs['name']!r}): {e}")) from e
 
 
 def _hypermodel_name(hypermodel: Any) -> str:
@@ -373,10 +369,10 @@ def build_from_hypermodel(
     try:
         model = build(hp)
     except HypermodelError as e:
-        raise HypermodelError(_one_line(f"hypermodel {label}: {e}")) from e
+        raise HypermodelError(one_line(f"hypermodel {label}: {e}")) from e
     except Exception as e:  # the user's code: any failure is reported, as one line
         raise HypermodelError(
-            _one_line(f"hypermodel {label} failed to build: {type(e).__name__}: {e}")
+            one_line(f"hypermodel {label} failed to build: {type(e).__name__}: {e}")
         ) from e
     if not isinstance(model, keras.Model):
         raise HypermodelError(

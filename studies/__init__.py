@@ -1,7 +1,8 @@
 """The studies a user can run: `STUDIES` is the explicit registry (DESIGN §7.1)."""
 
+from definitions.budgets import Budget, DeviceBudgets
 from studies import digits, fashion_mnist, mnist
-from studies.base import Budget, Study, StudyDefinitionError, UnknownStudyError
+from studies.base import Study, StudyDefinitionError, UnknownStudyError
 
 STUDIES: dict[str, Study] = {
     mnist.STUDY.name: mnist.STUDY,
@@ -20,4 +21,12 @@ def get_study(name: str) -> Study:
     return study
 
 
-__all__ = ["STUDIES", "Budget", "Study", "StudyDefinitionError", "UnknownStudyError", "get_study"]
+__all__ = [
+    "STUDIES",
+    "Budget",
+    "DeviceBudgets",
+    "Study",
+    "StudyDefinitionError",
+    "UnknownStudyError",
+    "get_study",
+]

@@ -14,24 +14,25 @@ folder, so a study file means the same wherever it is run from.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.util
-import re
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from definitions.errors import UsageError
+from definitions.importer import (
+    TARGET,
+    StudyReferenceError,
+    canonical,
+    import_module_target,
+    import_reference,
+    is_reference,
+)
 from definitions.vocabulary import PARENT_KINDS
 
 if TYPE_CHECKING:
-    from types import ModuleType
 
     from studies.base import Study
 
-_TARGET = re.compile(r"^(?P<target>.+):(?P<attr>[A-Za-z_]\w*)$")
-_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 #: The budget of a study made by `run --model --data`: a few epochs per trial on the whole
 #: training split; `--smoke` is a tiny one to check that everything works.
@@ -39,82 +40,12 @@ FILES_BUDGET = {"epochs": 3, "batch_size": 64, "n_trials": 20}
 FILES_SMOKE = {"epochs": 1, "batch_size": 32, "n_trials": 3, "train_subset": 512}
 
 
-class StudyReferenceError(UsageError):
-    """A `--study`, `--model` or loader reference that cannot be imported or is not what
-    it should be."""
-
-
-def _one_line(error: object) -> str:
-    return " ".join(str(error).split())[:300]
-
-
-def is_reference(text: str) -> bool:
-    """Whether `--study text` names a study outside the registry (`a.b:NAME`, `x.py`)."""
-    return text.endswith(".py") or _TARGET.match(text) is not None
-
-
-def import_module_target(target: str, *, error: type[UsageError], source: str) -> ModuleType:
-    """The module named by `target`: a `.py` file (imported on its own, its folder not put
-    on `sys.path`) or a dotted module name; `error` in one line when it cannot be."""
-    if target.endswith(".py") or "/" in target or "\\" in target:
-        path = Path(target).expanduser().resolve()
-        if not path.is_file():
-            raise error(f"{source}: no such file: {path}")
-        name = f"_user_{path.stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
-        if name in sys.modules:
-            return sys.modules[name]
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise error(f"{source}: cannot import {path} as Python; expected a .py file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses and pickling look the module up by name
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:  # the user's module may fail in any way
-            del sys.modules[name]
-            raise error(f"{source}: importing {path} raised {type(exc).__name__}: "
-                        f"{_one_line(exc)}") from exc
-        return module
-    if not _MODULE.match(target):
-        raise error(f"{source}: {target!r} is neither a .py file nor a module name")
-    try:
-        return importlib.import_module(target)
-    except Exception as exc:  # ModuleNotFoundError, or the user's module failing
-        raise error(f"{source}: cannot import module {target} ({type(exc).__name__}: "
-                    f"{_one_line(exc)})") from exc
-
-
-def import_reference(reference: str, *, what: str) -> Any:
-    """The object `module.path:attr` or `path/file.py:attr` names."""
-    match = _TARGET.match(reference)
-    if match is None:
-        raise StudyReferenceError(f"{what} {reference!r} is not 'module.path:name' or "
-                              "'path/to/file.py:name'")
-    module = import_module_target(match["target"], error=StudyReferenceError,
-                                  source=f"{what} {reference}")
-    try:
-        return getattr(module, match["attr"])
-    except AttributeError:
-        raise StudyReferenceError(f"{what} {reference}: {match['target']} has no "
-                              f"{match['attr']!r}") from None
-
-
-def canonical(reference: str) -> str:
-    """A reference as recorded: file paths made absolute, module names as they are."""
-    match = _TARGET.match(reference)
-    if reference.endswith(".py") and match is None:
-        return str(Path(reference).expanduser().resolve())
-    if match and (match["target"].endswith(".py") or "/" in match["target"]):
-        return f"{Path(match['target']).expanduser().resolve()}:{match['attr']}"
-    return reference
-
-
 def _anchored(value: Any, folder: Path) -> Any:
     """A model or data string of a study file, with a relative path taken from `folder`."""
     if not isinstance(value, str | Path):
         return value
     text = str(value)
-    match = _TARGET.match(text)
+    match = TARGET.match(text)
     if match and not Path(text).exists():
         target = match["target"]
         if target.endswith(".py") and not Path(target).is_absolute():
@@ -130,9 +61,9 @@ def load_study(reference: str) -> Study:
     from studies.base import Study
 
     reference = canonical(reference)
-    if _TARGET.match(reference) and not reference.endswith(".py"):
+    if TARGET.match(reference) and not reference.endswith(".py"):
         obj = import_reference(reference, what="study")
-        match = _TARGET.match(reference)
+        match = TARGET.match(reference)
         target = match["target"] if match else reference
         folder = Path(target).parent if target.endswith(".py") else Path.cwd()
     else:
@@ -172,7 +103,7 @@ def files_study(*, model: str, data: str, name: str | None = None, init: str | N
     path = Path(model).expanduser()
     if path.exists():
         model_ref = str(path.resolve())
-    elif _TARGET.match(model):
+    elif TARGET.match(model):
         model_ref = canonical(model)
         path = Path(model_ref.rsplit(":", 1)[1])
     else:
@@ -229,7 +160,7 @@ def parent_source(study: Study) -> ParentSource:
     if study.model is None:
         return ParentSource(kind="family", reference=study.family)
     if isinstance(study.model, str):
-        if Path(study.model).exists() or not _TARGET.match(study.model):
+        if Path(study.model).exists() or not TARGET.match(study.model):
             return ParentSource(kind="file", reference=study.model)
         return ParentSource(kind="function", reference=study.model)
     if study.reference is None:

@@ -62,6 +62,8 @@ from pathlib import Path
 
 import numpy as np
 
+from definitions.errors import one_line
+from definitions.importer import MODULE, import_module_target
 from studies.datasets import (
     MIN_TRAIN_PER_CLASS,
     TEST_FRACTION,
@@ -86,7 +88,6 @@ IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 _SPLITS = ("train", "val", "test")
 _FUNCTION = re.compile(r"^(?P<target>.+):(?P<function>[A-Za-z_]\w*)$")
-_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _EXPECTED_SOURCE = (
     "expected an .npz file, a folder of class subfolders of images, or a loader "
     "'module.path:function' or 'path/to/file.py:function'"
@@ -139,10 +140,6 @@ def class_mapping(names: Sequence[str]) -> str:
 # --- reading: every failure is a DataError naming the source -----------------------------
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def _read_source(source: str | Path) -> _UserRaw:
     if isinstance(source, str) and not source.strip():
         raise DataError(f"the data source is empty; {_EXPECTED_SOURCE}")
@@ -184,19 +181,17 @@ def _read_npz(path: Path) -> _UserRaw:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise DataError(
             f"{source} cannot be read as an .npz archive ({type(error).__name__}: "
-            f"{_one_line(error)}); {_EXPECTED_KEYS} of numbers (np.savez)"
+            f"{one_line(error)}); {_EXPECTED_KEYS} of numbers (np.savez)"
         ) from None
     return _UserRaw(source, arrays, found)
 
 
 def _read_loader(target: str, function: str) -> _UserRaw:
-    from studies.references import import_module_target
-
     spec_text = f"{target}:{function}"
     if target.endswith(".py") or "/" in target or "\\" in target:
         path = Path(target).expanduser().resolve()
         source = f"loader:{path}:{function}"
-    elif _MODULE.match(target):
+    elif MODULE.match(target):
         source = f"loader:{spec_text}"
     else:
         raise DataError(f"no such file or folder: {spec_text}; {_EXPECTED_SOURCE}")
@@ -214,7 +209,7 @@ def _read_loader(target: str, function: str) -> _UserRaw:
         result = loader()
     except Exception as error:  # the user's code may fail in any way; keep it as the cause
         raise DataError(
-            f"{source} raised {type(error).__name__}: {_one_line(error)}; expected it to "
+            f"{source} raised {type(error).__name__}: {one_line(error)}; expected it to "
             "return a mapping of arrays"
         ) from error
     if not isinstance(result, Mapping):
@@ -229,7 +224,7 @@ def _read_loader(target: str, function: str) -> _UserRaw:
                 arrays[key] = np.asarray(result[key])
             except (ValueError, TypeError) as error:
                 raise DataError(
-                    f"{source} [{key}] is not an array ({_one_line(error)}); expected a "
+                    f"{source} [{key}] is not an array ({one_line(error)}); expected a "
                     "NumPy array"
                 ) from None
     return _UserRaw(source, arrays, tuple(str(key) for key in result))
@@ -263,7 +258,7 @@ def _read_folder(directory: Path) -> _UserRaw:
             except ValueError as error:
                 raise DataError(
                     f"{source} has no images in {', '.join(subfolders)} "
-                    f"({_one_line(error)}); {expected}"
+                    f"({one_line(error)}); {expected}"
                 ) from None
 
     index = keras_read(image_size=(1, 1), batch_size=None)  # lists the files, reads none
@@ -290,7 +285,7 @@ def _read_folder(directory: Path) -> _UserRaw:
     except tf.errors.OpError as error:
         raise DataError(
             f"{source}: an image cannot be read as {color_mode} "
-            f"({type(error).__name__}: {_one_line(error.message)}); {expected}"
+            f"({type(error).__name__}: {one_line(error.message)}); {expected}"
         ) from None
     # Keras returns float32 0..255; a resize to the same size leaves whole values.
     x_train = np.clip(np.rint(np.concatenate(images)), 0, PIXEL_MAX).astype(np.uint8)
@@ -316,7 +311,7 @@ def _decoded_shapes(tf, paths: Sequence[str], source: str) -> np.ndarray:
             except tf.errors.OpError as error:
                 raise DataError(
                     f"{source}: {path} cannot be decoded ({type(error).__name__}: "
-                    f"{_one_line(error.message)}); expected a {', '.join(IMAGE_FORMATS)} image"
+                    f"{one_line(error.message)}); expected a {', '.join(IMAGE_FORMATS)} image"
                 ) from None
         raise
 
