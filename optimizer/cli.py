@@ -202,7 +202,7 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
 
         return inspect_command
     if command == "run":
-        from optimizer.runner import run_command
+        from optimizer.run_args import run_command
 
         return run_command
     if command == "pareto":

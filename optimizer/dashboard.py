@@ -72,7 +72,8 @@ def serve(
 def dashboard_command(args: argparse.Namespace) -> int:
     """CLI entry for `dashboard`."""
     from optimizer.artifacts import store_dir_for
-    from optimizer.storage import run_dir_for, storage_url, stored_study_name
+    from optimizer.lookup import stored_study_name
+    from optimizer.storage import run_dir_for, storage_url
 
     name = stored_study_name(args)
     run_dir = run_dir_for(name, run_dir=args.run_dir)

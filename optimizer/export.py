@@ -174,7 +174,7 @@ def export_trial(
 def export_command(args: argparse.Namespace) -> int:
     """CLI entry for `export`: the data and splits are the study's own, as recorded."""
     from optimizer.device_export import resolve_device_mode
-    from optimizer.storage import open_stored
+    from optimizer.lookup import open_stored
 
     _, run_dir, study = open_stored(args)
     chosen = pick_trial(study, trial=args.trial, max_bytes=args.max_bytes,

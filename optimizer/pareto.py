@@ -156,7 +156,7 @@ def format_front(rows: list[dict[str, object]], fmt: str) -> str:
 
 def pareto_command(args: argparse.Namespace) -> int:
     """Prints the front of a stored study."""
-    from optimizer.storage import open_stored
+    from optimizer.lookup import open_stored
 
     name, _, study = open_stored(args)
     rows = front_rows(study)

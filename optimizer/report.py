@@ -500,7 +500,7 @@ def write_report(*, study: optuna.Study, out: Path, dataset: str) -> list[Path]:
 
 def report_command(args: argparse.Namespace) -> int:
     """CLI entry for `report`."""
-    from optimizer.storage import open_stored
+    from optimizer.lookup import open_stored
 
     _, run_dir, study = open_stored(args)
     out = args.out or run_dir / "report"

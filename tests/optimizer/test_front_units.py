@@ -8,8 +8,8 @@ import pytest
 from definitions.errors import UsageError
 from optimizer.export import pick_trial
 from optimizer.report import hypervolume_2d, hypervolume_history
+from optimizer.resume import sweep_orphaned
 from optimizer.retry import finished_count
-from optimizer.runner import sweep_orphaned
 
 
 def test_hypervolume_of_two_points():

@@ -165,7 +165,7 @@ def test_write_report_with_no_completed_trials(tmp_path):
 
 
 def test_smoke_study_name_is_refused_with_the_working_spelling():
-    from optimizer.storage import check_study_arg
+    from optimizer.lookup import check_study_arg
 
     with pytest.raises(UsageError, match="use --study digits --smoke"):
         check_study_arg("digits-smoke")

@@ -19,9 +19,9 @@ from objectives.parent import ParentInfo
 from optimizer.cli import main
 from optimizer.parents import SearchParent
 from optimizer.pareto import COLUMNS, TABLE_COLUMNS, format_front, front_rows
+from optimizer.progress import Progress as _Progress
 from optimizer.record import check_record, load_data, make_record, write_record
 from optimizer.report import trials_frame
-from optimizer.runner import _Progress
 from studies.base import Budget, Study
 from studies.datasets import MIN_VALIDATION_PER_CLASS, Splits, load_dataset
 from studies.references import ParentSource

@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from definitions.attributes import REFERENCE_ATTR, RETRY_ATTR
+from optimizer.resume import create_or_resume
 from optimizer.retry import retry_once
-from optimizer.runner import create_or_resume
 from search_spaces import Candidate
 from search_spaces.suggest import suggest
 from studies import get_study

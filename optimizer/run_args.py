@@ -1,0 +1,104 @@
+"""The CLI's translation of `run`'s arguments into a Study and the library call
+(`optimizer.runner.run_study`), then the front printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from definitions.errors import UsageError
+from optimizer.record import stored_record
+from optimizer.runner import run_study
+
+if TYPE_CHECKING:
+
+    from definitions.budgets import DeviceBudgets
+    from studies.base import Study
+
+
+def budgets_from(args: argparse.Namespace) -> DeviceBudgets | None:
+    """The budget flags as `DeviceBudgets`, or None when none was given."""
+    from definitions.budgets import DeviceBudgets
+
+    given = {name: getattr(args, name) for name in
+             ("max_flash_kb", "max_ram_kb", "max_latency_ms", "min_accuracy")}
+    if all(value is None for value in given.values()):
+        return None
+    return DeviceBudgets(**given)
+
+
+def study_for_run(args: argparse.Namespace) -> Study:
+    """The study `run` searches: `--model M --data D [--name N]`, a registered name, a
+    study reference, or the name of a stored `--model --data` study to resume."""
+    from definitions.importer import is_reference
+    from studies import STUDIES
+    from studies.references import files_study, resolve_study
+
+    if args.model is not None or args.data is not None:
+        if args.study is not None:
+            raise UsageError("give either --study or --model with --data, not both")
+        if args.model is None or args.data is None:
+            raise UsageError("--model and --data go together (a model and its data)")
+        return files_study(model=args.model, data=args.data, name=args.name)
+    if args.study is None:
+        raise UsageError("give --study NAME (see `studies`), --study path/to/study.py, or "
+                         "--model my_model.keras --data my_data.npz")
+    if args.name is not None:
+        raise UsageError("--name names the study made by --model and --data")
+    if args.study in STUDIES or is_reference(args.study):
+        return resolve_study(args.study)
+    return stored_user_study(args)
+
+
+def stored_user_study(args: argparse.Namespace) -> Study:
+    """The definition of a study `run --model --data --name N` stored in the run dir,
+    from its record (`UnknownStudyError` when there is none)."""
+    from optimizer.lookup import open_stored
+    from studies.references import study_from_record
+
+    name, _, existing = open_stored(args)  # the reading commands' lookup, one for all
+    return study_from_record(stored_record(existing), name=name)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """CLI entry: runs the study, then prints its front."""
+    from optimizer.pareto import budget_note, format_front, front_rows
+
+    opt_study = run_study(
+        study=study_for_run(args), smoke=args.smoke, run_dir=args.run_dir,
+        storage=args.storage, artifact_dir=args.artifact_dir, sampler=args.sampler,
+        backend=args.backend,
+        seed=args.seed, n_trials=args.n_trials, timeout=args.timeout, data_dir=args.data_dir,
+        size_objective=args.size_objective, device_budgets=budgets_from(args),
+        init=args.init, isolate=not args.no_isolation, extend_every=args.extend_every,
+        quantization_modes=None if args.quantization is None else tuple(args.quantization),
+        width_range=None if args.width_range is None else tuple(args.width_range),
+        check_before_training=not args.no_check_before_training,
+    )
+    rows = front_rows(opt_study)
+    excluded = budget_note(opt_study)
+    if not rows:
+        from collections import Counter
+
+        ended = Counter(t.state.name for t in opt_study.get_trials(deepcopy=False)
+                        if t.state.is_finished())
+        if not ended:  # stopped (--timeout) before any trial ended: nothing to judge yet
+            print("no trial has finished yet; run again to go on")
+            return 0
+        # nothing usable was found: exit 1 (not 2: the input was fine, the search was not),
+        # one line on stderr saying which of the two ways it came to nothing
+        if "COMPLETE" in ended:  # every completed trial is over a device budget
+            what = f"no completed trial within the budgets: {excluded}"
+        else:
+            counts = ", ".join(f"{n} {state}" for state, n in ended.items())
+            what = (f"no trial completed ({counts}); each trial's line above says why (its "
+                    "prune or fail reason)")
+        print(f"optimizer run: error: {what}", file=sys.stderr)
+        return 1
+    print(format_front(rows, "table"))
+    if excluded:
+        print(excluded)
+    return 0
+

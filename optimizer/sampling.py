@@ -1,0 +1,37 @@
+"""The samplers a study runs with, constructed explicitly (Optuna 5 changed the
+multi-objective default), by the names of `definitions.vocabulary.SAMPLERS`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from definitions.errors import UsageError
+from definitions.vocabulary import SAMPLERS
+
+if TYPE_CHECKING:
+    import optuna
+
+
+
+def make_sampler(name: str, *, seed: int) -> optuna.samplers.BaseSampler:
+    """An explicitly constructed sampler (Optuna 5 changed the multi-objective default).
+
+    `tpe` is multivariate, grouped TPE (MOTPE for two objectives), which copes with the
+    conditional parameters (`epr_lambda`, the offered `factorize_<layer>`) and with small
+    budgets; `nsga2` uses a population of 10 so that a few dozen trials still evolve.
+    `tpe` is the default by measurement: the largest front hypervolume on each of three
+    seeds of 30-trial MNIST runs (`benchmarks/sampler_comparison.py`, BENCHMARKS.md).
+    """
+    import optuna
+
+    if name == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, n_startup_trials=6
+        )
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise UsageError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+

@@ -1,0 +1,53 @@
+"""Test scoring: after the search, each front member's artifact is evaluated once on the
+test split (the search itself never sees it) and the figure stored on the study
+(`test_accuracy`, keyed by trial number).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from definitions.errors import UsageError
+from optimizer.artifacts import fetch
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from studies.datasets import Splits
+
+log = logging.getLogger(__name__)
+
+
+def score_front_on_test(
+    study: optuna.Study, *, splits: Splits, store: FileSystemArtifactStore, store_dir: Path,
+) -> dict[int, float]:
+    """Evaluates each front member's artifact (read from the store) on the test split
+    once; stores the result on the study."""
+    from definitions.attributes import TEST_ACCURACY_ATTR
+    from objectives.pipeline import evaluate_artifact
+    from optimizer.pareto import front_trials, test_accuracies
+
+    known = test_accuracies(study)
+    todo = [t for t in front_trials(study) if t.number not in known]
+    if not todo:
+        return known
+    with tempfile.TemporaryDirectory() as tmp:
+        for trial in todo:
+            try:
+                path = fetch(trial, store=store, store_dir=store_dir, into=Path(tmp))
+            except UsageError as error:
+                # another driver's trial whose store this machine does not see: that
+                # driver (or a run with its --artifact-dir) scores it
+                log.warning("test accuracy of trial %d not scored here: %s", trial.number, error)
+                continue
+            mode = trial.user_attrs["candidate"]["quantization"]
+            known[trial.number] = evaluate_artifact(
+                path, quantization=mode, x=splits.x_test, y=splits.y_test
+            )
+    study.set_user_attr(TEST_ACCURACY_ATTR, {str(k): v for k, v in known.items()})
+    return known
+
