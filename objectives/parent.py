@@ -29,9 +29,14 @@ from typing import TYPE_CHECKING, Any
 from definitions.errors import UsageError, one_line
 from search_spaces.candidate import Candidate
 from search_spaces.families import get_family
+from search_spaces.hypermodel import HypermodelError, OptunaHyperParameters
 from studies.references import ParentSource
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import keras_tuner
+    import optuna
     from tensorflow import keras
 
     from definitions.budgets import Budget
@@ -158,8 +163,6 @@ def own_model(source: ParentSource, *, hp_params: dict[str, Any] | None = None
     obj = _model_object(source)
     label = source.reference
     if is_hypermodel(obj):
-        from search_spaces.hypermodel import rebuild_from_params
-
         model, _ = rebuild_from_params(obj, hp_params or {})
     elif isinstance(obj, tf.keras.Model):
         model = obj
@@ -242,7 +245,7 @@ def prepare(
     split, or a trial's epochs and data), caching the weights in `cache_dir` under a key of
     everything they depend on."""
     from objectives import rewrite
-    from objectives.train import accuracy, output_kind, train
+    from objectives.train import accuracy, train
 
     model = build_parent(source, input_shape=splits.input_shape,
                          num_classes=splits.num_classes, seed=seed)
@@ -313,3 +316,113 @@ def candidate_model(
         from search_spaces.candidate import InvalidCandidateError
 
         raise InvalidCandidateError(str(error)) from None
+
+
+# -- what a parent model gives, and a hypermodel's build ---------------------------------
+
+
+class OutputError(UsageError):
+    """A model whose output cannot be told apart or contradicts what the study declares."""
+
+
+def output_kind(model: keras.Model, *, declared: str = "auto") -> str:
+    """`probabilities` when the model's output layer is a softmax (a `Softmax` layer or an
+    `activation="softmax"`), else `logits`; a declared kind (`logits`/`probabilities`)
+    wins, but a declaration the last layer contradicts is refused.
+
+    A sigmoid or another squashing output is neither and is refused (one line), rather than
+    trained with a loss that does not fit it."""
+    import tensorflow as tf
+
+    output = model.outputs[0]
+    layer = next((candidate for candidate in reversed(model.layers)
+                  if _single_output(candidate) is output), model.layers[-1])
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", None)
+    if isinstance(layer, tf.keras.layers.Softmax) or name == "softmax":
+        found = "probabilities"
+    elif isinstance(layer, tf.keras.layers.Activation) or name not in (None, "linear"):
+        raise OutputError(
+            f"model {model.name!r} ends in layer {layer.name!r} with activation {name!r}; "
+            "the search trains classifiers ending in logits (no activation) or a softmax"
+        )
+    else:
+        found = "logits"
+    if declared not in ("auto", found):
+        raise OutputError(f"study declares {declared} outputs, but model {model.name!r} "
+                          f"ends in {found} (layer {layer.name!r})")
+    return found
+
+
+def _single_output(layer):
+    try:
+        return layer.output
+    except AttributeError:  # a layer called more than once has no single output
+        return None
+
+
+def _hypermodel_name(hypermodel: Any) -> str:
+    name = getattr(hypermodel, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    if hasattr(hypermodel, "__name__"):
+        return hypermodel.__name__
+    return type(hypermodel).__name__
+
+
+def build_from_hypermodel(
+    hypermodel: keras_tuner.HyperModel | Callable[[Any], keras.Model],
+    trial: optuna.trial.BaseTrial,
+) -> tuple[keras.Model, dict[str, Any]]:
+    """Builds `hypermodel` with the values `trial` suggests.
+
+    Args:
+        hypermodel: a `keras_tuner.HyperModel` (its `build(hp)` is called) or a callable
+            `build(hp)` returning a `keras.Model`.
+        trial: the Optuna trial (`optuna.trial.FixedTrial` rebuilds stored params).
+
+    Returns:
+        The model and the active hyperparameter values, by KerasTuner name.
+
+    Raises:
+        HypermodelError: a bad hyperparameter declaration, any exception raised by the
+            build (one line: the hypermodel, then `TypeName: message`), or a result that is
+            not a `keras.Model`.
+    """
+    import keras_tuner
+    from tensorflow import keras
+
+    label = _hypermodel_name(hypermodel)
+    if isinstance(hypermodel, keras_tuner.HyperModel):
+        build = hypermodel.build
+    elif callable(hypermodel):
+        build = hypermodel
+    else:
+        raise HypermodelError(
+            f"hypermodel {label} is neither a keras_tuner.HyperModel nor a callable build(hp)"
+        )
+    hp = OptunaHyperParameters(trial)
+    try:
+        model = build(hp)
+    except HypermodelError as e:
+        raise HypermodelError(one_line(f"hypermodel {label}: {e}")) from e
+    except Exception as e:  # the user's code: any failure is reported, as one line
+        raise HypermodelError(
+            one_line(f"hypermodel {label} failed to build: {type(e).__name__}: {e}")
+        ) from e
+    if not isinstance(model, keras.Model):
+        raise HypermodelError(
+            f"hypermodel {label} returned {type(model).__name__}, not a keras.Model"
+        )
+    return model, hp.values
+
+
+def rebuild_from_params(
+    hypermodel: keras_tuner.HyperModel | Callable[[Any], keras.Model],
+    params: dict[str, Any],
+) -> tuple[keras.Model, dict[str, Any]]:
+    """The model of a finished trial, from its stored Optuna `params` (`trial.params`;
+    parameters of the rest of the space, such as `width`, are ignored)."""
+    import optuna
+
+    return build_from_hypermodel(hypermodel, optuna.trial.FixedTrial(dict(params)))

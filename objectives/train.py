@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from definitions.errors import UsageError
 from definitions.vocabulary import SCHEDULES
 from objectives.errors import DivergedError, HopelessTrial
 
@@ -54,44 +53,10 @@ class TrainingRecord:
     stopped_at: int | None = None
 
 
-class OutputError(UsageError):
-    """A model whose output cannot be told apart or contradicts what the study declares."""
 
 
-def output_kind(model: keras.Model, *, declared: str = "auto") -> str:
-    """`probabilities` when the model's output layer is a softmax (a `Softmax` layer or an
-    `activation="softmax"`), else `logits`; a declared kind (`logits`/`probabilities`)
-    wins, but a declaration the last layer contradicts is refused.
-
-    A sigmoid or another squashing output is neither and is refused (one line), rather than
-    trained with a loss that does not fit it."""
-    import tensorflow as tf
-
-    output = model.outputs[0]
-    layer = next((candidate for candidate in reversed(model.layers)
-                  if _single_output(candidate) is output), model.layers[-1])
-    activation = getattr(layer, "activation", None)
-    name = getattr(activation, "__name__", None)
-    if isinstance(layer, tf.keras.layers.Softmax) or name == "softmax":
-        found = "probabilities"
-    elif isinstance(layer, tf.keras.layers.Activation) or name not in (None, "linear"):
-        raise OutputError(
-            f"model {model.name!r} ends in layer {layer.name!r} with activation {name!r}; "
-            "the search trains classifiers ending in logits (no activation) or a softmax"
-        )
-    else:
-        found = "logits"
-    if declared not in ("auto", found):
-        raise OutputError(f"study declares {declared} outputs, but model {model.name!r} "
-                          f"ends in {found} (layer {layer.name!r})")
-    return found
 
 
-def _single_output(layer):
-    try:
-        return layer.output
-    except AttributeError:  # a layer called more than once has no single output
-        return None
 
 
 #: Learning-rate schedules a budget may name: `cosine` decays Adam's rate from

@@ -94,7 +94,7 @@ def parent_text(model, *, width: float, factorize: tuple[str, ...],
     channels before and after, the factorizations offered by the rule, the layers kept as
     they are (and why), the output kind, and the child's device figures."""
     from objectives import rewrite
-    from objectives.train import output_kind
+    from objectives.parent import output_kind
 
     analysis = rewrite.analyze(model, trained=False)
     offered = set(rewrite.offered_factorizations(analysis, width=width, mode="guided"))

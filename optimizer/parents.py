@@ -161,9 +161,7 @@ def _try_hypermodel(hypermodel: Any, *, study: Study, splits: Splits) -> None:
     the study is stored."""
     import optuna
 
-    from objectives.parent import check_shapes
-    from objectives.train import output_kind
-    from search_spaces.hypermodel import build_from_hypermodel
+    from objectives.parent import build_from_hypermodel, check_shapes, output_kind
 
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trial = probe.ask()
@@ -180,9 +178,8 @@ def trial_parent(parent: SearchParent, trial: optuna.Trial, *, study: Study,
         assert parent.info is not None
         return parent.info.offered_at, parent.info.outputs, None
     from objectives import rewrite
-    from objectives.parent import check_shapes
-    from objectives.train import output_kind
-    from search_spaces.hypermodel import HP_PREFIX, build_from_hypermodel
+    from objectives.parent import build_from_hypermodel, check_shapes, output_kind
+    from search_spaces.hypermodel import HP_PREFIX
 
     model, _ = build_from_hypermodel(parent.hypermodel, trial)
     check_shapes(model, input_shape=splits.input_shape, num_classes=splits.num_classes)

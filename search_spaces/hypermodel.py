@@ -2,12 +2,9 @@
 
 A KerasTuner user keeps their `build(hp)` function or `keras_tuner.HyperModel`; each trial
 hands it an `OptunaHyperParameters`, which answers `hp.Int`, `hp.Float`, `hp.Choice`, ...
-by asking the Optuna trial. Entry points:
-
-- `build_from_hypermodel(hypermodel, trial) -> (model, values)`: one trial's model and the
-  hyperparameter values it was built with (KerasTuner names, no prefix).
-- `rebuild_from_params(hypermodel, params) -> (model, values)`: the same model again from a
-  finished trial's stored `params` (through `optuna.trial.FixedTrial`), for `export`/resume.
+by asking the Optuna trial. The model itself is built by `objectives.parent`
+(`build_from_hypermodel`, `rebuild_from_params`): building a parent is a trial's work, the
+space is this layer's.
 
 Optuna parameter names. Every KerasTuner hyperparameter `name` is suggested as
 `hp_<name>` (`HP_PREFIX`; a name scope `block` gives `hp_block/<name>`), so a hypermodel's
@@ -45,15 +42,13 @@ from __future__ import annotations
 
 import contextlib
 import decimal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from definitions.errors import UsageError, one_line
 
 if TYPE_CHECKING:
-    import keras_tuner
     import optuna
-    from tensorflow import keras
 
 #: Prefix of the Optuna parameter of every KerasTuner hyperparameter (`units` → `hp_units`).
 HP_PREFIX = "hp_"
@@ -325,68 +320,7 @@ def _keras_tuner_hp(kind: str, kwargs: dict[str, Any]) -> Any:
         raise HypermodelError(one_line(f"{kind}({kwargs['name']!r}): {e}")) from e
 
 
-def _hypermodel_name(hypermodel: Any) -> str:
-    name = getattr(hypermodel, "name", None)
-    if isinstance(name, str) and name:
-        return name
-    if hasattr(hypermodel, "__name__"):
-        return hypermodel.__name__
-    return type(hypermodel).__name__
 
 
-def build_from_hypermodel(
-    hypermodel: keras_tuner.HyperModel | Callable[[Any], keras.Model],
-    trial: optuna.trial.BaseTrial,
-) -> tuple[keras.Model, dict[str, Any]]:
-    """Builds `hypermodel` with the values `trial` suggests.
-
-    Args:
-        hypermodel: a `keras_tuner.HyperModel` (its `build(hp)` is called) or a callable
-            `build(hp)` returning a `keras.Model`.
-        trial: the Optuna trial (`optuna.trial.FixedTrial` rebuilds stored params).
-
-    Returns:
-        The model and the active hyperparameter values, by KerasTuner name.
-
-    Raises:
-        HypermodelError: a bad hyperparameter declaration, any exception raised by the
-            build (one line: the hypermodel, then `TypeName: message`), or a result that is
-            not a `keras.Model`.
-    """
-    import keras_tuner
-    from tensorflow import keras
-
-    label = _hypermodel_name(hypermodel)
-    if isinstance(hypermodel, keras_tuner.HyperModel):
-        build = hypermodel.build
-    elif callable(hypermodel):
-        build = hypermodel
-    else:
-        raise HypermodelError(
-            f"hypermodel {label} is neither a keras_tuner.HyperModel nor a callable build(hp)"
-        )
-    hp = OptunaHyperParameters(trial)
-    try:
-        model = build(hp)
-    except HypermodelError as e:
-        raise HypermodelError(one_line(f"hypermodel {label}: {e}")) from e
-    except Exception as e:  # the user's code: any failure is reported, as one line
-        raise HypermodelError(
-            one_line(f"hypermodel {label} failed to build: {type(e).__name__}: {e}")
-        ) from e
-    if not isinstance(model, keras.Model):
-        raise HypermodelError(
-            f"hypermodel {label} returned {type(model).__name__}, not a keras.Model"
-        )
-    return model, hp.values
 
 
-def rebuild_from_params(
-    hypermodel: keras_tuner.HyperModel | Callable[[Any], keras.Model],
-    params: dict[str, Any],
-) -> tuple[keras.Model, dict[str, Any]]:
-    """The model of a finished trial, from its stored Optuna `params` (`trial.params`;
-    parameters of the rest of the space, such as `width`, are ignored)."""
-    import optuna
-
-    return build_from_hypermodel(hypermodel, optuna.trial.FixedTrial(dict(params)))

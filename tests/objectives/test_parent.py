@@ -8,13 +8,14 @@ import tensorflow as tf
 
 from objectives.build import build_model
 from objectives.parent import (
+    OutputError,
     ParentError,
     ParentSource,
     candidate_model,
+    output_kind,
     prepare,
     width_grid,
 )
-from objectives.train import OutputError, output_kind
 from search_spaces.candidate import Candidate
 from search_spaces.families import get_family
 from search_spaces.rule import offered_layers

@@ -10,13 +10,12 @@ import pytest
 from tensorflow import keras
 
 from definitions.errors import UsageError
+from objectives.parent import build_from_hypermodel, rebuild_from_params
 from search_spaces.hypermodel import (
     HP_PREFIX,
     HypermodelError,
     OptunaHyperParameters,
-    build_from_hypermodel,
     hypermodel_values,
-    rebuild_from_params,
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
