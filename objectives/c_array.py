@@ -18,9 +18,9 @@ Pure Python (no TensorFlow): the bytes are written as they are, twelve to a line
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from objectives.files import write_atomically
 
 ARRAY_NAME = "g_model_data"
 LENGTH_NAME = "g_model_data_len"
@@ -85,9 +85,9 @@ def write(
     header = directory / f"{stem}.h"
     source = directory / f"{stem}.cc"
     guard = "".join(c if c.isalnum() else "_" for c in stem).upper() + "_H_"
-    _write_text(header, header_text(guard=guard, arena_bytes=arena_bytes,
+    write_atomically(header, header_text(guard=guard, arena_bytes=arena_bytes,
                                     arena_note=arena_note, comment=comment))
-    _write_text(source, source_text(data, header=header.name, comment=comment))
+    write_atomically(source, source_text(data, header=header.name, comment=comment))
     return source, header
 
 
@@ -103,15 +103,3 @@ def _comment_lines(text: str) -> str:
     if line:
         lines.append(line)
     return "".join(f"// {line}\n" for line in lines)
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Writes `text` to `path` through a temp file in the same folder and `os.replace`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii", errors="replace") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

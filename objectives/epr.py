@@ -85,7 +85,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -97,6 +96,7 @@ import tensorflow as tf
 import tensorflow_compression as tfc
 
 from objectives.errors import TrialFailure
+from objectives.files import write_atomically
 from objectives.size import epr_payload_bytes
 
 __all__ = [
@@ -117,7 +117,11 @@ PENALTY_ALPHA = 1e-2
 #: Penalize round_st(θ / step) (True) or the seed's continuous θ / step (False); see above.
 PENALIZE_SYMBOLS = True
 FORMAT_MAGIC = b"EPRK"
-FORMAT_VERSION = 1
+#: Version 2 names each weight's side information `side` (version 1 called it `half`,
+#: although a raw weight's is float32); `load` reads both.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+_SIDE_KEY = {1: "half", 2: "side"}
 _HEAD = struct.Struct("<4sBI")
 
 FOURIER, SCALAR, FLOAT16, RAW = "fourier", "scalar", "float16", "raw"
@@ -477,7 +481,7 @@ class CompressedLayer(tf.keras.layers.Layer):
         plain_config: dict,
         specs: tuple[_Spec, ...],
         strings: dict[str, bytes],
-        halves: dict[str, np.ndarray],
+        side: dict[str, np.ndarray],
         **kwargs: Any,
     ) -> None:
         super().__init__(name=plain_config["name"], trainable=False, **kwargs)
@@ -486,50 +490,42 @@ class CompressedLayer(tf.keras.layers.Layer):
         self.specs = specs
         self.strings = {k: tf.Variable(v, dtype=tf.string, trainable=False, name=f"{k}_string")
                         for k, v in strings.items()}
-        self.halves = {k: tf.Variable(v.astype(np.float16), trainable=False, name=f"{k}_f16")
-                       for k, v in halves.items()}
+        self.side = {k: tf.Variable(v.astype(np.float16), trainable=False, name=f"{k}_f16")
+                     for k, v in side.items()}
 
     @classmethod
     def from_compressible(cls, layer: CompressibleLayer) -> CompressedLayer:
         """Codes every latent of `layer` (PowerLawEntropyModel.compress, one string each)."""
-        strings, halves = {}, {}
+        strings, side = {}, {}
         scaled_by_name = {spec.name: (scaled, log16) for spec, scaled, log16
                           in layer.scaled_latents()}
         for spec in layer.specs:
             if spec.coding == FLOAT16:
-                halves[spec.name] = layer.statistics[spec.name].numpy()
+                side[spec.name] = layer.statistics[spec.name].numpy()
                 continue
             scaled, log_step16 = scaled_by_name[spec.name]
             string = _entropy_model(len(spec.shape)).compress(tf.round(scaled))
             strings[spec.name] = string.numpy()
-            halves[spec.name] = log_step16.numpy()
+            side[spec.name] = log_step16.numpy()
         return cls(
             plain_class=layer.plain_class, plain_config=layer.plain_config, specs=layer.specs,
-            strings=strings, halves=halves,
+            strings=strings, side=side,
         )
 
     def decoded_weights(self) -> dict[str, tf.Tensor]:
-        """The plain weights, decoded from the bit strings."""
-        weights = {}
-        for spec in self.specs:
-            half = tf.cast(self.halves[spec.name], tf.float32)
-            if spec.coding == FLOAT16:
-                weights[spec.name] = half
-                continue
-            symbols = _entropy_model(len(spec.shape)).decompress(
-                self.strings[spec.name], spec.shape
-            )
-            weights[spec.name] = _dequantize(tf.reshape(symbols, spec.shape), half, spec)
-        return weights
+        """The plain weights, decoded from the bit strings (`_decoded`)."""
+        return {spec.name: _decoded(spec, self.strings.get(spec.name), self.side[spec.name])
+                for spec in self.specs}
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return _FORWARD[self.plain_class](self.plain_config, self.decoded_weights(), inputs)
 
     def coded(self) -> list[tuple[_Spec, bytes | None, np.ndarray]]:
-        """(spec, bit string or None, float16 log steps or raw values) per plain weight."""
+        """(spec, bit string or None, side information: float16 log steps or the float16
+        values themselves) per plain weight."""
         return [
             (spec, None if spec.coding == FLOAT16 else self.strings[spec.name].numpy(),
-             self.halves[spec.name].numpy())
+             self.side[spec.name].numpy())
             for spec in self.specs
         ]
 
@@ -742,7 +738,8 @@ def decompress(compressed: CompressedModel) -> tf.keras.Model:
 
 
 def save(compressed: CompressedModel, path: str | os.PathLike) -> None:
-    """Writes architecture + bit strings + side information to ONE file, atomically."""
+    """Writes architecture + bit strings + side information to ONE file, atomically
+    (`objectives.files.write_atomically`)."""
     data = bytearray()
     entries = []
 
@@ -753,26 +750,18 @@ def save(compressed: CompressedModel, path: str | os.PathLike) -> None:
 
     for layer_path, coded in compressed.coded_layers():
         weights = []
-        for spec, string, half in coded:
+        for spec, string, side in coded:
             entry = spec.as_json()
             entry["string"] = None if string is None else put(string)
-            dtype = "<f4" if spec.coding == RAW else "<f2"
-            entry["half"] = put(np.asarray(half, dtype=dtype).tobytes())
+            entry[_SIDE_KEY[FORMAT_VERSION]] = put(
+                np.asarray(side, dtype=_side_dtype(spec)).tobytes())
             weights.append(entry)
         entries.append({"path": list(layer_path), "weights": weights})
     header = zlib.compress(json.dumps(
         {"architecture": compressed.plain_json, "layers": entries}, separators=(",", ":")
     ).encode("utf-8"), 9)
     blob = _HEAD.pack(FORMAT_MAGIC, FORMAT_VERSION, len(header)) + header + bytes(data)
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(blob)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, blob)
 
 
 def load(path: str | os.PathLike) -> tf.keras.Model:
@@ -781,8 +770,9 @@ def load(path: str | os.PathLike) -> tf.keras.Model:
     if len(blob) < _HEAD.size:
         raise EPRError(f"{path}: too short to be an EPR file")
     magic, version, size = _HEAD.unpack_from(blob)
-    if magic != FORMAT_MAGIC or version != FORMAT_VERSION:
-        raise EPRError(f"{path}: not an EPR file of version {FORMAT_VERSION}")
+    if magic != FORMAT_MAGIC or version not in READABLE_VERSIONS:
+        raise EPRError(f"{path}: not an EPR file of version "
+                       f"{' or '.join(map(str, READABLE_VERSIONS))}")
     start = _HEAD.size + size
     try:
         header = json.loads(zlib.decompress(blob[_HEAD.size:start]))
@@ -798,10 +788,9 @@ def load(path: str | os.PathLike) -> tf.keras.Model:
         coded = []
         for w in entry["weights"]:
             spec = _Spec(w["name"], tuple(w["shape"]), w["coding"])
-            half = np.frombuffer(
-                get(w["half"]), dtype="<f4" if spec.coding == RAW else "<f2"
-            ).reshape(spec.shape if spec.coding in (FLOAT16, RAW) else spec.log_step_shape)
-            coded.append((spec, None if w["string"] is None else get(w["string"]), half))
+            side = np.frombuffer(get(w[_SIDE_KEY[version]]), dtype=_side_dtype(spec)).reshape(
+                spec.shape if spec.coding in (FLOAT16, RAW) else spec.log_step_shape)
+            coded.append((spec, None if w["string"] is None else get(w["string"]), side))
         layers.append((tuple(entry["path"]), coded))
     return _assemble(header["architecture"], layers)
 
@@ -816,13 +805,25 @@ def _assemble(
         target: Any = model
         for name in path:
             target = target.get_layer(name)
-        values = []
-        for spec, string, half in coded:
-            half32 = tf.constant(np.asarray(half, dtype=np.float32))
-            if spec.coding in (FLOAT16, RAW):
-                values.append(half32.numpy())
-                continue
-            symbols = _entropy_model(len(spec.shape)).decompress(tf.constant(string), spec.shape)
-            values.append(_dequantize(tf.reshape(symbols, spec.shape), half32, spec).numpy())
-        target.set_weights(values)
+        target.set_weights([_decoded(spec, string, side).numpy()
+                            for spec, string, side in coded])
     return model
+
+
+def _side_dtype(spec: _Spec) -> str:
+    """How a weight's side information is stored: float32 for a raw weight (a layer EPR
+    does not wrap), float16 otherwise (log steps, or a float16-coded weight's values)."""
+    return "<f4" if spec.coding == RAW else "<f2"
+
+
+def _decoded(spec: _Spec, string: Any, side: Any) -> tf.Tensor:
+    """One plain weight from its coded form, the one decoding of the module (a compressed
+    layer's call and `load` both use it): a float16 or raw weight is its side information
+    itself; a coded one is its range-decoded symbols times the steps the side information
+    holds (`_dequantize`)."""
+    side32 = tf.cast(side, tf.float32)
+    if spec.coding in (FLOAT16, RAW):
+        return side32
+    symbols = _entropy_model(len(spec.shape)).decompress(tf.convert_to_tensor(string),
+                                                         spec.shape)
+    return _dequantize(tf.reshape(symbols, spec.shape), side32, spec)

@@ -27,9 +27,7 @@ argument combination) raises `ValueError`, because it is a bug, not an infeasibl
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -329,18 +327,8 @@ def _tensor_io(tensor, type_names: dict[int, str]) -> dict[str, object]:
 
 
 def save(flatbuffer: bytes, path: str | os.PathLike) -> None:
-    """Writes the flatbuffer to `path` atomically: a temp file in the same folder, fsync'd,
-    then `os.replace`, so a killed trial never leaves a truncated artifact under the name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(flatbuffer)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Writes the flatbuffer to `path` atomically (`objectives.files.write_atomically`), so
+    a killed trial never leaves a truncated artifact under the name."""
+    from objectives.files import write_atomically
+
+    write_atomically(path, flatbuffer)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.errors import CheckFailed, UsageError
+from objectives.files import write_atomically
 from optimizer.artifacts import fetch, open_store, store_dir_for
 from optimizer.record import load_recorded_data, stored_record
 
@@ -165,9 +166,7 @@ def export_trial(
         **device_export.device_card(device, record=record, splits=splits),
         "c_array": c_array,
     }
-    card_tmp = out / "model_card.json.tmp"
-    card_tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(card_tmp, out / "model_card.json")
+    write_atomically(out / "model_card.json", json.dumps(card, indent=2) + "\n")
     return card
 
 
