@@ -9,11 +9,13 @@ proposal is run as an ordinary trial of the Optuna study (enqueued with its para
 then scored by the same `Objective`), so artifacts, figures, `pareto`, `report` and
 `export` treat the two backends alike, and the comparison measures the proposals alone.
 
-The space mirrors `search_spaces.suggest`: `width` (the study's range and step), a
-`factorize_<layer>` switch for every conv the parent may factorize at some width (used
-where it is offered at the proposed width), `quantization`, `epr` and `epr_lambda`
-(log-uniform). A trial that does not complete scores `FAILED_SCORE`, so the Gaussian
-process learns to avoid its region instead of stopping after a few failures.
+The space is the one `search_spaces.suggest` defines, asked through KerasTuner's `hp`
+(`HyperParametersAsTrial` answers the trial calls `suggest` makes): `width` (the study's
+range and step), a `factorize_<layer>` switch for each conv offered at the proposed width
+(declared the first time it is offered), `quantization`, `epr` and `epr_lambda`
+(log-uniform), each asked where `suggest` asks it. A trial that does not complete scores
+`FAILED_SCORE`, so the Gaussian process learns to avoid its region instead of stopping
+after a few failures.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search_spaces import Candidate, candidate_params
+from search_spaces import Candidate, candidate_params, suggest
 
 if TYPE_CHECKING:
     import optuna
@@ -42,26 +44,32 @@ def score(accuracy: float, size_bytes: float) -> float:
     return accuracy - BYTES_WEIGHT * math.log10(max(size_bytes, 1.0))
 
 
-def propose(hp, *, study: Study, offered: Offered, layers: tuple[str, ...]) -> Candidate:
+class HyperParametersAsTrial:
+    """KerasTuner's `hp` answering the two calls `search_spaces.suggest` makes of an Optuna
+    trial, so both backends search the one space it defines."""
+
+    def __init__(self, hp) -> None:
+        self.hp = hp
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float:
+        return self.hp.Float(name, low, high, step=step, sampling="log" if log else "linear")
+
+    def suggest_categorical(self, name: str, choices) -> object:
+        choices = list(choices)
+        if choices == [False, True]:
+            return self.hp.Boolean(name)
+        return self.hp.Choice(name, choices)
+
+
+def propose(hp, *, study: Study, offered: Offered) -> Candidate:
     """The candidate KerasTuner's `hp` proposes (declaring the space on first use)."""
-    low, high = study.width_range
-    width = float(low) if low == high else round(
-        hp.Float("width", low, high, step=study.width_step), 6)
-    chosen = {name for name in layers if hp.Boolean(f"factorize_{name}")}
-    factorize = tuple(name for name in offered(width) if name in chosen)
-    modes = list(study.quantization_modes)
-    quantization = modes[0] if len(modes) == 1 else hp.Choice("quantization", modes)
-    use_epr = hp.Boolean("epr")
-    lam = hp.Float("epr_lambda", *study.epr_lambda_range, sampling="log")
-    epr_lambda = lam if ((use_epr and study.searches_tflite_epr)
-                         or quantization == "epr") else 0.0
-    return Candidate(width=width, factorize=factorize, epr_lambda=epr_lambda,
-                     quantization=quantization)
+    return suggest(HyperParametersAsTrial(hp), study=study, offered=offered)
 
 
 def search(
     opt_study: optuna.Study, objective, *, study: Study, offered: Offered,
-    layers: tuple[str, ...], n_trials: int, timeout: float | None, seed: int,
+    n_trials: int, timeout: float | None, seed: int,
     directory: Path, callbacks: list | None = None,
 ) -> None:
     """Runs `n_trials` KerasTuner proposals (or until `timeout` seconds) as trials of
@@ -80,8 +88,7 @@ def search(
         def run_trial(self, trial, *args, **kwargs):
             if deadline is not None and time.monotonic() >= deadline:
                 raise _Deadline("timeout")
-            candidate = propose(trial.hyperparameters, study=study, offered=offered,
-                                layers=layers)
+            candidate = propose(trial.hyperparameters, study=study, offered=offered)
             opt_study.enqueue_trial(candidate_params(candidate, study=study, offered=offered))
             opt_study.optimize(objective, n_trials=1, catch=TRIAL_FAILURES,
                                callbacks=callbacks)

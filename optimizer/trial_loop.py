@@ -100,9 +100,7 @@ def kerastuner_trials(opt_study: optuna.Study, objective, *, study: Study, paren
     if parent.info is None:
         raise UsageError("--backend kerastuner searches one parent; a hypermodel study "
                          "runs with --backend optuna")
-    layers = tuple(dict.fromkeys(
-        name for width in parent.info.offered for name in parent.info.offered[width]))
-    search(opt_study, objective, study=study, offered=parent.info.offered_at, layers=layers,
+    search(opt_study, objective, study=study, offered=parent.info.offered_at,
            n_trials=n_trials, timeout=timeout, seed=seed, directory=directory,
            callbacks=[progress] if progress else None)
 

@@ -39,7 +39,7 @@ def test_a_proposal_is_the_candidate_suggest_makes_from_its_params(values):
             hp.Choice("quantization", list(study.quantization_modes), default=value)
         else:
             hp.Boolean(name, default=value)
-    candidate = propose(hp, study=study, offered=offered, layers=("conv_1", "conv_2"))
+    candidate = propose(hp, study=study, offered=offered)
     if values.get("quantization") == "epr":
         assert candidate.epr_lambda == 7.0  # epr storage needs the penalty, switch or not
     if values.get("width") == 0.5:
