@@ -27,14 +27,14 @@ STUDY_FAILURE_PREFIX = "failure:"
 ARTIFACT_ID_ATTR = "artifact_id"
 #: A trial's successive-halving scores (`optimizer.halving`).
 RUNGS_ATTR = "rungs"
-#: Marks a reference point (`Study.references`): the candidate a new study enqueues first;
+#: Marks a reference point (`Study.reference_points`): the candidate a new study enqueues first;
 #: such a trial trains its full budget (`RungJudge.exempt`), and its retry keeps the mark.
-REFERENCE_ATTR = "reference"
+REFERENCE_POINT_ATTR = "reference"
 #: Marks a small-end extension (`optimizer.extension`); the value is the number of the
 #: trial it steps down from. Such a trial trains its full budget too.
 EXTENSION_ATTR = "extends"
 #: The marks that exempt a trial from being stopped (`RungJudge.exempt`); a retry keeps them.
-FULL_BUDGET_ATTRS = (REFERENCE_ATTR, EXTENSION_ATTR)
+FULL_BUDGET_ATTRS = (REFERENCE_POINT_ATTR, EXTENSION_ATTR)
 #: A retry: the number of the trial it repeats.
 RETRY_ATTR = "retry_of"
 #: A candidate rejected before training (PRUNED): its untrained flash and RAM figures, over

@@ -147,28 +147,28 @@ class DeviceFigures:
 
 
 def measure(flatbuffer: bytes, *, runs: int = 50, seed: int = 0,
-            float32_reference: bytes | None = None) -> DeviceFigures:
+            float32_file: bytes | None = None) -> DeviceFigures:
     """Flash, RAM and host latency of a TFLite flatbuffer (see the module docstring).
 
     `runs` timed inferences (after `WARMUP_RUNS` warm-up ones) give the median latency;
-    `seed` draws the random input; `float32_reference` as in `footprint`. Raises
+    `seed` draws the random input; `float32_file` as in `footprint`. Raises
     `ValueError` for an empty flatbuffer or `runs < 1`.
     """
     if runs < 1:
         raise ValueError(f"runs must be at least 1, not {runs}")
     return DeviceFigures(
-        **footprint(flatbuffer, float32_reference=float32_reference),
+        **footprint(flatbuffer, float32_file=float32_file),
         latency_ms=median_latency_ms(bytes(flatbuffer), runs=runs, seed=seed),
         latency_runs=runs,
     )
 
 
-def footprint(flatbuffer: bytes, *, float32_reference: bytes | None = None
+def footprint(flatbuffer: bytes, *, float32_file: bytes | None = None
               ) -> dict[str, int | str]:
     """Flash and RAM of a TFLite flatbuffer, without the latency: `flash_bytes`,
     `ram_bytes`, `ram_method`, `planner_ram_bytes` and `ram_note`, as in `DeviceFigures`.
 
-    `float32_reference`, the float32 file of the same model, is what a file TFLM does not
+    `float32_file`, the float32 file of the same model, is what a file TFLM does not
     run (float16, dynamic) is estimated with: TFLM's overhead on it (its arena minus its
     planned tensors) is added to this file's planned tensors.
 
@@ -181,8 +181,8 @@ def footprint(flatbuffer: bytes, *, float32_reference: bytes | None = None
     arena, note = _tflm_arena(flatbuffer, arena_size=_generous_arena(flatbuffer, planned))
     ram, method = (planned, "greedy-planner") if arena is None else (arena.total,
                                                                     "tflite-micro")
-    if arena is None and float32_reference is not None:
-        reference = bytes(float32_reference)
+    if arena is None and float32_file is not None:
+        reference = bytes(float32_file)
         reference_planned = plan_arena(reference)
         measured, _ = _tflm_arena(reference, arena_size=_generous_arena(
             reference, reference_planned))

@@ -92,10 +92,10 @@ def _model_object(source: ParentSource) -> Any:
     if source.kind == "function":
         from definitions.importer import import_reference
 
-        return import_reference(source.reference, what="model")
+        return import_reference(source.target, what="model")
     from studies.references import load_study
 
-    return load_study(source.reference).model
+    return load_study(source.target).model
 
 
 def is_hypermodel(obj: Any) -> bool:
@@ -159,9 +159,9 @@ def own_model(source: ParentSource, *, hp_params: dict[str, Any] | None = None
     import tensorflow as tf
 
     if source.kind == "file":
-        return load_model_file(source.reference)
+        return load_model_file(source.target)
     obj = _model_object(source)
-    label = source.reference
+    label = source.target
     if is_hypermodel(obj):
         model, _ = rebuild_from_params(obj, hp_params or {})
     elif isinstance(obj, tf.keras.Model):
@@ -193,7 +193,7 @@ def build_parent(
     if source.kind == "family":
         from objectives.build import build_model
 
-        model = build_model(family=get_family(source.reference), candidate=Candidate(),
+        model = build_model(family=get_family(source.target), candidate=Candidate(),
                             input_shape=tuple(input_shape), num_classes=num_classes, seed=seed)
     else:
         model = own_model(source, hp_params=hp_params)
@@ -298,9 +298,9 @@ def candidate_model(
     from objectives import rewrite
     from objectives.build import build_model
 
-    if source.kind == "family" and get_family(source.reference).application is not None:
+    if source.kind == "family" and get_family(source.target).application is not None:
         # a Keras application is one nested model the rewriter cannot open: α is its own
-        return build_model(family=get_family(source.reference), candidate=candidate,
+        return build_model(family=get_family(source.target), candidate=candidate,
                            input_shape=tuple(input_shape), num_classes=num_classes, seed=seed)
     parent = build_parent(source, input_shape=input_shape, num_classes=num_classes, seed=seed,
                           hp_params=hp_params)

@@ -44,6 +44,7 @@ class TrialResult:
     size_definition: str
     artifact_path: str
     artifact_sha256: str
+    #: The model's parameter count (stored as `params`, the name trials have always had).
     params: int
     float32_bytes: int
     keras_accuracy: float
@@ -160,7 +161,7 @@ def evaluate_candidate(
         source=parent, candidate=candidate, input_shape=splits.input_shape,
         num_classes=splits.num_classes, seed=seed, weights=weights, hp_params=hp_params,
     )
-    params = plain.count_params()
+    param_count = plain.count_params()
     footprint = {}
     if device_budgets is not None and device_budgets.before_training:
         footprint = check_footprint(plain, candidate=candidate, budgets=device_budgets,
@@ -178,7 +179,7 @@ def evaluate_candidate(
         model, x=x, y=y, x_val=splits.x_val, y_val=splits.y_val, epochs=budget.epochs,
         batch_size=budget.batch_size, accuracy_floor=accuracy_floor, seed=seed,
         from_logits=outputs == "logits", schedule=budget.schedule,
-        judge=judge, rung_payload=_rung_payload(candidate, params=params),
+        judge=judge, rung_payload=_rung_payload(candidate, param_count=param_count),
     )
     keras_accuracy = accuracy(model, splits.x_val, splits.y_val)
 
@@ -231,8 +232,8 @@ def evaluate_candidate(
         size_definition=figures.definition,
         artifact_path=str(path),
         artifact_sha256=sha256_file(path),
-        params=params,
-        float32_bytes=4 * params,
+        params=param_count,
+        float32_bytes=4 * param_count,
         keras_accuracy=keras_accuracy,
         first_epoch_accuracy=record.first_epoch_accuracy,
         rungs=record.rungs,
@@ -247,7 +248,7 @@ def evaluate_candidate(
     )
 
 
-def _rung_payload(candidate: Candidate, *, params: int):
+def _rung_payload(candidate: Candidate, *, param_count: int):
     """Bytes to judge a trial by at a rung: EPR's own estimate of its coded length (the
     penalty in bits / 8, `epr.estimated_bits`) for `epr`, the mode's bytes per value
     otherwise (`size.estimated_tflite_payload`)."""
@@ -257,7 +258,7 @@ def _rung_payload(candidate: Candidate, *, params: int):
         from objectives import epr
 
         return lambda model: epr.estimated_bits(model) / 8
-    estimate = size.estimated_tflite_payload(params, quantization=candidate.quantization)
+    estimate = size.estimated_tflite_payload(param_count, quantization=candidate.quantization)
     return lambda model: estimate
 
 
@@ -282,8 +283,8 @@ def footprint_before_training(model, *, quantization: str, splits: Splits, seed:
     with distinct_weights(model, seed=seed):
         flatbuffer = tflite.convert(model, quantization=mode, representative_x=calibration,
                                     int8_io=mode == "int8")
-        reference = float32_reference(model, quantization=mode)
-    return device.footprint(flatbuffer, float32_reference=reference)
+        reference = float32_file(model, quantization=mode)
+    return device.footprint(flatbuffer, float32_file=reference)
 
 
 @contextlib.contextmanager
@@ -305,7 +306,7 @@ def distinct_weights(model, *, seed: int) -> Iterator[None]:
         model.set_weights(weights)
 
 
-def float32_reference(model, *, quantization: str) -> bytes | None:
+def float32_file(model, *, quantization: str) -> bytes | None:
     """The float32 file of `model` where its `quantization` file is one TFLM does not run
     (float16, dynamic): what that file's arena is estimated with (`device.footprint`)."""
     from objectives import device, tflite
@@ -347,6 +348,6 @@ def device_figures(flatbuffer: bytes | None, *, decoded, seed: int,
         device_format = "float32 TFLite of the decoded EPR model"
     figures = device.measure(
         flatbuffer, runs=LATENCY_RUNS, seed=seed,
-        float32_reference=float32_reference(decoded, quantization=quantization),
+        float32_file=float32_file(decoded, quantization=quantization),
     ).as_attrs()
     return {**figures, "device_format": device_format}

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from definitions.attributes import EXTENSION_ATTR, REFERENCE_ATTR
+from definitions.attributes import EXTENSION_ATTR, REFERENCE_POINT_ATTR
 from optimizer.retry import finished_count
 from search_spaces import Candidate, candidate_params
 
@@ -135,7 +135,7 @@ class SmallEndExtension:
             return  # reference points and retries run first
         if self.target is not None and finished_count(opt_study) >= self.target:
             return
-        searched = [t for t in trials if not t.user_attrs.get(REFERENCE_ATTR)]
+        searched = [t for t in trials if not t.user_attrs.get(REFERENCE_POINT_ATTR)]
         extensions = sum(1 for t in searched if EXTENSION_ATTR in t.user_attrs)
         if (extensions + 1) * self.every > len(searched) + 1:
             return

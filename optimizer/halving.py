@@ -107,7 +107,7 @@ class RungJudge:
         history: the earlier trials' scores, `(rung, accuracy, bytes)` each.
         keep_front: a trial on the first non-dominated front of the rung's scores trains
             on whatever its rank (`Budget.keep_front`).
-        exempt: the trial is a reference point (`Study.references`) or a small-end
+        exempt: the trial is a reference point (`Study.reference_points`) or a small-end
             extension (`optimizer.extension`): it is scored at each rung, so its scores
             join the later trials' history, but trains its full budget. Such a point is
             placed to anchor or extend the front; judged on its first-epoch bytes (EPR's

@@ -56,7 +56,7 @@ def inspect_command(args: argparse.Namespace) -> int:
         from studies.references import ParentSource
 
         kind = "file" if Path(args.model).exists() else "function"
-        return _inspect_parent(ParentSource(kind=kind, reference=args.model), args)
+        return _inspect_parent(ParentSource(kind=kind, target=args.model), args)
     else:
         family = get_family(args.model)
         input_shape = parse_shape(args.input or "28x28x1")
@@ -75,7 +75,7 @@ def _inspect_parent(source, args: argparse.Namespace) -> int:
     from objectives.parent import check_graph, check_shapes, own_model, source_is_hypermodel
 
     if source_is_hypermodel(source):
-        raise UsageError(f"{source.reference} is a hypermodel: every trial builds its own "
+        raise UsageError(f"{source.target} is a hypermodel: every trial builds its own "
                          "model from its hp_* values, so there is no one parent to inspect")
     if not 0 < args.width <= MAX_WIDTH:
         raise UsageError(f"--width {args.width} is out of range (0, {MAX_WIDTH}]")
@@ -189,7 +189,7 @@ def device_table(model, *, modes: tuple[str, ...]) -> str:
         reference = files.get("float32") or tflite.convert(model, quantization="float32")
     notes = []
     for mode, flatbuffer in files.items():
-        figures = device.measure(flatbuffer, runs=DEVICE_RUNS, float32_reference=(
+        figures = device.measure(flatbuffer, runs=DEVICE_RUNS, float32_file=(
             reference if mode in device.NOT_ON_TFLM else None))
         rows.append([mode, f"{figures.flash_bytes:,}", f"{figures.ram_bytes:,}",
                      figures.ram_method, f"{figures.latency_ms:.3f}"])

@@ -105,7 +105,7 @@ class SearchParent:
         if self.source.kind == "file":
             record["sha256"] = self.source.sha256()
         else:
-            record["reference"] = self.source.reference
+            record["reference"] = self.source.target
         if self.info is not None:
             record["outputs"] = self.info.outputs
         return record

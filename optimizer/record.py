@@ -54,8 +54,8 @@ def search_space(study: Study) -> dict[str, Any]:
 def origin(study: Study) -> dict[str, Any]:
     """Where the study's definition is found again: the registry, a study reference
     (`pkg.module:NAME`, a study file), or the two files of `run --model --data`."""
-    if study.reference is not None:
-        return {"kind": "reference", "reference": study.reference}
+    if study.defined_in is not None:
+        return {"kind": "reference", "reference": study.defined_in}
     if study.model is not None or study.data is not None:
         return {"kind": "files", "model": study.model, "data": study.data}
     return {"kind": "registered", "name": study.name}

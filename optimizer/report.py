@@ -326,8 +326,8 @@ def pareto_figure(*, study: optuna.Study, dataset: str):
     within = [t for t in done if is_feasible(t)]
     over = [t for t in done if not is_feasible(t)]
     front = front_trials(study)
-    references = PUBLISHED_MNIST if dataset == "mnist" and metric == "payload_bytes" else ()
-    fig = _new_figure(width=9.5 if references else 8, height=4.5)
+    published = PUBLISHED_MNIST if dataset == "mnist" and metric == "payload_bytes" else ()
+    fig = _new_figure(width=9.5 if published else 8, height=4.5)
     ax = fig.add_subplot()
     title = f"{study.study_name}: accuracy vs {SIZE_TITLES.get(metric, metric)}"
     if budgets is None:
@@ -360,15 +360,15 @@ def pareto_figure(*, study: optuna.Study, dataset: str):
     if accuracy_limit is not None:
         ax.axhline(accuracy_limit, color="tab:red", ls=":", lw=0.9, alpha=0.7,
                    label=f"accuracy budget (>= {accuracy_limit:g})")
-    for i, (name, size, err) in enumerate(references):
+    for i, (name, size, err) in enumerate(published):
         ax.scatter([size], [1 - err], marker="*", s=140, zorder=4, color=f"C{i + 1}",
                    label=f"{name}\n{size:,} B, {100 * err:.2f}% test error")
-    sizes = [t.values[1] for t in done] + [size for _, size, _ in references]
+    sizes = [t.values[1] for t in done] + [size for _, size, _ in published]
     sizes += [flash_limit] if flash_limit is not None else []
     set_size_axis(ax, sizes=sizes)
     scale = "log scale" if ax.get_xscale() == "log" else "linear scale"
     ax.set_xlabel(f"{SIZE_LABELS.get(metric, metric)} ({scale}; 1 KB = 1024 B)")
-    ax.set_ylabel("accuracy (trials: validation; published: test)" if references
+    ax.set_ylabel("accuracy (trials: validation; published: test)" if published
                   else "validation accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0,
@@ -434,7 +434,7 @@ def pareto_html_figure(*, study: optuna.Study, dataset: str):
     budgets = study_budgets(study)
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     front = front_trials(study)
-    references = PUBLISHED_MNIST if dataset == "mnist" and metric == "payload_bytes" else ()
+    published = PUBLISHED_MNIST if dataset == "mnist" and metric == "payload_bytes" else ()
     figure = go.Figure()
     groups = [
         ("within budgets" if budgets is not None else "trials",
@@ -460,7 +460,7 @@ def pareto_html_figure(*, study: optuna.Study, dataset: str):
         figure.add_vline(x=flash_limit / 1024, line={"color": "crimson", "dash": "dash"})
     if accuracy_limit is not None:
         figure.add_hline(y=accuracy_limit, line={"color": "crimson", "dash": "dot"})
-    for name, size, err in references:
+    for name, size, err in published:
         figure.add_trace(go.Scatter(x=[size / 1024], y=[1 - err], mode="markers",
                                     name=f"{name} (test)",
                                     marker={"symbol": "star", "size": 12}))
@@ -471,7 +471,7 @@ def pareto_html_figure(*, study: optuna.Study, dataset: str):
         title=title,
         xaxis={"type": "log",
                "title": f"{SIZE_LABELS.get(metric, metric)} (KB, 1 KB = 1024 B)"},
-        yaxis={"title": "accuracy (trials: validation; published: test)" if references
+        yaxis={"title": "accuracy (trials: validation; published: test)" if published
                else "validation accuracy"},
     )
     return figure

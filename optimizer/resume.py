@@ -15,7 +15,7 @@ from definitions.attributes import (
     FAILURE_KIND_ATTR,
     ORPHANED,
     RECORD_ATTR,
-    REFERENCE_ATTR,
+    REFERENCE_POINT_ATTR,
 )
 from definitions.errors import UsageError
 from optimizer.record import check_record, stored_record, write_record
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 RECORD_WAIT_SECONDS = 30.0
 
 
-def sweep_orphaned(study: optuna.Study, *, storage: optuna.storages.BaseStorage) -> int:
+def sweep_orphaned(opt_study: optuna.Study, *, storage: optuna.storages.BaseStorage) -> int:
     """Marks trials left RUNNING by a killed single-writer run as FAIL (`orphaned`), and
     enqueues each one's candidate again, once.
 
@@ -45,8 +45,8 @@ def sweep_orphaned(study: optuna.Study, *, storage: optuna.storages.BaseStorage)
     from optuna.trial import TrialState
 
     swept = 0
-    study_id = storage.get_study_id_from_name(study.study_name)
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    study_id = storage.get_study_id_from_name(opt_study.study_name)
+    for trial in opt_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         storage.set_trial_user_attr(trial_id, FAILURE_KIND_ATTR, ORPHANED)
         storage.set_trial_user_attr(
@@ -54,7 +54,7 @@ def sweep_orphaned(study: optuna.Study, *, storage: optuna.storages.BaseStorage)
         )
         storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
         swept += 1
-        retry_once(study, trial)
+        retry_once(opt_study, trial)
     return swept
 
 
@@ -142,7 +142,8 @@ def with_run_settings(
 
 def create_or_resume(
     *, study: Study, name: str, storage: optuna.storages.BaseStorage, record: dict[str, object],
-    existing: optuna.Study | None, offered: Offered | None = None, references: bool = True,
+    existing: optuna.Study | None, offered: Offered | None = None,
+    enqueue_reference_points: bool = True,
 ) -> optuna.Study:
     """Resumes `existing` (the stored study `name`, or None), refusing it when `record`
     contradicts what it stored, or creates the study, records its definition and enqueues
@@ -159,7 +160,7 @@ def create_or_resume(
             pass  # another driver on the server database created it first
         else:
             initialize(created, study=study, record=record, offered=offered,
-                        references=references)
+                        enqueue_reference_points=enqueue_reference_points)
             return created
         existing = load_recorded(storage, name)
     check_record(existing, record)
@@ -167,7 +168,7 @@ def create_or_resume(
 
 
 def initialize(created: optuna.Study, *, study: Study, record: dict[str, object],
-                offered: Offered | None, references: bool = True) -> None:
+                offered: Offered | None, enqueue_reference_points: bool = True) -> None:
     """Metric names, the definition record, then the reference points of a new study."""
     import optuna
 
@@ -175,7 +176,7 @@ def initialize(created: optuna.Study, *, study: Study, record: dict[str, object]
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         created.set_metric_names(list(metric_names(study.size_objective)))
     write_record(created, record)
-    for candidate in study.reference_candidates if references else ():
+    for candidate in study.reference_point_candidates if enqueue_reference_points else ():
         created.enqueue_trial(candidate_params(candidate, study=study, offered=offered),
-                              user_attrs={REFERENCE_ATTR: True}, skip_if_exists=True)
+                              user_attrs={REFERENCE_POINT_ATTR: True}, skip_if_exists=True)
 

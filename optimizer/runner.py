@@ -146,7 +146,8 @@ def run_study(
             study=study, name=name, storage=rdb, record=record, existing=existing,
             # a hypermodel's convs depend on its hp_* values: reference points factorize none
             offered=parent.info.offered_at if parent.info else lambda width: (),
-            references=backend == "optuna",  # a KerasTuner user starts from its proposals
+            # a KerasTuner user starts from its own proposals
+            enqueue_reference_points=backend == "optuna",
         )
         if parent.info is not None and parent.info.parent_accuracy is not None:
             opt_study.set_user_attr("parent_accuracy", parent.info.parent_accuracy)

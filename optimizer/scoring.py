@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def score_front_on_test(
-    study: optuna.Study, *, splits: Splits, store: FileSystemArtifactStore, store_dir: Path,
+    opt_study: optuna.Study, *, splits: Splits, store: FileSystemArtifactStore, store_dir: Path,
 ) -> dict[int, float]:
     """Evaluates each front member's artifact (read from the store) on the test split
     once; stores the result on the study."""
@@ -31,8 +31,8 @@ def score_front_on_test(
     from objectives.pipeline import evaluate_artifact
     from optimizer.pareto import front_trials, test_accuracies
 
-    known = test_accuracies(study)
-    todo = [t for t in front_trials(study) if t.number not in known]
+    known = test_accuracies(opt_study)
+    todo = [t for t in front_trials(opt_study) if t.number not in known]
     if not todo:
         return known
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,6 +48,6 @@ def score_front_on_test(
             known[trial.number] = evaluate_artifact(
                 path, quantization=mode, x=splits.x_test, y=splits.y_test
             )
-    study.set_user_attr(TEST_ACCURACY_ATTR, {str(k): v for k, v in known.items()})
+    opt_study.set_user_attr(TEST_ACCURACY_ATTR, {str(k): v for k, v in known.items()})
     return known
 

@@ -27,7 +27,7 @@ from search_spaces.families import FAMILIES
 #: The reference points a study enqueues first when it names none (DESIGN §6, seed 004):
 #: the base model uncompressed, and the EPR tutorial's λ = 2 and λ = 10 at full width.
 #: Those outside a study's space (its modes and ranges) are left out.
-DEFAULT_REFERENCES: tuple[Candidate, ...] = (
+DEFAULT_REFERENCE_POINTS: tuple[Candidate, ...] = (
     Candidate(width=1.0, quantization="float32"),
     Candidate(width=1.0, epr_lambda=2.0, quantization="epr"),
     Candidate(width=1.0, epr_lambda=10.0, quantization="epr"),
@@ -36,7 +36,7 @@ DEFAULT_REFERENCES: tuple[Candidate, ...] = (
 #: The reference points under `size_objective="flash"` when a study names none: what a
 #: device user tries first — full integer at full and half width — then the float32 base
 #: model (over a RAM budget it is rejected before training, which teaches the sampler).
-DEVICE_REFERENCES: tuple[Candidate, ...] = (
+DEVICE_REFERENCE_POINTS: tuple[Candidate, ...] = (
     Candidate(width=1.0, quantization="int8"),
     Candidate(width=0.5, quantization="int8"),
     Candidate(width=1.0, quantization="float32"),
@@ -70,7 +70,7 @@ class Study:
             the trained parent's weights; a parent that does not come trained is trained
             once per study).
         outputs: `auto` (told from the last layer), `logits` or `probabilities`.
-        reference: how the study was found (`pkg.module:NAME`, a study file), set by
+        defined_in: where the study was found (`pkg.module:NAME`, a study file), set by
             `studies.references.load_study` and recorded on the stored study.
         expected_runtime: wall time of the default run on a 2-core machine, as measured.
         width_range: (low, high) of the width multiplier α, searched in steps of `width_step`.
@@ -86,9 +86,9 @@ class Study:
         size_objective: which byte figure is the second objective, a key of
             `objectives.size.SIZE_OBJECTIVES` (`payload`, `flash`, `gzip`).
         device_budgets: flash, RAM, latency and accuracy limits, as Optuna constraints.
-        references: the candidates a new study tries first, before its sampler proposes
+        reference_points: the candidates a new study tries first, before its sampler proposes
             any: known points that anchor the front and give the sampler's model its first
-            good and bad examples. None: `DEFAULT_REFERENCES` (`DEVICE_REFERENCES` under
+            good and bad examples. None: `DEFAULT_REFERENCE_POINTS` (`DEVICE_REFERENCE_POINTS` under
             `size_objective="flash"`), those in the study's space; a tuple: exactly these
             (each must lie in the space), `()` for none.
         tflite_epr: whether a TFLite storage mode may also train with the entropy penalty
@@ -107,7 +107,7 @@ class Study:
     data: str | None = None
     init: str = "scratch"
     outputs: str = "auto"
-    reference: str | None = None
+    defined_in: str | None = None
     width_range: tuple[float, float] = (0.25, 1.5)
     width_step: float = 0.05
     epr_lambda_range: tuple[float, float] = (0.5, 100.0)
@@ -117,7 +117,7 @@ class Study:
     usable_accuracy: float = 0.5
     size_objective: str = "payload"
     device_budgets: DeviceBudgets = DeviceBudgets()
-    references: tuple[Candidate, ...] | None = None
+    reference_points: tuple[Candidate, ...] | None = None
     tflite_epr: bool | None = None
 
     def validate(self) -> None:
@@ -186,7 +186,7 @@ class Study:
                     f"study {self.name!r}: accuracy_floor and usable_accuracy must lie in "
                     f"[0, 1), got {floor}"
                 )
-        for candidate in self.references or ():
+        for candidate in self.reference_points or ():
             if not isinstance(candidate, Candidate) or not self.contains(candidate):
                 raise StudyDefinitionError(
                     f"study {self.name!r}: reference {candidate!r} is not a Candidate in "
@@ -227,11 +227,12 @@ class Study:
                      or self.searches_tflite_epr))
 
     @property
-    def reference_candidates(self) -> tuple[Candidate, ...]:
-        """The candidates a new study enqueues first (see `references`)."""
-        if self.references is not None:
-            return tuple(self.references)
-        defaults = DEVICE_REFERENCES if self.size_objective == "flash" else DEFAULT_REFERENCES
+    def reference_point_candidates(self) -> tuple[Candidate, ...]:
+        """The candidates a new study enqueues first (see `reference_points`)."""
+        if self.reference_points is not None:
+            return tuple(self.reference_points)
+        defaults = (DEVICE_REFERENCE_POINTS if self.size_objective == "flash"
+                    else DEFAULT_REFERENCE_POINTS)
         return tuple(c for c in defaults if self.contains(c))
 
     @property
@@ -255,9 +256,9 @@ class Study:
             modes = tuple(m for m in modes if m != "epr")
         changed = replace(self, quantization_modes=modes,
                           width_range=tuple(width_range or self.width_range))
-        if changed.references is not None:
-            changed = replace(changed, references=tuple(
-                c for c in changed.references if changed.contains(c)))
+        if changed.reference_points is not None:
+            changed = replace(changed, reference_points=tuple(
+                c for c in changed.reference_points if changed.contains(c)))
         return changed
 
     @property
@@ -265,7 +266,7 @@ class Study:
         """The family name, or what the user's model is (for logs and listings)."""
         if self.family:
             return self.family
-        return self.model if isinstance(self.model, str) else f"the model of {self.reference}"
+        return self.model if isinstance(self.model, str) else f"the model of {self.defined_in}"
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -25,7 +25,7 @@ member down in width: it raised the front's hypervolume on each of 3 seeds.
 """
 
 from search_spaces import Candidate
-from studies.base import DEFAULT_REFERENCES, Budget, Study
+from studies.base import DEFAULT_REFERENCE_POINTS, Budget, Study
 
 #: The search ranges, named once for the low-corner reference point.
 WIDTH_RANGE = (0.25, 1.5)
@@ -43,8 +43,8 @@ STUDY = Study(
     init="inherit",
     width_range=WIDTH_RANGE,
     epr_lambda_range=EPR_LAMBDA_RANGE,
-    references=(
-        *DEFAULT_REFERENCES,
+    reference_points=(
+        *DEFAULT_REFERENCE_POINTS,
         Candidate(width=WIDTH_RANGE[0], epr_lambda=EPR_LAMBDA_RANGE[0], quantization="epr"),
         Candidate(width=1.0, epr_lambda=50.0, quantization="epr"),
     ),

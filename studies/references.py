@@ -82,7 +82,7 @@ def load_study(reference: str) -> Study:
         raise StudyReferenceError(f"study {reference} is a {type(obj).__name__}, not a "
                               "studies.Study")
     study = replace(obj, model=_anchored(obj.model, folder), data=_anchored(obj.data, folder),
-                    reference=reference)
+                    defined_in=reference)
     study.validate()
     return study
 
@@ -130,12 +130,12 @@ class ParentSource:
 
     Attributes:
         kind: one of `PARENT_KINDS`.
-        reference: the family name, the absolute model path, the function reference, or
+        target: the family name, the absolute model path, the function reference, or
             the study reference.
     """
 
     kind: str
-    reference: str
+    target: str
 
     def __post_init__(self) -> None:
         if self.kind not in PARENT_KINDS:
@@ -146,7 +146,7 @@ class ParentSource:
         order), recorded so the study's parent means one model wherever the file sits."""
         if self.kind != "file":
             return None
-        path = Path(self.reference)
+        path = Path(self.target)
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         digest = hashlib.sha256()
         for file in files:
@@ -158,15 +158,15 @@ class ParentSource:
 def parent_source(study: Study) -> ParentSource:
     """Where `study`'s parent comes from (see `definitions.vocabulary.PARENT_KINDS`)."""
     if study.model is None:
-        return ParentSource(kind="family", reference=study.family)
+        return ParentSource(kind="family", target=study.family)
     if isinstance(study.model, str):
         if Path(study.model).exists() or not TARGET.match(study.model):
-            return ParentSource(kind="file", reference=study.model)
-        return ParentSource(kind="function", reference=study.model)
-    if study.reference is None:
+            return ParentSource(kind="file", target=study.model)
+        return ParentSource(kind="function", target=study.model)
+    if study.defined_in is None:
         raise UsageError(f"study {study.name!r} holds a model object but was not loaded by "
                          "reference; pass --study pkg.module:NAME or path/study.py")
-    return ParentSource(kind="study", reference=study.reference)
+    return ParentSource(kind="study", target=study.defined_in)
 
 
 def study_from_record(record: dict[str, Any], *, name: str) -> Study:

@@ -156,7 +156,7 @@ def test_a_file_tflite_micro_cannot_run_gets_its_arena_estimated_on_the_float32_
     """One meaning for `ram_bytes` in every mode: the arena TFLM needs. For a file it does
     not run, its planned tensors plus TFLM's overhead measured on the float32 file."""
     reference = device.measure(conv_float32, runs=1)
-    figures = device.measure(conv_modes[mode], runs=1, float32_reference=conv_float32)
+    figures = device.measure(conv_modes[mode], runs=1, float32_file=conv_float32)
     overhead = reference.ram_bytes - reference.planner_ram_bytes
     assert overhead > 0  # TFLM's bookkeeping is real
     assert figures.ram_method == device.ESTIMATED

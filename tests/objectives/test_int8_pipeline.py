@@ -32,7 +32,7 @@ def int8_trial(digits, tmp_path_factory):
     """The pipeline's result and artifact bytes for an int8 candidate."""
     result = evaluate_candidate(
         candidate=Candidate(width=0.5, quantization="int8"),
-        parent=ParentSource(kind="family", reference="tiny_cnn"),
+        parent=ParentSource(kind="family", target="tiny_cnn"),
         splits=digits, budget=Budget(epochs=3, batch_size=32, n_trials=1),
         accuracy_floor=0.0, usable_accuracy=0.0,
         artifact_dir=tmp_path_factory.mktemp("artifacts"), trial_number=0, seed=0,

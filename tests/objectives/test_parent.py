@@ -22,7 +22,7 @@ from search_spaces.rule import offered_layers
 from studies.base import Budget
 from studies.datasets import load_dataset
 
-LENET = ParentSource(kind="family", reference="lenet5_caffe")
+LENET = ParentSource(kind="family", target="lenet5_caffe")
 
 
 @pytest.mark.parametrize("candidate", [
@@ -55,7 +55,7 @@ def digits():
 
 def test_prepare_offers_what_the_family_rule_offers(digits, tmp_path):
     widths = (0.5, 1.0)
-    info = prepare(source=ParentSource(kind="family", reference="tiny_cnn"), splits=digits,
+    info = prepare(source=ParentSource(kind="family", target="tiny_cnn"), splits=digits,
                    budget=Budget(epochs=1, batch_size=64, n_trials=1), init="scratch",
                    outputs="auto", widths=widths, factorize_mode="guided", seed=0,
                    cache_dir=tmp_path)
@@ -67,7 +67,7 @@ def test_prepare_offers_what_the_family_rule_offers(digits, tmp_path):
 
 
 def test_inherit_trains_the_parent_once_and_children_start_from_it(digits, tmp_path):
-    source = ParentSource(kind="family", reference="tiny_cnn")
+    source = ParentSource(kind="family", target="tiny_cnn")
     kwargs = dict(source=source, splits=digits, init="inherit", outputs="auto",
                   budget=Budget(epochs=10, batch_size=32, n_trials=1), widths=(1.0,),
                   factorize_mode="guided", seed=0, cache_dir=tmp_path)
@@ -128,7 +128,7 @@ def test_a_model_for_other_shapes_is_refused_in_one_line(digits, tmp_path):
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(10)(tf.keras.layers.Flatten()(inputs)))
     model.save(tmp_path / "m.keras")
     with pytest.raises(ParentError, match=r"takes inputs of shape \(28, 28, 1\)"):
-        prepare(source=ParentSource(kind="file", reference=str(tmp_path / "m.keras")),
+        prepare(source=ParentSource(kind="file", target=str(tmp_path / "m.keras")),
                 splits=digits, budget=Budget(epochs=1, batch_size=8, n_trials=1),
                 init="scratch", outputs="auto", widths=(1.0,), factorize_mode="guided",
                 seed=0, cache_dir=tmp_path)

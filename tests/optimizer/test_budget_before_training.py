@@ -12,7 +12,7 @@ from optimizer.extension import steps
 from optimizer.retry import finished_count, rejected_count
 from search_spaces import Candidate, suggest
 from studies import get_study
-from studies.base import DEVICE_REFERENCES, DeviceBudgets, StudyDefinitionError
+from studies.base import DEVICE_REFERENCE_POINTS, DeviceBudgets, StudyDefinitionError
 from tests.conftest import run_cli
 
 RAM_KB = 6  # digits' tiny_cnn: float32 at width 1 needs 7.9 KB of arena, int8 4.3 KB
@@ -60,16 +60,16 @@ def test_a_study_that_asks_for_epr_under_flash_keeps_it():
 def test_narrowing_the_space_drops_the_studys_own_references_outside_it():
     study = get_study("fashion_mnist")
     narrowed = study.narrowed(quantization_modes=("int8", "float32"), width_range=(0.5, 1.0))
-    assert narrowed.references == tuple(
-        c for c in study.references
+    assert narrowed.reference_points == tuple(
+        c for c in study.reference_points
         if c.quantization in ("int8", "float32") and 0.5 <= c.width <= 1.0)
     narrowed.validate()  # what is left lies in the space
 
 
 def test_device_reference_points_under_flash_are_int8_first():
     flash = _flash(get_study("digits"))
-    assert flash.reference_candidates == DEVICE_REFERENCES
-    assert flash.reference_candidates[0] == Candidate(width=1.0, quantization="int8")
+    assert flash.reference_point_candidates == DEVICE_REFERENCE_POINTS
+    assert flash.reference_point_candidates[0] == Candidate(width=1.0, quantization="int8")
 
 
 def test_without_the_penalty_an_extension_steps_in_width_then_factorization():

@@ -54,7 +54,7 @@ from studies import get_study
 # a study that asks for EPR under the flash objective gets it: EPR at λ = 2, full width
 STUDY = replace(get_study("digits"), name="digits_epr_flash", size_objective="flash",
                 quantization_modes=("epr", "float32"),
-                references=(Candidate(width=1.0, epr_lambda=2.0, quantization="epr"),))
+                reference_points=(Candidate(width=1.0, epr_lambda=2.0, quantization="epr"),))
 """
 
 

@@ -34,7 +34,7 @@ from studies import Budget, get_study
 STUDY = replace(
     get_study("digits"), name="device_digits", usable_accuracy=0.0,
     smoke=Budget(epochs=10, batch_size=32, n_trials=3),
-    references=(
+    reference_points=(
         Candidate(width=0.5, quantization="int8"),
         Candidate(width=1.0, epr_lambda=0.5, quantization="epr"),
         Candidate(width=0.25, quantization="float16"),

@@ -10,7 +10,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from definitions.attributes import EXTENSION_ATTR, REFERENCE_ATTR, RETRY_ATTR
+from definitions.attributes import EXTENSION_ATTR, REFERENCE_POINT_ATTR, RETRY_ATTR
 from optimizer.extension import SmallEndExtension, next_extension, steps
 from optimizer.halving import full_budget, judge_for
 from optimizer.retry import retry_once
@@ -84,14 +84,15 @@ def test_a_member_whose_step_fell_below_usable_accuracy_is_not_extended_again():
 
 
 def _study_with(definition, candidates: list[tuple[Candidate, float, float]], *,
-                references: int = 0) -> optuna.Study:
+                reference_points: int = 0) -> optuna.Study:
     """An in-memory study whose finished trials propose `candidates` with these scores,
-    the first `references` of them marked as reference points."""
+    the first `reference_points` of them marked as reference points."""
     created = optuna.create_study(directions=["maximize", "minimize"],
                                   sampler=optuna.samplers.RandomSampler(seed=0))
     for i, (candidate, accuracy, payload) in enumerate(candidates):
         created.enqueue_trial(candidate_params(candidate, study=definition),
-                              user_attrs={REFERENCE_ATTR: True} if i < references else {})
+                              user_attrs={REFERENCE_POINT_ATTR: True}
+                              if i < reference_points else {})
         trial = created.ask()
         trial.set_user_attr("candidate", suggest(trial, study=definition).to_params())
         created.tell(trial, [accuracy, payload])
@@ -102,10 +103,10 @@ def test_the_callback_enqueues_one_extension_in_every_n_searched_trials():
     points = [(_epr(1.0, 2.0), 0.90, 30_000), (_epr(1.0, 50.0), 0.85, 3_300),  # references
               (_epr(0.5, 5.0), 0.86, 9_000), (_epr(0.8, 3.0), 0.87, 20_000)]
     extend = SmallEndExtension(every=3, study=STUDY, offered=OFFERED)
-    opt_study = _study_with(STUDY, points[:3], references=2)
+    opt_study = _study_with(STUDY, points[:3], reference_points=2)
     extend(opt_study, opt_study.trials[-1])
     assert not opt_study.get_trials(states=(TrialState.WAITING,))  # 1 searched: not yet
-    opt_study = _study_with(STUDY, points, references=2)
+    opt_study = _study_with(STUDY, points, reference_points=2)
     extend(opt_study, opt_study.trials[-1])
     waiting = opt_study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 1
@@ -131,14 +132,14 @@ def test_nothing_is_enqueued_while_reference_points_or_retries_wait():
     points = [(_epr(0.5, 5.0), 0.86, 9_000), (_epr(0.8, 3.0), 0.87, 20_000)]
     opt_study = _study_with(STUDY, points)
     opt_study.enqueue_trial(candidate_params(_epr(1.0, 2.0), study=STUDY),
-                            user_attrs={REFERENCE_ATTR: True})
+                            user_attrs={REFERENCE_POINT_ATTR: True})
     SmallEndExtension(every=2, study=STUDY, offered=OFFERED)(opt_study, opt_study.trials[1])
     waiting = opt_study.get_trials(states=(TrialState.WAITING,))
     assert [EXTENSION_ATTR in t.user_attrs for t in waiting] == [False]
 
 
 def test_an_extension_trains_its_full_budget_and_keeps_its_mark_when_retried():
-    assert full_budget({EXTENSION_ATTR: 0}) and full_budget({REFERENCE_ATTR: True})
+    assert full_budget({EXTENSION_ATTR: 0}) and full_budget({REFERENCE_POINT_ATTR: True})
     assert not full_budget({RETRY_ATTR: 3})
     budget = Budget(epochs=9, batch_size=64, n_trials=30, rungs=(1, 3), eta=3)
     better = [[(1, 0.9, 1_000.0)]] * 3  # three earlier trials, each better at rung 1

@@ -12,7 +12,7 @@ from optimizer.parents import ParentCannotTeach, check_can_teach, plan_parent, t
 from studies.references import ParentSource
 from tests.conftest import run_cli
 
-FILE = ParentSource(kind="file", reference="/m.keras")
+FILE = ParentSource(kind="file", target="/m.keras")
 
 
 @pytest.mark.parametrize(("classes", "floor"), [(2, 0.6), (10, 0.28), (100, 0.208)])
@@ -40,7 +40,7 @@ def test_a_builder_is_told_to_train_the_parent_longer():
     weak = ParentInfo(name="net", outputs="logits", parent_accuracy=0.55)
     with pytest.raises(ParentCannotTeach, match=r"Budget\(parent_epochs=N\)"):
         check_can_teach(weak, num_classes=2,
-                        source=ParentSource(kind="function", reference="m:build"))
+                        source=ParentSource(kind="function", target="m:build"))
 
 
 def _digits():

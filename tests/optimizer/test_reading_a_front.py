@@ -191,7 +191,7 @@ def test_the_study_record_keeps_the_class_names_and_an_older_record_still_loads(
     splits = _splits(np.arange(60) % 3, names=("cat", "dog", "emu"))
     study = Study(name="pets", model="m:build", data="images", budget=Budget(
         epochs=1, batch_size=8, n_trials=1))
-    parent = SearchParent(ParentSource(kind="function", reference="m:build"),
+    parent = SearchParent(ParentSource(kind="function", target="m:build"),
                           ParentInfo(name="m", outputs="logits"))
     record = make_record(study=study, splits=splits, parent=parent)
     assert record["class_names"] == ["cat", "dog", "emu"]
