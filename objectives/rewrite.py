@@ -37,10 +37,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from definitions.errors import UsageError
-from definitions.vocabulary import FACTORIZE_MODES
 from objectives.build import factorized_names
 from search_spaces.families import scaled
-from search_spaces.rule import factorized_params, square_params
+from search_spaces.rule import is_offered
 
 if TYPE_CHECKING:
     from tensorflow import keras
@@ -485,23 +484,17 @@ def offered_factorizations(
 ) -> tuple[str, ...]:
     """The convs the search may factorize at `width`, input to output.
 
-    `guided`: those where n×1 + 1×n has fewer parameters than n×n at the width-scaled m and
-    c, by the exact comparison of `search_spaces.rule` (P1 = m(nc + nm + 2) < P0 = m(n²c + 1),
-    about n > 1 + m/c; seed 002). `unguided`: every n×n conv with n > 1, so the benefit of
+    The decision is `search_spaces.rule.is_offered` at the width-scaled m and c: `guided`,
+    where n×1 + 1×n has fewer parameters than n×n (P1 = m(nc + nm + 2) < P0 = m(n²c + 1),
+    about n > 1 + m/c; seed 002); `unguided`, every n×n conv with n > 1, so the benefit of
     the rule can be measured.
     """
-    if mode not in FACTORIZE_MODES:
-        raise ValueError(f"unknown factorize mode {mode!r}; choose one of {FACTORIZE_MODES}")
     analysis = parent if isinstance(parent, ParentAnalysis) else analyze(parent)
-    offered = []
-    for conv in analysis.factorizable:
-        m = analysis.channels(conv.group, width=width)
-        c = sum(analysis.channels(g, width=width) for g in conv.input_groups)
-        if mode == "unguided" or factorized_params(n=conv.n, m=m, c=c) < square_params(
-            n=conv.n, m=m, c=c
-        ):
-            offered.append(conv.name)
-    return tuple(offered)
+    return tuple(
+        conv.name for conv in analysis.factorizable
+        if is_offered(n=conv.n, m=analysis.channels(conv.group, width=width),
+                      c=sum(analysis.channels(g, width=width) for g in conv.input_groups),
+                      mode=mode))
 
 
 def factorize_kernel(kernel: np.ndarray, *, rank: int) -> tuple[np.ndarray, np.ndarray]:

@@ -32,6 +32,17 @@ def factorized_params(*, n: int, m: int, c: int) -> int:
     return m * (n * c + n * m + 2)
 
 
+def is_offered(*, n: int, m: int, c: int, mode: str) -> bool:
+    """Whether the search offers an n×n conv of m filters over c channels for factorizing:
+    in `guided` mode where n×1 + 1×n has fewer parameters (P1 < P0, the exact test), in
+    `unguided` mode every n > 1 conv. The one decision, for the built-in families' rule
+    table (`offered_layers`) and for any Keras graph (`objectives.rewrite`)."""
+    if mode not in FACTORIZE_MODES:
+        raise ValueError(f"unknown factorize mode {mode!r}; choose one of {FACTORIZE_MODES}")
+    return n > 1 and (mode == "unguided"
+                      or factorized_params(n=n, m=m, c=c) < square_params(n=n, m=m, c=c))
+
+
 def rule_of_thumb(*, n: int, m: int, c: int) -> bool:
     """Seed 002's approximate rule: replacing pays when n > 1 + m/c."""
     return n > 1 + m / c
@@ -90,8 +101,7 @@ def conv_table(
 def offered_layers(
     family: Family, *, input_shape: tuple[int, int, int], width: float, mode: str
 ) -> tuple[str, ...]:
-    """Names of the layers the search may factorize: those that pay (`guided`) or all."""
-    if mode not in FACTORIZE_MODES:
-        raise ValueError(f"unknown factorize mode {mode!r}; choose one of {FACTORIZE_MODES}")
+    """Names of the layers the search may factorize: those that pay (`guided`) or all
+    (`is_offered`)."""
     table = conv_table(family, input_shape=input_shape, width=width)
-    return tuple(row.name for row in table if mode == "unguided" or row.pays)
+    return tuple(row.name for row in table if is_offered(n=row.n, m=row.m, c=row.c, mode=mode))
