@@ -23,11 +23,6 @@ if TYPE_CHECKING:
     from tensorflow import keras
 
 
-def factorized_names(name: str, n: int) -> tuple[str, str]:
-    """Keras layer names of the n×1 and 1×n halves of conv layer `name`."""
-    return f"{name}_{n}x1", f"{name}_1x{n}"
-
-
 def check_factorize(family: Family, factorize: tuple[str, ...]) -> None:
     """Raises `InvalidCandidateError` for a layer that does not exist or is not n×n, n>1."""
     if factorize and family.application is not None:

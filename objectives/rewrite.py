@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from definitions.errors import UsageError
-from objectives.build import factorized_names
 from search_spaces.families import scaled
 from search_spaces.rule import is_offered
 
@@ -523,6 +522,11 @@ def factorize_kernel(kernel: np.ndarray, *, rank: int) -> tuple[np.ndarray, np.n
     first = a.reshape(c, n, rank).transpose(1, 0, 2)[:, None]
     second = b.reshape(rank, n, m).transpose(1, 0, 2)[None]
     return first.astype(kernel.dtype), second.astype(kernel.dtype)
+
+
+def factorized_names(name: str, n: int) -> tuple[str, str]:
+    """Keras layer names of the n×1 and 1×n halves of conv layer `name`."""
+    return f"{name}_{n}x1", f"{name}_1x{n}"
 
 
 def transform(
