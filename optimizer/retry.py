@@ -7,7 +7,7 @@ message. Four paths end a trial from outside, and all retry through `retry_once`
 - Ctrl-C or SIGTERM during the trial (`objective.Objective`, kind `interrupted`),
 - a worker process that dies mid-trial (`objective.Objective`, kind `worker_died`),
 - a single-writer run (SQLite) killed outright, its trial found RUNNING by the next run
-  holding the storage lock (`runner.sweep_orphaned`, kind `orphaned`),
+  holding the storage lock (`resume.sweep_orphaned`, kind `orphaned`),
 - a driver on a server database (PostgreSQL, MySQL) killed outright: its heartbeat stops,
   and after `storage.GRACE_SECONDS` Optuna fails the trial and calls
   `retry_stale_trial` (kind `stale_heartbeat`; other drivers' live trials are left alone).

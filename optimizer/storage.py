@@ -101,7 +101,7 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseS
     if path is None:
         # Many drivers on a server database: heartbeats let Optuna fail the trials of a
         # killed driver (stale after GRACE_SECONDS) and retry each candidate once, while
-        # other drivers' trials run on. SQLite has one writer; `runner.sweep_orphaned`
+        # other drivers' trials run on. SQLite has one writer; `resume.sweep_orphaned`
         # does that job there at start-up.
         from optimizer.retry import retry_stale_trial
 
