@@ -31,3 +31,44 @@ def run_cli(
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def digits(classes: int = 10):
+    """scikit-learn's 8×8 digits as uint8 images 0..255 and int64 labels; with more than 10
+    `classes`, the first 40 images relabelled to classes no 10-unit model has."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = (data.images * (255 / 16)).astype(np.uint8)
+    y = data.target.astype(np.int64)
+    if classes > 10:
+        y = y.copy()
+        y[:40] = 10 + np.arange(40) % (classes - 10)
+    return x, y
+
+
+def save_digits_npz(path, *, classes: int = 10, drop: str | None = None,
+                    shift_labels: int = 0) -> None:
+    """The digits as a user's .npz (1,400 training images, the rest test); `drop` leaves
+    one array out, `shift_labels` moves every label by that many classes (mod 10)."""
+    import numpy as np
+
+    x, y = digits(classes)
+    y = (y + shift_labels) % 10 if shift_labels else y
+    arrays = {"x_train": x[:1400], "y_train": y[:1400], "x_test": x[1400:], "y_test": y[1400:]}
+    if drop:
+        del arrays[drop]
+    np.savez(path, **arrays)
+
+
+def fit_on_digits(model, *, epochs: int):
+    """`model` (8×8×1 input, 10 classes) trained on the first 1,400 digits; returns it."""
+    import tensorflow as tf
+
+    x, y = digits()
+    loss = tf.keras.losses.SparseCategoricalCrossentropy(
+        from_logits=model.layers[-1].get_config().get("activation") != "softmax")
+    model.compile("adam", loss)
+    model.fit(x[:1400, ..., None] / 255.0, y[:1400], epochs=epochs, verbose=0)
+    return model

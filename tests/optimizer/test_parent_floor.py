@@ -3,14 +3,13 @@ naming its accuracy, chance, the likely causes and what to do, exit 2, nothing s
 
 from __future__ import annotations
 
-import numpy as np
 import optuna
 import pytest
 
 from objectives.parent import ParentInfo
 from optimizer.parents import ParentCannotTeach, check_can_teach, plan_parent, teaching_floor
 from studies.references import ParentSource
-from tests.conftest import run_cli
+from tests.conftest import fit_on_digits, run_cli, save_digits_npz
 
 FILE = ParentSource(kind="file", target="/m.keras")
 
@@ -43,19 +42,6 @@ def test_a_builder_is_told_to_train_the_parent_longer():
                         source=ParentSource(kind="function", target="m:build"))
 
 
-def _digits():
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    return (data.images * (255 / 16)).astype(np.uint8), data.target.astype(np.int64)
-
-
-def _save_npz(path, *, shift_labels: int = 0) -> None:
-    x, y = _digits()
-    y = (y + shift_labels) % 10
-    np.savez(path, x_train=x[:1400], y_train=y[:1400], x_test=x[1400:], y_test=y[1400:])
-
-
 def _dense_model(*, trained: bool):
     """A small softmax model on the 8×8 digits, trained well or not at all (with a
     BatchNorm layer whose moving statistics are still at their initial values)."""
@@ -68,11 +54,7 @@ def _dense_model(*, trained: bool):
     x = tf.keras.layers.ReLU()(x)
     x = tf.keras.layers.Flatten()(x)
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(10, activation="softmax")(x))
-    if trained:
-        x_train, y_train = _digits()
-        model.compile("adam", "sparse_categorical_crossentropy")
-        model.fit(x_train[:1400, ..., None] / 255.0, y_train[:1400], epochs=15, verbose=0)
-    return model
+    return fit_on_digits(model, epochs=15) if trained else model
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +62,8 @@ def folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("floor")
     _dense_model(trained=False).save(folder / "untrained.keras")
     _dense_model(trained=True).save(folder / "trained.keras")
-    _save_npz(folder / "digits.npz")
-    _save_npz(folder / "shifted.npz", shift_labels=1)
+    save_digits_npz(folder / "digits.npz")
+    save_digits_npz(folder / "shifted.npz", shift_labels=1)
     return folder
 
 

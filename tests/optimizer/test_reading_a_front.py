@@ -26,8 +26,8 @@ from studies.base import Budget, Study
 from studies.datasets import MIN_VALIDATION_PER_CLASS, Splits, load_dataset
 from studies.references import ParentSource
 from studies.user_data import load_user_data
-from tests.conftest import run_cli
-from tests.optimizer.test_user_models import HYPERMODEL_STUDY, _save_npz
+from tests.conftest import run_cli, save_digits_npz
+from tests.optimizer.test_user_models import HYPERMODEL_STUDY
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -230,7 +230,7 @@ def test_run_loads_its_data_with_the_warning_and_export_without(tmp_path, caplog
 @pytest.fixture(scope="module")
 def hypermodel_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tuned")
-    _save_npz(folder / "digits.npz")
+    save_digits_npz(folder / "digits.npz")
     (folder / "tuned_study.py").write_text(HYPERMODEL_STUDY)
     run_dir = folder / "run"
     out = run_cli("run", "--study", str(folder / "tuned_study.py"), "--run-dir", str(run_dir),

@@ -11,33 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 
-import numpy as np
 import optuna
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import fit_on_digits, run_cli, save_digits_npz
 
 SMOKE_TRIALS = 2
 
 
-def _digits(classes: int = 10):
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = (data.images * (255 / 16)).astype(np.uint8)
-    y = data.target.astype(np.int64)
-    if classes > 10:  # relabel a few images to classes the model has no unit for
-        y = y.copy()
-        y[:40] = 10 + np.arange(40) % (classes - 10)
-    return x, y
 
 
-def _save_npz(path, *, classes: int = 10, drop: str | None = None) -> None:
-    x, y = _digits(classes)
-    arrays = {"x_train": x[:1400], "y_train": y[:1400], "x_test": x[1400:], "y_test": y[1400:]}
-    if drop:
-        del arrays[drop]
-    np.savez(path, **arrays)
 
 
 def _residual_model():
@@ -53,17 +36,14 @@ def _residual_model():
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = layers.Dense(10, activation="softmax", name="probs")(x)
     model = tf.keras.Model(inputs, outputs, name="residual_digits")
-    x_train, y_train = _digits()
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x_train[:1400, ..., None] / 255.0, y_train[:1400], epochs=20, verbose=0)
-    return model
+    return fit_on_digits(model, epochs=20)
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mine")
     _residual_model().save(folder / "residual.keras")
-    _save_npz(folder / "digits.npz")
+    save_digits_npz(folder / "digits.npz")
     return folder
 
 
@@ -141,9 +121,7 @@ def test_a_user_study_resumes_by_name_and_refuses_another_model(files, files_run
     other = tf.keras.Sequential([tf.keras.Input((8, 8, 1)), tf.keras.layers.Flatten(),
                                  tf.keras.layers.Dense(10)])
     # trained, so that what is refused is the other parent, not one that cannot teach
-    x, y = _digits()
-    other.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    other.fit(x[:1400, ..., None] / 255.0, y[:1400], epochs=5, verbose=0)
+    fit_on_digits(other, epochs=5)
     other.save(tmp_path / "residual.keras")
     out = run_cli("run", "--model", str(tmp_path / "residual.keras"), "--data",
                   str(files / "digits.npz"), "--name", "mine", "--smoke", "--run-dir",
@@ -250,11 +228,11 @@ def test_bad_input_is_one_line_exit_2_and_nothing_stored(case, files, tmp_path):
         model = str(tmp_path / "notes.keras")
         expected = "could not be loaded as a Keras model"
     elif case == "npz_missing_keys":
-        _save_npz(tmp_path / "bad.npz", drop="y_train")
+        save_digits_npz(tmp_path / "bad.npz", drop="y_train")
         data = str(tmp_path / "bad.npz")
         expected = "y_train"
     elif case == "labels_out_of_range":
-        _save_npz(tmp_path / "twelve.npz", classes=12)
+        save_digits_npz(tmp_path / "twelve.npz", classes=12)
         data = str(tmp_path / "twelve.npz")
         expected = "12 classes"
     elif case == "subclassed":
