@@ -62,6 +62,16 @@ def _add_artifact_dir(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_trust_model_code(p: argparse.ArgumentParser) -> None:
+    """`--trust-model-code`: without it a saved model holding Python code (a Lambda
+    layer's bytecode, which runs when the file is loaded) is refused in one line."""
+    p.add_argument(
+        "--trust-model-code", action="store_true",
+        help="load Lambda layers and other Python code stored in the model file; only for "
+        "files you trust",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (importing no TensorFlow)."""
     parser = _Parser(
@@ -82,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     own.add_argument("--data", help="an .npz (x_train, y_train[, x_val, y_val, x_test, "
                      "y_test]), a folder of class subfolders, or module:function")
     own.add_argument("--name", help="the study's name (default: the model file's stem)")
+    _add_trust_model_code(p)
     p.add_argument(
         "--init", choices=INITS,
         help="children inherit the trained parent's weights (inherit) or start fresh "
@@ -163,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--data-dir", type=Path, help="local dataset files, to re-check accuracy")
     p.add_argument(
+        "--data", metavar="REF",
+        help="the data loader (module:function / file.py:function) the study's record "
+        "names, given again to allow running it: a stored study runs no code it names",
+    )
+    p.add_argument(
         "--device-mode", choices=DEVICE_MODES,
         help="for an epr trial: the TFLite mode the decoded model is converted to for the "
         "device (model_device.tflite); default int8, calibrated on the study's training split",
@@ -189,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--factorize", nargs="*", default=[], metavar="LAYER")
     p.add_argument("--no-device", action="store_true",
                    help="skip the flash / RAM / latency table of the TFLite modes")
+    _add_trust_model_code(p)
     return parser
 
 
@@ -277,6 +294,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OptimizerError as error:
         print(f"optimizer {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except Exception as error:  # a storage failing mid-command is one line; a bug is not
+        from optimizer.storage_failures import as_usage_error
+
+        failure = as_usage_error(error)
+        if failure is None:
+            raise
+        print(f"optimizer {args.command}: error: {failure}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         resume = "; run it again to resume (the interrupted trial is retried)"
         print(f"optimizer {args.command}: interrupted{resume if args.command == 'run' else ''}",

@@ -14,6 +14,11 @@ log = logging.getLogger(__name__)
 
 
 
+def url_of(*, host: str, port: int) -> str:
+    """`http://host:port`, an IPv6 address in brackets (RFC 3986: `http://[::1]:8080`)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def check_port_free(*, host: str, port: int) -> None:
     """`UsageError` unless a server could listen on host:port now.
 
@@ -57,7 +62,7 @@ def serve(
         store = FileSystemArtifactStore(str(artifact_dir))
     print(
         f"optuna-dashboard for study {study_name!r} ({len(study.trials)} trials): "
-        f"http://{host}:{port}/dashboard/studies/{study_id}  (Ctrl-C stops it)",
+        f"{url_of(host=host, port=port)}/dashboard/studies/{study_id}  (Ctrl-C stops it)",
         flush=True,
     )
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,19 @@ def origin(study: Study) -> dict[str, Any]:
     return {"kind": "registered", "name": study.name}
 
 
+def definition_fields(study: Study) -> dict[str, Any]:
+    """The parts of the record the study definition alone decides: checked against a stored
+    study before its data are loaded or its parent trained (`check_record(keys=...)`), so a
+    contradiction costs nothing."""
+    return {
+        "init": study.init,
+        "budget": asdict(study.budget),
+        "search_space": search_space(study),
+        "size_objective": study.size_objective,
+        "device_budgets": asdict(study.device_budgets),
+    }
+
+
 def make_record(*, study: Study, splits: Splits, parent: SearchParent) -> dict[str, Any]:
     """The record of `study` searched on `splits` from `parent` (JSON-serializable)."""
     from objectives.size import SIZE_DEFINITION
@@ -73,7 +87,6 @@ def make_record(*, study: Study, splits: Splits, parent: SearchParent) -> dict[s
         "validation_fraction": USER_VALIDATION_FRACTION if study.data else None,
         "family": study.family,
         "parent": parent.describe(),
-        "init": study.init,
         "data_source": splits.source,
         "data_fingerprints": splits.fingerprints(),
         "split_seed": splits.split_seed,
@@ -81,11 +94,10 @@ def make_record(*, study: Study, splits: Splits, parent: SearchParent) -> dict[s
         # the name of each label, in label order (None where the data name none): an image
         # folder's classes are numbered by sorted subfolder name
         "class_names": None if splits.class_names is None else list(splits.class_names),
-        "budget": asdict(study.budget),
-        "search_space": search_space(study),
         "size_definition": SIZE_DEFINITION,
-        "size_objective": study.size_objective,
-        "device_budgets": asdict(study.device_budgets),
+        # whether the parent's stored Python code (a Lambda layer) was let run when loaded
+        "trust_model_code": parent.source.trust_code,
+        **definition_fields(study),
     }
 
 
@@ -143,16 +155,22 @@ _WHAT_TO_DO = {
     "--run-dir",
     "device_budgets": "drop the budget flags (the stored ones are used), or start a new "
     "--run-dir; trials already run were judged against the stored budgets",
+    "trust_model_code": "pass --trust-model-code exactly when the study was created with it "
+    "(its trust_model_code is True), or start a new --run-dir",
 }
 
 
-def check_record(opt_study: optuna.Study, now: dict[str, Any]) -> None:
-    """Refuses (`UsageError`) when `now` contradicts the stored record.
+def check_record(opt_study: optuna.Study, now: dict[str, Any], *,
+                 keys: Collection[str] | None = None) -> None:
+    """Refuses (`UsageError`) when `now` contradicts the stored record (in `keys` only,
+    where given).
 
     The data source string may differ (the same files in another folder); the data
     fingerprints may not."""
     stored = stored_record(opt_study)
     for key, advice in _WHAT_TO_DO.items():
+        if keys is not None and key not in keys:
+            continue
         if _comparable(key, stored.get(key)) != _comparable(key, now.get(key)):
             hint = advice.format(source=stored.get("data_source"), stored=stored.get(key))
             if key == "data_fingerprints":
@@ -179,6 +197,8 @@ def _comparable(key: str, value: Any) -> Any:
     """The recorded `key`'s `value` in a form to compare: as stored (JSON, so tuples become
     lists). A budget gets the fields added since it was stored, at the values that held
     before each existed; without rungs, η and `keep_front` mean nothing and are left out."""
+    if key == "trust_model_code":  # stored before the flag existed: no code was trusted
+        return bool(value)
     if key == "search_space" and isinstance(value, dict):
         # stored before the switch existed: TFLite modes were always offered the penalty
         value = {"tflite_epr": True, **value}
@@ -222,19 +242,29 @@ def _load_splits(*, dataset: str, data: str | None, data_dir: Path | None,
         return load_dataset(dataset, data_dir=data_dir, split_seed=split_seed)
     from studies.user_data import load_user_data
 
+    source: str | Path = data
     if data_dir is not None:
         if ":" in data and not Path(data).exists():
             raise UsageError(f"--data-dir finds files and folders; this study's data come "
                              f"from the loader {data}")
-        data = str(Path(data_dir) / Path(data).name)
-    return load_user_data(data, split_seed=split_seed,
+        # a Path is read as a file or folder, never as a loader reference
+        source = Path(data_dir) / Path(data).name
+    return load_user_data(source, split_seed=split_seed,
                           validation_fraction=USER_VALIDATION_FRACTION)
 
 
-def load_recorded_data(opt_study: optuna.Study, *, data_dir: Path | None) -> Splits:
+def load_recorded_data(opt_study: optuna.Study, *, data_dir: Path | None,
+                       data: str | None = None) -> Splits:
     """The study's data, split as recorded (its dataset and split seed), refused when the
-    data found now is not the data the study was run on (fingerprints differ)."""
+    data found now is not the data the study was run on (fingerprints differ).
+
+    A loader the record names runs only when `data` (`export --data`) names it again: a
+    stored study is data (`optimizer.record_trust`)."""
+    from optimizer.record_trust import check_recorded_data
+
     record = stored_record(opt_study)
+    check_recorded_data(record.get("data_reference"), given=data,
+                        study=opt_study.study_name)
     # `run` warned of a small validation split when the study was made
     splits = load_data(dataset=str(record["dataset"]), data=record.get("data_reference"),
                        data_dir=data_dir, split_seed=int(record["split_seed"]), warn=False)

@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING
 from definitions.attributes import (
     FAIL_REASON_ATTR,
     FAILURE_KIND_ATTR,
+    INTERRUPTED,
     ORPHANED,
     RECORD_ATTR,
     REFERENCE_POINT_ATTR,
+    RETRY_ATTR,
+    STUDY_FAILURE_PREFIX,
 )
 from definitions.errors import UsageError
 from optimizer.record import check_record, stored_record, write_record
-from optimizer.retry import retry_once
+from optimizer.retry import record_failure, retry_once
 from optimizer.storage import DIRECTIONS, check_compatible, metric_names
 from search_spaces import candidate_params
 
@@ -56,6 +59,29 @@ def sweep_orphaned(opt_study: optuna.Study, *, storage: optuna.storages.BaseStor
         swept += 1
         retry_once(opt_study, trial)
     return swept
+
+
+def retry_unrecorded_failures(opt_study: optuna.Study) -> int:
+    """Retries, once, the candidates of FAIL trials whose failure was never recorded: the
+    storage failed as the trial ended (a full disk measured it: the trial's state was
+    written, its `failure_kind` and the retry were not). Such a trial was cut short from
+    outside, so it is retried like any interrupted one; its failure is recorded on the study
+    (`record_failure`), so it is not retried again. Called, like `sweep_orphaned`, only
+    while this process holds the study's lock."""
+    from optuna.trial import TrialState
+
+    trials = opt_study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(RETRY_ATTR) for t in trials}
+    count = 0
+    for trial in trials:
+        if (trial.state != TrialState.FAIL or FAILURE_KIND_ATTR in trial.user_attrs
+                or f"{STUDY_FAILURE_PREFIX}{trial.number}" in opt_study.user_attrs
+                or trial.number in retried):
+            continue
+        record_failure(opt_study, trial.number, kind=INTERRUPTED,
+                       reason="interrupted: the storage failed as the trial ended")
+        count += retry_once(opt_study, trial)
+    return count
 
 
 def load_recorded(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
+import shutil
 import signal
 import sys
 import time
@@ -30,14 +32,23 @@ from optimizer.resume import (
     create_or_resume,
     existing_study,
     resolve_seed,
+    retry_unrecorded_failures,
     sweep_orphaned,
     with_run_settings,
 )
 from optimizer.retry import finished_count
 from optimizer.sampling import make_sampler
 from optimizer.scoring import score_front_on_test
-from optimizer.storage import open_storage, run_dir_for, sqlite_path, storage_url, study_name
+from optimizer.storage import (
+    STORAGE_FILE,
+    open_storage,
+    run_dir_for,
+    sqlite_path,
+    storage_url,
+    study_name,
+)
 from optimizer.trial_loop import extension_for, kerastuner_trials, pending_retries, run_trials
+from studies.base import check_study_name
 
 if TYPE_CHECKING:
     import optuna
@@ -79,6 +90,7 @@ def run_study(
     quantization_modes: tuple[str, ...] | None = None,
     width_range: tuple[float, float] | None = None,
     check_before_training: bool = True,
+    trust_model_code: bool = False,
 ) -> optuna.Study:
     """Runs `study` until it has `n_trials` finished trials (default: its budget's).
 
@@ -93,20 +105,20 @@ def run_study(
     `quantization_modes` and `width_range` narrow the study's space for a new study (the
     CLI's `--quantization` and `--width-range`); None keeps the stored ones on resume.
     `check_before_training=False` trains candidates over a flash or RAM budget and judges
-    them after (the behaviour before the check, kept for `benchmarks/device_search.py`)."""
-
-    from optimizer.objective import Objective
-    from optimizer.parents import plan_parent
-    from optimizer.record import load_data
+    them after (the behaviour before the check, kept for `benchmarks/device_search.py`).
+    `trust_model_code` (the CLI's `--trust-model-code`, recorded on the study) lets a
+    saved parent's stored Python code (a `Lambda` layer) be loaded; without it such a
+    file is refused before any of its code runs."""
 
     if smoke:
         study = study.with_smoke_budget()
+    check_study_name(study.name)
     name = study_name(study.name, smoke=smoke)
     run_dir = run_dir_for(name, run_dir=run_dir)
     if n_trials is not None and n_trials < 1:
         raise UsageError(f"--n-trials must be at least 1, got {n_trials}")
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"--timeout must be positive, got {timeout}")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout}")
     if sampler not in SAMPLERS:
         raise UsageError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if backend not in BACKENDS:
@@ -114,6 +126,7 @@ def run_study(
     if extend_every < 0 or extend_every == 1:
         raise UsageError(f"--extend-every must be 0 (no extensions) or at least 2, got "
                          f"{extend_every}")
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -121,6 +134,41 @@ def run_study(
         probe.unlink()
     except OSError as error:
         raise UsageError(f"run dir {run_dir} is not writable: {error.strerror}") from None
+    try:
+        return _run(study=study, name=name, run_dir=run_dir, storage=storage,
+                    artifact_dir=artifact_dir, sampler=sampler, backend=backend, seed=seed,
+                    n_trials=n_trials, timeout=timeout, data_dir=data_dir,
+                    size_objective=size_objective, device_budgets=device_budgets, init=init,
+                    progress=progress, isolate=isolate, extend_every=extend_every,
+                    quantization_modes=quantization_modes, width_range=width_range,
+                    check_before_training=check_before_training,
+                    trust_model_code=trust_model_code)
+    except UsageError:
+        # refused before any trial ran: a run dir this call made is taken away again
+        # (lock file, parent cache and all), so a refusal leaves nothing behind
+        if created and not _has_trials(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _has_trials(run_dir: Path) -> bool:
+    """Whether a run dir holds a study database with anything in it."""
+    database = run_dir / STORAGE_FILE
+    return database.exists() and database.stat().st_size > 0
+
+
+def _run(*, study: Study, name: str, run_dir: Path, storage: str | None,
+         artifact_dir: Path | None, sampler: str, backend: str, seed: int | None,
+         n_trials: int | None, timeout: float | None, data_dir: Path | None,
+         size_objective: str | None, device_budgets: DeviceBudgets | None, init: str | None,
+         progress: bool | None, isolate: bool, extend_every: int,
+         quantization_modes: tuple[str, ...] | None, width_range: tuple[float, float] | None,
+         check_before_training: bool, trust_model_code: bool) -> optuna.Study:
+    """`run_study` once its arguments are checked and its run dir exists."""
+    from optimizer.objective import Objective
+    from optimizer.parents import plan_parent
+    from optimizer.record import check_record, definition_fields, load_data
+
     url = storage_url(run_dir=run_dir, storage=storage)
     database = sqlite_path(url)
     holding = StorageLock(database) if database is not None else contextlib.nullcontext()
@@ -135,11 +183,18 @@ def run_study(
                                    device_budgets=device_budgets, init=init,
                                    quantization_modes=quantization_modes,
                                    width_range=width_range)
+        if existing is not None:  # what the definition alone decides, before any training
+            fields = definition_fields(study)
+            check_record(existing, fields, keys=fields)
         # data and parent before any write: an error in either leaves no storage behind
         splits = load_data(dataset=study.dataset, data=study.data, data_dir=data_dir,
                            split_seed=seed)
         parent = plan_parent(study=study, splits=splits, seed=seed,
-                             cache_dir=run_dir / "parent", isolate=isolate)
+                             cache_dir=run_dir / "parent", isolate=isolate,
+                             trust_code=trust_model_code)
+        if backend == "kerastuner" and parent.info is None:
+            raise UsageError("--backend kerastuner searches one parent; a hypermodel study "
+                             "runs with --backend optuna")
         record = make_record(study=study, splits=splits, parent=parent)
         rdb = rdb or open_storage(url)
         opt_study = create_or_resume(
@@ -154,9 +209,10 @@ def run_study(
         # one decision, made in `open_storage`: storages with heartbeats fail stale trials
         # themselves; without them (SQLite) we hold the lock, so RUNNING means orphaned
         if rdb.get_heartbeat_interval() is None:
-            swept = sweep_orphaned(opt_study, storage=rdb)
+            swept = (sweep_orphaned(opt_study, storage=rdb)
+                     + retry_unrecorded_failures(opt_study))
             if swept:
-                log.warning("marked %d trial(s) left RUNNING by a killed run as FAIL; "
+                log.warning("%d trial(s) cut short by a killed run or a failed storage; "
                             "each is retried once", swept)
         opt_study.sampler = make_sampler(sampler, seed=seed + len(opt_study.trials))
         target = n_trials or study.budget.n_trials

@@ -24,6 +24,9 @@ DIRECTIONS = ("maximize", "minimize")
 STORAGE_FILE = "study.db"
 HEARTBEAT_SECONDS = 60
 GRACE_SECONDS = 180
+#: The storage URLs this process opened, last one last: a storage failing mid-command is
+#: named by them (`optimizer.storage_failures`).
+OPENED: list[str] = []
 #: Tries at opening a server database whose tables another driver is creating right now.
 SCHEMA_RACE_ATTEMPTS = 3
 
@@ -93,6 +96,7 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseS
     import sqlalchemy.exc
 
     path = sqlite_path(url)
+    OPENED.append(url)
     if path is not None:
         _check_sqlite_file(path, must_exist=must_exist)
     elif "://" not in url:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.attributes import RETRY_ATTR
-from definitions.errors import BudgetNotReached, UsageError
+from definitions.errors import BudgetNotReached
 from optimizer.extension import SmallEndExtension
 from optimizer.progress import Progress
 from optimizer.retry import finished_count, rejected_count
@@ -97,9 +97,7 @@ def kerastuner_trials(opt_study: optuna.Study, objective, *, study: Study, paren
     """`n_trials` KerasTuner proposals, each run as a trial of `opt_study`."""
     from optimizer.kerastuner_backend import search
 
-    if parent.info is None:
-        raise UsageError("--backend kerastuner searches one parent; a hypermodel study "
-                         "runs with --backend optuna")
+    # a hypermodel study was refused before the study was created (`runner`)
     search(opt_study, objective, study=study, offered=parent.info.offered_at,
            n_trials=n_trials, timeout=timeout, seed=seed, directory=directory,
            callbacks=[progress] if progress else None)

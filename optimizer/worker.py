@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import sys
 import threading
 import time
@@ -67,6 +68,11 @@ def _watch_parent(parent: int) -> None:
 
 
 def _child(conn, parent: int, fn: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    # The driver ends a worker (SIGTERM, then SIGKILL): a terminal's Ctrl-C, sent to the
+    # whole process group, is the driver's to handle, and a forked worker would otherwise
+    # run the driver's handlers (a KeyboardInterrupt traceback of its own, issue 23)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     try:
         result = fn(**kwargs)

@@ -8,6 +8,7 @@ model, a builder function or a KerasTuner hypermodel); the data are a built-in d
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,6 +42,20 @@ DEVICE_REFERENCE_POINTS: tuple[Candidate, ...] = (
     Candidate(width=0.5, quantization="int8"),
     Candidate(width=1.0, quantization="float32"),
 )
+
+
+#: A study's name: it names the run folder (`runs/<name>/`) and the stored study, so it is a
+#: plain name — letters, digits, `.`, `_`, `-`, starting with a letter or digit — never a
+#: path (`../x`, `/abs`, `x/y`) nor anything unprintable.
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def check_study_name(name: str) -> None:
+    """Refuses a study name that is not a plain name (`STUDY_NAME`), in one line."""
+    if not isinstance(name, str) or not STUDY_NAME.match(name) or ".." in name:
+        raise StudyDefinitionError(
+            f"study name {name!r} is not a plain name: use letters, digits, '.', '_' and "
+            "'-' (up to 100, starting with a letter or digit), no path separators or '..'")
 
 
 class UnknownStudyError(UsageError, KeyError):
@@ -125,6 +140,7 @@ class Study:
 
         Called by `studies.get_study` when a study is used, not at import, so one broken
         definition cannot break the CLI for every study."""
+        check_study_name(self.name)
         unknown = [m for m in self.quantization_modes if m not in QUANTIZATION_MODES]
         if unknown or not self.quantization_modes:
             raise StudyDefinitionError(
