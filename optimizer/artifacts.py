@@ -10,6 +10,7 @@ can export each other's trials.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 
 STORE_DIR = "artifact-store"
 ARTIFACT_SHA256_ATTR = "artifact_sha256"
+#: The ids Optuna's `upload_artifact` gives (`str(uuid.uuid4())`): a recorded id of any
+#: other form (`../../etc/passwd`, an absolute path, a number) no upload wrote.
+ARTIFACT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def store_dir_for(run_dir: Path, *, artifact_dir: Path | None) -> Path:
@@ -62,9 +66,7 @@ def fetch(
 
     from objectives.pipeline import artifact_suffix, sha256_file
 
-    artifact_id = trial.user_attrs.get(ARTIFACT_ID_ATTR)
-    if not artifact_id:
-        raise UsageError(f"trial {trial.number} recorded no artifact in the study's store")
+    artifact_id = stored_artifact_id(trial, store_dir=store_dir)
     suffix = artifact_suffix(trial.user_attrs["candidate"]["quantization"])
     target = Path(into) / f"trial-{trial.number:05d}{suffix}"
     target.unlink(missing_ok=True)
@@ -82,3 +84,23 @@ def fetch(
             "its checksum"
         )
     return target
+
+
+def stored_artifact_id(trial: optuna.trial.FrozenTrial, *, store_dir: Path) -> str:
+    """`trial`'s recorded `artifact_id`, checked to name a file inside the store before
+    anything is opened: the database may have been edited, and an id like
+    `../../etc/passwd` (or one whose file in the store is a link leading out of it) would
+    read another file. `UsageError` in one line naming the trial otherwise."""
+    artifact_id = trial.user_attrs.get(ARTIFACT_ID_ATTR)
+    if not artifact_id:
+        raise UsageError(f"trial {trial.number} recorded no artifact in the study's store")
+    if not isinstance(artifact_id, str) or not ARTIFACT_ID.match(artifact_id):
+        raise UsageError(
+            f"trial {trial.number}'s artifact_id {artifact_id!r} is not an id the artifact "
+            "store gives (a UUID): the study's database was edited; nothing was read")
+    store = Path(store_dir).resolve()
+    if (store / artifact_id).resolve().parent != store:
+        raise UsageError(
+            f"trial {trial.number}'s artifact {artifact_id} in {store_dir} leads outside the "
+            "store (a link); nothing was read")
+    return artifact_id

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from definitions.errors import CheckFailed, UsageError
 from objectives.files import write_atomically
-from optimizer.artifacts import fetch, open_store, store_dir_for
+from optimizer.artifacts import fetch, open_store, store_dir_for, stored_artifact_id
 from optimizer.record import load_recorded_data, stored_record
 
 if TYPE_CHECKING:
@@ -171,7 +171,8 @@ def export_trial(
 
 
 def export_command(args: argparse.Namespace) -> int:
-    """CLI entry for `export`: the data and splits are the study's own, as recorded."""
+    """CLI entry for `export`: the data and splits are the study's own, as recorded (a
+    recorded loader runs only when `--data` names it again)."""
     from optimizer.device_export import resolve_device_mode
     from optimizer.lookup import open_stored
 
@@ -183,7 +184,8 @@ def export_command(args: argparse.Namespace) -> int:
     _writable_dir(args.out)
     store_dir = store_dir_for(run_dir, artifact_dir=args.artifact_dir)
     store = open_store(store_dir, create=False)
-    splits = load_recorded_data(study, data_dir=args.data_dir)
+    stored_artifact_id(chosen, store_dir=store_dir)  # an edited id refused before the data
+    splits = load_recorded_data(study, data_dir=args.data_dir, data=args.data)
     card = export_trial(study=study, trial=chosen, out=args.out, splits=splits, store=store,
                         store_dir=store_dir, device_mode=args.device_mode)
     print(

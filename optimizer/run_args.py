@@ -54,12 +54,18 @@ def study_for_run(args: argparse.Namespace) -> Study:
 
 def stored_user_study(args: argparse.Namespace) -> Study:
     """The definition of a study `run --model --data --name N` stored in the run dir,
-    from its record (`UnknownStudyError` when there is none)."""
+    from its record (`UnknownStudyError` when there is none). A record naming Python code
+    (a model function, a data loader, a study file) is refused: the user names it again
+    on the command line (`optimizer.record_trust`)."""
+    from definitions.attributes import SMOKE_SUFFIX
     from optimizer.lookup import open_stored
+    from optimizer.record_trust import check_resume_by_name
     from studies.references import study_from_record
 
     name, _, existing = open_stored(args)  # the reading commands' lookup, one for all
-    return study_from_record(stored_record(existing), name=name)
+    record = stored_record(existing)
+    check_resume_by_name(record, study=name.removesuffix(SMOKE_SUFFIX), smoke=args.smoke)
+    return study_from_record(record, name=name)
 
 
 def run_command(args: argparse.Namespace) -> int:
