@@ -130,9 +130,18 @@ def hypermodel_of(source: ParentSource) -> Any:
     return _model_object(source)
 
 
-def load_model_file(path: str | Path) -> keras.Model:
-    """A saved Keras model, uncompiled; `ParentError` in one line for anything else."""
+def load_model_file(path: str | Path, *, trust_code: bool = False) -> keras.Model:
+    """A saved Keras model, uncompiled; `ParentError` in one line for anything else.
+
+    Python code stored in the file (a `Lambda` layer's bytecode) would run while Keras
+    loads it, so the config is first read as data (`objectives.model_code`) and a model
+    holding code is refused unless `trust_code` (the run's `--trust-model-code`); then
+    Keras loads it in safe mode (zip `.keras`: `safe_mode`; HDF5 and SavedModel: Keras'
+    safe-mode scope, which its legacy loaders honour), so code the check missed is refused
+    too."""
     import tensorflow as tf
+
+    from objectives.model_code import TRUST_FLAG, check_stored_code
 
     path = Path(path)
     if not path.exists():
@@ -142,14 +151,33 @@ def load_model_file(path: str | Path) -> keras.Model:
             f"{path} is not a saved Keras model: expected a .keras or .h5 file or a "
             "SavedModel folder"
         )
+    check_stored_code(path, trusted=trust_code)
     try:
-        model = tf.keras.models.load_model(path, compile=False)
+        with _safe_mode(not trust_code):
+            model = tf.keras.models.load_model(path, compile=False, safe_mode=not trust_code)
     except Exception as error:  # the file is the user's: any failure is one line
+        if "safe_mode" in str(error):  # Keras' own refusal names an argument we do not take
+            raise ParentError(f"{path.name} holds Python code that Keras refuses to load in "
+                              f"safe mode. Pass {TRUST_FLAG} if you trust this file, or "
+                              "rebuild the model without Lambda layers") from None
         raise ParentError(f"{path} could not be loaded as a Keras model: "
                           f"{type(error).__name__}: {one_line(error)}") from None
     if not isinstance(model, tf.keras.Model):
         raise ParentError(f"{path} holds a {type(model).__name__}, not a Keras model")
     return model
+
+
+def _safe_mode(safe: bool) -> Any:
+    """Keras' scope that makes every deserialization in it refuse (`safe`) or allow Python
+    lambdas, the legacy HDF5 and SavedModel loaders included (they take no `safe_mode`);
+    a no-op where this Keras has no such scope."""
+    import contextlib
+
+    try:
+        from keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:
+        return contextlib.nullcontext()
+    return SafeModeScope(safe)
 
 
 def own_model(source: ParentSource, *, hp_params: dict[str, Any] | None = None
@@ -159,7 +187,7 @@ def own_model(source: ParentSource, *, hp_params: dict[str, Any] | None = None
     import tensorflow as tf
 
     if source.kind == "file":
-        return load_model_file(source.target)
+        return load_model_file(source.target, trust_code=source.trust_code)
     obj = _model_object(source)
     label = source.target
     if is_hypermodel(obj):
@@ -263,7 +291,9 @@ def prepare(
         return ParentInfo(**{**asdict(info), "weights": "file",
                              "parent_accuracy": accuracy(model, splits.x_val, splits.y_val)})
     key = hashlib.sha256(json.dumps(
-        [asdict(source), asdict(budget), splits.fingerprints(), seed, kind], sort_keys=True
+        # the source's kind and target (trusting its code changes no weights)
+        [{"kind": source.kind, "target": source.target}, asdict(budget),
+         splits.fingerprints(), seed, kind], sort_keys=True
     ).encode()).hexdigest()[:16]
     weights = Path(cache_dir) / f"parent-{key}.weights.h5"
     if not weights.exists():

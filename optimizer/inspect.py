@@ -41,7 +41,8 @@ def inspect_command(args: argparse.Namespace) -> int:
             if args.input is not None:
                 raise UsageError("--input goes with --model; a study's shape comes from "
                                  "its data")
-            return _inspect_parent(parent_source(study), args)
+            return _inspect_parent(parent_source(
+                study, trust_code=args.trust_model_code), args)
         family = get_family(study.family)
         input_shape = study.input_shape
         if args.input is not None:
@@ -56,7 +57,8 @@ def inspect_command(args: argparse.Namespace) -> int:
         from studies.references import ParentSource
 
         kind = "file" if Path(args.model).exists() else "function"
-        return _inspect_parent(ParentSource(kind=kind, target=args.model), args)
+        return _inspect_parent(ParentSource(kind=kind, target=args.model,
+                                            trust_code=args.trust_model_code), args)
     else:
         family = get_family(args.model)
         input_shape = parse_shape(args.input or "28x28x1")

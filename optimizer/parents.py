@@ -112,14 +112,18 @@ class SearchParent:
 
 
 def plan_parent(*, study: Study, splits: Splits, seed: int, cache_dir: Path,
-                isolate: bool = True) -> SearchParent:
-    """Checks the study's parent against its data and prepares it (see the module doc)."""
+                isolate: bool = True, trust_code: bool = False) -> SearchParent:
+    """Checks the study's parent against its data and prepares it (see the module doc).
+
+    `trust_code` (the run's `--trust-model-code`) lets a saved model's stored Python code
+    (a `Lambda` layer) be loaded; without it such a file is refused in one line, before
+    any of its code runs (`objectives.model_code`)."""
     from objectives.parent import prepare, source_is_hypermodel
     from search_spaces.families import get_family
     from search_spaces.suggest import family_offered
     from studies.references import parent_source
 
-    source = parent_source(study)
+    source = parent_source(study, trust_code=trust_code)
     widths = width_grid(*study.width_range, study.width_step)
     if source.kind == "family" and study.init == "scratch":
         family = get_family(study.family)

@@ -155,8 +155,8 @@ _WHAT_TO_DO = {
     "--run-dir",
     "device_budgets": "drop the budget flags (the stored ones are used), or start a new "
     "--run-dir; trials already run were judged against the stored budgets",
-    "trust_model_code": "pass --trust-model-code exactly when the study was created with it "
-    "(its trust_model_code is True), or start a new --run-dir",
+    "trust_model_code": "pass --trust-model-code exactly as when the study was created, or "
+    "start a new --run-dir",
 }
 
 
@@ -182,6 +182,9 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any], *,
 
                 what = (f"its device budgets are {DeviceBudgets(**stored[key]).describe()}, "
                         f"but now they would be {DeviceBudgets(**now[key]).describe()}")
+            elif key == "trust_model_code":
+                what = (f"it was created {_with(stored.get(key))} --trust-model-code, but "
+                        f"now it would run {_with(now.get(key))} it")
             else:
                 what = f"its {key} is {stored.get(key)}, but now it would be {now.get(key)}"
             raise UsageError(f"study {opt_study.study_name!r}: {what}; {hint}")
@@ -213,6 +216,10 @@ def _comparable(key: str, value: Any) -> Any:
             if not value["rungs"]:
                 value = {k: v for k, v in value.items() if k not in ("eta", "keep_front")}
     return json.loads(json.dumps(value))
+
+
+def _with(flag: object) -> str:
+    return "with" if flag else "without"
 
 
 def _short(fingerprints: object) -> str:

@@ -132,10 +132,14 @@ class ParentSource:
         kind: one of `PARENT_KINDS`.
         target: the family name, the absolute model path, the function reference, or
             the study reference.
+        trust_code: load Python code stored in a saved model (a `Lambda` layer's
+            bytecode runs when the file is loaded): the run's `--trust-model-code`. It
+            travels with the source, so each worker that loads the file honours it.
     """
 
     kind: str
     target: str
+    trust_code: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in PARENT_KINDS:
@@ -155,18 +159,19 @@ class ParentSource:
         return digest.hexdigest()
 
 
-def parent_source(study: Study) -> ParentSource:
-    """Where `study`'s parent comes from (see `definitions.vocabulary.PARENT_KINDS`)."""
+def parent_source(study: Study, *, trust_code: bool = False) -> ParentSource:
+    """Where `study`'s parent comes from (see `definitions.vocabulary.PARENT_KINDS`);
+    `trust_code`: the run's `--trust-model-code` (see `ParentSource`)."""
     if study.model is None:
-        return ParentSource(kind="family", target=study.family)
+        return ParentSource(kind="family", target=study.family, trust_code=trust_code)
     if isinstance(study.model, str):
         if Path(study.model).exists() or not TARGET.match(study.model):
-            return ParentSource(kind="file", target=study.model)
-        return ParentSource(kind="function", target=study.model)
+            return ParentSource(kind="file", target=study.model, trust_code=trust_code)
+        return ParentSource(kind="function", target=study.model, trust_code=trust_code)
     if study.defined_in is None:
         raise UsageError(f"study {study.name!r} holds a model object but was not loaded by "
                          "reference; pass --study pkg.module:NAME or path/study.py")
-    return ParentSource(kind="study", target=study.defined_in)
+    return ParentSource(kind="study", target=study.defined_in, trust_code=trust_code)
 
 
 def study_from_record(record: dict[str, Any], *, name: str) -> Study:
