@@ -59,9 +59,12 @@ dilation) and DepthwiseConv2D and BatchNormalization (axis -1, no renorm / virtu
 become EPR layers initialized from the original weights; weightless layers (pooling,
 flatten, activation, Add, padding, resizing, …) pass through; nested functional models
 (e.g. a MobileNetV2 backbone) are converted recursively. Any other layer that holds
-weights (SeparableConv2D, LayerNormalization, PReLU, a custom layer, …) is kept as it is,
-trained without penalty, and its weights are stored uncompressed (`raw` coding: float32)
-in the file and counted in the payload, 4 bytes per value, never left out of the bytes.
+weights (SeparableConv2D, LayerNormalization, PReLU, a registered custom layer, …) is kept
+as it is, trained without penalty, and its weights are stored uncompressed (`raw` coding:
+float32) in the file and counted in the payload, 4 bytes per value, never left out of the
+bytes. A model whose architecture the file cannot hold safely — a `Lambda` layer (its
+Python bytecode would run on every decode) or a class Keras cannot rebuild from JSON — is
+refused before it trains (`storable_json`: `EPRError`, the trial fails alone).
 Weight regularizers and constraints of the original layers are dropped (the entropy
 penalty replaces them).
 
@@ -95,8 +98,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_compression as tfc
 
+from definitions.errors import one_line
 from objectives.errors import TrialFailure
 from objectives.files import write_atomically
+from objectives.model_code import code_layers, named_layers
 from objectives.size import epr_payload_bytes
 
 __all__ = [
@@ -614,10 +619,42 @@ def _clone(model: tf.keras.Model, convert: Any) -> tf.keras.Model:
     try:
         clone = tf.keras.models.clone_model(model, clone_function=clone_function)
     except ValueError as error:
-        raise EPRError(f"cannot clone model {model.name!r}: {error}") from error
+        raise EPRError(one_line(f"cannot clone model {model.name!r}: {error}")) from error
     for name, original in kept.items():  # a kept layer keeps its weights, not fresh ones
         clone.get_layer(name).set_weights(original.get_weights())
     return clone
+
+
+def storable_json(model: tf.keras.Model) -> str:
+    """`model`'s architecture as the Keras JSON an `.epr` file stores, checked to be one
+    `load` can rebuild without running code: `EPRError` (the trial fails, the study goes
+    on) for a layer holding Python code (a `Lambda`: its bytecode would travel in the file
+    and run whenever it is decoded; the TFLite modes convert the graph instead) and for a
+    layer class Keras cannot rebuild from its JSON (a custom or unregistered layer), both
+    found before the candidate trains."""
+    try:
+        plain_json = model.to_json()
+    except (NotImplementedError, TypeError, ValueError) as error:
+        raise EPRError(one_line(f"EPR cannot store model {model.name!r}: its architecture "
+                                f"has no JSON config: {type(error).__name__}: {error}")) from None
+    code = code_layers(json.loads(plain_json), modules=False)
+    if code:
+        raise EPRError(f"EPR cannot store model {model.name!r}: {named_layers(code)} "
+                       f"hold{'s' if len(code) == 1 else ''} Python code, which the .epr "
+                       "file would have to carry and run when decoded; candidates without EPR "
+                       "(epr_lambda 0) convert it to TFLite instead")
+    custom = [(layer.name, type(layer).__name__) for _, layer in _walk(model)
+              if not type(layer).__module__.startswith(("keras.", "tensorflow."))]
+    if custom:  # Keras' own layers always rebuild; a custom one only when registered
+        try:
+            tf.keras.models.model_from_json(plain_json)
+        except (TypeError, ValueError) as error:
+            raise EPRError(one_line(
+                f"EPR cannot store model {model.name!r}: Keras cannot rebuild "
+                f"{named_layers(custom)} from the JSON the .epr file holds; register a "
+                "custom layer with keras.saving.register_keras_serializable, or search "
+                f"without EPR (epr_lambda 0): {type(error).__name__}: {error}")) from None
+    return plain_json
 
 
 def _is_raw(layer: tf.keras.layers.Layer) -> bool:
@@ -657,12 +694,14 @@ def make_compressible(
     weights inherited from a trained parent; see `CompressibleLayer.from_plain`); other
     layers are kept as they are (their weights stored raw). The penalty weight is
     `epr_lambda / model.count_params()` (seed 004). Raises `EPRError` for a model that
-    cannot be cloned (subclassed, unbuilt).
+    cannot be cloned (subclassed, unbuilt) or stored (`storable_json`: a Lambda layer, a
+    layer without a config, a class Keras cannot rebuild from it).
     """
     if not epr_lambda >= 0:
         raise ValueError(f"epr_lambda must be >= 0, got {epr_lambda!r}")
     if not model.built or not getattr(model, "inputs", None):
         raise EPRError(f"model {model.name!r} must be built with known inputs")
+    plain_json = storable_json(model)
 
     def convert(layer: tf.keras.layers.Layer) -> tf.keras.layers.Layer | None:
         kind = _plain_class(layer)
@@ -678,7 +717,7 @@ def make_compressible(
     return CompressibleModel(
         clone.inputs, clone.outputs,
         penalty_weight=float(epr_lambda) / max(1, model.count_params()),
-        plain_json=model.to_json(), name=model.name,
+        plain_json=plain_json, name=model.name,
     )
 
 
@@ -800,7 +839,14 @@ def _assemble(
     layers: list[tuple[tuple[str, ...], list[tuple[_Spec, bytes | None, np.ndarray]]]],
 ) -> tf.keras.Model:
     """Plain model from its JSON, with each coded layer's weights decoded and set."""
-    model = tf.keras.models.model_from_json(plain_json)
+    try:
+        model = tf.keras.models.model_from_json(plain_json)
+    except (TypeError, ValueError) as error:  # a layer Keras cannot (safely) rebuild
+        if "safe_mode" in str(error):  # Keras refuses a Lambda's bytecode: it is not run
+            raise EPRError("the .epr architecture holds Python code (a Lambda layer), "
+                           "which is not run") from None
+        raise EPRError(one_line(f"the .epr architecture cannot be rebuilt: "
+                                f"{type(error).__name__}: {error}")) from None
     for path, coded in layers:
         target: Any = model
         for name in path:
