@@ -817,6 +817,7 @@ def load(path: str | os.PathLike) -> tf.keras.Model:
         header = json.loads(zlib.decompress(blob[_HEAD.size:start]))
     except (zlib.error, ValueError) as error:
         raise EPRError(f"{path}: corrupt header: {error}") from error
+    _refuse_code(path, header.get("architecture"))
     data = blob[start:]
 
     def get(span: list[int]) -> bytes:
@@ -832,6 +833,25 @@ def load(path: str | os.PathLike) -> tf.keras.Model:
             coded.append((spec, None if w["string"] is None else get(w["string"]), side))
         layers.append((tuple(entry["path"]), coded))
     return _assemble(header["architecture"], layers)
+
+
+def _refuse_code(path: str | os.PathLike, architecture: Any) -> None:
+    """An `.epr` file holds a Keras architecture and weights, never code: `save` refuses
+    Lambda layers (`storable_json`). One whose architecture names bytecode (a Lambda, a
+    serialized lambda) was not made by this tool or was altered, and loading it would run
+    that code, so it is refused in one line (`objectives.model_code.code_layers`)."""
+    from objectives.model_code import StoredCodeRefused, code_layers, named_layers
+
+    try:
+        config = json.loads(architecture)
+    except (TypeError, ValueError) as error:
+        raise EPRError(f"{path}: corrupt architecture: {error}") from None
+    found = code_layers(config, modules=False)
+    if found:
+        raise StoredCodeRefused(one_line(
+            f"{Path(path).name} names Python code in {named_layers(found)}, which this "
+            "tool never stores in an .epr file; it was altered or made elsewhere, and "
+            "loading it would run that code: not loaded"))
 
 
 def _assemble(

@@ -187,6 +187,36 @@ def test_a_version_1_file_still_loads(trained_mixed, tmp_path):
                                compressible.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
 
 
+def test_an_altered_file_naming_python_code_is_refused_unloaded(trained_mixed, tmp_path):
+    """A file from someone else is data: an .epr whose architecture was edited to hold a
+    Lambda (bytecode Keras would run on load) is refused before anything is built."""
+    import json
+    import struct
+    import zlib
+
+    from objectives.model_code import StoredCodeRefused
+
+    _, compressed, _ = trained_mixed
+    path = tmp_path / "good.epr"
+    epr.save(compressed, path)
+    blob = path.read_bytes()
+    head = struct.Struct("<4sBI")
+    magic, version, size = head.unpack_from(blob)
+    header = json.loads(zlib.decompress(blob[head.size:head.size + size]))
+    architecture = json.loads(header["architecture"])
+    architecture["config"]["layers"][1] = {
+        "class_name": "Lambda", "config": {"name": "evil", "function": ["4wEAAAA=", None, None],
+                                           "function_type": "lambda"}}
+    header["architecture"] = json.dumps(architecture)
+    packed = zlib.compress(json.dumps(header).encode(), 9)
+    altered = tmp_path / "altered.epr"
+    altered.write_bytes(head.pack(magic, version, len(packed)) + packed
+                        + blob[head.size + size:])
+    with pytest.raises(StoredCodeRefused, match=r"'evil' \(Lambda\).*not loaded"):
+        epr.load(altered)
+    epr.load(path)  # the file as saved loads
+
+
 def test_payload_falls_as_epr_lambda_rises():
     x, y = _rng_data(256)
     sizes = {}
