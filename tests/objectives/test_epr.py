@@ -162,27 +162,38 @@ def test_save_writes_one_file_atomically_and_load_rejects_other_files(trained_mi
         epr.load(bad)
 
 
-def test_a_version_1_file_still_loads(trained_mixed, tmp_path):
-    """Version 2 renamed each weight's `half` field `side`; a version-1 file (the same
-    bytes under the old name and version) decodes to the same model."""
+def _edited(path, out, *, edit, version: int | None = None):
+    """Writes to `out` the .epr file at `path` with its JSON header changed by `edit`
+    (and, where given, another format `version`); returns the version read from `path`."""
     import json
     import struct
     import zlib
 
+    blob = path.read_bytes()
+    head = struct.Struct("<4sBI")
+    magic, stored, size = head.unpack_from(blob)
+    header = json.loads(zlib.decompress(blob[head.size:head.size + size]))
+    edit(header)
+    packed = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
+    out.write_bytes(head.pack(magic, stored if version is None else version, len(packed))
+                    + packed + blob[head.size + size:])
+    return stored
+
+
+def test_a_version_1_file_still_loads(trained_mixed, tmp_path):
+    """Version 2 renamed each weight's `half` field `side`; a version-1 file (the same
+    bytes under the old name and version) decodes to the same model."""
     compressible, compressed, x = trained_mixed
     path = tmp_path / "v2.epr"
     epr.save(compressed, path)
-    blob = path.read_bytes()
-    head = struct.Struct("<4sBI")
-    magic, version, size = head.unpack_from(blob)
-    assert (magic, version) == (b"EPRK", 2)
-    header = json.loads(zlib.decompress(blob[head.size:head.size + size]))
-    for layer in header["layers"]:
-        for weight in layer["weights"]:
-            weight["half"] = weight.pop("side")
-    old = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
+
+    def to_version_1(header):
+        for layer in header["layers"]:
+            for weight in layer["weights"]:
+                weight["half"] = weight.pop("side")
+
     v1 = tmp_path / "v1.epr"
-    v1.write_bytes(head.pack(magic, 1, len(old)) + old + blob[head.size + size:])
+    assert _edited(path, v1, edit=to_version_1, version=1) == 2
     np.testing.assert_allclose(epr.load(v1).predict(x, verbose=0),
                                compressible.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
 
@@ -191,27 +202,21 @@ def test_an_altered_file_naming_python_code_is_refused_unloaded(trained_mixed, t
     """A file from someone else is data: an .epr whose architecture was edited to hold a
     Lambda (bytecode Keras would run on load) is refused before anything is built."""
     import json
-    import struct
-    import zlib
 
     from objectives.model_code import StoredCodeRefused
 
     _, compressed, _ = trained_mixed
     path = tmp_path / "good.epr"
     epr.save(compressed, path)
-    blob = path.read_bytes()
-    head = struct.Struct("<4sBI")
-    magic, version, size = head.unpack_from(blob)
-    header = json.loads(zlib.decompress(blob[head.size:head.size + size]))
-    architecture = json.loads(header["architecture"])
-    architecture["config"]["layers"][1] = {
-        "class_name": "Lambda", "config": {"name": "evil", "function": ["4wEAAAA=", None, None],
-                                           "function_type": "lambda"}}
-    header["architecture"] = json.dumps(architecture)
-    packed = zlib.compress(json.dumps(header).encode(), 9)
+
+    def add_lambda(header):
+        architecture = json.loads(header["architecture"])
+        architecture["config"]["layers"][1] = {"class_name": "Lambda", "config": {
+            "name": "evil", "function": ["4wEAAAA=", None, None], "function_type": "lambda"}}
+        header["architecture"] = json.dumps(architecture)
+
     altered = tmp_path / "altered.epr"
-    altered.write_bytes(head.pack(magic, version, len(packed)) + packed
-                        + blob[head.size + size:])
+    _edited(path, altered, edit=add_lambda)
     with pytest.raises(StoredCodeRefused, match=r"'evil' \(Lambda\).*not loaded"):
         epr.load(altered)
     epr.load(path)  # the file as saved loads
