@@ -26,6 +26,9 @@ SMOKE_TRIALS = 2
 def _residual_model():
     import tensorflow as tf
 
+    # the same parent every run: its EPR child after one smoke epoch scored 0.35–0.8 on
+    # validation across unseeded runs, around the study's usable_accuracy of 0.5
+    tf.keras.utils.set_random_seed(0)
     layers = tf.keras.layers
     inputs = tf.keras.Input((8, 8, 1), name="image")
     x = layers.Conv2D(12, 3, padding="same", activation="relu", name="stem")(inputs)
