@@ -196,9 +196,8 @@ def evaluate_candidate(
         payload = epr.payload_bytes(compressed)
         flatbuffer = None
     else:
-        flatbuffer = tflite.convert(
+        flatbuffer = tflite.convert_for_device(
             deployable, quantization=candidate.quantization,
-            int8_io=candidate.quantization == "int8",
             representative_x=splits.x_train[
                 representative_draw(splits.y_train, n=REPRESENTATIVE_EXAMPLES, seed=seed)
             ],
@@ -281,8 +280,8 @@ def footprint_before_training(model, *, quantization: str, splits: Splits, seed:
     calibration = splits.x_train[representative_draw(
         splits.y_train, n=FOOTPRINT_EXAMPLES, seed=seed)] if mode == "int8" else None
     with distinct_weights(model, seed=seed):
-        flatbuffer = tflite.convert(model, quantization=mode, representative_x=calibration,
-                                    int8_io=mode == "int8")
+        flatbuffer = tflite.convert_for_device(model, quantization=mode,
+                                               representative_x=calibration)
         reference = float32_file(model, quantization=mode)
     return device.footprint(flatbuffer, float32_file=reference)
 
@@ -344,7 +343,7 @@ def device_figures(flatbuffer: bytes | None, *, decoded, seed: int,
 
     device_format = "artifact"
     if flatbuffer is None:
-        flatbuffer = tflite.convert(decoded, quantization="float32")
+        flatbuffer = tflite.convert(decoded, quantization=device_mode("epr"))
         device_format = "float32 TFLite of the decoded EPR model"
     figures = device.measure(
         flatbuffer, runs=LATENCY_RUNS, seed=seed,

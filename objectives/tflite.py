@@ -326,6 +326,16 @@ def _tensor_io(tensor, type_names: dict[int, str]) -> dict[str, object]:
     }
 
 
+def convert_for_device(model: keras.Model, *, quantization: str,
+                       representative_x: np.ndarray | None = None) -> bytes:
+    """The file a device runs in `quantization` mode: `convert`, and a full-integer file
+    takes and gives int8 (`int8_io`), since a microcontroller feeds int8. The one place
+    that choice is made for the search's artifacts, its untrained footprints, `inspect`
+    and `export`'s device file."""
+    return convert(model, quantization=quantization, representative_x=representative_x,
+                   int8_io=quantization == "int8")
+
+
 def save(flatbuffer: bytes, path: str | os.PathLike) -> None:
     """Writes the flatbuffer to `path` atomically (`objectives.files.write_atomically`), so
     a killed trial never leaves a truncated artifact under the name."""

@@ -115,8 +115,8 @@ def convert_decoded(artifact: Path, *, device_mode: str, splits, seed: int) -> b
         rows = representative_draw(splits.y_train, n=REPRESENTATIVE_EXAMPLES, seed=seed)
         calibration = splits.x_train[rows]
     try:
-        return tflite.convert(epr.load(artifact), quantization=device_mode,
-                              representative_x=calibration, int8_io=device_mode == "int8")
+        return tflite.convert_for_device(epr.load(artifact), quantization=device_mode,
+                                         representative_x=calibration)
     except tflite.ConversionError as error:
         other = next(mode for mode in DEVICE_MODES if mode != device_mode)
         raise UsageError(f"the decoded model does not convert to {device_mode}: {error}; "

@@ -178,21 +178,21 @@ def device_table(model, *, modes: tuple[str, ...]) -> str:
     import numpy as np
 
     from objectives import device, tflite
-    from objectives.pipeline import distinct_weights
+    from objectives.pipeline import distinct_weights, float32_file
 
     rng = np.random.default_rng(0)
     calibration = rng.random((8, *model.input_shape[1:]), dtype=np.float32)
     rows = []
     files: dict[str, bytes] = {}
+    references: dict[str, bytes | None] = {}
     with distinct_weights(model, seed=0):  # the sizes a trained model's files have
         for mode in modes:
-            files[mode] = tflite.convert(model, quantization=mode,
-                                         representative_x=calibration, int8_io=mode == "int8")
-        reference = files.get("float32") or tflite.convert(model, quantization="float32")
+            files[mode] = tflite.convert_for_device(model, quantization=mode,
+                                                    representative_x=calibration)
+            references[mode] = float32_file(model, quantization=mode)
     notes = []
     for mode, flatbuffer in files.items():
-        figures = device.measure(flatbuffer, runs=DEVICE_RUNS, float32_file=(
-            reference if mode in device.NOT_ON_TFLM else None))
+        figures = device.measure(flatbuffer, runs=DEVICE_RUNS, float32_file=references[mode])
         rows.append([mode, f"{figures.flash_bytes:,}", f"{figures.ram_bytes:,}",
                      figures.ram_method, f"{figures.latency_ms:.3f}"])
         if mode == "float16":
