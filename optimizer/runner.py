@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -134,21 +135,96 @@ def run_study(
         probe.unlink()
     except OSError as error:
         raise UsageError(f"run dir {run_dir} is not writable: {error.strerror}") from None
-    try:
-        return _run(study=study, name=name, run_dir=run_dir, storage=storage,
-                    artifact_dir=artifact_dir, sampler=sampler, backend=backend, seed=seed,
-                    n_trials=n_trials, timeout=timeout, data_dir=data_dir,
-                    size_objective=size_objective, device_budgets=device_budgets, init=init,
-                    progress=progress, isolate=isolate, extend_every=extend_every,
-                    quantization_modes=quantization_modes, width_range=width_range,
+    from optimizer.objective import Objective
+    from optimizer.parents import plan_parent
+    from optimizer.record import check_record, definition_fields, load_data
+
+    with _removed_on_refusal(run_dir, created=created):
+        url = storage_url(run_dir=run_dir, storage=storage)
+        database = sqlite_path(url)
+        holding = StorageLock(database) if database is not None else contextlib.nullcontext()
+        with holding:
+            rdb, existing = None, None
+            if database is None or (database.exists() and database.stat().st_size > 0):
+                rdb = open_storage(url)
+                existing = existing_study(rdb, name)
+            stored = None if existing is None else stored_record(existing)
+            seed = resolve_seed(seed, stored=stored, name=name)
+            study = with_run_settings(study, stored=stored, size_objective=size_objective,
+                                       device_budgets=device_budgets, init=init,
+                                       quantization_modes=quantization_modes,
+                                       width_range=width_range)
+            if existing is not None:  # what the definition alone decides, before any training
+                fields = definition_fields(study)
+                check_record(existing, fields, keys=fields)
+            # data and parent before any write: an error in either leaves no storage behind
+            splits = load_data(dataset=study.dataset, data=study.data, data_dir=data_dir,
+                               split_seed=seed)
+            parent = plan_parent(study=study, splits=splits, seed=seed,
+                                 cache_dir=run_dir / "parent", isolate=isolate,
+                                 trust_code=trust_model_code)
+            if backend == "kerastuner" and parent.info is None:
+                raise UsageError("--backend kerastuner searches one parent; a hypermodel study "
+                                 "runs with --backend optuna")
+            record = make_record(study=study, splits=splits, parent=parent)
+            rdb = rdb or open_storage(url)
+            opt_study = create_or_resume(
+                study=study, name=name, storage=rdb, record=record, existing=existing,
+                # a hypermodel's convs depend on its hp_* values: reference points factorize none
+                offered=parent.info.offered_at if parent.info else lambda width: (),
+                # a KerasTuner user starts from its own proposals
+                enqueue_reference_points=backend == "optuna",
+            )
+            if parent.info is not None and parent.info.parent_accuracy is not None:
+                opt_study.set_user_attr("parent_accuracy", parent.info.parent_accuracy)
+            # one decision, made in `open_storage`: storages with heartbeats fail stale trials
+            # themselves; without them (SQLite) we hold the lock, so RUNNING means orphaned
+            if rdb.get_heartbeat_interval() is None:
+                swept = (sweep_orphaned(opt_study, storage=rdb)
+                         + retry_unrecorded_failures(opt_study))
+                if swept:
+                    log.warning("%d trial(s) cut short by a killed run or a failed storage; "
+                                "each is retried once", swept)
+            opt_study.sampler = make_sampler(sampler, seed=seed + len(opt_study.trials))
+            target = n_trials or study.budget.n_trials
+            remaining = max(target - finished_count(opt_study), pending_retries(opt_study))
+            store_dir = store_dir_for(run_dir, artifact_dir=artifact_dir)
+            store = open_store(store_dir, create=True)
+            log.info(
+                "study %s: %s from %s; storage %s; artifacts %s; %d of %d trials to run",
+                name, study.parent_label, splits.source, url, store_dir, remaining, target,
+            )
+            if remaining > 0:
+                objective = Objective(
+                    study=study, parent=parent, splits=splits, scratch_dir=run_dir / "scratch",
+                    seed=seed, artifact_store=store, storage=rdb, isolate=isolate,
                     check_before_training=check_before_training,
-                    trust_model_code=trust_model_code)
-    except UsageError:
-        # refused before any trial ran: a run dir this call made is taken away again
-        # (lock file, parent cache and all), so a refusal leaves nothing behind
-        if created and not _has_trials(run_dir):
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+                )
+                show = sys.stderr.isatty() if progress is None else progress
+                bar = Progress(remaining, bar=show) if progress is not False else None
+                start = time.perf_counter()
+                previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+                try:
+                    if backend == "kerastuner":
+                        kerastuner_trials(opt_study, objective, study=study, parent=parent,
+                                           n_trials=remaining, timeout=timeout, seed=seed,
+                                           directory=run_dir / "kerastuner", progress=bar)
+                    else:
+                        run_trials(opt_study, objective, target=target, timeout=timeout,
+                                    progress=bar, extension=extension_for(
+                                        extend_every, study=study, parent=parent,
+                                        target=target))
+                finally:
+                    signal.signal(signal.SIGTERM, previous)
+                    if bar:
+                        bar.close()
+                log.info("finished %d of %d trials; this run took %.0f s",
+                         finished_count(opt_study), target, time.perf_counter() - start)
+            else:
+                log.info("study %s already has %d finished trials; pass a larger --n-trials to "
+                         "add more", name, target)
+            score_front_on_test(opt_study, splits=splits, store=store, store_dir=store_dir)
+        return opt_study
 
 
 def _has_trials(run_dir: Path) -> bool:
@@ -157,101 +233,14 @@ def _has_trials(run_dir: Path) -> bool:
     return database.exists() and database.stat().st_size > 0
 
 
-def _run(*, study: Study, name: str, run_dir: Path, storage: str | None,
-         artifact_dir: Path | None, sampler: str, backend: str, seed: int | None,
-         n_trials: int | None, timeout: float | None, data_dir: Path | None,
-         size_objective: str | None, device_budgets: DeviceBudgets | None, init: str | None,
-         progress: bool | None, isolate: bool, extend_every: int,
-         quantization_modes: tuple[str, ...] | None, width_range: tuple[float, float] | None,
-         check_before_training: bool, trust_model_code: bool) -> optuna.Study:
-    """`run_study` once its arguments are checked and its run dir exists."""
-    from optimizer.objective import Objective
-    from optimizer.parents import plan_parent
-    from optimizer.record import check_record, definition_fields, load_data
-
-    url = storage_url(run_dir=run_dir, storage=storage)
-    database = sqlite_path(url)
-    holding = StorageLock(database) if database is not None else contextlib.nullcontext()
-    with holding:
-        rdb, existing = None, None
-        if database is None or (database.exists() and database.stat().st_size > 0):
-            rdb = open_storage(url)
-            existing = existing_study(rdb, name)
-        stored = None if existing is None else stored_record(existing)
-        seed = resolve_seed(seed, stored=stored, name=name)
-        study = with_run_settings(study, stored=stored, size_objective=size_objective,
-                                   device_budgets=device_budgets, init=init,
-                                   quantization_modes=quantization_modes,
-                                   width_range=width_range)
-        if existing is not None:  # what the definition alone decides, before any training
-            fields = definition_fields(study)
-            check_record(existing, fields, keys=fields)
-        # data and parent before any write: an error in either leaves no storage behind
-        splits = load_data(dataset=study.dataset, data=study.data, data_dir=data_dir,
-                           split_seed=seed)
-        parent = plan_parent(study=study, splits=splits, seed=seed,
-                             cache_dir=run_dir / "parent", isolate=isolate,
-                             trust_code=trust_model_code)
-        if backend == "kerastuner" and parent.info is None:
-            raise UsageError("--backend kerastuner searches one parent; a hypermodel study "
-                             "runs with --backend optuna")
-        record = make_record(study=study, splits=splits, parent=parent)
-        rdb = rdb or open_storage(url)
-        opt_study = create_or_resume(
-            study=study, name=name, storage=rdb, record=record, existing=existing,
-            # a hypermodel's convs depend on its hp_* values: reference points factorize none
-            offered=parent.info.offered_at if parent.info else lambda width: (),
-            # a KerasTuner user starts from its own proposals
-            enqueue_reference_points=backend == "optuna",
-        )
-        if parent.info is not None and parent.info.parent_accuracy is not None:
-            opt_study.set_user_attr("parent_accuracy", parent.info.parent_accuracy)
-        # one decision, made in `open_storage`: storages with heartbeats fail stale trials
-        # themselves; without them (SQLite) we hold the lock, so RUNNING means orphaned
-        if rdb.get_heartbeat_interval() is None:
-            swept = (sweep_orphaned(opt_study, storage=rdb)
-                     + retry_unrecorded_failures(opt_study))
-            if swept:
-                log.warning("%d trial(s) cut short by a killed run or a failed storage; "
-                            "each is retried once", swept)
-        opt_study.sampler = make_sampler(sampler, seed=seed + len(opt_study.trials))
-        target = n_trials or study.budget.n_trials
-        remaining = max(target - finished_count(opt_study), pending_retries(opt_study))
-        store_dir = store_dir_for(run_dir, artifact_dir=artifact_dir)
-        store = open_store(store_dir, create=True)
-        log.info(
-            "study %s: %s from %s; storage %s; artifacts %s; %d of %d trials to run",
-            name, study.parent_label, splits.source, url, store_dir, remaining, target,
-        )
-        if remaining > 0:
-            objective = Objective(
-                study=study, parent=parent, splits=splits, scratch_dir=run_dir / "scratch",
-                seed=seed, artifact_store=store, storage=rdb, isolate=isolate,
-                check_before_training=check_before_training,
-            )
-            show = sys.stderr.isatty() if progress is None else progress
-            bar = Progress(remaining, bar=show) if progress is not False else None
-            start = time.perf_counter()
-            previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-            try:
-                if backend == "kerastuner":
-                    kerastuner_trials(opt_study, objective, study=study, parent=parent,
-                                       n_trials=remaining, timeout=timeout, seed=seed,
-                                       directory=run_dir / "kerastuner", progress=bar)
-                else:
-                    run_trials(opt_study, objective, target=target, timeout=timeout,
-                                progress=bar, extension=extension_for(
-                                    extend_every, study=study, parent=parent,
-                                    target=target))
-            finally:
-                signal.signal(signal.SIGTERM, previous)
-                if bar:
-                    bar.close()
-            log.info("finished %d of %d trials; this run took %.0f s", finished_count(opt_study),
-                     target, time.perf_counter() - start)
-        else:
-            log.info("study %s already has %d finished trials; pass a larger --n-trials to "
-                     "add more", name, target)
-        score_front_on_test(opt_study, splits=splits, store=store, store_dir=store_dir)
-    return opt_study
+@contextlib.contextmanager
+def _removed_on_refusal(run_dir: Path, *, created: bool) -> Iterator[None]:
+    """A run refused before any trial ran takes away the run dir this call made (lock
+    file, parent cache and all), so a refusal leaves nothing behind."""
+    try:
+        yield
+    except UsageError:
+        if created and not _has_trials(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
