@@ -1,12 +1,19 @@
 """Test scoring: after the search, each front member's artifact is evaluated once on the
 test split (the search itself never sees it) and the figure stored on the study
 (`test_accuracy`, keyed by trial number).
+
+Scoring several decoded EPR models one after another makes TensorFlow warn, twice, that
+`model.predict` "triggered tf.function retracing" (each model is new and predicted once,
+so it is expected and costs little): `tensorflow_warnings_held_back` keeps TensorFlow's
+Python warnings off the terminal unless `--verbose`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +27,23 @@ if TYPE_CHECKING:
     from studies.datasets import Splits
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def tensorflow_warnings_held_back() -> Iterator[None]:
+    """Raises the `tensorflow` logger (TensorFlow's Python logging) to ERROR for the
+    duration, then restores its level; does nothing when our `optimizer` logger is enabled
+    for DEBUG (the CLI's `--verbose`)."""
+    if logging.getLogger("optimizer").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        tf_logger.setLevel(level)
 
 
 def score_front_on_test(
@@ -45,9 +69,10 @@ def score_front_on_test(
                 log.warning("test accuracy of trial %d not scored here: %s", trial.number, error)
                 continue
             mode = trial.user_attrs["candidate"]["quantization"]
-            known[trial.number] = evaluate_artifact(
-                path, quantization=mode, x=splits.x_test, y=splits.y_test
-            )
+            with tensorflow_warnings_held_back():
+                known[trial.number] = evaluate_artifact(
+                    path, quantization=mode, x=splits.x_test, y=splits.y_test
+                )
     opt_study.set_user_attr(TEST_ACCURACY_ATTR, {str(k): v for k, v in known.items()})
     return known
 
