@@ -33,8 +33,18 @@ REFERENCE_POINT_ATTR = "reference"
 #: Marks a small-end extension (`optimizer.extension`); the value is the number of the
 #: trial it steps down from. Such a trial trains its full budget too.
 EXTENSION_ATTR = "extends"
+#: Marks a finalist (`optimizer.finalists`): a front member's candidate trained again on
+#: the whole training split to the end of a decaying schedule; the value is the number of
+#: the trial it came from. It trains its full (finalist) budget.
+FINALIST_ATTR = "finalist_of"
 #: The marks that exempt a trial from being stopped (`RungJudge.exempt`); a retry keeps them.
-FULL_BUDGET_ATTRS = (REFERENCE_POINT_ATTR, EXTENSION_ATTR)
+FULL_BUDGET_ATTRS = (REFERENCE_POINT_ATTR, EXTENSION_ATTR, FINALIST_ATTR)
+#: Where a trial's time went, in seconds by phase (`objectives.pipeline.PHASES`, plus the
+#: driver's `worker_start` and `record`).
+PHASE_SECONDS_ATTR = "phase_seconds"
+#: The worker that ran a trial: its pid, how many tasks it had run before, and its
+#: resident memory after this one (bytes).
+WORKER_ATTR = "worker"
 #: A retry: the number of the trial it repeats.
 RETRY_ATTR = "retry_of"
 #: A candidate rejected before training (PRUNED): its untrained flash and RAM figures, over

@@ -68,16 +68,41 @@ class TrialResult:
     #: Flash and RAM of the untrained candidate's file, measured before training when a
     #: flash or RAM budget is set (`footprint_before_training`), else empty.
     footprint_before_training: dict[str, object] = field(default_factory=dict)
+    #: Where the worker's time went, in seconds by phase (`PHASES`); stored with the
+    #: driver's own phases under `phase_seconds`, not flattened into the figures.
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def as_attrs(self) -> dict[str, object]:
         """The figures to store per trial, device figures flattened in; the local artifact
         path is not one of them (the artifact goes to the study's artifact store)."""
         attrs = asdict(self)
-        del attrs["artifact_path"]
+        del attrs["artifact_path"], attrs["phase_seconds"]
         attrs.update(attrs.pop("device"))
         attrs["losses"] = list(self.losses)
         attrs["rungs"] = [list(score) for score in self.rungs]
         return attrs
+
+
+#: The phases of a trial's work in a worker, in the order they run: the TensorFlow import
+#: (a new worker's first trial only), building the candidate (and its EPR wrapper), the
+#: untrained footprint check (under a flash or RAM budget), training, evaluating (the
+#: Keras model and the artifact), compressing and converting, and the device figures.
+PHASES = ("import", "build", "footprint", "train", "evaluate", "compress", "device")
+
+
+class _PhaseClock:
+    """Adds the wall time of each `with clock(phase):` block to `seconds[phase]`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
 
 
 def sha256_file(path: Path) -> str:
@@ -150,66 +175,73 @@ def evaluate_candidate(
     flash or RAM budget before training (`OverBudget`), below `accuracy_floor` after the
     first epoch, or an artifact below `usable_accuracy`.
     """
-    import tensorflow as tf
+    clock = _PhaseClock()
+    with clock("import"):
+        import tensorflow as tf
 
-    from objectives import capacity, size
-    from objectives.parent import candidate_model
-    from objectives.train import accuracy, train
+        from objectives import capacity, size, tflite
+        from objectives.parent import candidate_model
+        from objectives.train import accuracy, train
 
-    tf.keras.backend.clear_session()
-    plain = candidate_model(
-        source=parent, candidate=candidate, input_shape=splits.input_shape,
-        num_classes=splits.num_classes, seed=seed, weights=weights, hp_params=hp_params,
-    )
-    param_count = plain.count_params()
+    with clock("build"):
+        tf.keras.backend.clear_session()
+        plain = candidate_model(
+            source=parent, candidate=candidate, input_shape=splits.input_shape,
+            num_classes=splits.num_classes, seed=seed, weights=weights, hp_params=hp_params,
+        )
+        param_count = plain.count_params()
     footprint = {}
     if device_budgets is not None and device_budgets.before_training:
-        footprint = check_footprint(plain, candidate=candidate, budgets=device_budgets,
-                                    splits=splits, seed=seed)
-    model = plain
-    if candidate.epr_lambda > 0:
-        from objectives import epr
+        with clock("footprint"):
+            footprint = check_footprint(plain, candidate=candidate, budgets=device_budgets,
+                                        splits=splits, seed=seed)
+    with clock("build"):
+        model = plain
+        if candidate.epr_lambda > 0:
+            from objectives import epr
 
-        model = epr.make_compressible(plain, epr_lambda=candidate.epr_lambda,
-                                      steps_from_weights=weights is not None)
+            model = epr.make_compressible(plain, epr_lambda=candidate.epr_lambda,
+                                          steps_from_weights=weights is not None)
     x, y = splits.x_train, splits.y_train
     if budget.train_subset is not None:
         x, y = x[: budget.train_subset], y[: budget.train_subset]
-    record = train(
-        model, x=x, y=y, x_val=splits.x_val, y_val=splits.y_val, epochs=budget.epochs,
-        batch_size=budget.batch_size, accuracy_floor=accuracy_floor, seed=seed,
-        from_logits=outputs == "logits", schedule=budget.schedule,
-        judge=judge, rung_payload=_rung_payload(candidate, param_count=param_count),
-    )
-    keras_accuracy = accuracy(model, splits.x_val, splits.y_val)
+    with clock("train"):
+        record = train(
+            model, x=x, y=y, x_val=splits.x_val, y_val=splits.y_val, epochs=budget.epochs,
+            batch_size=budget.batch_size, accuracy_floor=accuracy_floor, seed=seed,
+            from_logits=outputs == "logits", schedule=budget.schedule,
+            judge=judge, rung_payload=_rung_payload(candidate, param_count=param_count),
+        )
+    with clock("evaluate"):
+        keras_accuracy = accuracy(model, splits.x_val, splits.y_val)
 
     path = artifact_path(artifact_dir, trial_number=trial_number,
                          quantization=candidate.quantization)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from objectives import tflite
-
-    if candidate.epr_lambda > 0:
-        compressed = epr.compress(model)
-    deployable = epr.decompress(compressed) if candidate.epr_lambda > 0 else model
-    if candidate.quantization == "epr":
-        epr.save(compressed, path)
-        payload = epr.payload_bytes(compressed)
-        flatbuffer = None
-    else:
-        flatbuffer = tflite.convert_for_device(
-            deployable, quantization=candidate.quantization,
-            representative_x=splits.x_train[
-                representative_draw(splits.y_train, n=REPRESENTATIVE_EXAMPLES, seed=seed)
-            ],
-        )
-        tflite.save(flatbuffer, path)
-        payload = size.tflite_payload_bytes(flatbuffer)
-    figures = size.artifact_figures([path], payload_bytes=payload)
+    with clock("compress"):
+        if candidate.epr_lambda > 0:
+            compressed = epr.compress(model)
+        deployable = epr.decompress(compressed) if candidate.epr_lambda > 0 else model
+        if candidate.quantization == "epr":
+            epr.save(compressed, path)
+            payload = epr.payload_bytes(compressed)
+            flatbuffer = None
+        else:
+            flatbuffer = tflite.convert_for_device(
+                deployable, quantization=candidate.quantization,
+                representative_x=splits.x_train[
+                    representative_draw(splits.y_train, n=REPRESENTATIVE_EXAMPLES, seed=seed)
+                ],
+            )
+            tflite.save(flatbuffer, path)
+            payload = size.tflite_payload_bytes(flatbuffer)
+        figures = size.artifact_figures([path], payload_bytes=payload)
 
     start = time.perf_counter()
-    artifact_accuracy = evaluate_artifact(
-        path, quantization=candidate.quantization, x=splits.x_val, y=splits.y_val
-    )
+    with clock("evaluate"):
+        artifact_accuracy = evaluate_artifact(
+            path, quantization=candidate.quantization, x=splits.x_val, y=splits.y_val
+        )
     eval_seconds = time.perf_counter() - start
     if not math.isfinite(artifact_accuracy):
         raise DivergedError(f"artifact accuracy is {artifact_accuracy}")
@@ -221,8 +253,9 @@ def evaluate_candidate(
         )
     if figures.payload_bytes <= 0:
         raise TrialFailure(f"artifact has a payload of {figures.payload_bytes} bytes")
-    device = device_figures(flatbuffer, decoded=deployable, seed=seed,
-                            quantization=candidate.quantization)
+    with clock("device"):
+        device = device_figures(flatbuffer, decoded=deployable, seed=seed,
+                                quantization=candidate.quantization)
     return TrialResult(
         accuracy=artifact_accuracy,
         payload_bytes=figures.payload_bytes,
@@ -244,6 +277,7 @@ def evaluate_candidate(
         device=device,
         macs=capacity.macs(plain),
         footprint_before_training=footprint,
+        phase_seconds=clock.seconds,
     )
 
 

@@ -153,8 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the check existed (for comparison: benchmarks/device_search.py)",
     )
     p.add_argument(
+        "--jobs", type=int, default=1, metavar="N",
+        help="trials at once, each in a worker of its own with 1/N of the cores; this run's "
+        "setting, not the study's (default 1)",
+    )
+    p.add_argument(
         "--no-isolation", action="store_true",
-        help="run trials in this process instead of a fresh worker each (for debugging)",
+        help="run trials in this process instead of in a worker process (for debugging)",
     )
 
     sub.add_parser("studies", help="list the studies and their budgets")

@@ -117,9 +117,10 @@ class SmallEndExtension:
         every: one trial in this many is an extension (at least 2).
         study: the study definition (its space's bounds).
         offered: the convs offered for factorization at a width.
-        target: the run's trial budget; once this many trials have finished nothing is
-            queued (it would be left waiting in the stored study); counted as the runner
-            counts its budget (`retry.finished_count`). None: no limit.
+        target: the run's trial budget; once this many trials have finished or are in
+            flight nothing is queued (it would be left waiting in the stored study);
+            counted as the runner counts its budget (`retry.finished_count`). None: no
+            limit.
     """
 
     every: int
@@ -133,7 +134,9 @@ class SmallEndExtension:
         trials = opt_study.get_trials(deepcopy=False)
         if any(t.state == TrialState.WAITING for t in trials):
             return  # reference points and retries run first
-        if self.target is not None and finished_count(opt_study) >= self.target:
+        # trials in flight (`run --jobs N`, other drivers) will count when they end
+        running = sum(1 for t in trials if t.state == TrialState.RUNNING)
+        if self.target is not None and finished_count(opt_study) + running >= self.target:
             return
         searched = [t for t in trials if not t.user_attrs.get(REFERENCE_POINT_ATTR)]
         extensions = sum(1 for t in searched if EXTENSION_ATTR in t.user_attrs)

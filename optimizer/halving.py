@@ -22,8 +22,10 @@ should be used at all is measured (`benchmarks/search_efficiency.py`: the rank c
 of first-epoch and final accuracy, and the front with and without it).
 
 Scores are (validation accuracy ↑, bytes ↓); bytes enter as log10, the scale on which
-the fronts are read. Trials are judged against the trials before them (a study runs one
-trial at a time), so the rule is deterministic given the order of trials.
+the fronts are read. A trial is judged in the driver when its worker reaches a rung
+(`DriverJudge`), against the rung scores of every trial completed or in flight at that
+moment, as ASHA does with trials running at once (`run --jobs N`); with one trial at a
+time that is the trials before it, so the rule is deterministic given their order.
 """
 
 from __future__ import annotations
@@ -132,6 +134,21 @@ class RungJudge:
         if self.keep_front and me in nondominated_fronts(points)[0]:
             return True
         return me in ranking(points)[:len(points) // self.eta]
+
+
+@dataclass(frozen=True)
+class DriverJudge:
+    """The stop rule a worker is handed (`objectives.stopping.StopRule`): at each of
+    `rungs` it asks the driver (`optimizer.worker.ask_driver`), which decides by
+    `RungJudge` on the study as it stands (`Objective._rung_decision`) and keeps the
+    score for the trials judged after it."""
+
+    rungs: tuple[int, ...]
+
+    def continues(self, *, rung: int, accuracy: float, payload: float) -> bool:
+        from optimizer.worker import ask_driver
+
+        return bool(ask_driver(("rung", int(rung), float(accuracy), float(payload))))
 
 
 def _log(payload: float) -> float:

@@ -11,8 +11,10 @@ short from outside (Ctrl-C, SIGTERM, a dead worker) has its candidate retried on
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,13 +23,15 @@ from definitions.attributes import (
     FAIL_REASON_ATTR,
     FAILURE_KIND_ATTR,
     INTERRUPTED,
+    PHASE_SECONDS_ATTR,
     REJECTED_ATTR,
     RUNGS_ATTR,
+    WORKER_ATTR,
 )
 from definitions.vocabulary import SIZE_OBJECTIVES
 from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
 from optimizer.constraints import set_constraints
-from optimizer.halving import full_budget, judge_for
+from optimizer.halving import DriverJudge, full_budget, judge_for
 from optimizer.retry import retry_once
 from search_spaces import InvalidCandidateError, suggest
 from search_spaces.hypermodel import HypermodelError
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     import optuna
 
     from optimizer.parents import SearchParent
+    from optimizer.worker import TaskFigures, WorkerPool
     from studies.base import Study
     from studies.datasets import Splits
 
@@ -61,7 +66,13 @@ class Objective:
     `scratch_dir` is where a worker writes an artifact before it is uploaded (and then
     removed); the store is the only place artifacts are kept. `check_before_training`
     (default on) rejects a candidate over a flash or RAM budget before it trains; off, it
-    is trained and judged after, as before the check existed (for comparison only)."""
+    is trained and judged after, as before the check existed (for comparison only).
+
+    `workers` runs each trial's work in one of its lasting worker processes (the data
+    are the pool's `shared` splits, never sent per trial); None runs it in this process
+    (`--no-isolation`). With a pool of several workers, `__call__` runs in several driver
+    threads at once (`run --jobs N`): everything it does is one trial's own, and the
+    rung decisions (`_rung_decision`) read the study as it stands."""
 
     def __init__(
         self,
@@ -73,7 +84,7 @@ class Objective:
         seed: int,
         artifact_store: optuna.artifacts.FileSystemArtifactStore,
         storage: optuna.storages.BaseStorage,
-        isolate: bool = True,
+        workers: WorkerPool | None = None,
         check_before_training: bool = True,
     ) -> None:
         self.study = study
@@ -83,7 +94,7 @@ class Objective:
         self.seed = seed
         self.artifact_store = artifact_store
         self.storage = storage
-        self.isolate = isolate
+        self.workers = workers
         self.check_before_training = check_before_training
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
@@ -91,7 +102,7 @@ class Objective:
 
         from objectives.pipeline import evaluate_candidate
         from optimizer.parents import trial_parent
-        from optimizer.worker import WorkerDied, run_in_process, run_isolated
+        from optimizer.worker import WorkerDied, run_in_process
 
         try:
             offered, outputs, hp_params = trial_parent(self.parent, trial, study=self.study,
@@ -103,30 +114,36 @@ class Objective:
         trial.set_user_attr("candidate", {**candidate.to_params(), **(
             {"hypermodel": hp_params} if hp_params is not None else {})})
         trial.set_user_attr("data_source", self.splits.source)
-        run = run_isolated if self.isolate else run_in_process
-        judge = judge_for(budget=self.study.budget, scores=[
-            t.user_attrs.get(RUNGS_ATTR, ()) for t in trial.study.get_trials(
-                deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))],
-            exempt=full_budget(trial.user_attrs))
+        rungs_seen: list[list[float]] = []
+        serve = functools.partial(self._rung_decision, trial, seen=rungs_seen,
+                                  exempt=full_budget(trial.user_attrs))
+        judge = DriverJudge(rungs=tuple(int(r) for r in self.study.budget.rungs)) if (
+            self.study.budget.rungs) else None
+        task = dict(
+            candidate=candidate,
+            parent=self.parent.source,
+            weights=None if self.parent.info is None else self.parent.info.weights,
+            outputs=outputs,
+            hp_params=hp_params,
+            splits=self.splits,
+            budget=self.study.budget,
+            accuracy_floor=self.study.accuracy_floor,
+            usable_accuracy=self.study.usable_accuracy,
+            artifact_dir=self.scratch_dir,
+            trial_number=trial.number,
+            seed=self.seed,
+            judge=judge,
+            device_budgets=(self.study.device_budgets if self.check_before_training
+                            else None),
+        )
+        figures: TaskFigures | None = None
         try:
-            result = run(
-                evaluate_candidate,
-                candidate=candidate,
-                parent=self.parent.source,
-                weights=None if self.parent.info is None else self.parent.info.weights,
-                outputs=outputs,
-                hp_params=hp_params,
-                splits=self.splits,
-                budget=self.study.budget,
-                accuracy_floor=self.study.accuracy_floor,
-                usable_accuracy=self.study.usable_accuracy,
-                artifact_dir=self.scratch_dir,
-                trial_number=trial.number,
-                seed=self.seed,
-                judge=judge,
-                device_budgets=(self.study.device_budgets if self.check_before_training
-                                else None),
-            )
+            if self.workers is None:
+                result = run_in_process(evaluate_candidate, serve=serve, **task)
+            else:
+                with self.workers.worker() as worker:
+                    result = worker.run(evaluate_candidate, serve=serve, **task)
+                    figures = worker.last
         except OverBudget as error:
             # known infeasible before training: PRUNED with the figures, and told to the
             # sampler as infeasible through the same constraints as a trained trial's
@@ -153,6 +170,7 @@ class Objective:
             reason = f"objective values {values} are not finite"
             _fail(trial, kind=DivergedError.kind, reason=f"DivergedError: {reason}")
             raise DivergedError(reason)
+        recording = time.perf_counter()
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
         set_constraints(
@@ -160,7 +178,35 @@ class Objective:
             storage=self.storage,
         )
         self._upload(trial, Path(result.artifact_path), result)
+        phases = dict(result.phase_seconds)
+        if figures is not None:
+            phases["worker_start"] = figures.start_seconds
+            trial.set_user_attr(WORKER_ATTR, {"pid": figures.pid, "task": figures.task,
+                                              "resident_bytes": figures.resident_bytes})
+        phases["record"] = time.perf_counter() - recording
+        trial.set_user_attr(PHASE_SECONDS_ATTR, phases)
         return values
+
+    def _rung_decision(self, trial: optuna.Trial, question: tuple, *, seen: list,
+                       exempt: bool) -> bool:
+        """Whether `trial`, at a rung (`question`: `("rung", epoch, accuracy, bytes)`,
+        from its worker's `DriverJudge`), trains on: `RungJudge` over the rung scores of
+        every other trial that completed or is in flight now (other workers, other
+        drivers), so that N trials at once are judged on what is known, as in
+        asynchronous successive halving (ASHA). The score is stored on the trial at once,
+        for the trials judged after it."""
+        import optuna
+
+        _, rung, accuracy, payload = question
+        others = [t.user_attrs.get(RUNGS_ATTR, ()) for t in trial.study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                    optuna.trial.TrialState.RUNNING))
+            if t.number != trial.number]
+        judge = judge_for(budget=self.study.budget, scores=others, exempt=exempt)
+        seen.append([int(rung), float(accuracy), float(payload)])
+        trial.set_user_attr(RUNGS_ATTR, list(seen))
+        return judge is None or judge.continues(rung=int(rung), accuracy=float(accuracy),
+                                                payload=float(payload))
 
     def _upload(self, trial: optuna.Trial, path: Path, result) -> None:
         """The artifact (its id recorded on the trial) and a small per-trial plot, so

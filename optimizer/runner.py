@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     import optuna
 
     from definitions.budgets import DeviceBudgets
+    from optimizer.worker import WorkerPool
     from studies.base import Study
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,37 @@ def _sigterm_as_interrupt(signum, frame) -> None:
 
     if not request_interrupt():
         raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _signals_stop_the_run() -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM end every trial in flight, each FAIL with a reason and
+    its candidate retried, then a prompt exit: a driver thread waiting on a worker raises
+    the interrupt itself (`worker.request_interrupt`), in whichever thread it waits."""
+    previous = {sig: signal.signal(sig, _sigterm_as_interrupt)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _workers(jobs: int, *, splits) -> Iterator[WorkerPool | None]:
+    """`jobs` lasting workers sharing the cores (None for 0: trials run in this process),
+    forked now, with the data, before the run starts threads of its own."""
+    if jobs == 0:
+        yield None
+        return
+    from optimizer.worker import WorkerPool, cores
+
+    threads = None if jobs == 1 else max(1, cores() // jobs)
+    if jobs > cores():
+        log.warning("--jobs %d on %d cores: trials will share cores and each run slower",
+                    jobs, cores())
+    with WorkerPool(jobs, shared={"splits": splits}, threads=threads) as pool:
+        yield pool
 
 
 def run_study(
@@ -92,6 +124,7 @@ def run_study(
     width_range: tuple[float, float] | None = None,
     check_before_training: bool = True,
     trust_model_code: bool = False,
+    jobs: int = 1,
 ) -> optuna.Study:
     """Runs `study` until it has `n_trials` finished trials (default: its budget's).
 
@@ -109,7 +142,10 @@ def run_study(
     them after (the behaviour before the check, kept for `benchmarks/device_search.py`).
     `trust_model_code` (the CLI's `--trust-model-code`, recorded on the study) lets a
     saved parent's stored Python code (a `Lambda` layer) be loaded; without it such a
-    file is refused before any of its code runs."""
+    file is refused before any of its code runs. `jobs` (the CLI's `--jobs`, a setting of
+    this run, not recorded on the study): trials at once, each in a lasting worker of
+    its own with 1/`jobs` of the cores (`optimizer.worker.WorkerPool`); this process
+    stays the only writer of the study."""
 
     if smoke:
         study = study.with_smoke_budget()
@@ -124,6 +160,14 @@ def run_study(
         raise UsageError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if jobs > 1 and not isolate:
+        raise UsageError("--jobs runs each trial in a worker of its own; it cannot be "
+                         "combined with --no-isolation")
+    if jobs > 1 and backend == "kerastuner":
+        raise UsageError("--backend kerastuner proposes one trial at a time; run it with "
+                         "--jobs 1")
     if extend_every < 0 or extend_every == 1:
         raise UsageError(f"--extend-every must be 0 (no extensions) or at least 2, got "
                          f"{extend_every}")
@@ -195,29 +239,31 @@ def run_study(
                 name, study.parent_label, splits.source, url, store_dir, remaining, target,
             )
             if remaining > 0:
-                objective = Objective(
-                    study=study, parent=parent, splits=splits, scratch_dir=run_dir / "scratch",
-                    seed=seed, artifact_store=store, storage=rdb, isolate=isolate,
-                    check_before_training=check_before_training,
-                )
-                show = sys.stderr.isatty() if progress is None else progress
-                bar = Progress(remaining, bar=show) if progress is not False else None
                 start = time.perf_counter()
-                previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-                try:
-                    if backend == "kerastuner":
-                        kerastuner_trials(opt_study, objective, study=study, parent=parent,
-                                           n_trials=remaining, timeout=timeout, seed=seed,
-                                           directory=run_dir / "kerastuner", progress=bar)
-                    else:
-                        run_trials(opt_study, objective, target=target, timeout=timeout,
-                                    progress=bar, extension=extension_for(
-                                        extend_every, study=study, parent=parent,
-                                        target=target))
-                finally:
-                    signal.signal(signal.SIGTERM, previous)
-                    if bar:
-                        bar.close()
+                with _workers(jobs if isolate else 0, splits=splits) as pool:
+                    objective = Objective(
+                        study=study, parent=parent, splits=splits,
+                        scratch_dir=run_dir / "scratch", seed=seed, artifact_store=store,
+                        storage=rdb, workers=pool, check_before_training=check_before_training,
+                    )
+                    show = sys.stderr.isatty() if progress is None else progress
+                    bar = Progress(remaining, bar=show) if progress is not False else None
+                    try:
+                        with _signals_stop_the_run():
+                            if backend == "kerastuner":
+                                kerastuner_trials(
+                                    opt_study, objective, study=study, parent=parent,
+                                    n_trials=remaining, timeout=timeout, seed=seed,
+                                    directory=run_dir / "kerastuner", progress=bar)
+                            else:
+                                run_trials(opt_study, objective, target=target,
+                                           timeout=timeout, progress=bar, jobs=jobs,
+                                           extension=extension_for(
+                                               extend_every, study=study, parent=parent,
+                                               target=target))
+                    finally:
+                        if bar:
+                            bar.close()
                 log.info("finished %d of %d trials; this run took %.0f s",
                          finished_count(opt_study), target, time.perf_counter() - start)
             else:

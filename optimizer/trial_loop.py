@@ -6,7 +6,9 @@ whose trials were all cut short, or on a space almost wholly over budget.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,19 +44,38 @@ def pending_retries(study: optuna.Study) -> int:
     return sum(1 for t in waiting if RETRY_ATTR in t.user_attrs)
 
 
+@dataclass(frozen=True)
+class _OneAtATime:
+    """An Optuna callback run under a lock: with `--jobs N` trials end in N driver
+    threads, and the progress display and the extension (which reads the study and
+    enqueues) each see one ended trial at a time."""
+
+    callback: object
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, opt_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        with self.lock:
+            self.callback(opt_study, trial)
+
+
 def run_trials(
     opt_study: optuna.Study, objective, *, target: int, timeout: float | None,
-    progress: Progress | None, extension: SmallEndExtension | None = None,
+    progress: Progress | None, extension: SmallEndExtension | None = None, jobs: int = 1,
 ) -> None:
-    """Runs trials until `target` count toward the budget and no retry is pending.
+    """Runs trials until `target` count toward the budget and no retry is pending, `jobs`
+    at a time (Optuna's threads, each waiting on a worker of the objective's pool).
 
     Retries of interrupted or dead-worker trials run in this same invocation, even where
     other queued trials (the reference points) would fill the budget first, so no
     candidate cut short is left behind. A run ends with its budget, stopped by `timeout`,
-    or with `BudgetNotReached`."""
+    or with `BudgetNotReached`; a stop request (Ctrl-C, SIGTERM: `worker.request_interrupt`)
+    ends every trial in flight and raises KeyboardInterrupt."""
     from optimizer.objective import TRIAL_FAILURES
+    from optimizer.worker import clear_stop, stop_requested
 
-    callbacks = [c for c in (progress, extension) if c is not None]
+    clear_stop()
+    lock = threading.Lock()
+    callbacks = [_OneAtATime(c, lock) for c in (progress, extension) if c is not None]
     deadline = None if timeout is None else time.monotonic() + timeout
     stalled = 0
     rejected_before = rejected_count(opt_study)
@@ -78,8 +99,10 @@ def run_trials(
             progress.expect(todo)
         opt_study.optimize(
             objective, n_trials=todo, timeout=left, catch=TRIAL_FAILURES,
-            callbacks=callbacks or None, gc_after_trial=True,
+            callbacks=callbacks or None, gc_after_trial=True, n_jobs=jobs,
         )
+        if stop_requested():  # a thread's KeyboardInterrupt that Optuna did not re-raise
+            raise KeyboardInterrupt
         progressed = (finished_count(opt_study) != finished
                       or rejected_count(opt_study) != rejected)
         stalled = 0 if progressed else stalled + 1

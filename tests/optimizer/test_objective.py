@@ -41,7 +41,7 @@ def _run(definition, splits, tmp_path, n, storage=None):
     objective = Objective(
         study=definition, parent=parent, splits=splits, scratch_dir=tmp_path / "scratch",
         seed=0,
-        isolate=False, artifact_store=FileSystemArtifactStore(str(tmp_path / "store")),
+        artifact_store=FileSystemArtifactStore(str(tmp_path / "store")),
         storage=storage,
     )
     study.optimize(objective, n_trials=n, catch=TRIAL_FAILURES)

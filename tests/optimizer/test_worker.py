@@ -71,3 +71,152 @@ def test_an_exception_that_cannot_travel_is_a_bug():
     with pytest.raises(WorkerBug, match="cannot travel"):
         run_isolated(_raise_unpicklable)
     assert not issubclass(WorkerBug, TrialFailure)
+
+
+# -- lasting workers (issue 24: no fixed cost per trial) ----------------------------------
+
+_HELD: list[bytes] = []
+
+
+def _whoami(*, data=None):
+    return os.getpid(), None if data is None else data()
+
+
+def _grow(*, megabytes):
+    _HELD.append(b"x" * (megabytes << 20))
+    return os.getpid()
+
+
+def _threads():
+    return {k: os.environ.get(k) for k in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")}
+
+
+def _ask_twice(*, base):
+    from optimizer.worker import ask_driver
+
+    return [ask_driver(base), ask_driver(base + 1)]
+
+
+def _sleep(*, seconds):
+    import time
+
+    time.sleep(seconds)
+    return "slept"
+
+
+def test_a_pool_worker_runs_trial_after_trial_in_one_process():
+    from optimizer.worker import WorkerPool
+
+    with WorkerPool(1) as pool:
+        pids, tasks = set(), []
+        for _ in range(3):
+            with pool.worker() as worker:
+                pids.add(worker.run(_whoami)[0])
+                tasks.append(worker.last.task)
+    assert len(pids) == 1 and os.getpid() not in pids
+    assert tasks == [0, 1, 2]
+
+
+def test_shared_data_reach_every_task_without_being_sent():
+    from optimizer.worker import WorkerPool
+
+    unpicklable = lambda: 42  # noqa: E731 — a lambda cannot be pickled: it is inherited
+    with WorkerPool(1, shared={"data": unpicklable}) as pool, pool.worker() as worker:
+        assert worker.run(_whoami, data=unpicklable)[1] == 42
+        assert worker.run(_whoami, data=unpicklable)[1] == 42
+
+
+def test_a_dead_pool_worker_is_replaced_before_the_next_trial():
+    from optimizer.worker import WorkerPool
+
+    with WorkerPool(1) as pool:
+        with pool.worker() as worker:
+            first = worker.run(_whoami)[0]
+        with pool.worker() as worker, pytest.raises(WorkerDied, match="signal 9"):
+            worker.run(_die)
+        with pool.worker() as worker:
+            after = worker.run(_whoami)[0]
+            assert worker.last.task == 0
+    assert after != first
+
+
+def test_a_worker_whose_memory_grew_past_its_limit_is_replaced():
+    from optimizer.worker import WorkerPool
+
+    with WorkerPool(1, recycle_growth_bytes=20 << 20) as pool:
+        with pool.worker() as worker:
+            first = worker.run(_grow, megabytes=1)
+        with pool.worker() as worker:
+            assert worker.run(_grow, megabytes=64) == first  # same worker, now 64 MB larger
+        with pool.worker() as worker:
+            assert worker.run(_grow, megabytes=1) != first
+
+
+def test_a_task_asks_the_driver_and_gets_its_answers():
+    from optimizer.worker import Worker
+
+    asked = []
+
+    def serve(question):
+        asked.append(question)
+        return question * 10
+
+    worker = Worker()
+    try:
+        assert worker.run(_ask_twice, serve=serve, base=4) == [40, 50]
+    finally:
+        worker.close()
+    assert asked == [4, 5]
+
+
+def test_in_process_tasks_are_answered_directly():
+    from optimizer.worker import run_in_process
+
+    assert run_in_process(_ask_twice, serve=lambda q: -q, base=1) == [-1, -2]
+
+
+def test_workers_get_their_share_of_the_cores():
+    from optimizer.worker import WorkerPool
+
+    with WorkerPool(2, threads=1) as pool, pool.worker() as worker:
+        assert worker.run(_threads) == {"TF_NUM_INTRAOP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    with WorkerPool(1) as pool, pool.worker() as worker:  # one job: TensorFlow's default
+        assert worker.run(_threads)["TF_NUM_INTRAOP_THREADS"] is None
+
+
+def test_a_stop_request_ends_every_busy_worker_at_once():
+    import threading
+    import time
+
+    from optimizer.worker import WorkerPool, clear_stop, request_interrupt
+
+    outcomes, processes = [], []
+
+    def one(pool):
+        with pool.worker() as worker:
+            processes.append(worker.process)
+            try:
+                worker.run(_sleep, seconds=60)
+            except KeyboardInterrupt:
+                outcomes.append("interrupted")
+
+    clear_stop()
+    try:
+        with WorkerPool(2) as pool:
+            threads = [threading.Thread(target=one, args=(pool,)) for _ in range(2)]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 10
+            while len(processes) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            began = time.monotonic()
+            assert request_interrupt()
+            for t in threads:
+                t.join(10)
+            took = time.monotonic() - began
+    finally:
+        clear_stop()
+    assert outcomes == ["interrupted", "interrupted"]
+    assert took < 5
+    assert not any(p.is_alive() for p in processes)
