@@ -58,6 +58,8 @@ class TrialResult:
     embedding_dims: int | None
     train_seconds: float
     eval_seconds: float
+    #: Training examples the candidate was trained on (`Budget.train_subset`, or all).
+    train_examples: int | None = None
     losses: tuple[float, ...] = field(default=())
     #: `objectives.device` figures (flash_bytes, ram_bytes, ram_method, latency_ms, …) of
     #: the TFLite file a device would run, and which file that is (`device_format`).
@@ -278,6 +280,7 @@ def evaluate_candidate(
         macs=capacity.macs(plain),
         footprint_before_training=footprint,
         phase_seconds=clock.seconds,
+        train_examples=len(x),
     )
 
 

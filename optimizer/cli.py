@@ -27,6 +27,7 @@ from definitions.vocabulary import (
     SIZE_OBJECTIVES,
 )
 from optimizer.extension import EXTEND_EVERY
+from optimizer.finalists import FINALISTS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -156,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=1, metavar="N",
         help="trials at once, each in a worker of its own with 1/N of the cores; this run's "
         "setting, not the study's (default 1)",
+    )
+    p.add_argument(
+        "--finalists", type=int, metavar="K",
+        help="after the search, train up to K front members again on the whole training "
+        f"split to the end of a decaying schedule, each stored as a trial of its own "
+        f"(default {FINALISTS}; none for --smoke; 0: none)",
     )
     p.add_argument(
         "--no-isolation", action="store_true",

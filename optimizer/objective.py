@@ -22,6 +22,7 @@ from definitions.attributes import (
     ARTIFACT_ID_ATTR,
     FAIL_REASON_ATTR,
     FAILURE_KIND_ATTR,
+    FINALIST_ATTR,
     INTERRUPTED,
     PHASE_SECONDS_ATTR,
     REJECTED_ATTR,
@@ -31,6 +32,7 @@ from definitions.attributes import (
 from definitions.vocabulary import SIZE_OBJECTIVES
 from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
 from optimizer.constraints import set_constraints
+from optimizer.finalists import finalist_budget
 from optimizer.halving import DriverJudge, full_budget, judge_for
 from optimizer.retry import retry_once
 from search_spaces import InvalidCandidateError, suggest
@@ -117,8 +119,10 @@ class Objective:
         rungs_seen: list[list[float]] = []
         serve = functools.partial(self._rung_decision, trial, seen=rungs_seen,
                                   exempt=full_budget(trial.user_attrs))
-        judge = DriverJudge(rungs=tuple(int(r) for r in self.study.budget.rungs)) if (
-            self.study.budget.rungs) else None
+        budget = self.study.budget
+        if FINALIST_ATTR in trial.user_attrs:  # a front member trained again to the end
+            budget = finalist_budget(budget)
+        judge = DriverJudge(rungs=tuple(int(r) for r in budget.rungs)) if budget.rungs else None
         task = dict(
             candidate=candidate,
             parent=self.parent.source,
@@ -126,7 +130,7 @@ class Objective:
             outputs=outputs,
             hp_params=hp_params,
             splits=self.splits,
-            budget=self.study.budget,
+            budget=budget,
             accuracy_floor=self.study.accuracy_floor,
             usable_accuracy=self.study.usable_accuracy,
             artifact_dir=self.scratch_dir,

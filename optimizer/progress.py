@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import sys
+import threading
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from definitions.attributes import EXTENSION_ATTR, FAIL_REASON_ATTR
+from definitions.attributes import EXTENSION_ATTR, FAIL_REASON_ATTR, FINALIST_ATTR
 from optimizer.constraints import violated
 
 if TYPE_CHECKING:
@@ -57,6 +59,8 @@ class Progress:
             head += f" {name}={value:.3g}" if isinstance(value, float) else f" {name}={value}"
         if EXTENSION_ATTR in trial.user_attrs:
             head += f" (extends trial {trial.user_attrs[EXTENSION_ATTR]})"
+        if FINALIST_ATTR in trial.user_attrs:
+            head += f" (finalist of trial {trial.user_attrs[FINALIST_ATTR]})"
         if trial.state == TrialState.COMPLETE:
             attrs = trial.user_attrs
             tail = (f"accuracy={trial.values[0]:.4f} "
@@ -85,3 +89,16 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
 
+
+@dataclass(frozen=True)
+class OneAtATime:
+    """An Optuna callback run under a lock: with `--jobs N` trials end in N driver
+    threads, and the progress display and the extension (which reads the study and
+    enqueues) each see one ended trial at a time."""
+
+    callback: object
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, opt_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        with self.lock:
+            self.callback(opt_study, trial)

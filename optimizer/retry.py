@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from definitions.attributes import (
     FAIL_REASON_ATTR,
     FAILURE_KIND_ATTR,
+    FINALIST_ATTR,
     FULL_BUDGET_ATTRS,
     INTERRUPTED,
     INTERRUPTED_KINDS,
@@ -60,14 +61,15 @@ def finished_count(study: optuna.Study) -> int:
     candidate's own. A trial cut short from outside (interrupt, dead worker, killed driver)
     is retried instead, so it counts only when it was itself a retry. A candidate rejected
     before training (over a flash or RAM budget, `REJECTED_ATTR`) cost no training and does
-    not count: `--n-trials` is the number of candidates trained."""
+    not count: `--n-trials` is the number of candidates trained. Nor does a finalist (a
+    front member trained again, `optimizer.finalists`): it is not a new candidate."""
     from optuna.trial import TrialState
 
     done = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     return sum(
         1
         for t in study.get_trials(deepcopy=False, states=done)
-        if REJECTED_ATTR not in t.user_attrs and (
+        if REJECTED_ATTR not in t.user_attrs and FINALIST_ATTR not in t.user_attrs and (
             t.state != TrialState.FAIL
             or RETRY_ATTR in t.user_attrs
             or not is_interrupted(study, t))

@@ -82,7 +82,7 @@ def run_command(args: argparse.Namespace) -> int:
         quantization_modes=None if args.quantization is None else tuple(args.quantization),
         width_range=None if args.width_range is None else tuple(args.width_range),
         check_before_training=not args.no_check_before_training,
-        trust_model_code=args.trust_model_code, jobs=args.jobs,
+        trust_model_code=args.trust_model_code, jobs=args.jobs, finalists=args.finalists,
     )
     rows = front_rows(opt_study)
     excluded = budget_note(opt_study)

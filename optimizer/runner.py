@@ -26,6 +26,7 @@ from definitions.errors import UsageError
 from definitions.vocabulary import BACKENDS, SAMPLERS
 from optimizer.artifacts import open_store, store_dir_for
 from optimizer.extension import EXTEND_EVERY
+from optimizer.finalists import FINALISTS, run_finalists
 from optimizer.lock import StorageLock
 from optimizer.progress import Progress
 from optimizer.record import make_record, stored_record
@@ -68,6 +69,12 @@ def _sigterm_as_interrupt(signum, frame) -> None:
 
     if not request_interrupt():
         raise KeyboardInterrupt
+
+
+def _stopped_by_timeout(start: float, timeout: float | None) -> bool:
+    """Whether `--timeout` has run out since `start`: a run stopped by it trains no
+    finalists (they would overrun it by a full training each)."""
+    return timeout is not None and time.perf_counter() - start >= timeout
 
 
 @contextlib.contextmanager
@@ -125,6 +132,7 @@ def run_study(
     check_before_training: bool = True,
     trust_model_code: bool = False,
     jobs: int = 1,
+    finalists: int | None = None,
 ) -> optuna.Study:
     """Runs `study` until it has `n_trials` finished trials (default: its budget's).
 
@@ -145,7 +153,9 @@ def run_study(
     file is refused before any of its code runs. `jobs` (the CLI's `--jobs`, a setting of
     this run, not recorded on the study): trials at once, each in a lasting worker of
     its own with 1/`jobs` of the cores (`optimizer.worker.WorkerPool`); this process
-    stays the only writer of the study."""
+    stays the only writer of the study. `finalists` (the CLI's `--finalists`): front
+    members trained again to the end after the search (`optimizer.finalists`; None:
+    `FINALISTS`, or none for a smoke run; 0: none)."""
 
     if smoke:
         study = study.with_smoke_budget()
@@ -162,6 +172,10 @@ def run_study(
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    if finalists is not None and finalists < 0:
+        raise UsageError(f"--finalists must be 0 (none) or more, got {finalists}")
+    if finalists is None:
+        finalists = 0 if smoke else FINALISTS
     if jobs > 1 and not isolate:
         raise UsageError("--jobs runs each trial in a worker of its own; it cannot be "
                          "combined with --no-isolation")
@@ -179,7 +193,7 @@ def run_study(
         probe.unlink()
     except OSError as error:
         raise UsageError(f"run dir {run_dir} is not writable: {error.strerror}") from None
-    from optimizer.objective import Objective
+    from optimizer.objective import TRIAL_FAILURES, Objective
     from optimizer.parents import plan_parent
     from optimizer.record import check_record, definition_fields, load_data
 
@@ -261,6 +275,9 @@ def run_study(
                                            extension=extension_for(
                                                extend_every, study=study, parent=parent,
                                                target=target))
+                            if finalists and not _stopped_by_timeout(start, timeout):
+                                run_finalists(opt_study, objective, k=finalists, jobs=jobs,
+                                              catch=TRIAL_FAILURES, progress=bar)
                     finally:
                         if bar:
                             bar.close()

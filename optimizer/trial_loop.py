@@ -8,14 +8,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.attributes import RETRY_ATTR
 from definitions.errors import BudgetNotReached
 from optimizer.extension import SmallEndExtension
-from optimizer.progress import Progress
+from optimizer.progress import OneAtATime, Progress
 from optimizer.retry import finished_count, rejected_count
 
 if TYPE_CHECKING:
@@ -44,20 +43,6 @@ def pending_retries(study: optuna.Study) -> int:
     return sum(1 for t in waiting if RETRY_ATTR in t.user_attrs)
 
 
-@dataclass(frozen=True)
-class _OneAtATime:
-    """An Optuna callback run under a lock: with `--jobs N` trials end in N driver
-    threads, and the progress display and the extension (which reads the study and
-    enqueues) each see one ended trial at a time."""
-
-    callback: object
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __call__(self, opt_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        with self.lock:
-            self.callback(opt_study, trial)
-
-
 def run_trials(
     opt_study: optuna.Study, objective, *, target: int, timeout: float | None,
     progress: Progress | None, extension: SmallEndExtension | None = None, jobs: int = 1,
@@ -75,7 +60,7 @@ def run_trials(
 
     clear_stop()
     lock = threading.Lock()
-    callbacks = [_OneAtATime(c, lock) for c in (progress, extension) if c is not None]
+    callbacks = [OneAtATime(c, lock) for c in (progress, extension) if c is not None]
     deadline = None if timeout is None else time.monotonic() + timeout
     stalled = 0
     rejected_before = rejected_count(opt_study)
