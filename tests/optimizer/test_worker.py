@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
 from objectives.errors import HopelessTrial, TrialFailure
 from optimizer.worker import WorkerBug, WorkerDied, run_isolated
+from tests.conftest import ROOT
 
 
 def _add(*, a, b):
@@ -118,12 +121,21 @@ def test_a_pool_worker_runs_trial_after_trial_in_one_process():
 
 
 def test_shared_data_reach_every_task_without_being_sent():
-    from optimizer.worker import WorkerPool
-
-    unpicklable = lambda: 42  # noqa: E731 — a lambda cannot be pickled: it is inherited
-    with WorkerPool(1, shared={"data": unpicklable}) as pool, pool.worker() as worker:
-        assert worker.run(_whoami, data=unpicklable)[1] == 42
-        assert worker.run(_whoami, data=unpicklable)[1] == 42
+    """In a driver without TensorFlow (a fresh interpreter, as `run` is) the workers are
+    forked: a shared object that cannot even be pickled reaches every task."""
+    code = (
+        "import sys\n"
+        "from optimizer.worker import WorkerPool\n"
+        "from tests.optimizer.test_worker import _whoami\n"
+        "data = lambda: 42  # a lambda cannot be pickled: it is inherited\n"
+        "with WorkerPool(1, shared={'data': data}) as pool, pool.worker() as worker:\n"
+        "    answers = [worker.run(_whoami, data=data)[1] for _ in range(2)]\n"
+        "print(answers, 'tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[42, 42] False"
 
 
 def test_a_dead_pool_worker_is_replaced_before_the_next_trial():
