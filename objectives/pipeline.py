@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import math
 import time
 from collections.abc import Iterator
@@ -165,6 +166,8 @@ def evaluate_candidate(
     hp_params: dict[str, object] | None = None,
     judge: StopRule | None = None,
     device_budgets: DeviceBudgets | None = None,
+    keep_weights: Path | None = None,
+    start_from: Path | None = None,
 ) -> TrialResult:
     """Builds (the parent rewritten to `candidate`, inheriting `weights` when set), trains,
     compresses and evaluates one candidate; writes its artifact. `outputs` (`logits` or
@@ -172,6 +175,10 @@ def evaluate_candidate(
 
     Where `device_budgets` set a flash or RAM limit, the candidate's untrained file is
     measured first and a candidate over either raises `OverBudget` before it trains.
+
+    `keep_weights`: where the trained model's weights are written (`save_weights`), so
+    that a finalist can go on from them; `start_from`: such a file, whose weights the
+    model starts from instead (the candidate's own trained weights: a fine-tune).
 
     Raises `TrialFailure` (trial FAIL, study goes on) or `HopelessTrial` (PRUNED): over a
     flash or RAM budget before training (`OverBudget`), below `accuracy_floor` after the
@@ -204,6 +211,8 @@ def evaluate_candidate(
 
             model = epr.make_compressible(plain, epr_lambda=candidate.epr_lambda,
                                           steps_from_weights=weights is not None)
+        if start_from is not None:
+            load_weights(model, start_from)
     x, y = splits.x_train, splits.y_train
     if budget.train_subset is not None:
         x, y = x[: budget.train_subset], y[: budget.train_subset]
@@ -214,6 +223,8 @@ def evaluate_candidate(
             from_logits=outputs == "logits", schedule=budget.schedule,
             judge=judge, rung_payload=_rung_payload(candidate, param_count=param_count),
         )
+    if keep_weights is not None:
+        save_weights(model, keep_weights)
     with clock("evaluate"):
         keras_accuracy = accuracy(model, splits.x_val, splits.y_val)
 
@@ -282,6 +293,29 @@ def evaluate_candidate(
         phase_seconds=clock.seconds,
         train_examples=len(x),
     )
+
+
+def save_weights(model, path: Path) -> None:
+    """`model`'s weights, in order, as one `.npz` (written atomically): any Keras model,
+    the EPR wrapper included, whose twin built from the same candidate reads them back
+    (`load_weights`)."""
+    from objectives.files import write_atomically
+
+    buffer = io.BytesIO()
+    np.savez(buffer, *model.get_weights())
+    write_atomically(Path(path), buffer.getvalue())
+
+
+def load_weights(model, path: Path) -> None:
+    """Sets `model`'s weights from a `save_weights` file of a model built the same way;
+    `TrialFailure` names a file that does not fit."""
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = [stored[f"arr_{i}"] for i in range(len(stored.files))]
+    try:
+        model.set_weights(arrays)
+    except ValueError as error:
+        raise TrialFailure(f"the weights in {path} do not fit this candidate: {error}"
+                           ) from None
 
 
 def _rung_payload(candidate: Candidate, *, param_count: int):

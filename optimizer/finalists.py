@@ -1,28 +1,32 @@
-"""Finalists: after the search, the front's members are trained again to the end.
+"""Finalists: after the search, the front's members are fine-tuned to the end.
 
 Why: a search trial is cheap on purpose — it trains on a subset of the training split
 (`Budget.train_subset`), and under successive halving most trials stop after a rung —
 so the accuracy it reports is what a short training reached, not what its candidate can
 reach. Measured on Fashion-MNIST (issue 24): the front's most accurate point was 91.2%
-on test, while the same kind of parent trained 2 more epochs on all 54,000 training
+on test, while the same kind of parent fine-tuned 2 more epochs on all 54,000 training
 images to the end of a cosine schedule reached 91.7% as int8.
 
 So the front's members, up to `FINALISTS` per run, spread along the front (the ε-net
 order of `optimizer.halving`: the most accurate, the smallest, then the member farthest
 from those chosen), each get a trial of their own: the same candidate (its stored
-parameters), trained from the same start on the whole training split for the budget's
-epochs under a schedule that decays to zero (`finalist_budget`; Loshchilov & Hutter, ICLR
-2017), then compressed and scored on validation like any trial. It is marked
-(`FINALIST_ATTR`: the number of the trial it came from) and trains its full budget, so
-`pareto`, `report`, the dashboard and `export` see it as the study's own trial, on the
-front where it dominates. Finalists do not count toward `--n-trials`, and a member with a
-finalist already is not finalized again.
+parameters), starting from the weights its trial trained (kept beside the run,
+`weights_path`), fine-tuned `FINALIST_EPOCHS` epochs on the whole training split under a
+learning rate that decays to zero (`finalist_budget`; cosine, Loshchilov & Hutter, ICLR
+2017), then compressed and scored on validation like any trial. Where those weights are
+not at hand (another machine's trial on a server database), it trains from the trial's
+own start for the budget's epochs instead. It is marked (`FINALIST_ATTR`: the number of
+the trial it came from) and trains its full (finalist) budget, so `pareto`, `report`,
+the dashboard and `export` see it as the study's own trial, on the front where it
+dominates. Finalists do not count toward `--n-trials`; a member with a finalist already
+is not finalized again; the kept weights of trials off the front are removed after.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.attributes import FINALIST_ATTR
@@ -39,12 +43,35 @@ log = logging.getLogger(__name__)
 #: Finalists per run by default (`run --finalists K`; 0: none). A smoke run has none
 #: unless asked.
 FINALISTS = 3
+#: Epochs a finalist is fine-tuned from its trial's trained weights.
+FINALIST_EPOCHS = 2
+#: Where a run keeps its trials' trained weights (under the run dir).
+WEIGHTS_DIR = "weights"
 
 
-def finalist_budget(budget: Budget) -> Budget:
-    """`budget` for a finalist: the whole training split, every epoch (no rungs), and a
-    learning rate that decays to zero at the last step (cosine)."""
-    return replace(budget, train_subset=None, schedule="cosine", rungs=())
+def finalist_budget(budget: Budget, *, fine_tune: bool) -> Budget:
+    """`budget` for a finalist: the whole training split, no rungs, a learning rate that
+    decays to zero at the last step (cosine); `FINALIST_EPOCHS` epochs for a fine-tune of
+    the trial's trained weights (`fine_tune`), else the budget's epochs from its start."""
+    epochs = FINALIST_EPOCHS if fine_tune else budget.epochs
+    return replace(budget, epochs=epochs, train_subset=None, schedule="cosine", rungs=())
+
+
+def weights_path(weights_dir: Path, number: int) -> Path:
+    """The trained weights of trial `number` (`objectives.pipeline.save_weights`)."""
+    return Path(weights_dir) / f"trial-{number:05d}.npz"
+
+
+def keep_front_weights(opt_study: optuna.Study, weights_dir: Path) -> int:
+    """Removes the kept weights of every trial not on the front (only a front member
+    can become a finalist); returns how many files were removed."""
+    keep = {weights_path(weights_dir, t.number).name for t in opt_study.best_trials}
+    removed = 0
+    for path in Path(weights_dir).glob("trial-*.npz"):
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def is_finalist(trial: optuna.trial.FrozenTrial) -> bool:

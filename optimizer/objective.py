@@ -32,7 +32,7 @@ from definitions.attributes import (
 from definitions.vocabulary import SIZE_OBJECTIVES
 from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
 from optimizer.constraints import set_constraints
-from optimizer.finalists import finalist_budget
+from optimizer.finalists import finalist_budget, weights_path
 from optimizer.halving import DriverJudge, full_budget, judge_for
 from optimizer.retry import retry_once
 from search_spaces import InvalidCandidateError, suggest
@@ -74,7 +74,9 @@ class Objective:
     are the pool's `shared` splits, never sent per trial); None runs it in this process
     (`--no-isolation`). With a pool of several workers, `__call__` runs in several driver
     threads at once (`run --jobs N`): everything it does is one trial's own, and the
-    rung decisions (`_rung_decision`) read the study as it stands."""
+    rung decisions (`_rung_decision`) read the study as it stands. `weights_dir`: where
+    each trial's trained weights are kept, for a finalist to fine-tune
+    (`optimizer.finalists`); None keeps none (a finalist then trains from the start)."""
 
     def __init__(
         self,
@@ -88,6 +90,7 @@ class Objective:
         storage: optuna.storages.BaseStorage,
         workers: WorkerPool | None = None,
         check_before_training: bool = True,
+        weights_dir: Path | None = None,
     ) -> None:
         self.study = study
         self.parent = parent
@@ -98,6 +101,7 @@ class Objective:
         self.storage = storage
         self.workers = workers
         self.check_before_training = check_before_training
+        self.weights_dir = None if weights_dir is None else Path(weights_dir)
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         import optuna
@@ -119,9 +123,16 @@ class Objective:
         rungs_seen: list[list[float]] = []
         serve = functools.partial(self._rung_decision, trial, seen=rungs_seen,
                                   exempt=full_budget(trial.user_attrs))
-        budget = self.study.budget
-        if FINALIST_ATTR in trial.user_attrs:  # a front member trained again to the end
-            budget = finalist_budget(budget)
+        budget, start_from, keep_weights = self.study.budget, None, None
+        if self.weights_dir is not None:
+            keep_weights = weights_path(self.weights_dir, trial.number)
+        if FINALIST_ATTR in trial.user_attrs:  # a front member fine-tuned to the end
+            source = None if self.weights_dir is None else weights_path(
+                self.weights_dir, int(trial.user_attrs[FINALIST_ATTR]))
+            start_from = source if source is not None and source.is_file() else None
+            budget = finalist_budget(budget, fine_tune=start_from is not None)
+            trial.set_user_attr("finalist_start", "the trained weights of its trial"
+                                if start_from else "its trial's start (weights not here)")
         judge = DriverJudge(rungs=tuple(int(r) for r in budget.rungs)) if budget.rungs else None
         task = dict(
             candidate=candidate,
@@ -139,6 +150,8 @@ class Objective:
             judge=judge,
             device_budgets=(self.study.device_budgets if self.check_before_training
                             else None),
+            keep_weights=keep_weights,
+            start_from=start_from,
         )
         figures: TaskFigures | None = None
         try:

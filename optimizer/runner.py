@@ -26,7 +26,7 @@ from definitions.errors import UsageError
 from definitions.vocabulary import BACKENDS, SAMPLERS
 from optimizer.artifacts import open_store, store_dir_for
 from optimizer.extension import EXTEND_EVERY
-from optimizer.finalists import FINALISTS, run_finalists
+from optimizer.finalists import FINALISTS, WEIGHTS_DIR, keep_front_weights, run_finalists
 from optimizer.lock import StorageLock
 from optimizer.progress import Progress
 from optimizer.record import make_record, stored_record
@@ -259,6 +259,7 @@ def run_study(
                         study=study, parent=parent, splits=splits,
                         scratch_dir=run_dir / "scratch", seed=seed, artifact_store=store,
                         storage=rdb, workers=pool, check_before_training=check_before_training,
+                        weights_dir=run_dir / WEIGHTS_DIR if finalists else None,
                     )
                     show = sys.stderr.isatty() if progress is None else progress
                     bar = Progress(remaining, bar=show) if progress is not False else None
@@ -278,6 +279,8 @@ def run_study(
                             if finalists and not _stopped_by_timeout(start, timeout):
                                 run_finalists(opt_study, objective, k=finalists, jobs=jobs,
                                               catch=TRIAL_FAILURES, progress=bar)
+                            if finalists:
+                                keep_front_weights(opt_study, run_dir / WEIGHTS_DIR)
                     finally:
                         if bar:
                             bar.close()

@@ -8,18 +8,20 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from definitions.attributes import FINALIST_ATTR
-from optimizer.finalists import choose_finalists, finalist_budget
+from optimizer.finalists import FINALIST_EPOCHS, choose_finalists, finalist_budget
 from optimizer.retry import finished_count
 from studies.base import Budget
 from tests.conftest import run_cli
 
 
-def test_a_finalist_trains_on_the_whole_split_to_the_end_of_a_decaying_schedule():
+def test_a_finalist_fine_tunes_on_the_whole_split_to_the_end_of_a_decaying_schedule():
     budget = Budget(epochs=9, batch_size=64, n_trials=30, train_subset=20_000,
                     schedule="constant", rungs=(1, 3), eta=3)
-    final = finalist_budget(budget)
-    assert final.train_subset is None and final.schedule == "cosine" and final.rungs == ()
-    assert (final.epochs, final.batch_size) == (9, 64)
+    tuned = finalist_budget(budget, fine_tune=True)
+    assert tuned.train_subset is None and tuned.schedule == "cosine" and tuned.rungs == ()
+    assert (tuned.epochs, tuned.batch_size) == (FINALIST_EPOCHS, 64)
+    # without its trial's trained weights, a finalist trains the budget's epochs from the start
+    assert finalist_budget(budget, fine_tune=False).epochs == 9
 
 
 def _study(points: list[tuple[float, float]], **attrs_by_number) -> optuna.Study:
@@ -82,6 +84,12 @@ def test_run_trains_finalists_as_trials_of_their_own_that_export_reads(tmp_path)
         assert source.user_attrs["train_examples"] == 400  # the smoke budget's subset
         if final.state == TrialState.COMPLETE:
             assert final.user_attrs["train_examples"] == train_split
+            assert final.user_attrs["finalist_start"] == "the trained weights of its trial"
+            assert len(final.user_attrs["losses"]) == FINALIST_EPOCHS
+            # fine-tuned from its trial's trained weights, it starts where that one ended
+            assert final.user_attrs["losses"][0] < source.user_attrs["losses"][0]
+    kept = sorted(p.name for p in (tmp_path / "weights").glob("*.npz"))
+    assert kept == sorted(f"trial-{t.number:05d}.npz" for t in study.best_trials)
     assert f"(finalist of trial {finalists[0].user_attrs[FINALIST_ATTR]})" in out.stderr
     done = [t for t in finalists if t.state == TrialState.COMPLETE]
     assert done, out.stderr[-3000:]
