@@ -12,6 +12,11 @@ start to each artifact (training a parent counts):
 - `default`: `python -m optimizer run --study fashion_mnist --seed S` as shipped (warm
   start, TPE, multi-objective successive halving: rungs after 1 and 3 of 9 epochs, η = 3,
   a trial on its rung's front kept; one trial in four a small-end extension).
+- `shipped` (issue 24): `run --study fashion_mnist --seed S` as shipped now: the default
+  search in one lasting worker, then its finalists (`--finalists 3`: front members
+  fine-tuned on the whole training split); the table reads its front after the search
+  and after the finalists. (`default` runs with `--finalists 0`, as it was measured.)
+- `jobs2` (issue 24): `shipped` with `--jobs 2`: two trials at once, a core each.
 - `no_extension`: the default with `--extend-every 0` (TPE alone proposes), run to its own
   budget: what the small-end extension (`optimizer.extension`) buys.
 - `random`: the same study with `--sampler random --extend-every 0` (random proposals
@@ -125,9 +130,10 @@ def seed_arm(seed: int) -> list[dict]:
 
 def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
             backend: str = "optuna", study: str = "fashion_mnist",
-            name: str = "fashion_mnist", extend_every: int | None = 0) -> list[dict]:
+            name: str = "fashion_mnist", extend_every: int | None = 0, jobs: int = 1,
+            finalists: int | None = 0) -> list[dict]:
     """`run --study STUDY` in a fresh run dir; every completed trial scored on test.
-    `extend_every` None: `run`'s default."""
+    `extend_every` and `finalists` None: `run`'s default; `jobs`: `run --jobs`."""
     import optuna
     from optuna.trial import TrialState
 
@@ -140,6 +146,10 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
                "--backend", backend]
     if extend_every is not None:
         command += ["--extend-every", str(extend_every)]
+    if finalists is not None:
+        command += ["--finalists", str(finalists)]
+    if jobs != 1:
+        command += ["--jobs", str(jobs)]
     if timeout is not None:
         command += ["--n-trials", "1000", "--timeout", str(timeout)]
     start = time.time()
@@ -158,12 +168,19 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
                 "first_epoch": t.user_attrs.get("first_epoch_accuracy"),
                 "stopped_at_epoch": t.user_attrs.get("stopped_at_epoch"),
                 "rungs": t.user_attrs.get("rungs"),
+                "finalist_of": t.user_attrs.get("finalist_of"),
                 "bytes": int(t.user_attrs["payload_bytes"]), "val": t.values[0],
                 "test": evaluate_artifact(path, quantization=mode, x=splits.x_test,
                                           y=splits.y_test),
                 "seconds": t.datetime_complete.timestamp() - start,
             })
             path.unlink()
+    finished = [t for t in stored.trials if t.state.is_finished()
+                and "finalist_of" not in t.user_attrs
+                and "rejected_before_training" not in t.user_attrs]
+    for p in points:  # the search's trials ended by each point's time (for trials/hour)
+        p["finished_by_then"] = sum(1 for t in finished if t.datetime_complete.timestamp()
+                                    - start <= p["seconds"])
     return points
 
 
@@ -187,7 +204,17 @@ def rung_correlation(points: list[dict], *, objective: str = "val") -> float | N
 
 def table_row(arm: str, seed: int, points: list[dict]) -> dict:
     final = front(points)
+    searched = [p for p in points if p.get("finalist_of") is None]
+    search_seconds = max(p["seconds"] for p in searched)
     return {"arm": arm, "seed": seed, "seconds": max(p["seconds"] for p in points),
+            "search_seconds": search_seconds,
+            "search_trials": max((p.get("finished_by_then", 0) for p in searched), default=0),
+            "finalists": len(points) - len(searched),
+            "hv_after_search": hypervolume([(p["test"], p["bytes"]) for p in front(searched)]),
+            "best_test": max(p["test"] for p in final),
+            "best_test_4kb": max((p["test"] for p in final if p["bytes"] <= 4096), default=None),
+            "best_test_16kb": max((p["test"] for p in final if p["bytes"] <= 16384),
+                                  default=None),
             "trials": len(points), "rung_correlation": rung_correlation(points),
             "rung_bytes_correlation": rung_correlation(points, objective="bytes"),
             "hv": hypervolume([(p["test"], p["bytes"]) for p in final]),
@@ -227,6 +254,10 @@ def main() -> int:
                     points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
                                      extend_every=None)
                     default_seconds = max(p["seconds"] for p in points)
+                elif arm in ("shipped", "jobs2"):  # issue 24: as shipped, and --jobs 2
+                    points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
+                                     extend_every=None, finalists=None,
+                                     jobs=2 if arm == "jobs2" else 1)
                 elif arm == "no_extension":
                     points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None)
                 elif arm == "nsga2":
@@ -284,6 +315,22 @@ def markdown(results: list[dict]) -> str:
         lines.append(f"| {r['arm']} | {r['seed']} | {r['seconds'] / 60:.1f} | "
                      f"{r.get('trials', '')} | {r['hv']:.3f} | {at_seed} | {at_default} | "
                      f"{reached} | {dominated} | {corr} |")
+    lines += ["", "| arm | seed | search: trials, min | trials / hour | HV after the search "
+              "| finalists | final HV | best ≤ 4 KB | best ≤ 16 KB | most accurate |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: (r["seed"], r["arm"])):
+        if "search_seconds" not in r:
+            continue
+
+        def pct(value) -> str:
+            return "–" if value is None else f"{100 * value:.1f}%"
+
+        lines.append(
+            f"| {r['arm']} | {r['seed']} | {r['search_trials']}, "
+            f"{r['search_seconds'] / 60:.1f} | "
+            f"{3600 * r['search_trials'] / r['search_seconds']:.0f} | "
+            f"{r['hv_after_search']:.3f} | {r['finalists']} | {r['hv']:.3f} | "
+            f"{pct(r['best_test_4kb'])} | {pct(r['best_test_16kb'])} | {pct(r['best_test'])} |")
     for r in sorted(results, key=lambda r: (r["seed"], r["arm"])):
         lines.append(f"\n{r['arm']}, seed {r['seed']} front (test accuracy, payload):")
         lines += [f"- {p['bytes']:,} B at {100 * p['test']:.1f}% ({p['label']})"
@@ -317,13 +364,14 @@ def plot(results: list[dict], path: Path) -> None:
               "kerastuner": "tab:green", "previous": "tab:purple", "nsga2": "tab:red",
               "rank_only": "tab:cyan", "three_references": "tab:brown",
               "anchored_cut": "tab:olive", "no_extension": "tab:pink",
-              "random_extension": "gold"}
+              "random_extension": "gold", "shipped": "tab:blue", "jobs2": "black"}
     for ax, seed in zip(axes[0], seeds, strict=True):
         for r in sorted((r for r in results if r["seed"] == seed), key=lambda r: r["arm"]):
             xs = [0.0] + [t / 60 for t, _ in r["history"]]
             ys = [0.0] + [hv for _, hv in r["history"]]
             ax.step(xs, ys, where="post", color=colors.get(r["arm"]), alpha=0.85,
-                    linewidth=2.4 if r["arm"] == "default" else 1.2, label=r["arm"])
+                    linewidth=2.4 if r["arm"] in ("default", "shipped") else 1.2,
+                    label=r["arm"])
         ax.set_title(f"seed {seed}")
         ax.set_xlabel("wall time (min, 2 cores)")
         ax.grid(alpha=0.3)

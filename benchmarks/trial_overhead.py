@@ -2,8 +2,11 @@
 
     .venv/bin/python benchmarks/trial_overhead.py --out benchmarks/out/overhead \\
         --arm before=/tmp/wt-before --arm after=/work/main --n-trials 30
+    .venv/bin/python benchmarks/trial_overhead.py --out benchmarks/out/jobs \\
+        --arm jobs1=/work/main,1 --arm jobs2=/work/main,2 --n-trials 50
 
-Each arm is a checkout of this repository (a `git worktree` at the commit to measure);
+Each arm is a checkout of this repository (a `git worktree` at the commit to measure),
+optionally with `run --jobs N` (`LABEL=CHECKOUT,N`);
 each runs the README's first command, `python -m optimizer run --study mnist` (offline:
 the 5,000-image MNIST subset), from a fresh run dir with `--finalists 0`, one arm after the
 other on the same machine. Per trial: its wall time (Optuna's start to complete, so the
@@ -50,6 +53,9 @@ def run_arm(checkout: Path, *, n_trials: int, jobs: int, seed: int) -> dict:
                        env={**os.environ, "PYTHONPATH": str(checkout)})
         wall = time.time() - start
         stored = optuna.load_study(study_name="mnist", storage=f"sqlite:///{tmp}/study.db")
+        ended = [t for t in stored.trials if t.state.is_finished()]
+        loop_seconds = (max(t.datetime_complete for t in ended)
+                        - min(t.datetime_start for t in ended)).total_seconds()
         trials = []
         for t in stored.get_trials(states=(TrialState.COMPLETE,)):
             seconds = (t.datetime_complete - t.datetime_start).total_seconds()
@@ -59,7 +65,8 @@ def run_arm(checkout: Path, *, n_trials: int, jobs: int, seed: int) -> dict:
                 "phases": t.user_attrs.get("phase_seconds"),
                 "worker": t.user_attrs.get("worker"),
             })
-    return {"checkout": str(checkout), "jobs": jobs, "run_seconds": wall, "trials": trials}
+    return {"checkout": str(checkout), "jobs": jobs, "run_seconds": wall, "trials": trials,
+            "ended": len(ended), "loop_seconds": loop_seconds}
 
 
 def summary(arm: dict) -> dict:
@@ -73,6 +80,8 @@ def summary(arm: dict) -> dict:
             phases.setdefault(name, []).append(value)
     return {
         "trials": len(trials), "run_seconds": arm["run_seconds"],
+        "trials_per_hour": (3600 * arm["ended"] / arm["loop_seconds"]
+                            if arm.get("loop_seconds") else None),
         "median_wall": statistics.median(walls),
         "median_train": statistics.median(t["train"] for t in trials),
         "median_overhead": statistics.median(overheads),
@@ -110,12 +119,13 @@ def plot_memory(results: dict[str, dict], path: Path) -> None:
 
 
 def markdown(results: dict[str, dict]) -> str:
-    lines = ["| arm | trials | median trial (s) | median training (s) | median overhead (s) | "
-             "overhead / median trial | overhead / all trial time |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| arm | trials | trials / hour | median trial (s) | median training (s) | "
+             "median overhead (s) | overhead / median trial | overhead / all trial time |",
+             "|---|---|---|---|---|---|---|---|"]
     for label, arm in results.items():
         s = summary(arm)
-        lines.append(f"| {label} | {s['trials']} | {s['median_wall']:.1f} | "
+        rate = "–" if s["trials_per_hour"] is None else f"{s['trials_per_hour']:.0f}"
+        lines.append(f"| {label} | {s['trials']} | {rate} | {s['median_wall']:.1f} | "
                      f"{s['median_train']:.1f} | {s['median_overhead']:.2f} | "
                      f"{s['overhead_share']:.1%} | {s['total_overhead_share']:.1%} |")
     for label, arm in results.items():
@@ -130,8 +140,9 @@ def markdown(results: dict[str, dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arm", action="append", required=True, metavar="LABEL=CHECKOUT",
-                        help="a label and a checkout of this repository to run")
+    parser.add_argument("--arm", action="append", required=True,
+                        metavar="LABEL=CHECKOUT[,JOBS]",
+                        help="a label and a checkout of this repository to run (with --jobs)")
     parser.add_argument("--n-trials", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -141,10 +152,11 @@ def main() -> int:
     saved = args.out / "overhead.json"
     results: dict[str, dict] = json.loads(saved.read_text()) if saved.exists() else {}
     for spec in args.arm:
-        label, _, checkout = spec.partition("=")
-        print(f"arm {label}: {checkout}", flush=True)
-        results[label] = run_arm(Path(checkout), n_trials=args.n_trials, jobs=args.jobs,
-                                 seed=args.seed)
+        label, _, rest = spec.partition("=")
+        checkout, _, jobs = rest.partition(",")
+        print(f"arm {label}: {checkout} --jobs {jobs or args.jobs}", flush=True)
+        results[label] = run_arm(Path(checkout), n_trials=args.n_trials,
+                                 jobs=int(jobs or args.jobs), seed=args.seed)
         saved.write_text(json.dumps(results, indent=1))
         print(markdown({label: results[label]}), flush=True)
     plot_memory(results, args.out / "memory.png")

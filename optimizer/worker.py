@@ -5,9 +5,9 @@ the driver stays the single writer of the study (SQLite keeps working). Why a *l
 one (`Worker`, `WorkerPool`): a fresh process per trial paid a TensorFlow import and a
 first graph trace every trial — about 30% of the median trial of `run --study mnist`
 (issue 24; BENCHMARKS.md "Where a trial's time goes"). A worker now runs trial after
-trial; `tf.keras.backend.clear_session()` at the start of each keeps its memory flat
-(measured over 50 trials, BENCHMARKS.md), and a worker whose resident memory has grown
-by more than `RECYCLE_GROWTH_BYTES` since its first task is replaced all the same.
+trial, and is replaced once its resident memory has grown by more than
+`RECYCLE_GROWTH_BYTES` since its first task (TensorFlow keeps some of every trial's
+graphs alive; measured over 50 trials, BENCHMARKS.md), so memory stays bounded.
 
 Workers are forked after the data are loaded, so the data are in every worker once,
 copy-on-write, and never sent with a task (`shared`); if the driver already imported
@@ -47,8 +47,12 @@ PARENT_POLL_SECONDS = 1.0
 #: How often a waiting driver thread looks for an answer, a death or a stop request.
 WAIT_POLL_SECONDS = 0.2
 #: A worker whose resident memory grew by more than this since its first task finished
-#: is replaced before its next task (a safety net: growth measured flat, BENCHMARKS.md).
-RECYCLE_GROWTH_BYTES = 2 << 30
+#: is replaced before its next task. Measured (BENCHMARKS.md "Where a trial's time
+#: goes"): TensorFlow keeps about 25 MiB of each trial's `train_function` graphs alive
+#: past `clear_session()` and garbage collection, so a worker grows steadily; replaced at
+#: this growth, a worker's memory stays bounded, at the cost of one TensorFlow import
+#: (about 2 s) every 15–20 trials of `run --study mnist`.
+RECYCLE_GROWTH_BYTES = 512 << 20
 
 _STOP = threading.Event()
 _waiting = 0
@@ -149,6 +153,20 @@ def _resident_bytes() -> int:
         return 0
 
 
+def _release_memory() -> None:
+    """After a task: collect the task's garbage and hand freed heap pages back to the
+    system (glibc's `malloc_trim`), so that a lasting worker's resident memory measures
+    what it holds, not what its allocator kept."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _watch_parent(parent: int) -> None:
     while True:
         if os.getppid() != parent:
@@ -188,6 +206,7 @@ def _serve_tasks(conn, parent: int, shared: dict[str, Any], environment: dict[st
             answer = ("raised", error)
         except KeyboardInterrupt:
             answer = ("interrupted", None)
+        _release_memory()
         try:
             conn.send((*answer, _resident_bytes()))
         except Exception:  # the exception (or result) itself does not pickle
