@@ -180,3 +180,31 @@ def test_two_machines_share_a_study_and_an_artifact_store_and_a_third_exports(
     out = run_cli("report", *common, "--out", str(third / "report"))
     assert out.returncode == 0, out.stderr[-2000:]
     assert (third / "report" / "pareto.png").stat().st_size > 10_000
+
+
+def test_two_drivers_each_running_two_jobs_share_one_server_study(tmp_path, postgres_url):
+    """`--jobs 2` on two drivers at once: four trials in flight on one study, each driver
+    the writer of its own trials; none lost, none counted twice, none left running."""
+    url = _new_database(postgres_url, "jobs")
+    drivers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "optimizer", "run", "--study", "digits", "--smoke",
+             "--n-trials", "6", "--jobs", "2", "--storage", url,
+             "--run-dir", str(tmp_path / f"machine{i}"),
+             "--artifact-dir", str(tmp_path / "shared-store")],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    for driver in drivers:
+        _, err = driver.communicate(timeout=900)
+        assert driver.returncode == 0, err[-2000:]
+    study = optuna.load_study(study_name="digits-smoke", storage=url)
+    trials = study.trials
+    assert len({t.number for t in trials}) == len(trials)
+    assert not [t for t in trials if t.state in (optuna.trial.TrialState.RUNNING,
+                                                 optuna.trial.TrialState.WAITING)]
+    assert finished_count(study) >= 6
+    pids = {t.user_attrs["worker"]["pid"] for t in trials if "worker" in t.user_attrs}
+    assert len(pids) >= 2  # workers of both drivers took part
