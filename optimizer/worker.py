@@ -153,20 +153,6 @@ def _resident_bytes() -> int:
         return 0
 
 
-def _release_memory() -> None:
-    """After a task: collect the task's garbage and hand freed heap pages back to the
-    system (glibc's `malloc_trim`), so that a lasting worker's resident memory measures
-    what it holds, not what its allocator kept."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
 def _watch_parent(parent: int) -> None:
     while True:
         if os.getppid() != parent:
@@ -206,7 +192,6 @@ def _serve_tasks(conn, parent: int, shared: dict[str, Any], environment: dict[st
             answer = ("raised", error)
         except KeyboardInterrupt:
             answer = ("interrupted", None)
-        _release_memory()
         try:
             conn.send((*answer, _resident_bytes()))
         except Exception:  # the exception (or result) itself does not pickle
