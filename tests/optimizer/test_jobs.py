@@ -106,10 +106,23 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
+LONG_TRIALS = """
+from dataclasses import replace
+
+from studies import get_study
+from studies.base import Budget
+
+# digits trials long enough (300 epochs) that both are mid-training when Ctrl-C comes
+STUDY = replace(get_study("digits"), smoke=Budget(epochs=300, batch_size=32, n_trials=4))
+"""
+
+
 def test_ctrl_c_ends_every_trial_in_flight_and_each_is_retried(tmp_path):
+    study_file = tmp_path / "long_trials.py"
+    study_file.write_text(LONG_TRIALS)
     driver = subprocess.Popen(
-        [sys.executable, "-m", "optimizer", "run", "--study", "digits", "--smoke",
-         "--n-trials", "8", "--jobs", "2", "--run-dir", str(tmp_path)],
+        [sys.executable, "-m", "optimizer", "run", "--study", str(study_file), "--smoke",
+         "--n-trials", "4", "--jobs", "2", "--run-dir", str(tmp_path)],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
