@@ -117,13 +117,18 @@ def test_the_callback_enqueues_one_extension_in_every_n_searched_trials():
     assert not opt_study.get_trials(states=(TrialState.WAITING,))
 
 
-def test_nothing_is_enqueued_once_the_run_has_its_trials():
+@pytest.mark.parametrize("in_flight", [0, 1], ids=["none in flight", "one in flight"])
+def test_nothing_is_enqueued_once_the_run_has_its_trials(in_flight):
+    """Trials still running (`--jobs N`, other drivers) will finish and count: an
+    extension queued for them would be left waiting in the stored study."""
     points = [(_epr(0.5, 5.0), 0.86, 9_000), (_epr(0.8, 3.0), 0.87, 20_000)]
     opt_study = _study_with(STUDY, points)
-    SmallEndExtension(every=2, study=STUDY, offered=OFFERED, target=2)(
+    for _ in range(in_flight):
+        opt_study.ask()  # a trial in flight in another worker
+    SmallEndExtension(every=2, study=STUDY, offered=OFFERED, target=2 + in_flight)(
         opt_study, opt_study.trials[1])
     assert not opt_study.get_trials(states=(TrialState.WAITING,))
-    SmallEndExtension(every=2, study=STUDY, offered=OFFERED, target=3)(
+    SmallEndExtension(every=2, study=STUDY, offered=OFFERED, target=3 + in_flight)(
         opt_study, opt_study.trials[1])
     assert len(opt_study.get_trials(states=(TrialState.WAITING,))) == 1
 
@@ -188,17 +193,3 @@ def test_a_run_with_extensions_steps_below_its_smallest_member(tmp_path):
     assert Candidate(**extension.user_attrs["candidate"]) == expected
     assert f"(extends trial {parent_number})" in out.stderr
     assert not any(EXTENSION_ATTR in t.user_attrs for t in trials[:4])
-
-
-def test_trials_in_flight_count_toward_the_run_s_trials():
-    """With `--jobs N`, trials still running will finish and count: an extension queued
-    now would be left waiting in the stored study."""
-    points = [(_epr(0.5, 5.0), 0.86, 9_000), (_epr(0.8, 3.0), 0.87, 20_000)]
-    opt_study = _study_with(STUDY, points)
-    opt_study.ask()  # one trial in flight in another worker
-    SmallEndExtension(every=2, study=STUDY, offered=OFFERED, target=3)(
-        opt_study, opt_study.trials[1])
-    assert not opt_study.get_trials(states=(TrialState.WAITING,))
-    SmallEndExtension(every=2, study=STUDY, offered=OFFERED, target=4)(
-        opt_study, opt_study.trials[1])
-    assert len(opt_study.get_trials(states=(TrialState.WAITING,))) == 1

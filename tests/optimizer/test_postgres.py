@@ -143,18 +143,13 @@ def test_pareto_reads_the_server_database(tmp_path, postgres_url):
     assert out.stdout.splitlines()[0].startswith("trial,")
 
 
-def test_two_machines_share_a_study_and_an_artifact_store_and_a_third_exports(
-    tmp_path, postgres_url
-):
-    """Two drivers with their own run dirs (as on two machines), one PostgreSQL study and
-    one artifact store on a shared mount; `export` and `report` from a third folder."""
-    url = _new_database(postgres_url, "shared")
-    shared = tmp_path / "shared-store"
+def _two_drivers(url: str, tmp_path: Path, *options: str) -> None:
+    """Two `run --study digits --smoke` drivers at once on the server study `url`, each
+    with its own run dir (as on two machines); both must end with exit 0."""
     drivers = [
         subprocess.Popen(
             [sys.executable, "-m", "optimizer", "run", "--study", "digits", "--smoke",
-             "--n-trials", "3", "--storage", url, "--run-dir", str(tmp_path / f"machine{i}"),
-             "--artifact-dir", str(shared)],
+             "--storage", url, "--run-dir", str(tmp_path / f"machine{i}"), *options],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
@@ -163,6 +158,16 @@ def test_two_machines_share_a_study_and_an_artifact_store_and_a_third_exports(
     for driver in drivers:
         _, err = driver.communicate(timeout=900)
         assert driver.returncode == 0, err[-2000:]
+
+
+def test_two_machines_share_a_study_and_an_artifact_store_and_a_third_exports(
+    tmp_path, postgres_url
+):
+    """Two drivers with their own run dirs (as on two machines), one PostgreSQL study and
+    one artifact store on a shared mount; `export` and `report` from a third folder."""
+    url = _new_database(postgres_url, "shared")
+    shared = tmp_path / "shared-store"
+    _two_drivers(url, tmp_path, "--n-trials", "3", "--artifact-dir", str(shared))
     study = optuna.load_study(study_name="digits-smoke", storage=url)
     assert finished_count(study) >= 3
     assert len({t.number for t in study.trials}) == len(study.trials)
@@ -186,20 +191,8 @@ def test_two_drivers_each_running_two_jobs_share_one_server_study(tmp_path, post
     """`--jobs 2` on two drivers at once: four trials in flight on one study, each driver
     the writer of its own trials; none lost, none counted twice, none left running."""
     url = _new_database(postgres_url, "jobs")
-    drivers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "optimizer", "run", "--study", "digits", "--smoke",
-             "--n-trials", "6", "--jobs", "2", "--storage", url,
-             "--run-dir", str(tmp_path / f"machine{i}"),
-             "--artifact-dir", str(tmp_path / "shared-store")],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
-        for i in range(2)
-    ]
-    for driver in drivers:
-        _, err = driver.communicate(timeout=900)
-        assert driver.returncode == 0, err[-2000:]
+    _two_drivers(url, tmp_path, "--n-trials", "6", "--jobs", "2",
+                 "--artifact-dir", str(tmp_path / "shared-store"))
     study = optuna.load_study(study_name="digits-smoke", storage=url)
     trials = study.trials
     assert len({t.number for t in trials}) == len(trials)
