@@ -19,7 +19,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from definitions.attributes import TEST_ACCURACY_ATTR
+from definitions.attributes import FINALIST_ATTR, TEST_ACCURACY_ATTR
 from optimizer.commands import format_table
 from search_spaces.hypermodel import HP_PREFIX
 
@@ -30,11 +30,12 @@ if TYPE_CHECKING:
 COLUMNS = (
     "trial", "accuracy", "test_accuracy", "payload_bytes", "artifact_bytes", "flash_bytes",
     "ram_bytes", "latency_ms", "width", "factorize", "epr_lambda", "quantization",
+    "finalist_of",
 )
 #: The columns of the table for people: sizes in KB, figures rounded.
 TABLE_COLUMNS = (
     "trial", "accuracy", "test_accuracy", "payload_kb", "artifact_kb", "flash_kb", "ram_kb",
-    "latency_ms", "width", "factorize", "epr_lambda", "quantization",
+    "latency_ms", "width", "factorize", "epr_lambda", "quantization", "finalist_of",
 )
 
 
@@ -98,6 +99,8 @@ def front_rows(study: optuna.Study) -> list[dict[str, object]]:
                 "factorize": list(cand.get("factorize", [])),
                 "epr_lambda": None if epr_lambda is None else float(epr_lambda),
                 "quantization": cand.get("quantization"),
+                # a front member fine-tuned after the search: the trial it came from
+                "finalist_of": t.user_attrs.get(FINALIST_ATTR),
                 **hp_values(t),
             }
         )
@@ -133,6 +136,7 @@ def table_row(row: dict[str, object], hp: Sequence[str] = ()) -> list[object]:
         ",".join(row["factorize"]) or "-",
         _rounded(row["epr_lambda"], 3),
         row["quantization"],
+        "-" if row["finalist_of"] is None else row["finalist_of"],
         *(_hp_cell(row.get(name)) for name in hp),
     ]
 

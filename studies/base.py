@@ -87,7 +87,8 @@ class Study:
         outputs: `auto` (told from the last layer), `logits` or `probabilities`.
         defined_in: where the study was found (`pkg.module:NAME`, a study file), set by
             `studies.references.load_study` and recorded on the stored study.
-        expected_runtime: wall time of the default run on a 2-core machine, as measured.
+        expected_runtime: wall time of the default run, as measured, naming the machine it
+            was measured on (machines here differ by 3× or more).
         width_range: (low, high) of the width multiplier α, searched in steps of `width_step`.
         epr_lambda_range: (low, high) of the normalized entropy-penalty weight, log-uniform.
         quantization_modes: the storage formats the search may propose.

@@ -3,6 +3,8 @@ training split, stored as trials of their own."""
 
 from __future__ import annotations
 
+import json
+
 import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
@@ -93,6 +95,13 @@ def test_run_trains_finalists_as_trials_of_their_own_that_export_reads(tmp_path)
     assert f"(finalist of trial {finalists[0].user_attrs[FINALIST_ATTR]})" in out.stderr
     done = [t for t in finalists if t.state == TrialState.COMPLETE]
     assert done, out.stderr[-3000:]
+    front = run_cli("pareto", "--study", str(study_file), "--smoke", "--run-dir",
+                    str(tmp_path), "--format", "json")
+    assert front.returncode == 0, front.stderr[-2000:]
+    marked = {row["trial"]: row["finalist_of"] for row in json.loads(front.stdout)}
+    for final in done:
+        if final.number in marked:  # a finalist on the front says where it came from
+            assert marked[final.number] == final.user_attrs[FINALIST_ATTR]
     exported = run_cli("export", "--study", str(study_file), "--smoke",
                        "--run-dir", str(tmp_path),
                        "--trial", str(done[0].number), "--out", str(tmp_path / "exp"))
@@ -109,3 +118,15 @@ def test_a_smoke_run_has_no_finalists_unless_asked_and_a_negative_count_is_refus
     out = run_cli("run", "--study", "digits", "--smoke", "--finalists", "-1",
                   "--run-dir", str(tmp_path / "b"))
     assert out.returncode == 2 and "--finalists must be 0" in out.stderr
+
+
+def test_pareto_names_the_trial_a_finalist_came_from():
+    from optimizer.pareto import format_front, front_rows
+
+    study = _study([(0.80, 900), (0.92, 60_000), (0.93, 59_000)], t2={FINALIST_ATTR: 1})
+    rows = {row["trial"]: row for row in front_rows(study)}
+    assert rows[2]["finalist_of"] == 1 and rows[0]["finalist_of"] is None
+    assert 1 not in rows  # its finalist dominates it
+    table = format_front(list(rows.values()), "table").splitlines()
+    assert table[0].split()[-1] == "finalist_of"
+    assert [line.split()[-1] for line in table[2:]] == ["-", "1"]
