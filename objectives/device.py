@@ -41,10 +41,12 @@ payload, and this module measures them for one `.tflite` flatbuffer:
   one thread on the *host CPU, not the device*: a relative figure for comparing trials on
   one machine, not a prediction of a microcontroller's latency.
 
-TFLM runs in a child Python process (about 0.3 s per model): its diagnostics go to the
-C `stderr`, which the child's pipe captures (the parent's streams are left alone), the
-arena report is parsed from there, and a crash or abort of the C++ runtime on an unusual
-model ends the child, not the trial. The flatbuffer is parsed with the maintained
+TFLM runs in a child Python process, one per process that measures (`_TflmChild`: a
+worker's trials share it, so a file costs an invoke, not an interpreter start of about
+0.15 s): its diagnostics go to the C `stderr`, which the child sends back per model (the
+parent's streams are left alone), the arena report is parsed from there, and a crash or
+abort of the C++ runtime on an unusual model ends the child, not the trial (the next
+model starts another). The flatbuffer is parsed with the maintained
 `tflite` package (the TFLite schema as Python), not TensorFlow's private generated
 schema. TensorFlow, `tflite` and `tflite-micro` are imported lazily, when a figure is
 measured.
@@ -53,9 +55,11 @@ measured.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -355,20 +359,113 @@ class _TflmArena:
     tail: int
 
 
-#: Run in a child interpreter: load the model from stdin, invoke it once on zeros, and
-#: print the RecordingMicroAllocator's report (to C stderr). argv: arena size, #inputs.
+#: Run in a lasting child interpreter (`_TflmChild`): for each request on stdin — a
+#: header of arena size, number of inputs and model length (three little-endian uint32),
+#: then the model — load the model, invoke it once on zeros and print the
+#: RecordingMicroAllocator's report. TFLM prints to C stderr, so during each request fd 2
+#: is the log file argv[1], emptied first; the answer on the saved stdout is a status (0:
+#: ran; 1: a Python exception, whose traceback follows the report) and the log's text,
+#: length-prefixed. A crash of the C++ runtime ends the child, its last words in the log;
+#: the next request starts another.
 _TFLM_CHILD = """\
-import sys
+import os, struct, sys, traceback
 import numpy as np
 from tflite_micro.python.tflite_micro import runtime
-arena_size, n_inputs = int(sys.argv[1]), int(sys.argv[2])
-interpreter = runtime.Interpreter.from_bytes(sys.stdin.buffer.read(), arena_size=arena_size)
-for i in range(n_inputs):
-    detail = interpreter.get_input_details(i)
-    interpreter.set_input(np.zeros(detail["shape"], dtype=detail["dtype"]), i)
-interpreter.invoke()
-interpreter.print_allocations()
+answers = os.fdopen(os.dup(1), "wb")
+os.dup2(2, 1)  # whatever else prints goes to stderr, not into the answers
+saved_stderr = os.dup(2)
+requests = sys.stdin.buffer
+while True:
+    head = requests.read(12)
+    if len(head) < 12:
+        break
+    arena_size, n_inputs, length = struct.unpack("<III", head)
+    model = requests.read(length)
+    status = 0
+    with open(sys.argv[1], "w+b") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
+            for i in range(n_inputs):
+                detail = interpreter.get_input_details(i)
+                interpreter.set_input(np.zeros(detail["shape"], dtype=detail["dtype"]), i)
+            interpreter.invoke()
+            interpreter.print_allocations()
+            del interpreter
+        except Exception:
+            status = 1
+            sys.stderr.write("Traceback (most recent call last):\\n" + traceback.format_exc())
+        sys.stderr.flush()
+        os.dup2(saved_stderr, 2)
+        log.seek(0)
+        text = log.read()
+    answers.write(struct.pack("<II", status, len(text)) + text)
+    answers.flush()
 """
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class _TflmChild:
+    """The one TFLM child of this process, started at its first request and kept for the
+    next ones (a worker's trials share it: one interpreter start, about 0.15 s, instead of
+    one per measured file); a new one after a crash, a hang or a fork."""
+
+    process: subprocess.Popen | None = None
+    pid: int | None = None  # the process that started it (a forked worker starts its own)
+    log: str | None = None  # where the child's TFLM output of the current model goes
+
+    @classmethod
+    def run(cls, flatbuffer: bytes, *, arena_size: int, n_inputs: int,
+            timeout: float) -> tuple[int, str]:
+        """(status, TFLM's output) for one model: 0 ran; 1 raised (the traceback is in
+        the output); negative or other: the child ended (`-signal`, or its exit status)."""
+        import struct
+
+        if cls.process is None or cls.pid != os.getpid() or cls.process.poll() is not None:
+            import atexit
+            import tempfile
+
+            if cls.log is None or cls.pid != os.getpid():
+                handle, cls.log = tempfile.mkstemp(prefix="tflm-", suffix=".log")
+                os.close(handle)
+                atexit.register(_remove, cls.log)
+            cls.process = subprocess.Popen(
+                [sys.executable, "-c", _TFLM_CHILD, cls.log], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            cls.pid = os.getpid()
+        child = cls.process
+        answer: list[bytes] = []
+
+        def exchange() -> None:
+            child.stdin.write(struct.pack("<III", arena_size, n_inputs, len(flatbuffer))
+                              + flatbuffer)
+            child.stdin.flush()
+            head = child.stdout.read(8)
+            if len(head) == 8:
+                status, length = struct.unpack("<II", head)
+                answer.append(bytes([status]) + child.stdout.read(length))
+
+        talk = threading.Thread(target=exchange, daemon=True)
+        talk.start()
+        talk.join(timeout)
+        if talk.is_alive():
+            child.kill()
+            child.wait()
+            cls.process = None
+            raise subprocess.TimeoutExpired(cmd="tflite-micro", timeout=timeout)
+        if not answer:  # it died on this model: its log has TFLM's last words
+            code = child.wait()
+            cls.process = None
+            with open(cls.log, "rb") as log:
+                return (code if code != 0 else 1), log.read().decode(errors="replace")
+        return answer[0][0], answer[0][1:].decode(errors="replace")
+
 
 _REPORT = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 
@@ -399,18 +496,14 @@ def _tflm_arena(flatbuffer: bytes, *, arena_size: int) -> tuple[_TflmArena | Non
         from objectives.flatbuffer import read_model
 
         n_inputs = read_model(flatbuffer).Subgraphs(0).InputsLength()
-        child = subprocess.run(
-            [sys.executable, "-c", _TFLM_CHILD, str(arena_size), str(n_inputs)],
-            input=flatbuffer,
-            capture_output=True,
-            timeout=TFLM_TIMEOUT_S,
-            check=False,
-        )
+        status, stderr = _TflmChild.run(bytes(flatbuffer), arena_size=arena_size,
+                                        n_inputs=n_inputs, timeout=TFLM_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return None, f"tflite-micro took more than {TFLM_TIMEOUT_S:g} s to run the model once"
-    stderr = child.stderr.decode(errors="replace")
-    if child.returncode != 0:
-        return None, _failure_note(stderr, child.returncode)
+    except (BrokenPipeError, OSError) as error:  # it could not even be started
+        return None, one_line(f"tflite-micro could not be started: {error}")
+    if status != 0:
+        return None, _failure_note(stderr, status)
     report = {name: int(value) for name, value in _REPORT.findall(stderr)}
     if set(report) != {"total", "head", "tail"}:
         return None, one_line("tflite-micro ran but printed no arena report: " + stderr.strip())

@@ -179,6 +179,49 @@ def test_a_crashed_tflite_micro_child_is_reported_not_raised():
                     "Didn't find op for builtin opcode 'FOO'; killed by signal 11")
 
 
+def test_one_tflite_micro_child_serves_every_file_this_process_measures(conv_modes,
+                                                                        conv_float32):
+    """A worker's trials share one TFLM interpreter: no interpreter start per file, and a
+    file TFLM cannot run (float16) does not end it."""
+    first = device.measure(conv_float32, runs=1)
+    child = device._TflmChild.process
+    assert child is not None and child.poll() is None
+    cannot = device.measure(conv_modes["float16"], runs=1)
+    assert "could not run the model" in cannot.ram_note and "DEQUANTIZE" in cannot.ram_note
+    again = device.measure(conv_float32, runs=1)
+    assert device._TflmChild.process is child and child.poll() is None
+    assert (again.ram_bytes, again.ram_method) == (first.ram_bytes, "tflite-micro")
+
+
+def test_a_tflite_micro_child_that_died_is_replaced_for_the_next_file(conv_float32):
+    import signal
+
+    first = device.measure(conv_float32, runs=1)
+    child = device._TflmChild.process
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    after = device.measure(conv_float32, runs=1)
+    assert device._TflmChild.process is not child
+    assert (after.ram_bytes, after.ram_method) == (first.ram_bytes, "tflite-micro")
+
+
+def test_tflite_micro_s_last_words_before_a_crash_reach_the_note(conv_float32, monkeypatch):
+    """The C++ runtime aborting on a model ends the child mid-request: what it printed
+    before (kept in the child's log file) names the cause."""
+    dying = ("import os, sys\n"
+             "sys.stdin.buffer.read(12)\n"
+             "with open(sys.argv[1], 'wb') as log:\n"
+             "    log.write(b\"Didn't find op for builtin opcode 'FOO'\\n\")\n"
+             "os.abort()\n")
+    monkeypatch.setattr(device, "_TFLM_CHILD", dying)
+    monkeypatch.setattr(device._TflmChild, "process", None)
+    arena, note = device._tflm_arena(conv_float32, arena_size=1 << 20)
+    assert arena is None
+    assert note == ("tflite-micro could not run the model: "
+                    "Didn't find op for builtin opcode 'FOO'; killed by signal 6")
+    assert device._TflmChild.process is None  # the next file starts a new child
+
+
 # -- int8 -------------------------------------------------------------------------------------
 
 
