@@ -319,7 +319,7 @@ def markdown(results: list[dict]) -> str:
               "| finalists | final HV | best ≤ 4 KB | best ≤ 16 KB | most accurate |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: (r["seed"], r["arm"])):
-        if "search_seconds" not in r:
+        if not r.get("search_trials"):  # the seed arm, or a row from before issue 24
             continue
 
         def pct(value) -> str:
@@ -331,6 +331,23 @@ def markdown(results: list[dict]) -> str:
             f"{3600 * r['search_trials'] / r['search_seconds']:.0f} | "
             f"{r['hv_after_search']:.3f} | {r['finalists']} | {r['hv']:.3f} | "
             f"{pct(r['best_test_4kb'])} | {pct(r['best_test_16kb'])} | {pct(r['best_test'])} |")
+    pairs = [(r, j) for r in results if r["arm"] == "shipped" for j in results
+             if (j["arm"], j["seed"]) == ("jobs2", r["seed"])]
+    if pairs:
+        lines += ["", "| seed | `--jobs 2` ends at (min) | HV then: `--jobs 1` / `--jobs 2` "
+                  "| `--jobs 1` ends at (min) | HV then: `--jobs 1` / `--jobs 2` "
+                  "| search trials / hour: `--jobs 1` / `--jobs 2` |",
+                  "|---|---|---|---|---|---|"]
+        for one, two in sorted(pairs, key=lambda pair: pair[0]["seed"]):
+            def rate(r: dict) -> float:
+                return 3600 * r["search_trials"] / r["search_seconds"]
+
+            lines.append(
+                f"| {one['seed']} | {two['seconds'] / 60:.1f} | "
+                f"{hv_at(one, two['seconds']):.3f} / {hv_at(two, two['seconds']):.3f} | "
+                f"{one['seconds'] / 60:.1f} | {hv_at(one, one['seconds']):.3f} / "
+                f"{hv_at(two, one['seconds']):.3f} | {rate(one):.0f} / {rate(two):.0f} "
+                f"({rate(two) / rate(one):.2f}×) |")
     for r in sorted(results, key=lambda r: (r["seed"], r["arm"])):
         lines.append(f"\n{r['arm']}, seed {r['seed']} front (test accuracy, payload):")
         lines += [f"- {p['bytes']:,} B at {100 * p['test']:.1f}% ({p['label']})"
