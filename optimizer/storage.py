@@ -35,6 +35,29 @@ SCHEMA_RACE_ATTEMPTS = 3
 
 
 
+def _driver_storage() -> type:
+    """Optuna's RDB storage, its trial state changes one at a time in this process.
+
+    With `run --jobs N`, N driver threads ask for trials at once; taking a queued trial
+    (a reference point, a retry, an extension) is a WAITING → RUNNING change that Optuna
+    makes atomic with `SELECT … FOR UPDATE`, which SQLite does not have: two threads
+    took the same queued trial (measured: "Cannot tell a COMPLETE trial", a
+    `--jobs 2` Fashion-MNIST run). Under one lock the second thread finds it RUNNING and
+    takes another."""
+    import threading
+
+    import optuna
+
+    class DriverStorage(optuna.storages.RDBStorage):
+        _state_lock = threading.Lock()
+
+        def set_trial_state_values(self, trial_id, state, values=None):
+            with self._state_lock:
+                return super().set_trial_state_values(trial_id, state=state, values=values)
+
+    return DriverStorage
+
+
 def study_name(name: str, *, smoke: bool) -> str:
     """The Optuna study name: the study's name, with `-smoke` for the smoke budget."""
     return f"{name}{SMOKE_SUFFIX}" if smoke else name
@@ -119,7 +142,7 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseS
             try:
                 with warnings.catch_warnings():  # heartbeats are marked experimental
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return optuna.storages.RDBStorage(url, **kwargs)
+                    return _driver_storage()(url, **kwargs)
             except sqlalchemy.exc.IntegrityError:
                 # drivers started together on a fresh server database race to create
                 # Optuna's tables; the loser finds them made once the winner commits

@@ -155,3 +155,31 @@ def test_ctrl_c_ends_every_trial_in_flight_and_each_is_retried(tmp_path):
         states=(TrialState.WAITING,))}
     assert {t.number for t in interrupted} <= retried
     assert workers and not any(os.path.exists(f"/proc/{pid}") for pid in workers)
+
+
+def test_driver_threads_never_take_the_same_queued_trial(tmp_path):
+    """`--jobs N` threads ask for queued trials at once; on SQLite (no `FOR UPDATE`) plain
+    Optuna storage handed one WAITING trial to two threads (found in a `--jobs 2` run)."""
+    import threading
+
+    from optimizer.storage import open_storage
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/s.db"),
+                                study_name="queued")
+    for i in range(40):
+        study.enqueue_trial({"x": float(i)})
+    taken: list[int] = []
+
+    def take() -> None:
+        for _ in range(20):
+            trial = study.ask()
+            taken.append(trial.number)
+            study.tell(trial, 1.0)
+
+    threads = [threading.Thread(target=take) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(taken) == list(range(40))
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
