@@ -160,9 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--finalists", type=int, metavar="K",
-        help="after the search, train up to K front members again on the whole training "
-        f"split to the end of a decaying schedule, each stored as a trial of its own "
-        f"(default {FINALISTS}; none for --smoke; 0: none)",
+        help="after the search, fine-tune up to K front members from their trial's "
+        "weights on the whole training split, to the end of a decaying schedule, each "
+        f"stored as a trial of its own (default {FINALISTS}; none for --smoke; 0: none)",
     )
     p.add_argument(
         "--no-isolation", action="store_true",
