@@ -10,15 +10,14 @@ Python warnings off the terminal unless `--verbose`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.errors import UsageError
 from optimizer.artifacts import fetch
+from optimizer.worker import tensorflow_warnings_held_back
 
 if TYPE_CHECKING:
     import optuna
@@ -27,23 +26,6 @@ if TYPE_CHECKING:
     from studies.datasets import Splits
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def tensorflow_warnings_held_back() -> Iterator[None]:
-    """Raises the `tensorflow` logger (TensorFlow's Python logging) to ERROR for the
-    duration, then restores its level; does nothing when our `optimizer` logger is enabled
-    for DEBUG (the CLI's `--verbose`)."""
-    if logging.getLogger("optimizer").isEnabledFor(logging.DEBUG):
-        yield
-        return
-    tf_logger = logging.getLogger("tensorflow")
-    level = tf_logger.level
-    tf_logger.setLevel(max(level, logging.ERROR))
-    try:
-        yield
-    finally:
-        tf_logger.setLevel(level)
 
 
 def score_front_on_test(

@@ -7,6 +7,7 @@ machines). Storage is always injected, never global.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 import warnings
@@ -35,6 +36,7 @@ SCHEMA_RACE_ATTEMPTS = 3
 
 
 
+@functools.cache
 def _driver_storage() -> type:
     """Optuna's RDB storage, its trial state changes one at a time in this process.
 
@@ -43,7 +45,7 @@ def _driver_storage() -> type:
     makes atomic with `SELECT … FOR UPDATE`, which SQLite does not have: two threads
     took the same queued trial (measured: "Cannot tell a COMPLETE trial", a
     `--jobs 2` Fashion-MNIST run). Under one lock the second thread finds it RUNNING and
-    takes another."""
+    takes another. One class (and lock) per process, for every storage it opens."""
     import threading
 
     import optuna

@@ -153,6 +153,24 @@ def _resident_bytes() -> int:
         return 0
 
 
+@contextlib.contextmanager
+def tensorflow_warnings_held_back() -> Iterator[None]:
+    """Raises the `tensorflow` logger (TensorFlow's Python logging) to ERROR for the
+    duration, then restores its level; does nothing when our `optimizer` logger is enabled
+    for DEBUG (the CLI's `--verbose`). The one rule for a worker's tasks and the driver's
+    test scoring alike."""
+    if logging.getLogger("optimizer").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        tf_logger.setLevel(level)
+
+
 def _watch_parent(parent: int) -> None:
     while True:
         if os.getppid() != parent:
@@ -171,10 +189,6 @@ def _serve_tasks(conn, parent: int, shared: dict[str, Any], environment: dict[st
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.environ.update(environment)  # before this worker first imports TensorFlow
-    if not logging.getLogger("optimizer").isEnabledFor(logging.DEBUG):
-        # one lasting worker predicts with many models, and TensorFlow warns of
-        # "retracing" once it has seen five; `--verbose` (DEBUG) keeps the warning
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     _CHANNEL = conn
     while True:
@@ -187,7 +201,10 @@ def _serve_tasks(conn, parent: int, shared: dict[str, Any], environment: dict[st
         fn, kwargs = task
         conn.send(("started", time.time()))
         try:
-            answer = ("ok", fn(**shared, **kwargs))
+            # one lasting worker predicts with many models, and TensorFlow warns of
+            # "retracing" once it has seen five
+            with tensorflow_warnings_held_back():
+                answer = ("ok", fn(**shared, **kwargs))
         except Exception as error:  # every exception travels back; the driver decides
             answer = ("raised", error)
         except KeyboardInterrupt:
