@@ -159,8 +159,14 @@ class Objective:
                 result = run_in_process(evaluate_candidate, serve=serve, **task)
             else:
                 with self.workers.worker() as worker:
-                    result = worker.run(evaluate_candidate, serve=serve, **task)
-                    figures = worker.last
+                    try:
+                        result = worker.run(evaluate_candidate, serve=serve, **task)
+                    finally:  # a pruned or failed trial ran in a worker too
+                        figures = worker.last
+                        if figures is not None:
+                            trial.set_user_attr(WORKER_ATTR, {
+                                "pid": figures.pid, "task": figures.task,
+                                "resident_bytes": figures.resident_bytes})
         except OverBudget as error:
             # known infeasible before training: PRUNED with the figures, and told to the
             # sampler as infeasible through the same constraints as a trained trial's
@@ -198,8 +204,6 @@ class Objective:
         phases = dict(result.phase_seconds)
         if figures is not None:
             phases["worker_start"] = figures.start_seconds
-            trial.set_user_attr(WORKER_ATTR, {"pid": figures.pid, "task": figures.task,
-                                              "resident_bytes": figures.resident_bytes})
         phases["record"] = time.perf_counter() - recording
         trial.set_user_attr(PHASE_SECONDS_ATTR, phases)
         return values

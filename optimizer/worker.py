@@ -247,7 +247,8 @@ class Worker:
     `shared` (e.g. the data splits) is given to every task as keyword arguments without
     being sent: inherited by a forked worker, sent once to a spawned one. `threads`: the
     TensorFlow threads it may use (None: TensorFlow's default). `recycle_growth_bytes`:
-    the growth of resident memory after which it is `worn`."""
+    the growth of resident memory after which it is `worn`. `last`: the `TaskFigures` of
+    the latest task, whether it returned or raised (None when it died unanswered)."""
 
     def __init__(self, *, shared: Mapping[str, Any] | None = None,
                  threads: int | None = None,
@@ -286,6 +287,7 @@ class Worker:
         answering raises `WorkerDied`. A stop request (`request_interrupt`), Ctrl-C or
         SIGTERM here ends the worker and raises KeyboardInterrupt. The task's questions
         (`ask_driver`) are answered by `serve`."""
+        self.last = None  # set again only when this task answers
         if _STOP.is_set():
             raise KeyboardInterrupt
         sent = {k: v for k, v in kwargs.items()

@@ -37,8 +37,9 @@ def test_jobs_2_runs_trials_at_once_in_two_lasting_workers(tmp_path):
     states = [t.state for t in study.trials]
     assert TrialState.RUNNING not in states and TrialState.WAITING not in states
     assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) >= 6
-    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    workers = [t.user_attrs[WORKER_ATTR] for t in done]
+    ran = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert all(WORKER_ATTR in t.user_attrs for t in ran)  # pruned ones ran in a worker too
+    workers = [t.user_attrs[WORKER_ATTR] for t in ran]
     assert len({w["pid"] for w in workers}) == 2
     assert max(w["task"] for w in workers) >= 1  # a worker ran more than one trial
     ended = [t for t in study.trials if t.state.is_finished()]

@@ -120,6 +120,24 @@ def test_a_pool_worker_runs_trial_after_trial_in_one_process():
     assert tasks == [0, 1, 2]
 
 
+def test_a_task_that_raises_still_reports_what_it_cost_and_a_dead_one_does_not():
+    """A pruned or failed trial ran in its worker too: its figures (pid, task) are
+    recorded; a worker that died answered nothing, so it reports none, not the last
+    task's."""
+    from optimizer.worker import WorkerPool
+
+    with WorkerPool(1) as pool:
+        with pool.worker() as worker:
+            pid = worker.run(_whoami)[0]
+        with pool.worker() as worker, pytest.raises(HopelessTrial):
+            worker.run(_hopeless)
+        assert worker.last is not None
+        assert (worker.last.pid, worker.last.task) == (pid, 1)
+        with pool.worker() as worker, pytest.raises(WorkerDied):
+            worker.run(_die)
+        assert worker.last is None
+
+
 def test_shared_data_reach_every_task_without_being_sent():
     """In a driver without TensorFlow (a fresh interpreter, as `run` is) the workers are
     forked: a shared object that cannot even be pickled reaches every task."""
