@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.attributes import FINALIST_ATTR
-from optimizer.halving import epsilon_net_order
+from optimizer.halving import epsilon_net_order, log_bytes
 from optimizer.progress import OneAtATime
 
 if TYPE_CHECKING:
@@ -83,15 +83,13 @@ def choose_finalists(opt_study: optuna.Study, *, k: int) -> list[optuna.trial.Fr
     """Up to `k` front members (feasible ones, as `pareto` reads the front) without a
     finalist of their own, spread along the front: in ε-net order of (accuracy, log10
     bytes), so the most accurate and the smallest come first."""
-    import math
-
     if k <= 0:
         return []
     finalized = {t.user_attrs[FINALIST_ATTR] for t in opt_study.get_trials(deepcopy=False)
                  if is_finalist(t)}
     front = [t for t in opt_study.best_trials
              if not is_finalist(t) and t.number not in finalized and t.params]
-    points = [(t.values[0], math.log10(max(t.values[1], 1.0))) for t in front]
+    points = [(t.values[0], log_bytes(t.values[1])) for t in front]
     order = epsilon_net_order(points, list(range(len(front))))
     return [front[i] for i in order[:k]]
 

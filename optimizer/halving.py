@@ -126,10 +126,10 @@ class RungJudge:
     def continues(self, *, rung: int, accuracy: float, payload: float) -> bool:
         """Whether a trial that scored `accuracy` at `payload` bytes after `rung` epochs
         trains on."""
-        earlier = [(a, _log(b)) for r, a, b in self.history if r == rung]
+        earlier = [(a, log_bytes(b)) for r, a, b in self.history if r == rung]
         if self.exempt or len(earlier) < self.eta:
             return True
-        points = [*earlier, (accuracy, _log(payload))]
+        points = [*earlier, (accuracy, log_bytes(payload))]
         me = len(points) - 1
         if self.keep_front and me in nondominated_fronts(points)[0]:
             return True
@@ -151,7 +151,9 @@ class DriverJudge:
         return bool(ask_driver(("rung", int(rung), float(accuracy), float(payload))))
 
 
-def _log(payload: float) -> float:
+def log_bytes(payload: float) -> float:
+    """The scale on which sizes are compared along a front: log10 of the bytes (at least
+    one byte), so that halving a 4 KB model counts as much as halving a 4 MB one."""
     return math.log10(max(payload, 1.0))
 
 

@@ -20,11 +20,11 @@ after a few failures.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from optimizer.halving import log_bytes
 from search_spaces import Candidate, candidate_params, suggest
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ FAILED_SCORE = -1.0
 
 def score(accuracy: float, size_bytes: float) -> float:
     """The single objective KerasTuner maximizes."""
-    return accuracy - BYTES_WEIGHT * math.log10(max(size_bytes, 1.0))
+    return accuracy - BYTES_WEIGHT * log_bytes(size_bytes)
 
 
 class HyperParametersAsTrial:
