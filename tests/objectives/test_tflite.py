@@ -211,6 +211,72 @@ def test_converter_failure_is_wrapped_with_a_one_line_reason():
     assert caught.value.__cause__ is not None
 
 
+def _keras_path(model, *, quantization: str, representative_x) -> bytes:
+    """The file of `tf.lite.TFLiteConverter.from_keras_model`, the path `convert` avoids."""
+    import tensorflow as tf
+
+    samples = tflite._draw(representative_x, 200) if quantization == "int8" else None
+    return tflite._converted(tf.lite.TFLiteConverter.from_keras_model(model),
+                             quantization=quantization, samples=samples, int8_io=False)
+
+
+def _operators_and_signatures(flatbuffer: bytes):
+    import tensorflow as tf
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    operators = [flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+                 for op in model.subgraphs[0].operators]
+    return operators, tf.lite.Interpreter(model_content=flatbuffer).get_signature_list()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_conversion_is_keras_own_file_op_for_op_with_its_serving_signature(
+        mode, trained, digits, flatbuffers):
+    """`convert` freezes the model's inference function instead of saving and reloading a
+    SavedModel; the file it gives runs the same operators on the same weights (the same
+    outputs), the same payload, and the same `serving_default` signature."""
+    ours = tflite._frozen_conversion(
+        trained, quantization=mode, int8_io=False,
+        samples=tflite._draw(digits.x_train, 200) if mode == "int8" else None)
+    assert ours is not None and ours == flatbuffers[mode]  # the path `convert` takes
+    keras_own = _keras_path(trained, quantization=mode, representative_x=digits.x_train)
+    assert _operators_and_signatures(ours) == _operators_and_signatures(keras_own)
+    assert size.tflite_payload_bytes(ours) == size.tflite_payload_bytes(keras_own)
+    x = digits.x_test[:64]
+    assert np.array_equal(tflite.predict(ours, x), tflite.predict(keras_own, x))
+    signature = _operators_and_signatures(ours)[1]["serving_default"]
+    assert signature["inputs"] == list(trained.input_names)
+    assert signature["outputs"] == list(trained.output_names)
+
+
+def test_a_two_input_model_keeps_its_inputs_in_order_under_their_names():
+    import tensorflow as tf
+
+    a, b = tf.keras.Input((3,), name="left"), tf.keras.Input((5,), name="right")
+    out = tf.keras.layers.Dense(2, name="scores")(
+        tf.keras.layers.Concatenate()([a, tf.keras.layers.Dense(3)(b)]))
+    model = tf.keras.Model([a, b], out)
+    flatbuffer = tflite.convert(model, quantization="float32")
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    runner = interpreter.get_signature_runner("serving_default")
+    x = {"left": np.ones((1, 3), np.float32), "right": np.full((1, 5), 0.5, np.float32)}
+    got = runner(**x)["scores"]
+    assert np.allclose(got, model.predict([x["left"], x["right"]], verbose=0), atol=1e-5)
+
+
+def test_a_recurrent_model_converts_by_keras_own_path():
+    import tensorflow as tf
+
+    inputs = tf.keras.Input((6, 4), batch_size=2)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(tf.keras.layers.LSTM(5)(inputs)))
+    ours = tflite.convert(model, quantization="float32")
+    operators, _ = _operators_and_signatures(ours)
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in operators  # the fused kernel, found as before
+    x = np.random.default_rng(0).random((2, 6, 4), dtype=np.float32)
+    assert np.allclose(tflite.predict(ours, x), model.predict(x, verbose=0), atol=1e-5)
+
+
 def test_representative_draw_is_reproducible_and_spread_over_the_array():
     x = np.arange(1000, dtype=np.float32).reshape(1000, 1, 1, 1)
     drawn = tflite._draw(x, 200)
