@@ -12,8 +12,10 @@ both values and what to do, before anything is written.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import sys
 from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
@@ -256,8 +258,16 @@ def _load_splits(*, dataset: str, data: str | None, data_dir: Path | None,
                              f"from the loader {data}")
         # a Path is read as a file or folder, never as a loader reference
         source = Path(data_dir) / Path(data).name
-    return load_user_data(source, split_seed=split_seed,
-                          validation_fraction=USER_VALIDATION_FRACTION)
+    read = functools.partial(load_user_data, source, split_seed=split_seed,
+                             validation_fraction=USER_VALIDATION_FRACTION)
+    if Path(source).expanduser().is_file() or "tensorflow" in sys.modules:
+        return read()
+    # An image folder is decoded by Keras, and a loader may import TensorFlow as well:
+    # read in a child of its own, so that this driver stays without TensorFlow and forks
+    # its workers with the data in memory instead of spawning them (issue 24).
+    from optimizer.worker import run_isolated
+
+    return run_isolated(read)
 
 
 def load_recorded_data(opt_study: optuna.Study, *, data_dir: Path | None,

@@ -163,6 +163,33 @@ def _write_pngs(folder, images) -> None:
         Image.fromarray(image).save(folder / f"{i}.png")
 
 
+def test_a_driver_reads_an_image_folder_without_importing_tensorflow(tmp_path):
+    """Keras decodes the folder in a child of its own, so that `run`'s driver stays
+    without TensorFlow and forks its workers with the data (issue 24); the splits are
+    the ones read in the driver itself."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    rng = np.random.default_rng(0)
+    for name in ("dog", "cat"):
+        _write_pngs(tmp_path / "images" / name, rng.integers(0, 256, (30, 6, 6), dtype=np.uint8))
+    code = (
+        "import sys\n"
+        "from optimizer.record import load_data\n"
+        f"s = load_data(dataset='user', data={str(tmp_path / 'images')!r}, data_dir=None,\n"
+        "              split_seed=3, warn=False)\n"
+        "print('tensorflow' in sys.modules, s.class_names, s.fingerprints()['data'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    here = load_data(dataset="user", data=str(tmp_path / "images"), data_dir=None,
+                     split_seed=3, warn=False)
+    assert out.stdout.split() == ["False", "('cat',", "'dog')", here.fingerprints()["data"]]
+
+
 def test_an_image_folder_names_its_classes_once_in_label_order(tmp_path, caplog):
     rng = np.random.default_rng(0)
     for name in ("emu", "cat", "dog"):
