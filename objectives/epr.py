@@ -475,8 +475,11 @@ class CompressibleLayer(tf.keras.layers.Layer):
 class CompressedLayer(tf.keras.layers.Layer):
     """A layer whose weights are bit strings plus float16 side information.
 
-    Decodes its weights on every call, through the same dequantization as the
+    Its weights are decoded from the bit strings through the same dequantization as the
     compressible layer, so it predicts exactly like the model it was compressed from.
+    They are decoded once, eagerly, at the first call: tracing the range decoder into
+    every graph that calls the layer (the functional clone `compress` builds is one) cost
+    more than the rest of `compress` together.
     """
 
     def __init__(
@@ -497,6 +500,7 @@ class CompressedLayer(tf.keras.layers.Layer):
                         for k, v in strings.items()}
         self.side = {k: tf.Variable(v.astype(np.float16), trainable=False, name=f"{k}_f16")
                      for k, v in side.items()}
+        self._decoded_values: tuple[tf.Tensor, ...] | None = None
 
     @classmethod
     def from_compressible(cls, layer: CompressibleLayer) -> CompressedLayer:
@@ -518,9 +522,15 @@ class CompressedLayer(tf.keras.layers.Layer):
         )
 
     def decoded_weights(self) -> dict[str, tf.Tensor]:
-        """The plain weights, decoded from the bit strings (`_decoded`)."""
-        return {spec.name: _decoded(spec, self.strings.get(spec.name), self.side[spec.name])
-                for spec in self.specs}
+        """The plain weights, decoded from the bit strings (`_decoded`) at the first use,
+        outside any graph being traced (`tf.init_scope`), and kept."""
+        if self._decoded_values is None:
+            with tf.init_scope():
+                self._decoded_values = tuple(
+                    _decoded(spec, self.strings.get(spec.name), self.side[spec.name])
+                    for spec in self.specs)
+        return dict(zip((spec.name for spec in self.specs), self._decoded_values,
+                        strict=True))
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return _FORWARD[self.plain_class](self.plain_config, self.decoded_weights(), inputs)
@@ -772,8 +782,13 @@ def estimated_bits(compressible: CompressibleModel, *, rounded: bool = True) -> 
 
 
 def decompress(compressed: CompressedModel) -> tf.keras.Model:
-    """A plain Keras model (standard layers only) holding the decoded weights."""
-    return _assemble(compressed.plain_json, compressed.coded_layers())
+    """A plain Keras model (standard layers only) holding the decoded weights (those its
+    layers decoded already, not decoded again)."""
+    return _assemble(compressed.plain_json, [
+        (path, [w.numpy() for w in layer.decoded_weights().values()]
+         if isinstance(layer, CompressedLayer) else [v for _, _, v in _raw_coded(layer)])
+        for path, layer in _walk(compressed)
+        if isinstance(layer, CompressedLayer) or _is_raw(layer)])
 
 
 def save(compressed: CompressedModel, path: str | os.PathLike) -> None:
@@ -831,7 +846,8 @@ def load(path: str | os.PathLike) -> tf.keras.Model:
             side = np.frombuffer(get(w[_SIDE_KEY[version]]), dtype=_side_dtype(spec)).reshape(
                 spec.shape if spec.coding in (FLOAT16, RAW) else spec.log_step_shape)
             coded.append((spec, None if w["string"] is None else get(w["string"]), side))
-        layers.append((tuple(entry["path"]), coded))
+        layers.append((tuple(entry["path"]), [_decoded(spec, string, side).numpy()
+                                              for spec, string, side in coded]))
     return _assemble(header["architecture"], layers)
 
 
@@ -854,11 +870,10 @@ def _refuse_code(path: str | os.PathLike, architecture: Any) -> None:
             "loading it would run that code: not loaded"))
 
 
-def _assemble(
-    plain_json: str,
-    layers: list[tuple[tuple[str, ...], list[tuple[_Spec, bytes | None, np.ndarray]]]],
-) -> tf.keras.Model:
-    """Plain model from its JSON, with each coded layer's weights decoded and set."""
+def _assemble(plain_json: str, layers: list[tuple[tuple[str, ...], list[np.ndarray]]]
+              ) -> tf.keras.Model:
+    """Plain model from its JSON, with the decoded weights of each layer (by its path of
+    names, in Keras' order) set."""
     try:
         model = tf.keras.models.model_from_json(plain_json)
     except (TypeError, ValueError) as error:  # a layer Keras cannot (safely) rebuild
@@ -867,12 +882,11 @@ def _assemble(
                            "which is not run") from None
         raise EPRError(one_line(f"the .epr architecture cannot be rebuilt: "
                                 f"{type(error).__name__}: {error}")) from None
-    for path, coded in layers:
+    for path, weights in layers:
         target: Any = model
         for name in path:
             target = target.get_layer(name)
-        target.set_weights([_decoded(spec, string, side).numpy()
-                            for spec, string, side in coded])
+        target.set_weights(weights)
     return model
 
 

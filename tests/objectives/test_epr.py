@@ -113,6 +113,28 @@ def test_round_trip_predictions_agree(trained_mixed, tmp_path):
         np.testing.assert_allclose(logits, reference, rtol=1e-6, atol=1e-6, err_msg=name)
 
 
+def test_each_coded_weight_is_range_decoded_once_however_often_it_is_used(
+        trained_mixed, monkeypatch):
+    """A compressed layer decodes its bit strings once, eagerly, and keeps the weights:
+    building the compressed model, predicting twice and decompressing decode nothing
+    again (the range decoder traced into each graph was most of `compress`'s time)."""
+    compressible, _, x = trained_mixed
+    decodings = []
+    real = epr._decoded
+    monkeypatch.setattr(epr, "_decoded",
+                        lambda spec, string, side: decodings.append(spec.name) or real(
+                            spec, string, side))
+    compressed = epr.compress(compressible)
+    compressed.predict(x[:8], verbose=0)
+    compressed.predict(x[:8], verbose=0)
+    plain = epr.decompress(compressed)
+    coded = [spec.name for _, weights in compressed.coded_layers() for spec, _, _ in weights
+             if spec.coding != epr.RAW]  # a kept layer's raw weights are not decoded
+    assert sorted(decodings) == sorted(coded)  # each once
+    np.testing.assert_allclose(plain.predict(x, verbose=0),
+                               compressible.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+
+
 def test_decompressed_model_is_plain_keras_that_converts_and_trains(trained_mixed):
     compressible, compressed, x = trained_mixed
     plain = epr.decompress(compressed)
