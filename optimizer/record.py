@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import sys
 from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
@@ -260,14 +259,14 @@ def _load_splits(*, dataset: str, data: str | None, data_dir: Path | None,
         source = Path(data_dir) / Path(data).name
     read = functools.partial(load_user_data, source, split_seed=split_seed,
                              validation_fraction=USER_VALIDATION_FRACTION)
-    if Path(source).expanduser().is_file() or "tensorflow" in sys.modules:
+    if Path(source).expanduser().is_file():  # an .npz: NumPy reads it
         return read()
     # An image folder is decoded by Keras, and a loader may import TensorFlow as well:
-    # read in a child of its own, so that this driver stays without TensorFlow and forks
-    # its workers with the data in memory instead of spawning them (issue 24).
-    from optimizer.worker import run_isolated
+    # kept out of the driver, which then forks its workers with the data in memory
+    # instead of spawning them (issue 24).
+    from optimizer.worker import without_tensorflow_here
 
-    return run_isolated(read)
+    return without_tensorflow_here(read)
 
 
 def load_recorded_data(opt_study: optuna.Study, *, data_dir: Path | None,

@@ -219,8 +219,14 @@ def _serve_tasks(conn, parent: int, shared: dict[str, Any], environment: dict[st
     conn.close()
 
 
+def _tensorflow_imported() -> bool:
+    """Whether this process imported TensorFlow: its workers are then spawned, not forked
+    (TensorFlow's threads do not survive a fork)."""
+    return "tensorflow" in sys.modules
+
+
 def _context() -> mp.context.BaseContext:
-    return mp.get_context("spawn" if "tensorflow" in sys.modules else "fork")
+    return mp.get_context("spawn" if _tensorflow_imported() else "fork")
 
 
 @dataclass(frozen=True)
@@ -439,3 +445,14 @@ def run_isolated(fn: Callable[..., Any], /, **kwargs: Any) -> Any:
         return worker.run(fn, **kwargs)
     finally:
         worker.close(kill=worker.dead)
+
+
+def without_tensorflow_here(fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+    """`fn(**kwargs)`, run so that it leaves this process without TensorFlow: in a
+    one-shot worker (`run_isolated`) while TensorFlow is not imported here, so that the
+    workers forked after it inherit what it returned; here once it is (nothing to keep
+    out). For work that may import TensorFlow in the driver, e.g. decoding an image
+    folder with Keras."""
+    if _tensorflow_imported():
+        return fn(**kwargs)
+    return run_isolated(fn, **kwargs)
