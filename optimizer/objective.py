@@ -123,12 +123,10 @@ class Objective:
         rungs_seen: list[list[float]] = []
         serve = functools.partial(self._rung_decision, trial, seen=rungs_seen,
                                   exempt=full_budget(trial.user_attrs))
-        budget, start_from, keep_weights = self.study.budget, None, None
-        if self.weights_dir is not None:
-            keep_weights = weights_path(self.weights_dir, trial.number)
+        budget, start_from = self.study.budget, None
+        keep_weights = self._weights(trial.number)
         if FINALIST_ATTR in trial.user_attrs:  # a front member fine-tuned to the end
-            source = None if self.weights_dir is None else weights_path(
-                self.weights_dir, int(trial.user_attrs[FINALIST_ATTR]))
+            source = self._weights(int(trial.user_attrs[FINALIST_ATTR]))
             start_from = source if source is not None and source.is_file() else None
             budget = finalist_budget(budget, fine_tune=start_from is not None)
             trial.set_user_attr("finalist_start", "the trained weights of its trial"
@@ -164,9 +162,7 @@ class Objective:
                     finally:  # a pruned or failed trial ran in a worker too
                         figures = worker.last
                         if figures is not None:
-                            trial.set_user_attr(WORKER_ATTR, {
-                                "pid": figures.pid, "task": figures.task,
-                                "resident_bytes": figures.resident_bytes})
+                            trial.set_user_attr(WORKER_ATTR, figures.as_attrs())
         except OverBudget as error:
             # known infeasible before training: PRUNED with the figures, and told to the
             # sampler as infeasible through the same constraints as a trained trial's
@@ -207,6 +203,10 @@ class Objective:
         phases["record"] = time.perf_counter() - recording
         trial.set_user_attr(PHASE_SECONDS_ATTR, phases)
         return values
+
+    def _weights(self, number: int) -> Path | None:
+        """Where trial `number`'s trained weights are kept; None when none are."""
+        return None if self.weights_dir is None else weights_path(self.weights_dir, number)
 
     def _rung_decision(self, trial: optuna.Trial, question: tuple, *, seen: list,
                        exempt: bool) -> bool:

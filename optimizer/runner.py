@@ -254,12 +254,14 @@ def run_study(
             )
             if remaining > 0:
                 start = time.perf_counter()
+                # each trial's trained weights, kept for the finalists to fine-tune
+                weights_dir = run_dir / WEIGHTS_DIR if finalists else None
                 with _workers(jobs if isolate else 0, splits=splits) as pool:
                     objective = Objective(
                         study=study, parent=parent, splits=splits,
                         scratch_dir=run_dir / "scratch", seed=seed, artifact_store=store,
                         storage=rdb, workers=pool, check_before_training=check_before_training,
-                        weights_dir=run_dir / WEIGHTS_DIR if finalists else None,
+                        weights_dir=weights_dir,
                     )
                     show = sys.stderr.isatty() if progress is None else progress
                     bar = Progress(remaining, bar=show) if progress is not False else None
@@ -279,8 +281,8 @@ def run_study(
                             if finalists and not _stopped_by_timeout(start, timeout):
                                 run_finalists(opt_study, objective, k=finalists, jobs=jobs,
                                               catch=TRIAL_FAILURES, progress=bar)
-                            if finalists:
-                                keep_front_weights(opt_study, run_dir / WEIGHTS_DIR)
+                            if weights_dir is not None:
+                                keep_front_weights(opt_study, weights_dir)
                     finally:
                         if bar:
                             bar.close()

@@ -246,6 +246,11 @@ class TaskFigures:
     task: int
     pid: int
 
+    def as_attrs(self) -> dict[str, int]:
+        """Which worker ran the trial and its memory after it: the trial's `worker`
+        attribute (the start time goes into `phase_seconds`)."""
+        return {"pid": self.pid, "task": self.task, "resident_bytes": self.resident_bytes}
+
 
 class Worker:
     """One lasting worker process; `run` hands it one task at a time.
