@@ -58,6 +58,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from definitions.attributes import FINALIST_ATTR, REJECTED_ATTR  # noqa: E402
+
 REF_ACCURACY = 0.70
 REF_BYTES = 2_000_000
 SEED_LAMBDAS = (2.0, 5.0, 10.0, 20.0, 50.0)
@@ -168,7 +170,7 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
                 "first_epoch": t.user_attrs.get("first_epoch_accuracy"),
                 "stopped_at_epoch": t.user_attrs.get("stopped_at_epoch"),
                 "rungs": t.user_attrs.get("rungs"),
-                "finalist_of": t.user_attrs.get("finalist_of"),
+                "finalist_of": t.user_attrs.get(FINALIST_ATTR),
                 "bytes": int(t.user_attrs["payload_bytes"]), "val": t.values[0],
                 "test": evaluate_artifact(path, quantization=mode, x=splits.x_test,
                                           y=splits.y_test),
@@ -176,8 +178,7 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
             })
             path.unlink()
     finished = [t for t in stored.trials if t.state.is_finished()
-                and "finalist_of" not in t.user_attrs
-                and "rejected_before_training" not in t.user_attrs]
+                and FINALIST_ATTR not in t.user_attrs and REJECTED_ATTR not in t.user_attrs]
     for p in points:  # the search's trials ended by each point's time (for trials/hour)
         p["finished_by_then"] = sum(1 for t in finished if t.datetime_complete.timestamp()
                                     - start <= p["seconds"])
@@ -287,6 +288,15 @@ def main() -> int:
     return 0
 
 
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _search_rate(row: dict) -> float:
+    """The search's trials per hour (finalists not counted)."""
+    return 3600 * row["search_trials"] / row["search_seconds"]
+
+
 def markdown(results: list[dict]) -> str:
     """The table (one row per arm and seed, with the issue's targets as columns) and each
     final front."""
@@ -321,16 +331,12 @@ def markdown(results: list[dict]) -> str:
     for r in sorted(results, key=lambda r: (r["seed"], r["arm"])):
         if not r.get("search_trials"):  # the seed arm, or a row from before issue 24
             continue
-
-        def pct(value) -> str:
-            return "–" if value is None else f"{100 * value:.1f}%"
-
         lines.append(
             f"| {r['arm']} | {r['seed']} | {r['search_trials']}, "
             f"{r['search_seconds'] / 60:.1f} | "
-            f"{3600 * r['search_trials'] / r['search_seconds']:.0f} | "
+            f"{_search_rate(r):.0f} | "
             f"{r['hv_after_search']:.3f} | {r['finalists']} | {r['hv']:.3f} | "
-            f"{pct(r['best_test_4kb'])} | {pct(r['best_test_16kb'])} | {pct(r['best_test'])} |")
+            f"{_pct(r['best_test_4kb'])} | {_pct(r['best_test_16kb'])} | {_pct(r['best_test'])} |")
     pairs = [(r, j) for r in results if r["arm"] == "shipped" for j in results
              if (j["arm"], j["seed"]) == ("jobs2", r["seed"])]
     if pairs:
@@ -339,15 +345,12 @@ def markdown(results: list[dict]) -> str:
                   "| search trials / hour: `--jobs 1` / `--jobs 2` |",
                   "|---|---|---|---|---|---|"]
         for one, two in sorted(pairs, key=lambda pair: pair[0]["seed"]):
-            def rate(r: dict) -> float:
-                return 3600 * r["search_trials"] / r["search_seconds"]
-
             lines.append(
                 f"| {one['seed']} | {two['seconds'] / 60:.1f} | "
                 f"{hv_at(one, two['seconds']):.3f} / {hv_at(two, two['seconds']):.3f} | "
                 f"{one['seconds'] / 60:.1f} | {hv_at(one, one['seconds']):.3f} / "
-                f"{hv_at(two, one['seconds']):.3f} | {rate(one):.0f} / {rate(two):.0f} "
-                f"({rate(two) / rate(one):.2f}×) |")
+                f"{hv_at(two, one['seconds']):.3f} | {_search_rate(one):.0f} / "
+                f"{_search_rate(two):.0f} ({_search_rate(two) / _search_rate(one):.2f}×) |")
     for r in sorted(results, key=lambda r: (r["seed"], r["arm"])):
         lines.append(f"\n{r['arm']}, seed {r['seed']} front (test accuracy, payload):")
         lines += [f"- {p['bytes']:,} B at {100 * p['test']:.1f}% ({p['label']})"

@@ -62,6 +62,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -404,13 +405,6 @@ while True:
 """
 
 
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 class _TflmChild:
     """The one TFLM child of this process, started at its first request and kept for the
     next ones (a worker's trials share it: one interpreter start, about 0.15 s, instead of
@@ -434,7 +428,7 @@ class _TflmChild:
             if cls.log is None or cls.pid != os.getpid():
                 handle, cls.log = tempfile.mkstemp(prefix="tflm-", suffix=".log")
                 os.close(handle)
-                atexit.register(_remove, cls.log)
+                atexit.register(Path(cls.log).unlink, missing_ok=True)
             cls.process = subprocess.Popen(
                 [sys.executable, "-c", _TFLM_CHILD, cls.log], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
