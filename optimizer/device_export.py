@@ -213,6 +213,13 @@ def pixel_scaling(record: dict[str, Any], *, source: str) -> str:
     from studies import datasets, user_data
 
     if record.get("data_reference"):
+        read = record.get("folder_images")
+        if source.startswith("folder:") and read:
+            height, width = read["size"]
+            mode = user_data.IMAGE_MODES[read["channels"]]
+            return (f"float32 = pixel / {user_data.PIXEL_MAX}, each image read as {mode} "
+                    f"and resized to {height}×{width} ({read['interpolation']}, as Keras' "
+                    "image_dataset_from_directory)")
         if source.startswith("folder:"):
             return (f"float32 = uint8 pixel / {user_data.PIXEL_MAX} (read as grayscale when "
                     "no image has colour, else RGB; alpha dropped)")

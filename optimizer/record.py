@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from optimizer.parents import SearchParent
     from studies.base import Study
     from studies.datasets import Splits
+    from studies.user_data import ImageShape
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,9 @@ def make_record(*, study: Study, splits: Splits, parent: SearchParent) -> dict[s
         # the name of each label, in label order (None where the data name none): an image
         # folder's classes are numbered by sorted subfolder name
         "class_names": None if splits.class_names is None else list(splits.class_names),
+        # an image folder's: the size and channels its images were read at (the parent
+        # model's input), and how many were resized and converted (None for other data)
+        "folder_images": splits.folder_images,
         "size_definition": SIZE_DEFINITION,
         # whether the parent's stored Python code (a Lambda layer) was let run when loaded
         "trust_model_code": parent.source.trust_code,
@@ -230,20 +234,26 @@ def _short(fingerprints: object) -> str:
 
 
 def load_data(*, dataset: str, data: str | None, data_dir: Path | None,
-              split_seed: int, warn: bool = True) -> Splits:
+              split_seed: int, warn: bool = True, model: object = None,
+              image_shape: ImageShape | None = None) -> Splits:
     """A built-in `dataset` (from `data_dir` where given) or the user's `data` (where
     `data_dir` is given, a file or folder of the same name in it), split with
     `split_seed`. `warn`: log one line when the validation split is too small to rank
-    trials on (`Splits.small_validation`), as `run` loads them."""
+    trials on (`Splits.small_validation`), as `run` loads them.
+
+    An image folder is read for its parent model, as Keras would for it: at
+    `image_shape` (H, W, C) where given (a study's recorded `folder_images`), else at the
+    input shape `model` declares when it is a saved model file (read from its config as
+    data, `objectives.model_input`), else as its images are (`studies.user_data`)."""
     splits = _load_splits(dataset=dataset, data=data, data_dir=data_dir,
-                          split_seed=split_seed)
+                          split_seed=split_seed, model=model, image_shape=image_shape)
     if warn and (small := splits.small_validation()) is not None:
         log.warning("%s", small)
     return splits
 
 
 def _load_splits(*, dataset: str, data: str | None, data_dir: Path | None,
-                 split_seed: int) -> Splits:
+                 split_seed: int, model: object, image_shape: ImageShape | None) -> Splits:
     if not data:
         from studies.datasets import load_dataset
 
@@ -257,16 +267,33 @@ def _load_splits(*, dataset: str, data: str | None, data_dir: Path | None,
                              f"from the loader {data}")
         # a Path is read as a file or folder, never as a loader reference
         source = Path(data_dir) / Path(data).name
-    read = functools.partial(load_user_data, source, split_seed=split_seed,
-                             validation_fraction=USER_VALIDATION_FRACTION)
     if Path(source).expanduser().is_file():  # an .npz: NumPy reads it
-        return read()
+        return load_user_data(source, split_seed=split_seed,
+                              validation_fraction=USER_VALIDATION_FRACTION)
+    saved = (Path(model).expanduser() if isinstance(model, str | Path)
+             and Path(model).expanduser().exists() else None)
+    read = functools.partial(_read_for_parent, source, split_seed=split_seed,
+                             image_shape=image_shape, model=saved)
     # An image folder is decoded by Keras, and a loader may import TensorFlow as well:
     # kept out of the driver, which then forks its workers with the data in memory
     # instead of spawning them (issue 24).
     from optimizer.worker import without_tensorflow_here
 
     return without_tensorflow_here(read)
+
+
+def _read_for_parent(source: str | Path, *, split_seed: int, image_shape: ImageShape | None,
+                     model: Path | None) -> Splits:
+    """The user's data read for the parent model (see `load_data`); where TensorFlow may
+    be imported (a SavedModel's metadata needs its protobufs)."""
+    from studies.user_data import load_user_data
+
+    if image_shape is None and model is not None and Path(source).expanduser().is_dir():
+        from objectives.model_input import declared_input_shape
+
+        image_shape = declared_input_shape(model)
+    return load_user_data(source, split_seed=split_seed, image_shape=image_shape,
+                          validation_fraction=USER_VALIDATION_FRACTION)
 
 
 def load_recorded_data(opt_study: optuna.Study, *, data_dir: Path | None,
@@ -282,8 +309,10 @@ def load_recorded_data(opt_study: optuna.Study, *, data_dir: Path | None,
     check_recorded_data(record.get("data_reference"), given=data,
                         study=opt_study.study_name)
     # `run` warned of a small validation split when the study was made
+    read = record.get("folder_images")  # read again as it was (None: as its images are)
     splits = load_data(dataset=str(record["dataset"]), data=record.get("data_reference"),
-                       data_dir=data_dir, split_seed=int(record["split_seed"]), warn=False)
+                       data_dir=data_dir, split_seed=int(record["split_seed"]), warn=False,
+                       image_shape=(*read["size"], read["channels"]) if read else None)
     check_record(opt_study, {**record, "data_source": splits.source,
                              "data_fingerprints": splits.fingerprints()})
     return splits

@@ -217,7 +217,7 @@ def run_study(
                 check_record(existing, fields, keys=fields)
             # data and parent before any write: an error in either leaves no storage behind
             splits = load_data(dataset=study.dataset, data=study.data, data_dir=data_dir,
-                               split_seed=seed)
+                               split_seed=seed, model=study.model)
             parent = plan_parent(study=study, splits=splits, seed=seed,
                                  cache_dir=run_dir / "parent", isolate=isolate,
                                  trust_code=trust_model_code)

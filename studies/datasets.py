@@ -57,7 +57,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -137,6 +137,9 @@ class Splits:
     split_seed: int
     num_classes: int = field(default=10)
     class_names: tuple[str, ...] | None = None
+    #: How an image folder's files became the arrays (`studies.user_data`: the size and
+    #: channels they were read at, how many were resized and converted); None otherwise.
+    folder_images: dict[str, Any] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

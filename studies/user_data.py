@@ -1,8 +1,8 @@
 """Users' own data: an .npz file, a folder of class subfolders of images, or a Python loader.
 
-`load_user_data(source, split_seed=..., validation_fraction=...)` returns the same `Splits`
-as `studies.datasets.load_dataset` (float32 images (N, H, W, C), int64 labels, fingerprints),
-for data of any image size and any number of classes. What `source` names:
+`load_user_data(source, split_seed=..., validation_fraction=..., image_shape=...)` returns
+the same `Splits` as `studies.datasets.load_dataset` (float32 images (N, H, W, C), int64
+labels, fingerprints), for data of any image size and any number of classes. What `source` names:
 
 - An existing file: a NumPy `.npz` archive (`np.savez`) with arrays `x_train`, `y_train` and
   optionally the pairs `x_val`, `y_val` and `x_test`, `y_test`; other arrays are ignored
@@ -10,11 +10,18 @@ for data of any image size and any number of classes. What `source` names:
 - An existing folder: one subfolder per class, read with
   `tf.keras.utils.image_dataset_from_directory` (labels 0..K-1 in the sorted order of the
   subfolder names; hidden subfolders skipped; .png, .jpg, .jpeg, .bmp and .gif files, also
-  in nested folders). Rules: every image must have the height and width of the first one
-  (none is resized; a mismatch is an error naming both files); the images are read as
-  grayscale (C = 1) when none has colour (grey or grey + alpha), else as RGB (C = 3), grey
-  ones repeated into three channels; alpha is dropped. Each image is decoded twice (once to
-  check its size, once by Keras). A folder has no test split of its own.
+  in nested folders), as Keras reads a folder for a model: with `image_shape`, the parent
+  model's input (H, W, C), every image is resized to H×W (bilinear, Keras' default; the
+  aspect ratio is not kept) and converted to C channels (1: grayscale, 3: RGB, 4: RGBA;
+  grey repeated into RGB, colour weighted into grey, alpha dropped, a palette expanded).
+  Where the model fixes no size (or there is none), every image must have the height and
+  width of the first one (a mismatch is an error naming both files), and where it fixes no
+  channels the images are read as grayscale (C = 1) when none has colour (grey or grey +
+  alpha), else as RGB (C = 3). Integer pixels as decoded, or Keras' float ones where an
+  image was resized, are divided by 255. What was done is `Splits.folder_images` (size,
+  channels, how many images were resized and converted from which mode; recorded on the
+  study) and, when any image was resized or converted, logged in one line. Each image is
+  decoded twice (once for its size, once by Keras). A folder has no test split of its own.
   `Splits.source` is `folder:/absolute/dir`; `Splits.class_names` are the subfolder names
   in label order, logged once (`classes: 0=cat, 1=dog`) and recorded on the study.
 - `"module.path:function"` or `"path/to/file.py:function"` (when it names no existing
@@ -59,6 +66,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,6 +93,15 @@ KEYS = (*TRAIN_KEYS, *(key for pair in OPTIONAL_PAIRS for key in pair))
 PIXEL_MAX = 255
 #: Image files a folder source reads (Keras' allow-list).
 IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+#: Keras' `color_mode` for each number of channels a folder can be read with.
+COLOR_MODES = {1: "grayscale", 3: "rgb", 4: "rgba"}
+#: What an image file holds, by the channels TensorFlow decodes it to (a palette image is
+#: decoded to RGB, or RGBA when it has transparency).
+IMAGE_MODES = {1: "grayscale", 2: "grayscale+alpha", 3: "RGB", 4: "RGBA"}
+#: How a folder's images are resized (Keras' default `interpolation`).
+INTERPOLATION = "bilinear"
+#: (height, width, channels) of a parent model's input, each None where it takes any.
+ImageShape = tuple[int | None, int | None, int | None]
 
 _SPLITS = ("train", "val", "test")
 _FUNCTION = re.compile(r"^(?P<target>.+):(?P<function>[A-Za-z_]\w*)$")
@@ -100,28 +117,61 @@ _EXPECTED_KEYS = (
 @dataclass(frozen=True)
 class _UserRaw:
     """A source as read, before the checks: its known arrays, every key it had, and the
-    class names (a folder's subfolders; None when K comes from the labels)."""
+    class names (a folder's subfolders; None when K comes from the labels) and how a
+    folder's images were read (`Splits.folder_images`)."""
 
     source: str
     arrays: dict[str, np.ndarray]
     found: tuple[str, ...]
     class_names: tuple[str, ...] | None = None
+    folder_images: dict[str, object] | None = None
 
 
 def load_user_data(
-    source: str | Path, *, split_seed: int = 0, validation_fraction: float = 0.1
+    source: str | Path, *, split_seed: int = 0, validation_fraction: float = 0.1,
+    image_shape: ImageShape | None = None,
 ) -> Splits:
     """Reads, checks and splits the user's data (see the module docstring for the sources,
-    the rules and the splits); `DataError` names the source, the array and what is wrong."""
+    the rules and the splits); `DataError` names the source, the array and what is wrong.
+
+    `image_shape`: the parent model's input (H, W, C), any of them None where it takes
+    any, or None without a model to read for: an image folder is read at that size and
+    with that many channels; other sources are taken as they are."""
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
     splits = _split(
-        _read_source(source), split_seed=split_seed, validation_fraction=validation_fraction
+        _read_source(source, image_shape=image_shape), split_seed=split_seed,
+        validation_fraction=validation_fraction,
     )
     log.info("loaded %s: %s, %d classes", splits.source, splits.sizes(), splits.num_classes)
+    if splits.folder_images is not None and (changed := folder_changes(splits.folder_images)):
+        log.warning("%s: %s", splits.source, changed)
     if splits.class_names is not None:
         log.info("classes: %s", class_mapping(splits.class_names))
     return splits
+
+
+def folder_changes(read: Mapping[str, Any]) -> str | None:
+    """What reading a folder did to its images (`Splits.folder_images`), in one line:
+    `40 of 80 images resized to 28×28 (bilinear, as Keras' image_dataset_from_directory),
+    20 converted to grayscale (from RGB: 20), for the parent model's input (28×28×1)`;
+    None when every image was read as it is."""
+    (height, width), channels = read["size"], read["channels"]
+    total, converted = read["images"], read["converted"]
+    done = []
+    if read["resized"]:
+        done.append(f"{read['resized']} of {total} images resized to {height}×{width} "
+                    f"({read['interpolation']}, as Keras' image_dataset_from_directory)")
+    if converted:
+        modes = ", ".join(f"{mode}: {count}" for mode, count in converted.items())
+        of = "" if done else f" of {total} images"
+        done.append(f"{sum(converted.values())}{of} converted to {IMAGE_MODES[channels]} "
+                    f"(from {modes})")
+    if not done:
+        return None
+    parent = read.get("parent_input")
+    shape = "×".join("any" if d is None else str(d) for d in parent) if parent else None
+    return ", ".join(done) + (f", for the parent model's input ({shape})" if shape else "")
 
 
 #: The classes `class_mapping` lists before it says how many more there are.
@@ -140,13 +190,13 @@ def class_mapping(names: Sequence[str]) -> str:
 # --- reading: every failure is a DataError naming the source -----------------------------
 
 
-def _read_source(source: str | Path) -> _UserRaw:
+def _read_source(source: str | Path, *, image_shape: ImageShape | None) -> _UserRaw:
     if isinstance(source, str) and not source.strip():
         raise DataError(f"the data source is empty; {_EXPECTED_SOURCE}")
     path = Path(source).expanduser()
     if isinstance(source, Path) or path.exists():
         if path.is_dir():
-            return _read_folder(path.resolve())
+            return _read_folder(path.resolve(), image_shape=image_shape)
         if path.is_file() and path.suffix == ".py":
             raise DataError(
                 f"{path} is a Python file; expected 'path/to/file.py:function' naming the "
@@ -230,7 +280,7 @@ def _read_loader(target: str, function: str) -> _UserRaw:
     return _UserRaw(source, arrays, tuple(str(key) for key in result))
 
 
-def _read_folder(directory: Path) -> _UserRaw:
+def _read_folder(directory: Path, *, image_shape: ImageShape | None) -> _UserRaw:
     source = f"folder:{directory}"
     try:
         subfolders = sorted(
@@ -244,6 +294,13 @@ def _read_folder(directory: Path) -> _UserRaw:
     )
     if not subfolders:
         raise DataError(f"{source} has no class subfolders; {expected}")
+    height, width, channels = image_shape or (None, None, None)
+    if channels is not None and channels not in COLOR_MODES:
+        raise DataError(
+            f"{source}: the parent model takes {channels}-channel images; expected a model "
+            f"whose input has 1 (grayscale), 3 (RGB) or 4 (RGBA) channels for a folder of "
+            "images, or an .npz or a loader with images of that many channels"
+        )
 
     import tensorflow as tf
 
@@ -264,17 +321,28 @@ def _read_folder(directory: Path) -> _UserRaw:
     index = keras_read(image_size=(1, 1), batch_size=None)  # lists the files, reads none
     paths, class_names = list(index.file_paths), tuple(index.class_names)
     shapes = _decoded_shapes(tf, paths, source)
-    height, width = (int(d) for d in shapes[0, :2])
-    wrong = np.flatnonzero((shapes[:, 0] != height) | (shapes[:, 1] != width))
-    if wrong.size:
-        i = int(wrong[0])
-        raise DataError(
-            f"{source}: {paths[i]} is {shapes[i, 0]}×{shapes[i, 1]} pixels but {paths[0]} is "
-            f"{height}×{width}; expected every image to have the same height and width "
-            "(none is resized: resize them first, or bring an .npz or a loader)"
-        )
-    color_mode = "rgb" if np.any(shapes[:, 2] >= 3) else "grayscale"
-    dataset = keras_read(image_size=(height, width), color_mode=color_mode, batch_size=256)
+    model_size = height is not None and width is not None
+    if not model_size:
+        height, width = (int(d) for d in shapes[0, :2])
+        wrong = np.flatnonzero((shapes[:, 0] != height) | (shapes[:, 1] != width))
+        if wrong.size:
+            i = int(wrong[0])
+            why = ("the parent model's input takes any height and width, so there is no size "
+                   "to resize them to" if image_shape else
+                   "images are resized only to a saved parent model's input size, and there "
+                   "is none here")
+            raise DataError(
+                f"{source}: {paths[i]} is {shapes[i, 0]}×{shapes[i, 1]} pixels but {paths[0]} "
+                f"is {height}×{width}; expected every image to have the same height and width "
+                f"({why}: resize them first, or bring an .npz or a loader)"
+            )
+    if channels is None:
+        channels = 3 if np.any(shapes[:, 2] >= 3) else 1
+    resized = int(np.count_nonzero((shapes[:, 0] != height) | (shapes[:, 1] != width)))
+    modes, counts = np.unique(shapes[shapes[:, 2] != channels, 2], return_counts=True)
+    color_mode = COLOR_MODES[channels]
+    dataset = keras_read(image_size=(height, width), color_mode=color_mode, batch_size=256,
+                         interpolation=INTERPOLATION)
     if list(dataset.file_paths) != paths:
         raise DataError(f"{source} changed while it was read; expected a folder left alone")
     images, labels = [], []
@@ -287,10 +355,25 @@ def _read_folder(directory: Path) -> _UserRaw:
             f"{source}: an image cannot be read as {color_mode} "
             f"({type(error).__name__}: {one_line(error.message)}); {expected}"
         ) from None
-    # Keras returns float32 0..255; a resize to the same size leaves whole values.
-    x_train = np.clip(np.rint(np.concatenate(images)), 0, PIXEL_MAX).astype(np.uint8)
+    # Keras returns float32 0..255: whole values where no image was resized (kept as uint8,
+    # divided by 255 with the other sources' integers), Keras' interpolated ones otherwise
+    pixels = np.concatenate(images)
+    if resized:
+        x_train = np.clip(pixels, 0, PIXEL_MAX) / np.float32(PIXEL_MAX)
+    else:
+        x_train = np.clip(np.rint(pixels), 0, PIXEL_MAX).astype(np.uint8)
     arrays = {"x_train": x_train, "y_train": np.concatenate(labels).astype(np.int64)}
-    return _UserRaw(source, arrays, tuple(arrays), class_names)
+    read = {
+        "size": [int(height), int(width)],  # type: ignore[arg-type]
+        "channels": int(channels),
+        "parent_input": None if image_shape is None else list(image_shape),
+        "interpolation": INTERPOLATION,
+        "images": len(paths),
+        "resized": resized,
+        "converted": {IMAGE_MODES.get(int(mode), f"{mode} channels"): int(count)
+                      for mode, count in zip(modes, counts, strict=True)},
+    }
+    return _UserRaw(source, arrays, tuple(arrays), class_names, read)
 
 
 def _decoded_shapes(tf, paths: Sequence[str], source: str) -> np.ndarray:
@@ -461,4 +544,5 @@ def _split(raw: _UserRaw, *, split_seed: int, validation_fraction: float) -> Spl
         split_seed=split_seed,
         num_classes=num_classes,
         class_names=raw.class_names,
+        folder_images=raw.folder_images,
     )

@@ -334,3 +334,128 @@ def test_a_folder_with_one_class_or_none_is_named(tmp_path):
     assert "has no class subfolders" in _error(tmp_path)
     _write_pngs(tmp_path / "only", np.zeros((3, 6, 6), np.uint8))
     assert "has one class only ('only')" in _error(tmp_path)
+
+
+# --- folders of images of mixed sizes and modes, read for a parent model -------------------
+
+
+def _mixed_folder(root, *, per_class=3, seed=0):
+    """Two classes, each of grey 20×20 and RGB 40-wide × 30-high PNGs (PIL modes L and
+    RGB); returns {file name: the PIL image written}."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    written = {}
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            grey = Image.fromarray(rng.integers(0, 256, (20, 20), dtype=np.uint8), "L")
+            colour = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), "RGB")
+            for kind, image in (("grey", grey), ("colour", colour)):
+                path = root / name / f"{kind}{i}.png"
+                image.save(path)
+                written[str(path)] = image
+    return written
+
+
+def _keras_resize(pixels, size):
+    """What Keras does to a decoded image: `tf.image.resize`, bilinear, no antialiasing."""
+    import tensorflow as tf
+
+    pixels = pixels if pixels.ndim == 3 else pixels[..., None]
+    return tf.image.resize(pixels.astype(np.float32), size, method="bilinear").numpy()
+
+
+def _nearest(images, expected):
+    """The largest difference of `expected` to the closest of `images`."""
+    return float(np.abs(images - expected[None]).max(axis=(1, 2, 3)).min())
+
+
+def _all_images(splits):
+    return np.concatenate([splits.x_train, splits.x_val, splits.x_test])
+
+
+def test_images_of_mixed_sizes_and_modes_are_resized_and_converted_for_the_model(
+    tmp_path, caplog,
+):
+    import logging
+
+    from PIL import Image
+
+    written = _mixed_folder(tmp_path / "pets")
+    with caplog.at_level(logging.WARNING, logger="studies"):
+        splits = load_user_data(tmp_path / "pets", image_shape=(28, 28, 1))
+    assert splits.input_shape == (28, 28, 1) and splits.num_classes == 2
+    images = _all_images(splits)
+    assert images.dtype == np.float32 and 0.0 <= images.min() and images.max() <= 1.0
+    for image in written.values():
+        grey = np.asarray(image.convert("L"))  # ITU-R 601 luma, as libpng's (±1 level)
+        # as Keras reads it: decoded to grey, then resized bilinear without antialiasing
+        assert _nearest(images, _keras_resize(grey, (28, 28)) / 255) <= 1.01 / 255
+        if image.size == (20, 20):  # enlarged: PIL's bilinear agrees (within a level)
+            pil = np.asarray(image.resize((28, 28), Image.BILINEAR), np.float32)[..., None]
+            assert _nearest(images, pil / 255) <= 1.01 / 255
+    assert splits.folder_images == {
+        "size": [28, 28], "channels": 1, "parent_input": [28, 28, 1],
+        "interpolation": "bilinear", "images": 12, "resized": 12, "converted": {"RGB": 6},
+    }
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said == [
+        f"folder:{(tmp_path / 'pets').resolve()}: 12 of 12 images resized to 28×28 "
+        "(bilinear, as Keras' image_dataset_from_directory), 6 converted to grayscale "
+        "(from RGB: 6), for the parent model's input (28×28×1)"]
+    again = load_user_data(tmp_path / "pets", image_shape=(28, 28, 1))
+    assert again.fingerprints() == splits.fingerprints()  # deterministic
+
+
+def test_an_rgb_model_gets_three_channels_from_grey_palette_and_rgba_images(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            grey = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            Image.fromarray(grey, "L").save(tmp_path / name / f"grey{i}.png")
+        Image.fromarray(rng.integers(0, 256, (8, 8, 4), dtype=np.uint8), "RGBA").save(
+            tmp_path / name / "rgba.png")
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), "RGB").quantize(
+            16).save(tmp_path / name / "palette.png")
+    splits = load_user_data(tmp_path, image_shape=(8, 8, 3))
+    assert splits.input_shape == (8, 8, 3)
+    images = _all_images(splits)
+    grey = np.asarray(Image.open(tmp_path / "a" / "grey0.png"))[..., None] / np.float32(255)
+    assert _nearest(images, np.repeat(grey, 3, axis=-1)) == 0.0  # grey into R, G and B
+    rgba = np.asarray(Image.open(tmp_path / "b" / "rgba.png"))
+    assert _nearest(images, rgba[..., :3] / np.float32(255)) == 0.0  # alpha dropped
+    palette = np.asarray(Image.open(tmp_path / "a" / "palette.png").convert("RGB"))
+    assert _nearest(images, palette / np.float32(255)) == 0.0  # the palette's colours
+    assert splits.folder_images["resized"] == 0  # no resize: the integer pixels / 255
+    assert splits.folder_images["converted"] == {"grayscale": 6, "RGBA": 2}
+
+
+def test_a_folder_of_the_models_size_reads_as_it_did_without_a_model(tmp_path, caplog):
+    import logging
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        _write_pngs(tmp_path / name, rng.integers(0, 256, (3, 6, 6), dtype=np.uint8))
+    alone = load_user_data(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="studies"):
+        for shape in ((6, 6, 1), (6, 6, None), (None, None, 1)):
+            read = load_user_data(tmp_path, image_shape=shape)
+            assert read.fingerprints() == alone.fingerprints(), shape
+            assert read.folder_images["resized"] == 0 and not read.folder_images["converted"]
+    assert not caplog.records  # nothing resized or converted: nothing announced
+    assert alone.folder_images == {"size": [6, 6], "channels": 1, "parent_input": None,
+                                   "interpolation": "bilinear", "images": 6, "resized": 0,
+                                   "converted": {}}
+
+
+@pytest.mark.parametrize(("shape", "named"), [
+    ((None, None, 1), "the parent model's input takes any height and width"),
+    ((28, 28, 2), "the parent model takes 2-channel images"),
+])
+def test_a_folder_without_a_size_or_channels_to_read_at_is_one_line(tmp_path, shape, named):
+    _mixed_folder(tmp_path, per_class=1)
+    assert named in _error(tmp_path, image_shape=shape)
