@@ -4,8 +4,17 @@ from tests.conftest import ROOT
 
 
 def _commands():
-    lines = (ROOT / "README.md").read_text().splitlines()
-    return [li.strip() for li in lines[:12] if li.startswith("    ")]
+    """The command lines of the README's opening (before its first `---`)."""
+    opening = (ROOT / "README.md").read_text().split("\n---\n", 1)[0]
+    return [li.strip() for li in opening.splitlines() if li.startswith("    ")]
+
+
+def test_readme_says_python_3_11_and_why_before_the_first_command():
+    opening = (ROOT / "README.md").read_text().split("\n    ", 1)[0]
+    for said in ("Python 3.11", "tensorflow-compression 2.14.1", "TensorFlow 2.14",
+                 "Ubuntu 24.04", "deadsnakes", "python3.11-venv", "Debian 13",
+                 "uv python install 3.11", "pyenv install 3.11"):
+        assert said in opening, said
 
 
 def test_readme_opens_with_the_two_commands():
