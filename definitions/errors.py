@@ -10,6 +10,8 @@ failed trial from a fatal error).
 - `TrialFailure`: this candidate cannot be trained, converted or evaluated; the trial is
   marked FAIL with its `failure_kind` and the study goes on.
 - `HopelessTrial`: the trial is marked PRUNED (below the study's accuracy floor).
+- `BudgetNotReached`, `NoUsableTrial`: a run that could not reach its budget, or whose
+  search found nothing usable; exit code 1.
 
 This module imports nothing, so every package (`search_spaces`, `studies`, `objectives`)
 can derive its errors from these without import cycles.
@@ -47,6 +49,12 @@ class HopelessTrial(OptimizerError):
 
 class BudgetNotReached(OptimizerError):
     """A run could not reach its trial budget (e.g. every worker died); exit code 1."""
+
+
+class NoUsableTrial(OptimizerError):
+    """A search ended with nothing on its front: no trial completed (each was pruned or
+    failed), or every completed one is over a device budget. The input was fine, the
+    search was not: exit code 1 (`run`), raised by `optimizer.search`."""
 
 
 #: How long a one-line message may grow before it is cut (at a word, with "…").

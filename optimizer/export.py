@@ -170,26 +170,41 @@ def export_trial(
     return card
 
 
-def export_command(args: argparse.Namespace) -> int:
-    """CLI entry for `export`: the data and splits are the study's own, as recorded (a
-    recorded loader runs only when `--data` names it again)."""
+def export_stored(
+    *, study: optuna.Study, run_dir: Path, out: Path, trial: int | None = None,
+    max_bytes: int | None = None, min_accuracy: float | None = None,
+    artifact_dir: Path | None = None, data_dir: Path | None = None, data: str | None = None,
+    device_mode: str | None = None,
+) -> dict[str, object]:
+    """`export` of a stored study (`pick_trial`'s choice) into `out`; returns the card.
+
+    Every refusal comes before the data are loaded; the data and splits are the study's
+    own, as recorded (a recorded loader runs only when `data` names it again)."""
     from optimizer.device_export import resolve_device_mode
+
+    chosen = pick_trial(study, trial=trial, max_bytes=max_bytes, min_accuracy=min_accuracy)
+    resolve_device_mode(quantization=chosen.user_attrs["candidate"]["quantization"],
+                        device_mode=device_mode)
+    _writable_dir(out)
+    store_dir = store_dir_for(run_dir, artifact_dir=artifact_dir)
+    store = open_store(store_dir, create=False)
+    stored_artifact_id(chosen, store_dir=store_dir)  # an edited id refused before the data
+    splits = load_recorded_data(study, data_dir=data_dir, data=data)
+    return export_trial(study=study, trial=chosen, out=out, splits=splits, store=store,
+                        store_dir=store_dir, device_mode=device_mode)
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """CLI entry for `export` (`export_stored`), then two lines on what it wrote."""
     from optimizer.lookup import open_stored
 
     _, run_dir, study = open_stored(args)
-    chosen = pick_trial(study, trial=args.trial, max_bytes=args.max_bytes,
-                        min_accuracy=args.min_accuracy)
-    resolve_device_mode(quantization=chosen.user_attrs["candidate"]["quantization"],
-                        device_mode=args.device_mode)  # refused before the data load
-    _writable_dir(args.out)
-    store_dir = store_dir_for(run_dir, artifact_dir=args.artifact_dir)
-    store = open_store(store_dir, create=False)
-    stored_artifact_id(chosen, store_dir=store_dir)  # an edited id refused before the data
-    splits = load_recorded_data(study, data_dir=args.data_dir, data=args.data)
-    card = export_trial(study=study, trial=chosen, out=args.out, splits=splits, store=store,
-                        store_dir=store_dir, device_mode=args.device_mode)
+    card = export_stored(study=study, run_dir=run_dir, out=args.out, trial=args.trial,
+                         max_bytes=args.max_bytes, min_accuracy=args.min_accuracy,
+                         artifact_dir=args.artifact_dir, data_dir=args.data_dir,
+                         data=args.data, device_mode=args.device_mode)
     print(
-        f"exported trial {chosen.number} to {args.out / card['file']}: validation accuracy "
+        f"exported trial {card['trial']} to {args.out / card['file']}: validation accuracy "
         f"{card['metrics']['validation_accuracy_rechecked']:.4f} (matches the record), "
         f"payload {card['bytes']['payload_bytes']:,} bytes, "
         f"file {card['bytes']['artifact_bytes']:,} bytes"

@@ -1,21 +1,26 @@
 """The CLI's translation of `run`'s arguments into a Study and the library call
-(`optimizer.runner.run_study`), then the front printed.
+(`optimizer.runner.run_study`), then the front printed. `optimizer.search` (the Python
+API) goes through the same translation, so both take the same settings with the same
+defaults and checks, and end the same way when nothing usable was found.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from definitions.errors import UsageError
+from definitions.errors import NoUsableTrial, UsageError
 from optimizer.record import stored_record
 from optimizer.runner import run_study
 
 if TYPE_CHECKING:
+    import optuna
 
     from definitions.budgets import DeviceBudgets
     from studies.base import Study
+
+#: What `run` says when it stopped (`--timeout`) before any trial ended: not a failure.
+NOTHING_FINISHED = "no trial has finished yet; run again to go on"
 
 
 def budgets_from(args: argparse.Namespace) -> DeviceBudgets | None:
@@ -68,44 +73,61 @@ def stored_user_study(args: argparse.Namespace) -> Study:
     return study_from_record(record, name=name)
 
 
-def run_command(args: argparse.Namespace) -> int:
-    """CLI entry: runs the study, then prints its front."""
-    from optimizer.pareto import budget_note, format_front, front_rows
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """`run`'s settings as `run_study`'s keyword arguments, all but the study."""
+    return {
+        "smoke": args.smoke, "run_dir": args.run_dir, "storage": args.storage,
+        "artifact_dir": args.artifact_dir, "sampler": args.sampler, "backend": args.backend,
+        "seed": args.seed, "n_trials": args.n_trials, "timeout": args.timeout,
+        "data_dir": args.data_dir, "size_objective": args.size_objective,
+        "device_budgets": budgets_from(args), "init": args.init,
+        "isolate": not args.no_isolation, "extend_every": args.extend_every,
+        "quantization_modes": None if args.quantization is None else tuple(args.quantization),
+        "width_range": None if args.width_range is None else tuple(args.width_range),
+        "check_before_training": not args.no_check_before_training,
+        "trust_model_code": args.trust_model_code, "jobs": args.jobs,
+        "finalists": args.finalists,
+    }
 
-    opt_study = run_study(
-        study=study_for_run(args), smoke=args.smoke, run_dir=args.run_dir,
-        storage=args.storage, artifact_dir=args.artifact_dir, sampler=args.sampler,
-        backend=args.backend,
-        seed=args.seed, n_trials=args.n_trials, timeout=args.timeout, data_dir=args.data_dir,
-        size_objective=args.size_objective, device_budgets=budgets_from(args),
-        init=args.init, isolate=not args.no_isolation, extend_every=args.extend_every,
-        quantization_modes=None if args.quantization is None else tuple(args.quantization),
-        width_range=None if args.width_range is None else tuple(args.width_range),
-        check_before_training=not args.no_check_before_training,
-        trust_model_code=args.trust_model_code, jobs=args.jobs, finalists=args.finalists,
-    )
+
+def usable_front(opt_study: optuna.Study) -> list[dict[str, object]] | None:
+    """The front's rows (`pareto.front_rows`), or None when no trial has finished yet (a
+    run stopped by `--timeout` before any trial ended: nothing to judge, not a failure).
+
+    A search whose trials ended with nothing on the front raises `NoUsableTrial`, one
+    line saying which of the two ways it came to nothing: no trial completed (with the
+    count of each state), or every completed trial is over a device budget."""
+    from collections import Counter
+
+    from optimizer.pareto import budget_note, front_rows
+
     rows = front_rows(opt_study)
-    excluded = budget_note(opt_study)
-    if not rows:
-        from collections import Counter
+    if rows:
+        return rows
+    ended = Counter(t.state.name for t in opt_study.get_trials(deepcopy=False)
+                    if t.state.is_finished())
+    if not ended:
+        return None
+    if "COMPLETE" in ended:  # every completed trial is over a device budget
+        raise NoUsableTrial(f"no completed trial within the budgets: {budget_note(opt_study)}")
+    counts = ", ".join(f"{n} {state}" for state, n in ended.items())
+    raise NoUsableTrial(f"no trial completed ({counts}); each trial's line above says why "
+                        "(its prune or fail reason)")
 
-        ended = Counter(t.state.name for t in opt_study.get_trials(deepcopy=False)
-                        if t.state.is_finished())
-        if not ended:  # stopped (--timeout) before any trial ended: nothing to judge yet
-            print("no trial has finished yet; run again to go on")
-            return 0
-        # nothing usable was found: exit 1 (not 2: the input was fine, the search was not),
-        # one line on stderr saying which of the two ways it came to nothing
-        if "COMPLETE" in ended:  # every completed trial is over a device budget
-            what = f"no completed trial within the budgets: {excluded}"
-        else:
-            counts = ", ".join(f"{n} {state}" for state, n in ended.items())
-            what = (f"no trial completed ({counts}); each trial's line above says why (its "
-                    "prune or fail reason)")
-        print(f"optimizer run: error: {what}", file=sys.stderr)
-        return 1
+
+def run_command(args: argparse.Namespace) -> int:
+    """CLI entry: runs the study, then prints its front. Nothing usable found is
+    `NoUsableTrial`: one line on stderr, exit 1 (not 2: the input was fine, the search
+    was not)."""
+    from optimizer.pareto import budget_note, format_front
+
+    opt_study = run_study(study=study_for_run(args), **run_settings(args))
+    rows = usable_front(opt_study)
+    if rows is None:
+        print(NOTHING_FINISHED)
+        return 0
     print(format_front(rows, "table"))
-    if excluded:
+    if excluded := budget_note(opt_study):
         print(excluded)
     return 0
 

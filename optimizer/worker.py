@@ -12,16 +12,22 @@ graphs alive; measured over 50 trials, BENCHMARKS.md), so memory stays bounded.
 Workers are forked after the data are loaded, so the data are in every worker once,
 copy-on-write, and never sent with a task (`shared`); if the driver already imported
 TensorFlow (which is not fork-safe) they are spawned instead, and the shared data are
-sent once per worker. With `--jobs N` the pool has N workers and each gets 1/N of the
+sent once per worker, over the worker's own pipe before its first task. A spawned worker
+never runs the caller's `__main__` again (multiprocessing's spawn would re-run a script,
+`python - < script.py`'s `<stdin>` or a kernel's launcher in the child:
+`_spawned_without_main`), so a script without an `if __name__ == "__main__":` guard and a
+notebook work alike. With `--jobs N` the pool has N workers and each gets 1/N of the
 machine's cores (TensorFlow's intra- and inter-op threads, OpenMP).
 
 While a task runs, the worker may ask the driver a question (`ask_driver`): the rung
 decisions of successive halving are taken in the driver, on the scores of every trial
 known at that moment, including those in flight in other workers (`optimizer.halving`).
 
-A worker that dies without an answer (killed, segfault, out of memory) fails that trial
-with `WorkerDied` and is replaced; the study goes on. A worker whose parent dies exits by
-itself. Ctrl-C or SIGTERM in the driver (`request_interrupt`) ends every worker.
+A worker that dies without an answer (killed, segfault, out of memory, a failed start) is
+noticed at once: the driver waits on the worker's pipe and its process sentinel together.
+It fails that trial with `WorkerDied` and is replaced; the study goes on. A worker whose
+parent dies exits by itself. Ctrl-C or SIGTERM in the driver (`request_interrupt`) ends
+every worker.
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ import sys
 import threading
 import time
 import traceback
+import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from multiprocessing.connection import wait as wait_for_any
 from typing import Any
 
 from definitions.attributes import WORKER_DIED
@@ -55,6 +63,8 @@ WAIT_POLL_SECONDS = 0.2
 RECYCLE_GROWTH_BYTES = 512 << 20
 
 _STOP = threading.Event()
+#: Held while a worker is spawned with `__main__` hidden (`_spawned_without_main`).
+_SPAWN_LOCK = threading.Lock()
 _waiting = 0
 _waiting_lock = threading.Lock()
 
@@ -178,10 +188,11 @@ def _watch_parent(parent: int) -> None:
         time.sleep(PARENT_POLL_SECONDS)
 
 
-def _serve_tasks(conn, parent: int, shared: dict[str, Any], environment: dict[str, str]
-                 ) -> None:
+def _serve_tasks(conn, parent: int, shared: dict[str, Any] | None,
+                 environment: dict[str, str]) -> None:
     """A worker's life: tasks `(fn, kwargs)` one after another until told to stop (None)
-    or the pipe closes. Each answer is `(kind, payload, resident bytes)`."""
+    or the pipe closes. Each answer is `(kind, payload, resident bytes)`. `shared` None
+    (a spawned worker): the shared data are the first message on the pipe."""
     global _CHANNEL
     # The driver ends a worker (SIGTERM, then SIGKILL): a terminal's Ctrl-C, sent to the
     # whole process group, is the driver's to handle, and a forked worker would otherwise
@@ -191,6 +202,13 @@ def _serve_tasks(conn, parent: int, shared: dict[str, Any], environment: dict[st
     os.environ.update(environment)  # before this worker first imports TensorFlow
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     _CHANNEL = conn
+    if shared is None:
+        try:
+            shared = conn.recv()
+        except (EOFError, OSError):
+            return
+        if shared is None:  # told to stop before any task
+            return
     while True:
         try:
             task = conn.recv()
@@ -227,6 +245,30 @@ def _tensorflow_imported() -> bool:
 
 def _context() -> mp.context.BaseContext:
     return mp.get_context("spawn" if _tensorflow_imported() else "fork")
+
+
+@contextlib.contextmanager
+def _spawned_without_main() -> Iterator[None]:
+    """While a process is started: `__main__` advertises neither a file nor a module to
+    multiprocessing, so a spawned child does not run the caller's main module again.
+
+    Spawn's preparation data (`multiprocessing.spawn.get_preparation_data`) name the
+    parent's `__main__` by its `__spec__` or `__file__`, and the child's `prepare` runs
+    it as `__mp_main__`: a script without an `if __name__ == "__main__":` guard would
+    search again in every worker (and die on its own parent's storage lock), and
+    `python - < script.py` names a file `<stdin>` that does not exist. Our workers run
+    functions of this package only, so they need nothing of `__main__`; a bare module
+    stands in for it while the preparation data are taken."""
+    with _SPAWN_LOCK:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            if main is None:
+                sys.modules.pop("__main__", None)
+            else:
+                sys.modules["__main__"] = main
 
 
 @dataclass(frozen=True)
@@ -267,12 +309,20 @@ class Worker:
         self.shared = dict(shared or {})
         self.recycle_growth_bytes = recycle_growth_bytes
         ctx = _context()
+        spawned = ctx.get_start_method() != "fork"
         self._conn, child = ctx.Pipe(duplex=True)
+        # A spawned worker gets the shared data over its pipe, not with the process
+        # object: multiprocessing writes that into a pipe of which the parent itself holds
+        # the reading end until the write is done, so a child that died before reading
+        # more than the pipe's buffer would block this process for good.
+        self._unsent: dict[str, Any] | None = self.shared if spawned else None
         self.process = ctx.Process(
             target=_serve_tasks,
-            args=(child, os.getpid(), self.shared, thread_environment(threads)),
+            args=(child, os.getpid(), None if spawned else self.shared,
+                  thread_environment(threads)),
             daemon=False)
-        self.process.start()
+        with _spawned_without_main() if spawned else contextlib.nullcontext():
+            self.process.start()
         child.close()
         self.tasks = 0
         self.dead = False
@@ -308,8 +358,11 @@ class Worker:
         with _counted_wait():
             try:
                 try:
+                    if self._unsent is not None:  # a spawned worker's first task
+                        self._conn.send(self._unsent)
+                        self._unsent = None
                     self._conn.send((fn, sent))
-                except (BrokenPipeError, OSError):  # the worker is gone already
+                except OSError:  # the worker is gone already (a broken or reset pipe)
                     self.process.join(1)
                     self.dead = True
                 while True:
@@ -318,11 +371,15 @@ class Worker:
                     if self.dead:
                         kind, payload, resident = "died", None, 0
                         break
-                    if not self._conn.poll(WAIT_POLL_SECONDS):
-                        if not self.process.is_alive() and not self._conn.poll(0):
-                            kind, payload, resident = "died", None, 0
-                            break
+                    # the pipe and the process together: a death is seen at once, never
+                    # waited out on a recv that no one will answer
+                    ready = wait_for_any([self._conn, self.process.sentinel],
+                                         timeout=WAIT_POLL_SECONDS)
+                    if not ready:
                         continue
+                    if self._conn not in ready and not self._conn.poll(0):
+                        kind, payload, resident = "died", None, 0
+                        break
                     try:
                         message = self._conn.recv()
                     except (EOFError, OSError):

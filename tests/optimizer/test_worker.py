@@ -250,3 +250,89 @@ def test_a_stop_request_ends_every_busy_worker_at_once():
     assert outcomes == ["interrupted", "interrupted"]
     assert took < 5
     assert not any(p.is_alive() for p in processes)
+
+
+# -- spawned workers from scripts and notebooks (issue 28) --------------------------------
+
+#: A driver script without an `if __name__ == "__main__":` guard, whose workers are
+#: spawned as when TensorFlow is imported in it; each run of the script leaves a line.
+UNGUARDED = """\
+import os
+import optimizer.worker as w
+from tests.optimizer.test_worker import _whoami
+with open("ran.txt", "a") as f:
+    f.write(f"{os.getpid()}\\n")
+w._tensorflow_imported = lambda: True  # as in a driver that imported TensorFlow: spawn
+worker = w.Worker()
+try:
+    print(worker.run(_whoami)[0] != os.getpid())
+finally:
+    worker.close()
+"""
+
+
+def _python(*args: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_a_spawned_worker_does_not_run_the_callers_script_again(tmp_path, how):
+    """Spawn would run the caller's `__main__` in the child (as `__mp_main__`): a script
+    without a guard ran again, and `python -`'s `<stdin>` is no file at all."""
+    (tmp_path / "script.py").write_text(UNGUARDED)
+    out = (_python("script.py", cwd=tmp_path) if how == "file"
+           else _python("-", cwd=tmp_path, stdin=UNGUARDED))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "True"
+    assert len((tmp_path / "ran.txt").read_text().splitlines()) == 1
+
+
+class _ExitsWhenUnpickled:
+    """Ends the process that unpickles it: a worker dying while it reads its data."""
+
+    def __reduce__(self):
+        return (os._exit, (3,))
+
+
+def test_a_spawned_worker_that_dies_reading_its_data_is_found_at_once(tmp_path):
+    """Shared data far larger than a pipe's buffer, and the worker dies before it has
+    read them. Sent with the process object, they blocked the driver for good (the
+    parent holds the reading end of that pipe until its write is done); over the
+    worker's own pipe, the death is `WorkerDied` at once."""
+    script = (
+        "import time\n"
+        "import optimizer.worker as w\n"
+        "from tests.optimizer.test_worker import _ExitsWhenUnpickled, _whoami\n"
+        "w._tensorflow_imported = lambda: True\n"
+        "began = time.monotonic()\n"
+        "worker = w.Worker(shared={'poison': _ExitsWhenUnpickled(), 'data': b'x' * (16 << 20)})\n"
+        "try:\n"
+        "    worker.run(_whoami)\n"
+        "except w.WorkerDied as error:\n"
+        "    print(error, time.monotonic() - began < 10)\n"
+        "worker.close(kill=True)\n"
+    )
+    out = _python("-c", script, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "worker process died without a result (exit code 3) True"
+
+
+def test_a_worker_killed_while_the_driver_waits_is_found_within_seconds():
+    import threading
+    import time
+
+    from optimizer.worker import Worker
+
+    worker = Worker()
+    killer = threading.Timer(0.5, lambda: os.kill(worker.process.pid, signal.SIGKILL))
+    began = time.monotonic()
+    killer.start()
+    try:
+        with pytest.raises(WorkerDied, match="signal 9"):
+            worker.run(_sleep, seconds=60)
+    finally:
+        killer.cancel()
+        worker.close(kill=True)
+    assert time.monotonic() - began < 5
