@@ -138,10 +138,12 @@ def load_model_file(path: str | Path, *, trust_code: bool = False) -> keras.Mode
     holding code is refused unless `trust_code` (the run's `--trust-model-code`); then
     Keras loads it in safe mode (zip `.keras`: `safe_mode`; HDF5 and SavedModel: Keras'
     safe-mode scope, which its legacy loaders honour), so code the check missed is refused
-    too."""
+    too. A file written by Keras 3 or tf_keras 2.16+, which Keras 2.14's loader cannot
+    read, is translated layer by layer with its weights (`objectives.keras_files`)."""
     import tensorflow as tf
 
-    from objectives.model_code import TRUST_FLAG, check_stored_code
+    from objectives.keras_files import file_format, load_translated, refuse_serving_savedmodel
+    from objectives.model_code import TRUST_FLAG, check_stored_code, stored_configs
 
     path = Path(path)
     if not path.exists():
@@ -151,7 +153,15 @@ def load_model_file(path: str | Path, *, trust_code: bool = False) -> keras.Mode
             f"{path} is not a saved Keras model: expected a .keras or .h5 file or a "
             "SavedModel folder"
         )
+    refuse_serving_savedmodel(path)
     check_stored_code(path, trusted=trust_code)
+    fmt = file_format(path)
+    if fmt.translated:  # Keras 3 or tf_keras 2.16+: read as data, translated
+        configs = stored_configs(path)
+        if not configs:
+            raise ParentError(f"{path} holds no model config (weights only?): save the "
+                              "whole model with model.save(\"m.keras\")")
+        return load_translated(path, config=configs[0], fmt=fmt)
     try:
         with _safe_mode(not trust_code):
             model = tf.keras.models.load_model(path, compile=False, safe_mode=not trust_code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from definitions.errors import UsageError
 from optimizer.commands import format_table
@@ -85,9 +86,21 @@ def _inspect_parent(source, args: argparse.Namespace) -> int:
     check_graph(model)  # no data here: checked against its own input and class count
     check_shapes(model, input_shape=tuple(model.inputs[0].shape[1:]),
                  num_classes=int(model.outputs[0].shape[-1]))
+    if source.kind == "file":
+        print(file_line(Path(source.target)))
     print(parent_text(model, width=args.width, factorize=tuple(args.factorize),
                       device_modes=() if args.no_device else DEVICE_MODES))
     return 0
+
+
+def file_line(path: Path) -> str:
+    """What wrote a model file, and whether it was translated from a newer Keras."""
+    from objectives.keras_files import file_format
+
+    fmt = file_format(path)
+    return (f"file: {path.name}, {fmt.container} format, written by Keras "
+            f"{fmt.keras_version or '(not recorded)'}"
+            + (" (translated into Keras 2.14 with its weights)" if fmt.translated else ""))
 
 
 def parent_text(model, *, width: float, factorize: tuple[str, ...],

@@ -103,7 +103,10 @@ class SearchParent:
         record: dict[str, object] = {"kind": self.source.kind, "hypermodel": bool(
             self.hypermodel is not None)}
         if self.source.kind == "file":
+            from objectives.keras_files import file_format
+
             record["sha256"] = self.source.sha256()
+            record["file_format"] = file_format(Path(self.source.target)).as_record()
         else:
             record["reference"] = self.source.target
         if self.info is not None:

@@ -72,3 +72,34 @@ def fit_on_digits(model, *, epochs: int):
     model.compile("adam", loss)
     model.fit(x[:1400, ..., None] / 255.0, y[:1400], epochs=epochs, verbose=0)
     return model
+
+
+#: The second virtualenv's Python, with today's Keras (`tests/keras_today/requirements.txt`;
+#: `.ci/run` makes it).
+KERAS_TODAY = Path(os.environ.get("KERAS_TODAY_PYTHON", ROOT / ".venv-keras3" / "bin" / "python"))
+WRITE_MODELS = ROOT / "tests" / "keras_today" / "write_models.py"
+
+
+def keras_today_run(*args: object, timeout: float = 300) -> str:
+    """`write_models.py ARGS` run by today's Keras (skipped without it; a failure in CI,
+    which makes it); its standard output."""
+    if not KERAS_TODAY.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{KERAS_TODAY} is missing: .ci/run makes it")
+        pytest.skip(f"no virtualenv with today's Keras at {KERAS_TODAY}")
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    done = subprocess.run([str(KERAS_TODAY), str(WRITE_MODELS), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**env, "KERAS_BACKEND": "tensorflow"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def keras_today(tmp_path_factory) -> Path:
+    """A folder of models written by Keras 3 and tf_keras 2.21 (`write_models.py`), with
+    their own predictions, and `digits.npz` with the trained `*-digits` parents."""
+    out = tmp_path_factory.mktemp("keras_today")
+    save_digits_npz(out / "digits.npz")
+    keras_today_run(out, "--digits", out / "digits.npz")
+    return out

@@ -71,8 +71,11 @@ def test_run_model_data_records_the_parent_and_searches_its_rewrites(files, file
     assert record["origin"] == {"kind": "files", "model": str(files / "residual.keras"),
                                 "data": str(files / "digits.npz")}
     digest = hashlib.sha256((files / "residual.keras").read_bytes()).hexdigest()
+    import keras
+
     assert record["parent"] == {"kind": "file", "hypermodel": False, "sha256": digest,
-                                "outputs": "probabilities"}
+                                "outputs": "probabilities", "file_format": {
+                                    "container": "keras", "keras_version": keras.__version__}}
     assert record["init"] == "inherit"
     assert record["data_fingerprints"]["test"]
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
