@@ -338,7 +338,7 @@ def _node(node: Any, *, layer: str, kind: str, context: _Context, models: frozen
 # --- the weights ------------------------------------------------------------------------
 
 
-def _snake_case(name: str) -> str:
+def snake_case(name: str) -> str:
     """A class name as Keras' saving addresses it (`PReLU` → `p_re_lu`)."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
@@ -351,7 +351,7 @@ def _zip_weights(config: dict[str, Any], store: Any, prefix: str = "layers"
     found: dict[tuple[str, ...], list[Any]] = {}
     used: dict[str, int] = {}
     for entry in (config.get("config") or {}).get("layers", []):
-        base = _snake_case(str(entry.get("class_name")))
+        base = snake_case(str(entry.get("class_name")))
         used[base] = used.get(base, -1) + 1
         path = f"{prefix}/{base}" + (f"_{used[base]}" if used[base] else "")
         name = str((entry.get("config") or {}).get("name"))

@@ -13,9 +13,9 @@ on that `.npz` (`<writer>-digits.*`), a parent that can teach. It also writes a 
 SavedModel (`model.export`), a Keras 3 model with a Lambda layer, and one with a layer the
 tool has no translation for.
 
-With `--check MODEL.keras INPUTS.npz` it instead loads a `.keras` file (as a user of Keras 3
-would, `keras.saving.load_model`) and prints the largest difference between its
-predictions on `x` and `y` in the npz, as JSON: how the tests check an exported model.
+With `--check keras3|tf_keras MODEL.keras INPUTS.npz [MODEL INPUTS …]` it instead loads each
+`.keras` file (as a user of that Keras would) and prints, as a JSON list, the largest difference
+between its predictions on `x` and `y` in the npz: how the tests check an exported model.
 """
 
 from __future__ import annotations
@@ -177,19 +177,59 @@ def write_all(out: Path) -> dict[str, str]:
     return versions
 
 
-def check(model_path: Path, inputs: Path) -> dict[str, float]:
+def check(model_path: Path, inputs: Path, *, reader: str = "keras3") -> dict[str, float]:
+    """Loads `model_path` as a user of `reader` (`keras3`: `keras.saving.load_model`;
+    `tf_keras`: `tf_keras.models.load_model`) would, and compares its predictions on the
+    npz's `x` with its `y`."""
     import keras
+    import tf_keras
 
-    model = keras.saving.load_model(model_path)
+    if reader == "tf_keras":
+        model = tf_keras.models.load_model(model_path)
+    else:
+        model = keras.saving.load_model(model_path)
     data = np.load(inputs)
     predicted = np.asarray(model.predict(data["x"], verbose=0))
     return {"max_abs_diff": float(np.abs(predicted - data["y"]).max()),
-            "keras_version": keras.__version__}
+            "keras_version": (tf_keras if reader == "tf_keras" else keras).__version__}
+
+
+def settings(classes: list[str]) -> dict[str, list[str]]:
+    """The settings each Keras 3 layer class's constructor takes (its and its bases'
+    named parameters, and what `Layer` pops from `**kwargs`): what a config written for
+    Keras 3 may hold (`objectives/keras3_settings.json` is this, checked in)."""
+    import inspect
+
+    import keras
+
+    out = {}
+    for name in classes:
+        names: set[str] = set()
+        for base in getattr(keras.layers, name).__mro__:
+            init = base.__dict__.get("__init__")
+            if init is None:
+                continue
+            parameters = inspect.signature(init).parameters.values()
+            names |= {p.name for p in parameters
+                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+            if base is keras.layers.Layer:
+                names |= {"input_dim", "input_shape"}  # what Layer pops from **kwargs
+            if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+                break  # a constructor without **kwargs passes nothing more up
+        out[name] = sorted(names - {"self"})
+    return out
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "--check":
-        print(json.dumps(check(Path(sys.argv[2]), Path(sys.argv[3]))))
+    if sys.argv[1] == "--settings":
+        rows = ",\n".join(f"  {json.dumps(name)}: {json.dumps(keys)}"
+                          for name, keys in sorted(settings(sys.argv[2:]).items()))
+        version = json.dumps(__import__("keras").__version__)
+        print(f'{{"keras_version": {version},\n "settings": {{\n{rows}\n}}}}')
+    elif sys.argv[1] == "--check":
+        reader, pairs = sys.argv[2], sys.argv[3:]
+        print(json.dumps([check(Path(model), Path(inputs), reader=reader)
+                          for model, inputs in zip(pairs[::2], pairs[1::2], strict=True)]))
     else:
         written = write_all(Path(sys.argv[1]))
         if len(sys.argv) > 3 and sys.argv[2] == "--digits":
