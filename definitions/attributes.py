@@ -25,6 +25,10 @@ STUDY_FAILURE_PREFIX = "failure:"
 
 #: The trial's artifact in the study's artifact store.
 ARTIFACT_ID_ATTR = "artifact_id"
+#: A TFLite trial's float Keras model (what its artifact was converted from) in the store,
+#: and its SHA-256: what `export` gives back as `model.keras`.
+FLOAT_MODEL_ID_ATTR = "float_model_id"
+FLOAT_MODEL_SHA256_ATTR = "float_model_sha256"
 #: A trial's successive-halving scores (`optimizer.halving`).
 RUNGS_ATTR = "rungs"
 #: Marks a reference point (`Study.reference_points`): the candidate a new study enqueues first;

@@ -63,6 +63,16 @@ def keras3_settings() -> tuple[str, dict[str, frozenset[str]]]:
                                    for kind, keys in data["settings"].items()}
 
 
+def written_version(keras_format: int) -> str:
+    """The Keras version a file of `keras_format` is written as: the Keras 3 of the
+    settings table, or this Keras 2.14."""
+    if keras_format == 3:
+        return keras3_settings()[0]
+    from importlib.metadata import version
+
+    return version("keras")
+
+
 def save(model: keras.Model, path: Path, *, keras_format: int) -> None:
     """Writes `model` to `path` (atomically) as a `.keras` file of `keras_format`."""
     if keras_format not in KERAS_FORMATS:

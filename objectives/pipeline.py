@@ -32,6 +32,8 @@ FOOTPRINT_EXAMPLES = 16
 #: Timed single-example inferences behind each trial's `latency_ms` (median).
 LATENCY_RUNS = 50
 ARTIFACT_SUFFIX = {"epr": ".epr"}  # every other mode writes a .tflite flatbuffer
+#: A TFLite trial's float Keras model is kept beside its artifact under this suffix.
+FLOAT_MODEL_SUFFIX = "-float.keras"
 
 
 @dataclass(frozen=True)
@@ -74,12 +76,16 @@ class TrialResult:
     #: Where the worker's time went, in seconds by phase (`PHASES`); stored with the
     #: driver's own phases under `phase_seconds`, not flattened into the figures.
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    #: The float Keras model the artifact was converted from (a TFLite mode's; an `.epr`
+    #: decodes to it), kept so `export` can give it back as a `.keras` file; its SHA-256.
+    float_model_path: str | None = None
+    float_model_sha256: str | None = None
 
     def as_attrs(self) -> dict[str, object]:
         """The figures to store per trial, device figures flattened in; the local artifact
         path is not one of them (the artifact goes to the study's artifact store)."""
         attrs = asdict(self)
-        del attrs["artifact_path"], attrs["phase_seconds"]
+        del attrs["artifact_path"], attrs["phase_seconds"], attrs["float_model_path"]
         attrs.update(attrs.pop("device"))
         attrs["losses"] = list(self.losses)
         attrs["rungs"] = [list(score) for score in self.rungs]
@@ -248,6 +254,8 @@ def evaluate_candidate(
             )
             tflite.save(flatbuffer, path)
             payload = size.tflite_payload_bytes(flatbuffer)
+            float_model = path.with_name(path.stem + FLOAT_MODEL_SUFFIX)
+            deployable.save(float_model)
         figures = size.artifact_figures([path], payload_bytes=payload)
 
     start = time.perf_counter()
@@ -260,6 +268,8 @@ def evaluate_candidate(
         raise DivergedError(f"artifact accuracy is {artifact_accuracy}")
     if artifact_accuracy < usable_accuracy:
         path.unlink(missing_ok=True)
+        if flatbuffer is not None:
+            float_model.unlink(missing_ok=True)
         raise HopelessTrial(
             f"the artifact's validation accuracy {artifact_accuracy:.3f} is below the "
             f"study's usable_accuracy {usable_accuracy}"
@@ -277,6 +287,8 @@ def evaluate_candidate(
         size_definition=figures.definition,
         artifact_path=str(path),
         artifact_sha256=sha256_file(path),
+        float_model_path=None if flatbuffer is None else str(float_model),
+        float_model_sha256=None if flatbuffer is None else sha256_file(float_model),
         params=param_count,
         float32_bytes=4 * param_count,
         keras_accuracy=keras_accuracy,

@@ -11,10 +11,15 @@ can export each other's trials.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from definitions.attributes import ARTIFACT_ID_ATTR
+from definitions.attributes import (
+    ARTIFACT_ID_ATTR,
+    FLOAT_MODEL_ID_ATTR,
+    FLOAT_MODEL_SHA256_ATTR,
+)
 from definitions.errors import UsageError
 
 if TYPE_CHECKING:
@@ -26,6 +31,22 @@ ARTIFACT_SHA256_ATTR = "artifact_sha256"
 #: The ids Optuna's `upload_artifact` gives (`str(uuid.uuid4())`): a recorded id of any
 #: other form (`../../etc/passwd`, an absolute path, a number) no upload wrote.
 ARTIFACT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file a trial keeps in the store: the attributes naming its id and SHA-256, and
+    what it is called in messages."""
+
+    id_attr: str
+    sha256_attr: str
+    label: str
+
+
+#: The file a trial was scored on (`.tflite` or `.epr`).
+ARTIFACT = StoredFile(ARTIFACT_ID_ATTR, ARTIFACT_SHA256_ATTR, "artifact")
+#: A TFLite trial's float Keras model (`objectives.pipeline.FLOAT_MODEL_SUFFIX`).
+FLOAT_MODEL = StoredFile(FLOAT_MODEL_ID_ATTR, FLOAT_MODEL_SHA256_ATTR, "float model")
 
 
 def store_dir_for(run_dir: Path, *, artifact_dir: Path | None) -> Path:
@@ -55,52 +76,56 @@ def open_store(directory: Path, *, create: bool) -> FileSystemArtifactStore:
 
 def fetch(
     trial: optuna.trial.FrozenTrial, *, store: FileSystemArtifactStore, store_dir: Path,
-    into: Path,
+    into: Path, stored: StoredFile = ARTIFACT,
 ) -> Path:
-    """Downloads `trial`'s artifact into the folder `into` and checks its SHA-256.
+    """Downloads `trial`'s artifact (or another `stored` file) into the folder `into`
+    and checks its SHA-256.
 
     Returns the file's path (named `trial-NNNNN<suffix>`, the suffix of its format).
     `UsageError` when the store lacks it or the bytes do not match the record."""
     from optuna.artifacts import download_artifact
     from optuna.artifacts.exceptions import ArtifactNotFound
 
-    from objectives.pipeline import artifact_suffix, sha256_file
+    from objectives.pipeline import FLOAT_MODEL_SUFFIX, artifact_suffix, sha256_file
 
-    artifact_id = stored_artifact_id(trial, store_dir=store_dir)
-    suffix = artifact_suffix(trial.user_attrs["candidate"]["quantization"])
+    artifact_id = stored_artifact_id(trial, store_dir=store_dir, stored=stored)
+    suffix = (FLOAT_MODEL_SUFFIX if stored == FLOAT_MODEL
+              else artifact_suffix(trial.user_attrs["candidate"]["quantization"]))
     target = Path(into) / f"trial-{trial.number:05d}{suffix}"
     target.unlink(missing_ok=True)
     try:
         download_artifact(artifact_store=store, artifact_id=artifact_id, file_path=str(target))
     except ArtifactNotFound:
         raise UsageError(
-            f"trial {trial.number}'s artifact {artifact_id} is not in the store at {store_dir}; "
-            "pass --artifact-dir with the folder the study's drivers wrote to"
+            f"trial {trial.number}'s {stored.label} {artifact_id} is not in the store at "
+            f"{store_dir}; pass --artifact-dir with the folder the study's drivers wrote to"
         ) from None
-    if sha256_file(target) != trial.user_attrs.get(ARTIFACT_SHA256_ATTR):
+    if sha256_file(target) != trial.user_attrs.get(stored.sha256_attr):
         target.unlink()
         raise UsageError(
-            f"trial {trial.number}'s artifact {artifact_id} in {store_dir} does not match "
-            "its checksum"
+            f"trial {trial.number}'s {stored.label} {artifact_id} in {store_dir} does not "
+            "match its checksum"
         )
     return target
 
 
-def stored_artifact_id(trial: optuna.trial.FrozenTrial, *, store_dir: Path) -> str:
+def stored_artifact_id(trial: optuna.trial.FrozenTrial, *, store_dir: Path,
+                       stored: StoredFile = ARTIFACT) -> str:
     """`trial`'s recorded `artifact_id`, checked to name a file inside the store before
     anything is opened: the database may have been edited, and an id like
     `../../etc/passwd` (or one whose file in the store is a link leading out of it) would
     read another file. `UsageError` in one line naming the trial otherwise."""
-    artifact_id = trial.user_attrs.get(ARTIFACT_ID_ATTR)
+    artifact_id = trial.user_attrs.get(stored.id_attr)
     if not artifact_id:
-        raise UsageError(f"trial {trial.number} recorded no artifact in the study's store")
+        raise UsageError(f"trial {trial.number} recorded no {stored.label} in the study's "
+                         "store")
     if not isinstance(artifact_id, str) or not ARTIFACT_ID.match(artifact_id):
         raise UsageError(
-            f"trial {trial.number}'s artifact_id {artifact_id!r} is not an id the artifact "
-            "store gives (a UUID): the study's database was edited; nothing was read")
+            f"trial {trial.number}'s {stored.id_attr} {artifact_id!r} is not an id the "
+            "artifact store gives (a UUID): the study's database was edited; nothing was read")
     store = Path(store_dir).resolve()
     if (store / artifact_id).resolve().parent != store:
         raise UsageError(
-            f"trial {trial.number}'s artifact {artifact_id} in {store_dir} leads outside the "
-            "store (a link); nothing was read")
+            f"trial {trial.number}'s {stored.label} {artifact_id} in {store_dir} leads outside "
+            "the store (a link); nothing was read")
     return artifact_id

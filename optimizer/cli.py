@@ -195,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="for an epr trial: the TFLite mode the decoded model is converted to for the "
         "device (model_device.tflite); default int8, calibrated on the study's training split",
     )
+    p.add_argument(
+        "--keras-format", type=int, choices=(2, 3),
+        help="the Keras of model.keras (the float model): 3 (Keras 3) or 2 (tf_keras, "
+        "tf.keras <= 2.15); default: the Keras the parent was saved with, 3 for built-in "
+        "families",
+    )
     _add_artifact_dir(p)
 
     p = sub.add_parser("report", help="write trials.csv and front plots")

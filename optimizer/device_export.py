@@ -33,7 +33,7 @@ DEVICE_FILE = "model_device.tflite"
 #: Every model file an export may write; an export removes those it did not write, so a
 #: folder exported into twice holds one model.
 MODEL_FILES: tuple[str, ...] = ("model.epr", "model.tflite", DEVICE_FILE, "model_data.cc",
-                                "model_data.h")
+                                "model_data.h", "model.keras")
 #: The device figures of a TFLite file, as `objectives.device` records them on a trial.
 FIGURE_KEYS: tuple[str, ...] = ("flash_bytes", "ram_bytes", "ram_method",
                                 "planner_ram_bytes", "latency_ms", "ram_note")

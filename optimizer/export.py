@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from definitions.errors import CheckFailed, UsageError
 from objectives.files import write_atomically
 from optimizer.artifacts import fetch, open_store, store_dir_for, stored_artifact_id
+from optimizer.keras_export import default_keras_format, write_keras_file
 from optimizer.record import load_recorded_data, stored_record
 
 if TYPE_CHECKING:
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
     from optuna.artifacts import FileSystemArtifactStore
 
 ACCURACY_TOLERANCE = 1e-6
+#: How a phone or host runs a `.tflite` file today (TensorFlow 2.21 deprecates
+#: `tf.lite.Interpreter` in favour of LiteRT).
+LITERT_LOAD = ("from ai_edge_litert.interpreter import Interpreter; "
+               "interpreter = Interpreter(model_path='{file}')")
 
 
 def pick_trial(
@@ -91,6 +96,7 @@ def _writable_dir(out: Path) -> None:
 def export_trial(
     *, study: optuna.Study, trial: optuna.trial.FrozenTrial, out: Path, splits,
     store: FileSystemArtifactStore, store_dir: Path, device_mode: str | None = None,
+    keras_format: int | None = None,
 ) -> dict[str, object]:
     """Writes `model.<ext>`, the device files and `model_card.json` into `out`; returns
     the card.
@@ -98,7 +104,11 @@ def export_trial(
     The artifact comes from the study's artifact store (checksum checked) and `splits`
     must be the study's own data (`record.load_recorded_data`). `device_mode` (`int8`, the
     default, or `float32`) is the TFLite mode an EPR trial's decoded model is converted
-    to for the device; a TFLite trial's artifact is its device file."""
+    to for the device; a TFLite trial's artifact is its device file. `keras_format` (2
+    or 3; default: the parent's Keras) is the format of `model.keras`, the float model
+    (`optimizer.keras_export`)."""
+    from importlib.metadata import version
+
     from objectives.pipeline import evaluate_artifact, sha256_file
     from optimizer import device_export
     from optimizer.constraints import is_feasible
@@ -123,7 +133,11 @@ def export_trial(
                                        seed=int(record["split_seed"]))
     c_array = device_export.write_c_array(device, out=out, study_name=study.study_name,
                                           trial_number=trial.number)
-    device_export.remove_stale(out, written={target.name, device.path.name, *c_array["files"]})
+    keras = write_keras_file(
+        trial=trial, artifact=target, out=out, store=store, store_dir=store_dir,
+        keras_format=keras_format or default_keras_format(record), x_check=splits.x_val[:256])
+    device_export.remove_stale(out, written={target.name, device.path.name, *c_array["files"],
+                                             *([keras["file"]] if keras["file"] else [])})
     attrs = trial.user_attrs
     card = {
         "study": study.study_name,
@@ -160,9 +174,16 @@ def export_trial(
         "study_definition": record,
         "load": (
             "from objectives import epr; model = epr.load('model.epr')"
-            if mode == "epr"
-            else "tf.lite.Interpreter(model_path='model.tflite')"
+            if mode == "epr" else LITERT_LOAD.format(file=target.name)
         ),
+        "runtimes": {
+            "phones_and_hosts": "LiteRT (pip install ai-edge-litert): "
+                                + LITERT_LOAD.format(file=device.path.name),
+            "microcontrollers": "tflite-micro, with model_data.cc / model_data.h",
+            "converted_with_tensorflow": record.get("tensorflow_version"),
+            "arena_measured_with_tflite_micro": version("tflite-micro"),
+        },
+        "keras": keras,
         **device_export.device_card(device, record=record, splits=splits),
         "c_array": c_array,
     }
@@ -174,7 +195,7 @@ def export_stored(
     *, study: optuna.Study, run_dir: Path, out: Path, trial: int | None = None,
     max_bytes: int | None = None, min_accuracy: float | None = None,
     artifact_dir: Path | None = None, data_dir: Path | None = None, data: str | None = None,
-    device_mode: str | None = None,
+    device_mode: str | None = None, keras_format: int | None = None,
 ) -> dict[str, object]:
     """`export` of a stored study (`pick_trial`'s choice) into `out`; returns the card.
 
@@ -191,7 +212,8 @@ def export_stored(
     stored_artifact_id(chosen, store_dir=store_dir)  # an edited id refused before the data
     splits = load_recorded_data(study, data_dir=data_dir, data=data)
     return export_trial(study=study, trial=chosen, out=out, splits=splits, store=store,
-                        store_dir=store_dir, device_mode=device_mode)
+                        store_dir=store_dir, device_mode=device_mode,
+                        keras_format=keras_format)
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -202,7 +224,8 @@ def export_command(args: argparse.Namespace) -> int:
     card = export_stored(study=study, run_dir=run_dir, out=args.out, trial=args.trial,
                          max_bytes=args.max_bytes, min_accuracy=args.min_accuracy,
                          artifact_dir=args.artifact_dir, data_dir=args.data_dir,
-                         data=args.data, device_mode=args.device_mode)
+                         data=args.data, device_mode=args.device_mode,
+                         keras_format=args.keras_format)
     print(
         f"exported trial {card['trial']} to {args.out / card['file']}: validation accuracy "
         f"{card['metrics']['validation_accuracy_rechecked']:.4f} (matches the record), "
@@ -210,6 +233,9 @@ def export_command(args: argparse.Namespace) -> int:
         f"file {card['bytes']['artifact_bytes']:,} bytes"
     )
     print(_device_line(card))
+    keras = card["keras"]
+    print(f"keras: {args.out / keras['file']} (Keras {keras['keras_format']} format, the "
+          "float model; predictions rechecked)" if keras["file"] else f"keras: {keras['note']}")
     return 0
 
 

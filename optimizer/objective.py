@@ -23,6 +23,7 @@ from definitions.attributes import (
     FAIL_REASON_ATTR,
     FAILURE_KIND_ATTR,
     FINALIST_ATTR,
+    FLOAT_MODEL_ID_ATTR,
     INTERRUPTED,
     PHASE_SECONDS_ATTR,
     REJECTED_ATTR,
@@ -240,6 +241,11 @@ class Objective:
             artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial
         )
         trial.set_user_attr(ARTIFACT_ID_ATTR, artifact_id)
+        if result.float_model_path is not None:  # a TFLite trial's float Keras model
+            trial.set_user_attr(FLOAT_MODEL_ID_ATTR, upload_artifact(
+                artifact_store=self.artifact_store, file_path=result.float_model_path,
+                study_or_trial=trial))
+            Path(result.float_model_path).unlink(missing_ok=True)
         png = path.with_suffix(".png")
         trial_plot(result, png, title=f"trial {trial.number}")
         upload_artifact(artifact_store=self.artifact_store, file_path=str(png),

@@ -79,6 +79,8 @@ def definition_fields(study: Study) -> dict[str, Any]:
 
 def make_record(*, study: Study, splits: Splits, parent: SearchParent) -> dict[str, Any]:
     """The record of `study` searched on `splits` from `parent` (JSON-serializable)."""
+    from importlib import metadata
+
     from objectives.size import SIZE_DEFINITION
 
     return {
@@ -100,6 +102,8 @@ def make_record(*, study: Study, splits: Splits, parent: SearchParent) -> dict[s
         # model's input), and how many were resized and converted (None for other data)
         "folder_images": splits.folder_images,
         "size_definition": SIZE_DEFINITION,
+        # the TensorFlow whose converter writes the trials' .tflite files (for the card)
+        "tensorflow_version": metadata.version("tensorflow"),
         # whether the parent's stored Python code (a Lambda layer) was let run when loaded
         "trust_model_code": parent.source.trust_code,
         **definition_fields(study),
@@ -207,6 +211,9 @@ def _comparable(key: str, value: Any) -> Any:
     before each existed; without rungs, η and `keep_front` mean nothing and are left out."""
     if key == "trust_model_code":  # stored before the flag existed: no code was trusted
         return bool(value)
+    if key == "parent" and isinstance(value, dict):
+        # the file's format follows from its SHA-256, and was not recorded before
+        value = {k: v for k, v in value.items() if k != "file_format"}
     if key == "search_space" and isinstance(value, dict):
         # stored before the switch existed: TFLite modes were always offered the penalty
         value = {"tflite_epr": True, **value}
