@@ -130,9 +130,10 @@ def digits_model(keras):
     return keras.Model(inputs, layers.Dense(10, activation="softmax")(x), name="digits_cnn")
 
 
-def write_trained(out: Path, data: Path) -> None:
-    """`<writer>-digits.keras` and `.h5`, trained on `data`'s `x_train` (uint8, scaled
-    by 1/255 as the tool scales images) for a few epochs, with its predictions."""
+def write_trained(out: Path, data: Path, *, name: str = "digits", epochs: int = 15) -> None:
+    """`<writer>-<name>.keras` and `.h5`, trained on `data`'s `x_train` (uint8, scaled
+    by 1/255 as the tool scales images) for `epochs`, with its predictions: `digits_model`
+    for 8×8 images, else the `residual` architecture (28×28×1)."""
     import keras
     import tf_keras
 
@@ -141,12 +142,13 @@ def write_trained(out: Path, data: Path) -> None:
     y = arrays["y_train"]
     for writer, module in (("keras3", keras), ("tf_keras", tf_keras)):
         module.utils.set_random_seed(0)
-        model = digits_model(module)
+        model = (digits_model(module) if x.shape[1:] == (8, 8, 1)
+                 else architectures(module)["residual"]())
         model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-        model.fit(x, y, epochs=15, batch_size=32, verbose=0)
-        np.savez(out / f"{writer}-digits.npz", x=x[:64], y=model.predict(x[:64], verbose=0))
-        model.save(out / f"{writer}-digits.keras")
-        model.save(out / f"{writer}-digits.h5")
+        model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+        np.savez(out / f"{writer}-{name}.npz", x=x[:64], y=model.predict(x[:64], verbose=0))
+        model.save(out / f"{writer}-{name}.keras")
+        model.save(out / f"{writer}-{name}.h5")
 
 
 def write_all(out: Path) -> dict[str, str]:
@@ -226,6 +228,9 @@ if __name__ == "__main__":
                           for name, keys in sorted(settings(sys.argv[2:]).items()))
         version = json.dumps(__import__("keras").__version__)
         print(f'{{"keras_version": {version},\n "settings": {{\n{rows}\n}}}}')
+    elif sys.argv[1] == "--train":  # --train DATA.npz NAME EPOCHS OUT
+        write_trained(Path(sys.argv[5]), Path(sys.argv[2]), name=sys.argv[3],
+                      epochs=int(sys.argv[4]))
     elif sys.argv[1] == "--check":
         reader, pairs = sys.argv[2], sys.argv[3:]
         print(json.dumps([check(Path(model), Path(inputs), reader=reader)

@@ -202,7 +202,7 @@ def test_an_epr_export_writes_the_device_file_with_its_own_figures(exported, spl
     out, card = exported["epr"]
     assert {p.name for p in out.iterdir()} == {"model.epr", "model_device.tflite",
                                                "model_data.cc", "model_data.h",
-                                               "model_card.json"}
+                                               "model.keras", "model_card.json"}
     figures = card["device_file"]
     assert figures["file"] == "model_device.tflite" and figures["quantization"] == "int8"
     data = (out / "model_device.tflite").read_bytes()

@@ -103,3 +103,16 @@ def test_a_tf_keras_parent_exports_keras_2_unless_told(keras_today, tmp_path):
     assert card["keras"]["keras_format"] == 3
     assert _checked_in_todays_keras(tmp_path / "three" / "model.keras", x, "keras3",
                                     tmp_path) < 1e-5
+
+
+@pytest.mark.parametrize(("parent", "expected"), [
+    ({"kind": "file", "file_format": {"container": "keras", "keras_version": "3.15.1"}}, 3),
+    ({"kind": "file", "file_format": {"container": "h5", "keras_version": "2.21.0"}}, 2),
+    ({"kind": "file", "file_format": {"container": "keras", "keras_version": "2.14.0"}}, 2),
+    ({"kind": "family", "reference": "lenet5_caffe"}, 3),
+    ({"kind": "file", "sha256": "recorded before file formats were"}, 3),
+])
+def test_model_keras_defaults_to_the_keras_the_parent_came_from(parent, expected):
+    from optimizer.keras_export import default_keras_format
+
+    assert default_keras_format({"parent": parent}) == expected
