@@ -1,15 +1,17 @@
 """`from optimizer import search`: the Python API works from a script with or without a
-`__main__` guard, from `python - < script.py` and from a notebook-style `exec`, never
-hangs on a dead worker, raises the CLI's error when nothing is usable, and keeps the
-libraries' log lines off the caller's output.
+`__main__` guard, from `python - < script.py`, from a notebook-style `exec` and in a real
+Jupyter (IPython) kernel, never hangs on a dead worker, raises the CLI's error when
+nothing is usable, and keeps the libraries' log lines off the caller's output.
 
-Each runs a real interpreter under `subprocess.run(..., timeout=...)`: a hang fails the
-test instead of hanging the suite. Each searches `digits` with its smoke budget, one or
-two trials (the reference points: float32, EPR at λ = 2), in seconds.
+Each runs a real interpreter under `subprocess.run(..., timeout=...)`, or a kernel whose
+every wait has a timeout: a hang fails the test instead of hanging the suite. Each
+searches `digits` with its smoke budget, one or two trials (the reference points:
+float32, EPR at λ = 2), in seconds.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -98,6 +100,75 @@ def test_a_notebook_style_exec_finishes(tmp_path):
     out = _python("-c", driver, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "1 digits-smoke True"
+
+
+def test_the_readme_example_runs_in_a_real_jupyter_kernel(tmp_path):
+    """An IPython kernel (ipykernel, started as Jupyter starts it: its own session, a
+    connection file, messages over ZeroMQ) of this interpreter: one cell imports
+    TensorFlow, the next is the README's example. Its output comes back as the kernel's
+    iopub stream messages, which carry what the kernel process writes to its file
+    descriptors as well (TensorFlow's C++ lines included)."""
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    # a kernel spec of this interpreter, seen by nothing but this test (not the user's)
+    spec = tmp_path / "kernels" / "compression-search-test"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "compression-search test", "language": "python"}))
+    specs = KernelSpecManager(kernel_dirs=[str(spec.parent)], ensure_native_kernel=False)
+    manager = KernelManager(kernel_name=spec.name, kernel_spec_manager=specs,
+                            connection_file=str(tmp_path / "connection.json"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "IPYTHONDIR": str(tmp_path / "ipython")}
+    example = _readme_example().replace(
+        "n_trials=2)", f"n_trials=2, run_dir={str(tmp_path / 'run')!r})")
+    assert "run_dir=" in example
+
+    began = time.monotonic()
+    manager.start_kernel(cwd=str(tmp_path), env=env)
+    client = None
+    try:
+        client = manager.client()
+        client.start_channels()
+        client.wait_for_ready(timeout=60)
+        for cell, timeout in (("import tensorflow", 60), (example, 120)):
+            streams = {"stdout": "", "stderr": ""}
+            errors: list[str] = []
+
+            def collect(msg, streams=streams, errors=errors):
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "stream":
+                    streams[content["name"]] += content["text"]
+                elif kind == "error":
+                    errors.append("\n".join(content["traceback"]))
+
+            reply = client.execute_interactive(cell, timeout=timeout, output_hook=collect,
+                                               allow_stdin=False)
+            assert reply["content"]["status"] == "ok", (reply["content"], errors, streams)
+            assert not errors
+            assert not LIBRARY_LINE.search(streams["stdout"] + streams["stderr"]), streams
+    finally:
+        if client is not None:
+            client.stop_channels()
+        manager.shutdown_kernel(now=True)  # SIGKILL to its process group: workers too
+    took = time.monotonic() - began
+
+    # what the README's example prints (as `_front_and_export` checks for a script)
+    header, *rows, exported = streams["stdout"].strip().splitlines()
+    assert header.split() == ["trial", "accuracy", "payload_bytes", "quantization"]
+    assert [row.split()[1] for row in rows] == ["1", "0"]
+    assert exported.startswith("exported model.epr 0.")
+    assert (tmp_path / "exported" / "model_card.json").exists()
+    # on stderr, our line per trial and nothing else but one known leak: Optuna imports
+    # tqdm.auto, which in a kernel without ipywidgets warns (TqdmWarning: IProgress not
+    # found) with its source line
+    lines = [line for line in streams["stderr"].splitlines()
+             if "TqdmWarning: IProgress not found" not in line
+             and line.strip() != "from .autonotebook import tqdm as notebook_tqdm"]
+    assert [line.split(":")[0] for line in lines] == [
+        "[1/2] trial 0 COMPLETE", "[2/2] trial 1 COMPLETE"], streams
+    assert took < TIMEOUT
 
 
 #: One float32 epoch of the tiny CNN per trial, then the floor prunes it (no model here
