@@ -348,8 +348,11 @@ def _library_output_quiet(*, verbose: bool) -> Iterator[None]:
         stack.enter_context(_environment(TF_CPP_MIN_LOG_LEVEL="3"))
         stack.enter_context(_native_stderr_diverted())
         stack.enter_context(_levels_at_least(logging.ERROR, LIBRARY_LOGGERS))
-        stack.enter_context(_optuna_quiet())
         stack.enter_context(warnings.catch_warnings())
         warnings.filterwarnings("ignore", category=UserWarning, module=r"tensorflow\.lite")
         warnings.filterwarnings("ignore", module=r"optuna\._experimental")
+        # Optuna imports tqdm.auto, which in a kernel without ipywidgets warns that it
+        # found no IProgress: a progress bar it will not draw, not the caller's concern
+        warnings.filterwarnings("ignore", message=r"IProgress not found")
+        stack.enter_context(_optuna_quiet())
         yield

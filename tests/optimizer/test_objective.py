@@ -102,8 +102,13 @@ def test_completed_trials_keep_their_artifact_only_in_the_store(splits, tmp_path
     storage = optuna.storages.InMemoryStorage()
     trial = _run(_study_def(("dynamic",)), splits, tmp_path, 1, storage=storage).trials[0]
     metas = get_all_artifact_meta(trial, storage=storage)
-    assert sorted(m.mimetype for m in metas) == ["application/octet-stream", "image/png"]
+    # the artifact, the float Keras model it was converted from (for export's
+    # model.keras), and the trial's plot
+    assert sorted(m.mimetype for m in metas) == [
+        "application/octet-stream", "application/octet-stream", "image/png"]
     stored = tmp_path / "store" / trial.user_attrs["artifact_id"]
     assert sha256_file(stored) == trial.user_attrs["artifact_sha256"]
+    float_model = tmp_path / "store" / trial.user_attrs["float_model_id"]
+    assert sha256_file(float_model) == trial.user_attrs["float_model_sha256"]
     assert "artifact_path" not in trial.user_attrs  # no machine-local path is recorded
     assert not list((tmp_path / "scratch").glob("*"))
