@@ -133,57 +133,36 @@ def search(
 ) -> SearchResult:
     """Runs a search as `python -m optimizer run` does and returns its `SearchResult`.
 
-    What to search: `study` — a `studies.Study`, a registered name (`"digits"`), a
-    reference (`"pkg.module:NAME"`, `"path/study.py"`) or the `name` of a stored
-    `model`/`data` study — or `model` and `data` together (a saved Keras model or
-    `module:function`, and an `.npz`, an image folder or `module:function`; `name` names
-    the study, default the model file's stem). Every other argument is the `run` flag of
-    the same name (`run --help`), with its default: `n_trials` (total finished trials to
-    reach; a stored study is resumed), `timeout` (seconds), `seed`, `jobs` (trials at
-    once), `run_dir`, `storage`, `smoke`, …; `quantization` and `width_range` narrow the
-    space, `max_*`/`min_accuracy` are device budgets, `isolate=False` is
-    `--no-isolation`. `progress`: one line per finished trial on stderr (None: with a bar
-    when stderr is a terminal; False: nothing). `verbose`: let TensorFlow's, absl's and
-    Optuna's own log lines through.
+    What to search: `study` (a `studies.Study`, a registered name, a reference, or the
+    `name` of a stored `model`/`data` study) or `model` and `data` together, as `run
+    --model --data` takes them. Every other argument is the `run` flag of that name, with
+    its default (`run --help`); `isolate=False` is `--no-isolation`. `progress`: a line per
+    trial on stderr (None: a bar on a terminal; False: none). `verbose`: let TensorFlow's,
+    absl's and Optuna's log lines through.
 
-    Raises `UsageError` for bad input (nothing stored is changed), `NoUsableTrial` when
-    the search ended with nothing on its front, `BudgetNotReached` when its trials kept
-    being cut short (workers died), KeyboardInterrupt on Ctrl-C (the interrupted trial
-    is retried by the next call) — the messages `run` prints.
-    """
-    from optimizer.cli import build_parser
+    Raises what `run` prints: `UsageError` (bad input, nothing stored changed),
+    `NoUsableTrial` (nothing on the front), `BudgetNotReached` (trials cut short again and
+    again), KeyboardInterrupt (the interrupted trial is retried by the next call)."""
     from optimizer.pareto import budget_note
     from optimizer.record import stored_record
     from optimizer.record_trust import is_code
     from optimizer.run_args import NOTHING_FINISHED, run_settings, study_for_run, usable_front
     from optimizer.runner import run_study
     from optimizer.storage import run_dir_for, storage_url
-    from studies.base import Study
 
-    given_study = study if isinstance(study, Study) else None
-    if given_study is not None and (model is not None or data is not None):
-        raise UsageError("give either study or model with data, not both")
-    if given_study is not None and name is not None:
-        raise UsageError("name names the study made by model and data; a Study has its own")
-    if study is not None and not isinstance(study, Study | str):
-        raise UsageError(f"study must be a studies.Study or a name, not "
-                         f"{type(study).__name__}")
-    args = build_parser().parse_args(["run"])  # every setting at the CLI's default
-    settings: dict[str, Any] = {
-        "study": None if given_study is not None else study,
-        "model": _text(model), "data": _text(data), "name": name,
-        "trust_model_code": trust_model_code, "smoke": smoke, "n_trials": n_trials,
-        "timeout": timeout, "seed": seed, "jobs": jobs, "run_dir": _path(run_dir),
-        "storage": storage, "artifact_dir": _path(artifact_dir), "data_dir": _path(data_dir),
-        "sampler": sampler, "backend": backend, "init": init, "extend_every": extend_every,
-        "finalists": finalists, "size_objective": size_objective,
-        "quantization": None if quantization is None else list(quantization),
-        "width_range": None if width_range is None else list(width_range),
-        "max_flash_kb": max_flash_kb, "max_ram_kb": max_ram_kb,
-        "max_latency_ms": max_latency_ms, "min_accuracy": min_accuracy,
-        "no_check_before_training": not check_before_training, "no_isolation": not isolate,
-    }
-    vars(args).update(settings)
+    given_study = _given_study(study, model=model, data=data, name=name)
+    args = _run_args(
+        study=None if given_study is not None else study, model=_text(model),
+        data=_text(data), name=name, trust_model_code=trust_model_code, smoke=smoke,
+        n_trials=n_trials, timeout=timeout, seed=seed, jobs=jobs, run_dir=_path(run_dir),
+        storage=storage, artifact_dir=_path(artifact_dir), data_dir=_path(data_dir),
+        sampler=sampler, backend=backend, init=init, extend_every=extend_every,
+        finalists=finalists, size_objective=size_objective,
+        quantization=None if quantization is None else list(quantization),
+        width_range=None if width_range is None else list(width_range),
+        max_flash_kb=max_flash_kb, max_ram_kb=max_ram_kb, max_latency_ms=max_latency_ms,
+        min_accuracy=min_accuracy, no_check_before_training=not check_before_training,
+        no_isolation=not isolate)
     with _library_output_quiet(verbose=verbose):
         if given_study is not None:
             given_study.validate()
@@ -199,6 +178,34 @@ def search(
         front=front_frame(rows or []), note=note, artifact_dir=args.artifact_dir,
         data_dir=args.data_dir, loader=str(recorded_data) if is_code(recorded_data) else None,
     )
+
+
+def _given_study(study: Study | str | None, *, model: object, data: object,
+                 name: str | None) -> Study | None:
+    """The `Study` object given (None for a name or for `model`/`data`), or `UsageError`
+    for a combination `run` would not take."""
+    from studies.base import Study
+
+    if study is not None and not isinstance(study, Study | str):
+        raise UsageError(f"study must be a studies.Study or a name, not "
+                         f"{type(study).__name__}")
+    if not isinstance(study, Study):
+        return None
+    if model is not None or data is not None:
+        raise UsageError("give either study or model with data, not both")
+    if name is not None:
+        raise UsageError("name names the study made by model and data; a Study has its own")
+    return study
+
+
+def _run_args(**settings: Any) -> Any:
+    """`run`'s parsed arguments: every setting at the CLI's default, then `settings` (by
+    their `args.` names)."""
+    from optimizer.cli import build_parser
+
+    args = build_parser().parse_args(["run"])
+    vars(args).update(settings)
+    return args
 
 
 def front_frame(rows: list[dict[str, object]]) -> pd.DataFrame:

@@ -49,6 +49,11 @@ ARTIFACT = StoredFile(ARTIFACT_ID_ATTR, ARTIFACT_SHA256_ATTR, "artifact")
 FLOAT_MODEL = StoredFile(FLOAT_MODEL_ID_ATTR, FLOAT_MODEL_SHA256_ATTR, "float model")
 
 
+def kept(trial: optuna.trial.FrozenTrial, stored: StoredFile) -> bool:
+    """Whether `trial` recorded a `stored` file (trials before it existed did not)."""
+    return bool(trial.user_attrs.get(stored.id_attr))
+
+
 def store_dir_for(run_dir: Path, *, artifact_dir: Path | None) -> Path:
     """`--artifact-dir`, or `<run dir>/artifact-store`."""
     return Path(artifact_dir) if artifact_dir is not None else Path(run_dir) / STORE_DIR

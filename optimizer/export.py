@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from definitions.errors import CheckFailed, UsageError
 from objectives.files import write_atomically
@@ -98,8 +98,8 @@ def export_trial(
     store: FileSystemArtifactStore, store_dir: Path, device_mode: str | None = None,
     keras_format: int | None = None,
 ) -> dict[str, object]:
-    """Writes `model.<ext>`, the device files and `model_card.json` into `out`; returns
-    the card.
+    """Writes `model.<ext>`, the device files, `model.keras` and `model_card.json` into
+    `out`; returns the card.
 
     The artifact comes from the study's artifact store (checksum checked) and `splits`
     must be the study's own data (`record.load_recorded_data`). `device_mode` (`int8`, the
@@ -107,39 +107,67 @@ def export_trial(
     to for the device; a TFLite trial's artifact is its device file. `keras_format` (2
     or 3; default: the parent's Keras) is the format of `model.keras`, the float model
     (`optimizer.keras_export`)."""
-    from importlib.metadata import version
-
-    from objectives.pipeline import evaluate_artifact, sha256_file
     from optimizer import device_export
-    from optimizer.constraints import is_feasible
-    from optimizer.pareto import test_accuracies
 
     _writable_dir(out)
     mode = trial.user_attrs["candidate"]["quantization"]
     device_mode = device_export.resolve_device_mode(quantization=mode, device_mode=device_mode)
     record = stored_record(study)
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
-        source = fetch(trial, store=store, store_dir=store_dir, into=Path(tmp))
-        target = out / f"model{source.suffix}"
-        os.replace(source, target)
-    accuracy = evaluate_artifact(target, quantization=mode, x=splits.x_val, y=splits.y_val)
-    if abs(accuracy - trial.values[0]) > ACCURACY_TOLERANCE:
-        target.unlink()
-        raise CheckFailed(
-            f"exported model scores {accuracy:.6f} on validation, recorded {trial.values[0]:.6f}"
-        )
+    target, accuracy = _checked_artifact(trial, out=out, store=store, store_dir=store_dir,
+                                         splits=splits)
     device = device_export.device_file(trial=trial, artifact=target, out=out,
                                        device_mode=device_mode, splits=splits,
                                        seed=int(record["split_seed"]))
     c_array = device_export.write_c_array(device, out=out, study_name=study.study_name,
                                           trial_number=trial.number)
     keras = write_keras_file(
-        trial=trial, artifact=target, out=out, store=store, store_dir=store_dir,
-        keras_format=keras_format or default_keras_format(record), x_check=splits.x_val[:256])
+        trial=trial, quantization=mode, artifact=target, out=out, store=store,
+        store_dir=store_dir, keras_format=keras_format or default_keras_format(record),
+        x_check=splits.x_val[:256])
     device_export.remove_stale(out, written={target.name, device.path.name, *c_array["files"],
                                              *([keras["file"]] if keras["file"] else [])})
-    attrs = trial.user_attrs
     card = {
+        **_trial_card(study, trial, target=target, accuracy=accuracy, record=record),
+        "runtimes": _runtimes(record, device_file=device.path.name),
+        "keras": keras,
+        **device_export.device_card(device, record=record, splits=splits),
+        "c_array": c_array,
+    }
+    write_atomically(out / "model_card.json", json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def _checked_artifact(trial: optuna.trial.FrozenTrial, *, out: Path,
+                      store: FileSystemArtifactStore, store_dir: Path, splits
+                      ) -> tuple[Path, float]:
+    """The trial's artifact fetched into `out` as `model.<ext>`, and its validation accuracy,
+    which must equal the recorded one (`CheckFailed`, the file removed, otherwise)."""
+    from objectives.pipeline import evaluate_artifact
+
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        source = fetch(trial, store=store, store_dir=store_dir, into=Path(tmp))
+        target = out / f"model{source.suffix}"
+        os.replace(source, target)
+    accuracy = evaluate_artifact(target, quantization=trial.user_attrs["candidate"][
+        "quantization"], x=splits.x_val, y=splits.y_val)
+    if abs(accuracy - trial.values[0]) > ACCURACY_TOLERANCE:
+        target.unlink()
+        raise CheckFailed(
+            f"exported model scores {accuracy:.6f} on validation, recorded {trial.values[0]:.6f}"
+        )
+    return target, accuracy
+
+
+def _trial_card(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, target: Path,
+                accuracy: float, record: dict[str, Any]) -> dict[str, object]:
+    """What the card says of the trial: its candidate, file, metrics, bytes and figures."""
+    from objectives.pipeline import sha256_file
+    from optimizer.constraints import is_feasible
+    from optimizer.pareto import test_accuracies
+
+    attrs = trial.user_attrs
+    mode = attrs["candidate"]["quantization"]
+    return {
         "study": study.study_name,
         "trial": trial.number,
         "candidate": attrs["candidate"],
@@ -176,19 +204,21 @@ def export_trial(
             "from objectives import epr; model = epr.load('model.epr')"
             if mode == "epr" else LITERT_LOAD.format(file=target.name)
         ),
-        "runtimes": {
-            "phones_and_hosts": "LiteRT (pip install ai-edge-litert): "
-                                + LITERT_LOAD.format(file=device.path.name),
-            "microcontrollers": "tflite-micro, with model_data.cc / model_data.h",
-            "converted_with_tensorflow": record.get("tensorflow_version"),
-            "arena_measured_with_tflite_micro": version("tflite-micro"),
-        },
-        "keras": keras,
-        **device_export.device_card(device, record=record, splits=splits),
-        "c_array": c_array,
     }
-    write_atomically(out / "model_card.json", json.dumps(card, indent=2) + "\n")
-    return card
+
+
+def _runtimes(record: dict[str, Any], *, device_file: str) -> dict[str, object]:
+    """Which runtimes run the files today, the TensorFlow that converted the trials' files
+    (recorded on the study) and the tflite-micro that measured the arena (this one)."""
+    from importlib.metadata import version
+
+    return {
+        "phones_and_hosts": "LiteRT (pip install ai-edge-litert): "
+                            + LITERT_LOAD.format(file=device_file),
+        "microcontrollers": "tflite-micro, with model_data.cc / model_data.h",
+        "converted_with_tensorflow": record.get("tensorflow_version"),
+        "arena_measured_with_tflite_micro": version("tflite-micro"),
+    }
 
 
 def export_stored(

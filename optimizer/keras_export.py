@@ -17,9 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from definitions.attributes import FLOAT_MODEL_ID_ATTR
 from definitions.errors import CheckFailed
-from optimizer.artifacts import FLOAT_MODEL, fetch
+from optimizer.artifacts import FLOAT_MODEL, fetch, kept
 
 if TYPE_CHECKING:
     import optuna
@@ -46,17 +45,17 @@ def default_keras_format(record: dict[str, Any]) -> int:
                       file_format.get("keras_version")).keras_major
 
 
-def float_model(trial: optuna.trial.FrozenTrial, *, artifact: Path,
+def float_model(trial: optuna.trial.FrozenTrial, *, quantization: str, artifact: Path,
                 store: FileSystemArtifactStore, store_dir: Path) -> Any:
     """The trial's float Keras model, or None when the study did not keep it (a TFLite
-    trial recorded before float models were kept)."""
+    trial recorded before float models were kept: `fetch` finds no id)."""
     import tensorflow as tf
 
-    if trial.user_attrs["candidate"]["quantization"] == "epr":
+    if quantization == "epr":
         from objectives import epr
 
         return epr.load(artifact)
-    if FLOAT_MODEL_ID_ATTR not in trial.user_attrs:
+    if not kept(trial, FLOAT_MODEL):
         return None
     with tempfile.TemporaryDirectory() as tmp:
         path = fetch(trial, store=store, store_dir=store_dir, into=Path(tmp),
@@ -64,9 +63,9 @@ def float_model(trial: optuna.trial.FrozenTrial, *, artifact: Path,
         return tf.keras.models.load_model(path, compile=False)
 
 
-def write_keras_file(*, trial: optuna.trial.FrozenTrial, artifact: Path, out: Path,
-                     store: FileSystemArtifactStore, store_dir: Path, keras_format: int,
-                     x_check: Any) -> dict[str, Any]:
+def write_keras_file(*, trial: optuna.trial.FrozenTrial, quantization: str, artifact: Path,
+                     out: Path, store: FileSystemArtifactStore, store_dir: Path,
+                     keras_format: int, x_check: Any) -> dict[str, Any]:
     """Writes `out/model.keras` (see the module doc) and returns the card's `keras`
     section; `CheckFailed` (the file removed) when it does not predict as the model."""
     import numpy as np
@@ -74,7 +73,8 @@ def write_keras_file(*, trial: optuna.trial.FrozenTrial, artifact: Path, out: Pa
     from objectives import keras_writer
     from objectives.parent import load_model_file
 
-    model = float_model(trial, artifact=artifact, store=store, store_dir=store_dir)
+    model = float_model(trial, quantization=quantization, artifact=artifact, store=store,
+                        store_dir=store_dir)
     if model is None:
         return {"file": None, "note": f"trial {trial.number} was recorded before trials "
                 "kept their float model: no model.keras"}

@@ -280,20 +280,16 @@ def _read_loader(target: str, function: str) -> _UserRaw:
     return _UserRaw(source, arrays, tuple(str(key) for key in result))
 
 
+#: What a folder of images must hold, for the messages that refuse one.
+FOLDER_EXPECTED = (f"expected one subfolder of images ({', '.join(IMAGE_FORMATS)}) per class, "
+                   "named after the class")
+
+
 def _read_folder(directory: Path, *, image_shape: ImageShape | None) -> _UserRaw:
+    """A folder of class subfolders read as Keras' `image_dataset_from_directory` reads it,
+    every image at the parent's input size and channels (`image_shape`) where given."""
     source = f"folder:{directory}"
-    try:
-        subfolders = sorted(
-            p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")
-        )
-    except OSError as error:
-        raise DataError(f"cannot read {source}: {error.strerror or error}") from None
-    expected = (
-        f"expected one subfolder of images ({', '.join(IMAGE_FORMATS)}) per class, "
-        "named after the class"
-    )
-    if not subfolders:
-        raise DataError(f"{source} has no class subfolders; {expected}")
+    subfolders = _class_folders(directory, source)
     height, width, channels = image_shape or (None, None, None)
     if channels is not None and channels not in COLOR_MODES:
         raise DataError(
@@ -304,67 +300,31 @@ def _read_folder(directory: Path, *, image_shape: ImageShape | None) -> _UserRaw
 
     import tensorflow as tf
 
-    def keras_read(**options):
-        quiet = io.StringIO()  # Keras prints "Found N files belonging to K classes."
-        with contextlib.redirect_stdout(quiet):
-            try:
-                return tf.keras.utils.image_dataset_from_directory(
-                    str(directory), labels="inferred", label_mode="int", shuffle=False,
-                    **options,
-                )
-            except ValueError as error:
-                raise DataError(
-                    f"{source} has no images in {', '.join(subfolders)} "
-                    f"({one_line(error)}); {expected}"
-                ) from None
-
-    index = keras_read(image_size=(1, 1), batch_size=None)  # lists the files, reads none
+    index = _keras_read(tf, directory, source, subfolders, image_size=(1, 1),
+                        batch_size=None)  # lists the files, reads none
     paths, class_names = list(index.file_paths), tuple(index.class_names)
     shapes = _decoded_shapes(tf, paths, source)
-    model_size = height is not None and width is not None
-    if not model_size:
-        height, width = (int(d) for d in shapes[0, :2])
-        wrong = np.flatnonzero((shapes[:, 0] != height) | (shapes[:, 1] != width))
-        if wrong.size:
-            i = int(wrong[0])
-            why = ("the parent model's input takes any height and width, so there is no size "
-                   "to resize them to" if image_shape else
-                   "images are resized only to a saved parent model's input size, and there "
-                   "is none here")
-            raise DataError(
-                f"{source}: {paths[i]} is {shapes[i, 0]}×{shapes[i, 1]} pixels but {paths[0]} "
-                f"is {height}×{width}; expected every image to have the same height and width "
-                f"({why}: resize them first, or bring an .npz or a loader)"
-            )
+    if height is None or width is None:
+        height, width = _one_size(shapes, paths, source, image_shape=image_shape)
     if channels is None:
         channels = 3 if np.any(shapes[:, 2] >= 3) else 1
     resized = int(np.count_nonzero((shapes[:, 0] != height) | (shapes[:, 1] != width)))
     modes, counts = np.unique(shapes[shapes[:, 2] != channels, 2], return_counts=True)
     color_mode = COLOR_MODES[channels]
-    dataset = keras_read(image_size=(height, width), color_mode=color_mode, batch_size=256,
-                         interpolation=INTERPOLATION)
+    dataset = _keras_read(tf, directory, source, subfolders, image_size=(height, width),
+                          color_mode=color_mode, batch_size=256, interpolation=INTERPOLATION)
     if list(dataset.file_paths) != paths:
         raise DataError(f"{source} changed while it was read; expected a folder left alone")
-    images, labels = [], []
-    try:
-        for x, y in dataset:
-            images.append(x.numpy())
-            labels.append(y.numpy())
-    except tf.errors.OpError as error:
-        raise DataError(
-            f"{source}: an image cannot be read as {color_mode} "
-            f"({type(error).__name__}: {one_line(error.message)}); {expected}"
-        ) from None
+    pixels, labels = _pixels(tf, dataset, source, color_mode=color_mode)
     # Keras returns float32 0..255: whole values where no image was resized (kept as uint8,
     # divided by 255 with the other sources' integers), Keras' interpolated ones otherwise
-    pixels = np.concatenate(images)
     if resized:
         x_train = np.clip(pixels, 0, PIXEL_MAX) / np.float32(PIXEL_MAX)
     else:
         x_train = np.clip(np.rint(pixels), 0, PIXEL_MAX).astype(np.uint8)
-    arrays = {"x_train": x_train, "y_train": np.concatenate(labels).astype(np.int64)}
+    arrays = {"x_train": x_train, "y_train": labels.astype(np.int64)}
     read = {
-        "size": [int(height), int(width)],  # type: ignore[arg-type]
+        "size": [int(height), int(width)],
         "channels": int(channels),
         "parent_input": None if image_shape is None else list(image_shape),
         "interpolation": INTERPOLATION,
@@ -374,6 +334,69 @@ def _read_folder(directory: Path, *, image_shape: ImageShape | None) -> _UserRaw
                       for mode, count in zip(modes, counts, strict=True)},
     }
     return _UserRaw(source, arrays, tuple(arrays), class_names, read)
+
+
+def _class_folders(directory: Path, source: str) -> list[str]:
+    """The class subfolders' names, sorted; `DataError` when there are none."""
+    try:
+        subfolders = sorted(
+            p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
+    except OSError as error:
+        raise DataError(f"cannot read {source}: {error.strerror or error}") from None
+    if not subfolders:
+        raise DataError(f"{source} has no class subfolders; {FOLDER_EXPECTED}")
+    return subfolders
+
+
+def _keras_read(tf, directory: Path, source: str, subfolders: list[str], **options):
+    """Keras' `image_dataset_from_directory` on the folder, unshuffled, quiet."""
+    quiet = io.StringIO()  # Keras prints "Found N files belonging to K classes."
+    with contextlib.redirect_stdout(quiet):
+        try:
+            return tf.keras.utils.image_dataset_from_directory(
+                str(directory), labels="inferred", label_mode="int", shuffle=False, **options,
+            )
+        except ValueError as error:
+            raise DataError(
+                f"{source} has no images in {', '.join(subfolders)} "
+                f"({one_line(error)}); {FOLDER_EXPECTED}"
+            ) from None
+
+
+def _one_size(shapes: np.ndarray, paths: list[str], source: str, *,
+              image_shape: ImageShape | None) -> tuple[int, int]:
+    """The one height and width of every image, where no model size says what to resize
+    them to; `DataError` naming two that differ."""
+    height, width = (int(d) for d in shapes[0, :2])
+    wrong = np.flatnonzero((shapes[:, 0] != height) | (shapes[:, 1] != width))
+    if wrong.size:
+        i = int(wrong[0])
+        why = ("the parent model's input takes any height and width, so there is no size "
+               "to resize them to" if image_shape else
+               "images are resized only to a saved parent model's input size, and there "
+               "is none here")
+        raise DataError(
+            f"{source}: {paths[i]} is {shapes[i, 0]}×{shapes[i, 1]} pixels but {paths[0]} "
+            f"is {height}×{width}; expected every image to have the same height and width "
+            f"({why}: resize them first, or bring an .npz or a loader)"
+        )
+    return height, width
+
+
+def _pixels(tf, dataset, source: str, *, color_mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every image (float32 0..255, as Keras gives them) and label of `dataset`."""
+    images, labels = [], []
+    try:
+        for x, y in dataset:
+            images.append(x.numpy())
+            labels.append(y.numpy())
+    except tf.errors.OpError as error:
+        raise DataError(
+            f"{source}: an image cannot be read as {color_mode} "
+            f"({type(error).__name__}: {one_line(error.message)}); {FOLDER_EXPECTED}"
+        ) from None
+    return np.concatenate(images), np.concatenate(labels)
 
 
 def _decoded_shapes(tf, paths: Sequence[str], source: str) -> np.ndarray:
