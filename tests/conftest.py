@@ -98,8 +98,19 @@ def keras_today_run(*args: object, timeout: float = 300) -> str:
 @pytest.fixture(scope="session")
 def keras_today(tmp_path_factory) -> Path:
     """A folder of models written by Keras 3 and tf_keras 2.21 (`write_models.py`), with
-    their own predictions, and `digits.npz` with the trained `*-digits` parents."""
-    out = tmp_path_factory.mktemp("keras_today")
-    save_digits_npz(out / "digits.npz")
-    keras_today_run(out, "--digits", out / "digits.npz")
+    their own predictions, and `digits.npz` with the trained `*-digits` parents: written
+    once per test run, by whichever test worker asks first (the others wait on a lock)."""
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the run's folder, above each worker's own
+        shared = shared.parent
+    out = shared / "keras_today"
+    with open(shared / "keras_today.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "done").exists():
+            out.mkdir(exist_ok=True)
+            save_digits_npz(out / "digits.npz")
+            keras_today_run(out, "--digits", out / "digits.npz")
+            (out / "done").touch()
     return out

@@ -116,3 +116,21 @@ def test_model_keras_defaults_to_the_keras_the_parent_came_from(parent, expected
     from optimizer.keras_export import default_keras_format
 
     assert default_keras_format({"parent": parent}) == expected
+
+
+@pytest.mark.parametrize(("model", "says"), [
+    ("keras3-untranslated.keras", "layer 'random_flip' (RandomFlip) has no translation"),
+    ("keras3-exported", "serving SavedModel"),
+])
+def test_a_file_it_cannot_translate_is_one_line_exit_2_and_nothing_stored(
+        keras_today, tmp_path, model, says):
+    run_dir = tmp_path / "run"
+    out = run_cli("run", "--model", str(keras_today / model), "--data",
+                  str(keras_today / "digits.npz"), "--name", "bad", "--smoke",
+                  "--run-dir", str(run_dir))
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and says in errors[0], out.stderr[-2000:]
+    assert errors[0] == out.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in out.stderr
+    assert not run_dir.exists()
