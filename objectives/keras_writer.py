@@ -144,14 +144,14 @@ def keras3_config(model: keras.Model) -> dict[str, Any]:
 
 
 def _config_layers(model: keras.Model) -> list[Any]:
-    """The layers in the order of `get_config()["layers"]` (a Sequential's config starts
-    with its InputLayer, which `layers` leaves out)."""
+    """The layers in the order of `get_config()["layers"]`; None for a Sequential's
+    InputLayer, which its config lists and `layers` leaves out (it has no weights)."""
     import tensorflow as tf
 
-    layers = list(model.layers)
+    layers: list[Any] = list(model.layers)
     if isinstance(model, tf.keras.Sequential) and len(model.get_config()["layers"]) == len(
             layers) + 1:
-        layers.insert(0, model._input_layers[0] if model._input_layers else None)
+        layers.insert(0, None)
     return layers
 
 
