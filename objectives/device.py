@@ -111,7 +111,6 @@ WARMUP_RUNS = 5
 TFLM_TIMEOUT_S = 120.0
 
 
-
 @dataclass(frozen=True)
 class DeviceFigures:
     """The device figures of one TFLite flatbuffer, and how the RAM figure was obtained.
@@ -518,8 +517,6 @@ def _failure_note(stderr: str, returncode: int) -> str:
     else:
         parts.append(f"exit status {returncode}")
     return one_line("tflite-micro could not run the model: " + "; ".join(parts))
-
-
 
 
 # -- host latency -------------------------------------------------------------------------

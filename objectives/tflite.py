@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 REPRESENTATIVE_SEED = 0
 
 
-
 class ConversionError(TrialFailure):
     """The converter could not turn this model into a flatbuffer in the requested mode."""
 

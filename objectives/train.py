@@ -53,12 +53,6 @@ class TrainingRecord:
     stopped_at: int | None = None
 
 
-
-
-
-
-
-
 #: Learning-rate schedules a budget may name: `cosine` decays Adam's rate from
 #: `LEARNING_RATE` to zero at the trial's last step (Loshchilov & Hutter, ICLR 2017, without
 #: restarts), so a short budget ends annealed instead of mid-stride; `constant` keeps it.

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     import optuna
 
 
-
 def set_constraints(
     trial: optuna.Trial, values: dict[str, float], *, storage: optuna.storages.BaseStorage,
 ) -> None:

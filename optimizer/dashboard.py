@@ -13,7 +13,6 @@ from definitions.errors import UsageError
 log = logging.getLogger(__name__)
 
 
-
 def url_of(*, host: str, port: int) -> str:
     """`http://host:port`, an IPv6 address in brackets (RFC 3986: `http://[::1]:8080`)."""
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from definitions.budgets import Budget
 
 
-
 def full_budget(user_attrs: dict[str, object]) -> bool:
     """Whether a trial with these user attributes trains its full budget."""
     return any(attr in user_attrs for attr in FULL_BUDGET_ATTRS)

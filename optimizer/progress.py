@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     import optuna
 
 
-
 class Progress:
     """One line per finished trial; on a terminal also a tqdm bar (trials done, front size,
     ETA). Logs written to a file or pipe get the lines only, no redraws."""

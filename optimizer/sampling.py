@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     import optuna
 
 
-
 def make_sampler(name: str, *, seed: int) -> optuna.samplers.BaseSampler:
     """An explicitly constructed sampler (Optuna 5 changed the multi-objective default).
 

@@ -32,10 +32,6 @@ OPENED: list[str] = []
 SCHEMA_RACE_ATTEMPTS = 3
 
 
-
-
-
-
 @functools.cache
 def _driver_storage() -> type:
     """Optuna's RDB storage, its trial state changes one at a time in this process.

@@ -19,10 +19,6 @@ from tests.conftest import fit_on_digits, run_cli, save_digits_npz
 SMOKE_TRIALS = 2
 
 
-
-
-
-
 def _residual_model():
     import tensorflow as tf
 
