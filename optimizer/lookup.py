@@ -80,4 +80,3 @@ def open_stored(args) -> tuple[str, Path, optuna.Study]:
             f"no stored study {name!r} either: looked for {path.resolve()} ({given}); pass "
             "the --run-dir or --storage the study was run with")
     return name, run_dir, load_existing(name, url=url)
-

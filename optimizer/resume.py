@@ -205,4 +205,3 @@ def initialize(created: optuna.Study, *, study: Study, record: dict[str, object]
     for candidate in study.reference_point_candidates if enqueue_reference_points else ():
         created.enqueue_trial(candidate_params(candidate, study=study, offered=offered),
                               user_attrs={REFERENCE_POINT_ATTR: True}, skip_if_exists=True)
-

@@ -130,4 +130,3 @@ def run_command(args: argparse.Namespace) -> int:
     if excluded := budget_note(opt_study):
         print(excluded)
     return 0
-

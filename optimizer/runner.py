@@ -311,4 +311,3 @@ def _removed_on_refusal(run_dir: Path, *, created: bool) -> Iterator[None]:
         if created and not _has_trials(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-

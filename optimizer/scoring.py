@@ -57,4 +57,3 @@ def score_front_on_test(
                 )
     opt_study.set_user_attr(TEST_ACCURACY_ATTR, {str(k): v for k, v in known.items()})
     return known
-

@@ -193,9 +193,3 @@ def check_compatible(study: optuna.Study) -> None:
             f"{list(names)}, not {list(DIRECTIONS)} / accuracy and one of "
             f"{', '.join(SIZE_OBJECTIVES.values())}; use another --storage or --run-dir"
         )
-
-
-
-
-
-

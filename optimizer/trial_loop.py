@@ -119,4 +119,3 @@ def extension_for(every: int, *, study: Study, parent, target: int
         return None
     return SmallEndExtension(every=every, study=study, offered=parent.info.offered_at,
                              target=target)
-

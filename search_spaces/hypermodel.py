@@ -318,9 +318,3 @@ def _keras_tuner_hp(kind: str, kwargs: dict[str, Any]) -> Any:
         return getattr(kt_hp, kind)(**kwargs)
     except (ValueError, TypeError) as e:
         raise HypermodelError(one_line(f"{kind}({kwargs['name']!r}): {e}")) from e
-
-
-
-
-
-
