@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from definitions.errors import UsageError, one_line
+from definitions.importer import import_reference
 from search_spaces.candidate import Candidate
 from search_spaces.families import get_family
 from search_spaces.hypermodel import HypermodelError, OptunaHyperParameters
@@ -90,8 +91,6 @@ def width_grid(low: float, high: float, step: float) -> tuple[float, ...]:
 def _model_object(source: ParentSource) -> Any:
     """The Python object behind a `function` or `study` source."""
     if source.kind == "function":
-        from definitions.importer import import_reference
-
         return import_reference(source.target, what="model")
     from studies.references import load_study
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from definitions.attributes import SMOKE_SUFFIX
 from definitions.errors import UsageError
+from definitions.importer import is_reference
 from optimizer.storage import load_existing, run_dir_for, sqlite_path, storage_url, study_name
 from studies.base import UnknownStudyError
 
@@ -44,7 +45,6 @@ def check_study_arg(name: str) -> None:
 def stored_study_name(args) -> str:
     """The Optuna study name `--study` (and `--smoke`) names: a registered study, a study
     reference, or the `--name` a `run --model --data` study was given."""
-    from definitions.importer import is_reference
     from studies import STUDIES
     from studies.references import load_study
 

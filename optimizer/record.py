@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from definitions.attributes import RECORD_ATTR
+from definitions.budgets import Budget, DeviceBudgets
 from definitions.errors import UsageError
 
 if TYPE_CHECKING:
     import optuna
 
-    from definitions.budgets import DeviceBudgets
     from optimizer.parents import SearchParent
     from studies.base import Study
     from studies.datasets import Splits
@@ -120,8 +120,6 @@ def write_record(opt_study: optuna.Study, record: dict[str, Any]) -> None:
 def study_budgets(opt_study: optuna.Study) -> DeviceBudgets | None:
     """The study's recorded device budgets, or None where it has none set (or no record:
     reading commands work on any stored study)."""
-    from definitions.budgets import DeviceBudgets
-
     stored = opt_study.user_attrs.get(RECORD_ATTR, {}).get("device_budgets") or {}
     budgets = DeviceBudgets(**stored)
     return budgets if budgets.any else None
@@ -187,8 +185,6 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any], *,
                         f"{_short(stored.get(key))}) differs from the data found now "
                         f"({now.get('data_source')}, fingerprint {_short(now.get(key))})")
             elif key == "device_budgets":
-                from definitions.budgets import DeviceBudgets
-
                 what = (f"its device budgets are {DeviceBudgets(**stored[key]).describe()}, "
                         f"but now they would be {DeviceBudgets(**now[key]).describe()}")
             elif key == "trust_model_code":
@@ -218,8 +214,6 @@ def _comparable(key: str, value: Any) -> Any:
         # stored before the switch existed: TFLite modes were always offered the penalty
         value = {"tflite_epr": True, **value}
     if key == "budget" and isinstance(value, dict):
-        from definitions.budgets import Budget
-
         try:
             value = asdict(Budget(**{**BUDGET_BEFORE_FIELD, **value}))
         except TypeError:  # a field this version does not know: compared as stored

@@ -20,6 +20,7 @@ from definitions.attributes import (
     RETRY_ATTR,
     STUDY_FAILURE_PREFIX,
 )
+from definitions.budgets import DeviceBudgets
 from definitions.errors import UsageError
 from optimizer.record import check_record, stored_record, write_record
 from optimizer.retry import record_failure, retry_once
@@ -29,7 +30,6 @@ from search_spaces import candidate_params
 if TYPE_CHECKING:
     import optuna
 
-    from definitions.budgets import DeviceBudgets
     from search_spaces.suggest import Offered
     from studies.base import Study
 
@@ -142,8 +142,6 @@ def with_run_settings(
     width range: as given, else as stored (resume), else the definition's own (narrowed
     for the size objective: `Study.narrowed`). A given value that contradicts the stored
     one is left for `check_record` to refuse."""
-    from definitions.budgets import DeviceBudgets
-
     if size_objective is None:
         size_objective = str(stored["size_objective"]) if stored else study.size_objective
     if device_budgets is None:

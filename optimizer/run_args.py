@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from definitions.attributes import SMOKE_SUFFIX
+from definitions.budgets import DeviceBudgets
 from definitions.errors import NoUsableTrial, UsageError
+from definitions.importer import is_reference
 from optimizer.record import stored_record
 from optimizer.runner import run_study
 
 if TYPE_CHECKING:
     import optuna
 
-    from definitions.budgets import DeviceBudgets
     from studies.base import Study
 
 #: What `run` says when it stopped (`--timeout`) before any trial ended: not a failure.
@@ -25,8 +27,6 @@ NOTHING_FINISHED = "no trial has finished yet; run again to go on"
 
 def budgets_from(args: argparse.Namespace) -> DeviceBudgets | None:
     """The budget flags as `DeviceBudgets`, or None when none was given."""
-    from definitions.budgets import DeviceBudgets
-
     given = {name: getattr(args, name) for name in
              ("max_flash_kb", "max_ram_kb", "max_latency_ms", "min_accuracy")}
     if all(value is None for value in given.values()):
@@ -37,7 +37,6 @@ def budgets_from(args: argparse.Namespace) -> DeviceBudgets | None:
 def study_for_run(args: argparse.Namespace) -> Study:
     """The study `run` searches: `--model M --data D [--name N]`, a registered name, a
     study reference, or the name of a stored `--model --data` study to resume."""
-    from definitions.importer import is_reference
     from studies import STUDIES
     from studies.references import files_study, resolve_study
 
@@ -62,7 +61,6 @@ def stored_user_study(args: argparse.Namespace) -> Study:
     from its record (`UnknownStudyError` when there is none). A record naming Python code
     (a model function, a data loader, a study file) is refused: the user names it again
     on the command line (`optimizer.record_trust`)."""
-    from definitions.attributes import SMOKE_SUFFIX
     from optimizer.lookup import open_stored
     from optimizer.record_trust import check_resume_by_name
     from studies.references import study_from_record

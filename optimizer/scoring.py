@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from definitions.attributes import TEST_ACCURACY_ATTR
 from definitions.errors import UsageError
 from optimizer.artifacts import fetch
 from optimizer.worker import tensorflow_warnings_held_back
@@ -33,7 +34,6 @@ def score_front_on_test(
 ) -> dict[int, float]:
     """Evaluates each front member's artifact (read from the store) on the test split
     once; stores the result on the study."""
-    from definitions.attributes import TEST_ACCURACY_ATTR
     from objectives.pipeline import evaluate_artifact
     from optimizer.pareto import front_trials, test_accuracies
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from definitions.attributes import SMOKE_SUFFIX
 from definitions.errors import UsageError
+from definitions.vocabulary import SIZE_OBJECTIVES
 
 if TYPE_CHECKING:
     import optuna
@@ -170,8 +171,6 @@ def load_existing(name: str, *, url: str) -> optuna.Study:
 
 def metric_names(size_objective: str) -> tuple[str, str]:
     """The study's two metrics: accuracy, and the byte figure of its size objective."""
-    from definitions.vocabulary import SIZE_OBJECTIVES
-
     return ("accuracy", SIZE_OBJECTIVES[size_objective])
 
 
@@ -182,8 +181,6 @@ def size_metric(study: optuna.Study) -> str:
 
 def check_compatible(study: optuna.Study) -> None:
     """Refuses a stored study whose directions or metric names are not ours."""
-    from definitions.vocabulary import SIZE_OBJECTIVES
-
     directions = tuple(d.name.lower() for d in study.directions)
     names = tuple(study.metric_names or ())
     allowed = [metric_names(objective) for objective in SIZE_OBJECTIVES]

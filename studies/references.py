@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from definitions.attributes import SMOKE_SUFFIX
 from definitions.errors import UsageError
 from definitions.importer import (
     TARGET,
@@ -177,8 +178,6 @@ def parent_source(study: Study, *, trust_code: bool = False) -> ParentSource:
 def study_from_record(record: dict[str, Any], *, name: str) -> Study:
     """The definition of a stored user study, from its record (for the reading commands
     and for resuming a `run --model --data` study by `--study NAME`)."""
-    from definitions.attributes import SMOKE_SUFFIX
-
     origin = record.get("origin") or {}
     if origin.get("kind") == "reference":
         return load_study(str(origin["reference"]))
