@@ -8,7 +8,9 @@ command take them from the study or from its stored record.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from definitions.errors import StudyDefinitionError
 
@@ -87,7 +89,7 @@ class DeviceBudgets:
         (flash, RAM), so a candidate over it is known before it is trained (DESIGN §2)."""
         return self.max_flash_kb is not None or self.max_ram_kb is not None
 
-    def footprint_constraints(self, attrs: dict[str, object]) -> dict[str, float]:
+    def footprint_constraints(self, attrs: Mapping[str, Any]) -> dict[str, float]:
         """The flash and RAM constraint values (feasible when <= 0) of the figures in
         `attrs` (`flash_bytes`, `ram_bytes`): known before training, from the untrained
         candidate's TFLite file, and again after it from the artifact's."""
@@ -98,7 +100,7 @@ class DeviceBudgets:
             values["ram_bytes"] = float(attrs["ram_bytes"]) - 1024 * self.max_ram_kb
         return values
 
-    def constraints(self, *, accuracy: float, attrs: dict[str, object]) -> dict[str, float]:
+    def constraints(self, *, accuracy: float, attrs: Mapping[str, Any]) -> dict[str, float]:
         """Optuna constraint values (feasible when <= 0) of a trial with `accuracy` and
         the device figures in `attrs` (`flash_bytes`, `ram_bytes`, `latency_ms`)."""
         values = self.footprint_constraints(attrs)

@@ -271,8 +271,8 @@ class Study:
         if (quantization_modes is None and self.size_objective == "flash"
                 and modes == QUANTIZATION_MODES):
             modes = tuple(m for m in modes if m != "epr")
-        changed = replace(self, quantization_modes=modes,
-                          width_range=tuple(width_range or self.width_range))
+        low, high = width_range or self.width_range
+        changed = replace(self, quantization_modes=modes, width_range=(low, high))
         if changed.reference_points is not None:
             changed = replace(changed, reference_points=tuple(
                 c for c in changed.reference_points if changed.contains(c)))

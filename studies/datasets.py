@@ -189,7 +189,7 @@ class Splits:
 def _array_digest(array: np.ndarray) -> bytes:
     array = np.ascontiguousarray(array)
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}|".encode())
-    digest.update(array.reshape(-1).view(np.uint8))
+    digest.update(array.data)  # its bytes, in C order (contiguous above)
     return digest.digest()
 
 

@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 
 #: The budget of a study made by `run --model --data`: a few epochs per trial on the whole
 #: training split; `--smoke` is a tiny one to check that everything works.
-FILES_BUDGET = {"epochs": 3, "batch_size": 64, "n_trials": 20}
-FILES_SMOKE = {"epochs": 1, "batch_size": 32, "n_trials": 3, "train_subset": 512}
+FILES_BUDGET: dict[str, Any] = {"epochs": 3, "batch_size": 64, "n_trials": 20}
+FILES_SMOKE: dict[str, Any] = {"epochs": 1, "batch_size": 32, "n_trials": 3,
+                               "train_subset": 512}
 
 
 def _anchored(value: Any, folder: Path) -> Any:

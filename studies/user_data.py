@@ -349,7 +349,8 @@ def _class_folders(directory: Path, source: str) -> list[str]:
     return subfolders
 
 
-def _keras_read(tf, directory: Path, source: str, subfolders: list[str], **options):
+def _keras_read(tf: Any, directory: Path, source: str, subfolders: list[str],
+                **options: Any) -> Any:
     """Keras' `image_dataset_from_directory` on the folder, unshuffled, quiet."""
     quiet = io.StringIO()  # Keras prints "Found N files belonging to K classes."
     with contextlib.redirect_stdout(quiet):
@@ -384,7 +385,8 @@ def _one_size(shapes: np.ndarray, paths: list[str], source: str, *,
     return height, width
 
 
-def _pixels(tf, dataset, source: str, *, color_mode: str) -> tuple[np.ndarray, np.ndarray]:
+def _pixels(tf: Any, dataset: Any, source: str, *, color_mode: str
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Every image (float32 0..255, as Keras gives them) and label of `dataset`."""
     images, labels = [], []
     try:
@@ -399,10 +401,10 @@ def _pixels(tf, dataset, source: str, *, color_mode: str) -> tuple[np.ndarray, n
     return np.concatenate(images), np.concatenate(labels)
 
 
-def _decoded_shapes(tf, paths: Sequence[str], source: str) -> np.ndarray:
+def _decoded_shapes(tf: Any, paths: Sequence[str], source: str) -> np.ndarray:
     """(height, width, channels) of every image file, as TensorFlow decodes it."""
 
-    def shape(path):
+    def shape(path: str) -> Any:
         return tf.shape(tf.io.decode_image(tf.io.read_file(path), expand_animations=False))
 
     shapes = tf.data.Dataset.from_tensor_slices(list(paths)).map(
