@@ -97,8 +97,9 @@ def ranking(points: Sequence[tuple[float, float]]) -> list[int]:
 
 @dataclass(frozen=True)
 class RungJudge:
-    """Decides, in the worker, whether a trial trains past a rung: the stop rule training
-    is handed (`objectives.stopping.StopRule`).
+    """Decides, in the driver, whether a trial trains past a rung, on the scores of the
+    trials completed or in flight (`Objective._rung_decision`); the worker's training asks
+    it through `DriverJudge`, the stop rule it is handed.
 
     Attributes:
         rungs: the epochs after which a trial is judged (increasing, each below the
