@@ -212,24 +212,25 @@ def pixel_scaling(record: dict[str, Any], *, source: str) -> str:
     `studies.user_data`), in one line; "as the training data given" when it is unknown."""
     from studies import datasets, user_data
 
+    top = datasets.UINT8_PIXEL_MAX
     if record.get("data_reference"):
         read = record.get("folder_images")
         if source.startswith("folder:") and read:
             height, width = read["size"]
             mode = user_data.IMAGE_MODES[read["channels"]]
-            return (f"float32 = pixel / {user_data.PIXEL_MAX}, each image read as {mode} "
+            return (f"float32 = pixel / {top}, each image read as {mode} "
                     f"and resized to {height}×{width} ({read['interpolation']}, as Keras' "
                     "image_dataset_from_directory)")
         if source.startswith("folder:"):
-            return (f"float32 = uint8 pixel / {user_data.PIXEL_MAX} (read as grayscale when "
+            return (f"float32 = uint8 pixel / {top} (read as grayscale when "
                     "no image has colour, else RGB; alpha dropped)")
-        return (f"float32 = integer pixel (0..{user_data.PIXEL_MAX}) / {user_data.PIXEL_MAX} "
+        return (f"float32 = integer pixel (0..{top}) / {top} "
                 "when the data's images are integers; floating-point images as given, "
                 "not rescaled")
     pixel_max = datasets.PIXEL_MAX.get(str(record.get("dataset")))
     if pixel_max is None:
         return "as the training data given"
-    kind = "uint8" if pixel_max == 255 else "integer"
+    kind = "uint8" if pixel_max == top else "integer"
     return f"float32 = {kind} pixel (0..{pixel_max}) / {pixel_max}"
 
 

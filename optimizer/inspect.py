@@ -6,13 +6,13 @@ import argparse
 from pathlib import Path
 
 from definitions.errors import UsageError
+from definitions.vocabulary import TFLITE_MODES
 from optimizer.commands import format_table
 from search_spaces.candidate import Candidate
 from search_spaces.families import get_family
 
 MAX_WIDTH = 4.0
 #: The TFLite modes whose flash, RAM and latency `inspect` prints, and the timed runs.
-DEVICE_MODES = ("float32", "float16", "dynamic", "int8")
 DEVICE_RUNS = 20
 
 
@@ -67,7 +67,7 @@ def inspect_command(args: argparse.Namespace) -> int:
     if not 0 < args.width <= MAX_WIDTH:
         raise UsageError(f"--width {args.width} is out of range (0, {MAX_WIDTH}]")
     candidate = Candidate(width=args.width, factorize=tuple(args.factorize))
-    modes = () if args.no_device else DEVICE_MODES
+    modes = () if args.no_device else TFLITE_MODES
     print(inspection_text(family=family, candidate=candidate, input_shape=input_shape,
                           num_classes=num_classes, device_modes=modes))
     return 0
@@ -89,7 +89,7 @@ def _inspect_parent(source, args: argparse.Namespace) -> int:
     if source.kind == "file":
         print(file_line(Path(source.target)))
     print(parent_text(model, width=args.width, factorize=tuple(args.factorize),
-                      device_modes=() if args.no_device else DEVICE_MODES))
+                      device_modes=() if args.no_device else TFLITE_MODES))
     return 0
 
 

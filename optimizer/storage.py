@@ -21,7 +21,6 @@ from definitions.vocabulary import SIZE_OBJECTIVES
 if TYPE_CHECKING:
     import optuna
 
-METRIC_NAMES = ("accuracy", "payload_bytes")
 DIRECTIONS = ("maximize", "minimize")
 STORAGE_FILE = "study.db"
 HEARTBEAT_SECONDS = 60
@@ -176,7 +175,7 @@ def metric_names(size_objective: str) -> tuple[str, str]:
 
 def size_metric(study: optuna.Study) -> str:
     """The name of a stored study's second objective (`payload_bytes`, `flash_bytes`, …)."""
-    return (study.metric_names or METRIC_NAMES)[1]
+    return (study.metric_names or metric_names("payload"))[1]
 
 
 def check_compatible(study: optuna.Study) -> None:

@@ -87,8 +87,10 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
                       "Shirt", "Sneaker", "Bag", "Ankle boot"),
     "digits": tuple(str(d) for d in range(10)),
 }
+#: Largest value of an 8-bit pixel: a user's integer images are divided by it.
+UINT8_PIXEL_MAX = 255
 #: Largest raw pixel value of each dataset; images are divided by it.
-PIXEL_MAX = {"mnist": 255, "fashion_mnist": 255, "digits": 16}
+PIXEL_MAX = {"mnist": UINT8_PIXEL_MAX, "fashion_mnist": UINT8_PIXEL_MAX, "digits": 16}
 #: Training images needed of every class: one for the validation split, one to train on.
 MIN_TRAIN_PER_CLASS = 2
 #: Validation examples per class, on average, below which `run` warns: with fewer, one

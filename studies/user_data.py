@@ -76,6 +76,7 @@ from studies.datasets import (
     MIN_TRAIN_PER_CLASS,
     TEST_FRACTION,
     TEST_SEED,
+    UINT8_PIXEL_MAX,
     DataError,
     Splits,
     _carve,
@@ -89,8 +90,6 @@ log = logging.getLogger(__name__)
 TRAIN_KEYS = ("x_train", "y_train")
 OPTIONAL_PAIRS = (("x_val", "y_val"), ("x_test", "y_test"))
 KEYS = (*TRAIN_KEYS, *(key for pair in OPTIONAL_PAIRS for key in pair))
-#: Largest integer pixel value; integer images are divided by it.
-PIXEL_MAX = 255
 #: Image files a folder source reads (Keras' allow-list).
 IMAGE_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 #: Keras' `color_mode` for each number of channels a folder can be read with.
@@ -319,9 +318,9 @@ def _read_folder(directory: Path, *, image_shape: ImageShape | None) -> _UserRaw
     # Keras returns float32 0..255: whole values where no image was resized (kept as uint8,
     # divided by 255 with the other sources' integers), Keras' interpolated ones otherwise
     if resized:
-        x_train = np.clip(pixels, 0, PIXEL_MAX) / np.float32(PIXEL_MAX)
+        x_train = np.clip(pixels, 0, UINT8_PIXEL_MAX) / np.float32(UINT8_PIXEL_MAX)
     else:
-        x_train = np.clip(np.rint(pixels), 0, PIXEL_MAX).astype(np.uint8)
+        x_train = np.clip(np.rint(pixels), 0, UINT8_PIXEL_MAX).astype(np.uint8)
     arrays = {"x_train": x_train, "y_train": labels.astype(np.int64)}
     read = {
         "size": [int(height), int(width)],
@@ -445,12 +444,12 @@ def _images(x: np.ndarray, origin: str) -> np.ndarray:
     if np.issubdtype(x.dtype, np.integer):
         if x.size and x.dtype != np.uint8:
             low, high = int(x.min()), int(x.max())
-            if low < 0 or high > PIXEL_MAX:
+            if low < 0 or high > UINT8_PIXEL_MAX:
                 raise DataError(
-                    f"{origin} has integer pixel values {low}..{high}; expected 0..{PIXEL_MAX}"
-                    " (integer images are divided by 255)"
+                    f"{origin} has integer pixel values {low}..{high}; expected "
+                    f"0..{UINT8_PIXEL_MAX} (integer images are divided by {UINT8_PIXEL_MAX})"
                 )
-        images = x.astype(np.float32) / np.float32(PIXEL_MAX)
+        images = x.astype(np.float32) / np.float32(UINT8_PIXEL_MAX)
     elif np.issubdtype(x.dtype, np.floating):
         images = x.astype(np.float32)
         bad = int(np.count_nonzero(~np.isfinite(images)))
@@ -467,7 +466,7 @@ def _images(x: np.ndarray, origin: str) -> np.ndarray:
     else:
         raise DataError(
             f"{origin} has images of dtype {x.dtype}; expected a numeric dtype: integer "
-            f"pixels 0..{PIXEL_MAX} (uint8) or floats"
+            f"pixels 0..{UINT8_PIXEL_MAX} (uint8) or floats"
         )
     return images.reshape(*x.shape[:3], channels)
 
