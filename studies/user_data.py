@@ -60,7 +60,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import re
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
@@ -71,7 +70,7 @@ from typing import Any
 import numpy as np
 
 from definitions.errors import one_line
-from definitions.importer import MODULE, import_module_target
+from definitions.importer import MODULE, TARGET, import_module_target
 from studies.datasets import (
     MIN_TRAIN_PER_CLASS,
     TEST_FRACTION,
@@ -103,7 +102,6 @@ INTERPOLATION = "bilinear"
 ImageShape = tuple[int | None, int | None, int | None]
 
 _SPLITS = ("train", "val", "test")
-_FUNCTION = re.compile(r"^(?P<target>.+):(?P<function>[A-Za-z_]\w*)$")
 _EXPECTED_SOURCE = (
     "expected an .npz file, a folder of class subfolders of images, or a loader "
     "'module.path:function' or 'path/to/file.py:function'"
@@ -204,10 +202,10 @@ def _read_source(source: str | Path, *, image_shape: ImageShape | None) -> _User
         if not path.exists():
             raise DataError(f"no such file or folder: {path}; {_EXPECTED_SOURCE}")
         return _read_npz(path.resolve())
-    match = _FUNCTION.match(source)
+    match = TARGET.match(source)
     if match is None:
         raise DataError(f"no such file or folder: {source}; {_EXPECTED_SOURCE}")
-    return _read_loader(match["target"], match["function"])
+    return _read_loader(match["target"], match["attr"])
 
 
 def _read_npz(path: Path) -> _UserRaw:
