@@ -17,18 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 #: The child of the code before issue 24: one interpreter per measured file.
-CHILD_PER_FILE = """\
-import sys
-import numpy as np
-from tflite_micro.python.tflite_micro import runtime
-arena_size, n_inputs = int(sys.argv[1]), int(sys.argv[2])
-interpreter = runtime.Interpreter.from_bytes(sys.stdin.buffer.read(), arena_size=arena_size)
-for i in range(n_inputs):
-    detail = interpreter.get_input_details(i)
-    interpreter.set_input(np.zeros(detail["shape"], dtype=detail["dtype"]), i)
-interpreter.invoke()
-interpreter.print_allocations()
-"""
+CHILD_PER_FILE = (sys.executable, "-m", "objectives.tflm_child", "once")
 RUNS = 10
 
 
@@ -49,7 +38,7 @@ def main() -> int:
     per_file_lasting = (time.perf_counter() - start) / RUNS
     start = time.perf_counter()
     for _ in range(RUNS):
-        subprocess.run([sys.executable, "-c", CHILD_PER_FILE, str(arena), "1"],
+        subprocess.run([*CHILD_PER_FILE, str(arena), "1"],
                        input=flatbuffer, capture_output=True, check=True)
     per_file_fresh = (time.perf_counter() - start) / RUNS
     print(f"per file: a child per file {per_file_fresh:.3f} s, the lasting child "

@@ -359,51 +359,6 @@ class _TflmArena:
     tail: int
 
 
-#: Run in a lasting child interpreter (`_TflmChild`): for each request on stdin — a
-#: header of arena size, number of inputs and model length (three little-endian uint32),
-#: then the model — load the model, invoke it once on zeros and print the
-#: RecordingMicroAllocator's report. TFLM prints to C stderr, so during each request fd 2
-#: is the log file argv[1], emptied first; the answer on the saved stdout is a status (0:
-#: ran; 1: a Python exception, whose traceback follows the report) and the log's text,
-#: length-prefixed. A crash of the C++ runtime ends the child, its last words in the log;
-#: the next request starts another.
-_TFLM_CHILD = """\
-import os, struct, sys, traceback
-import numpy as np
-from tflite_micro.python.tflite_micro import runtime
-answers = os.fdopen(os.dup(1), "wb")
-os.dup2(2, 1)  # whatever else prints goes to stderr, not into the answers
-saved_stderr = os.dup(2)
-requests = sys.stdin.buffer
-while True:
-    head = requests.read(12)
-    if len(head) < 12:
-        break
-    arena_size, n_inputs, length = struct.unpack("<III", head)
-    model = requests.read(length)
-    status = 0
-    with open(sys.argv[1], "w+b") as log:
-        os.dup2(log.fileno(), 2)
-        try:
-            interpreter = runtime.Interpreter.from_bytes(model, arena_size=arena_size)
-            for i in range(n_inputs):
-                detail = interpreter.get_input_details(i)
-                interpreter.set_input(np.zeros(detail["shape"], dtype=detail["dtype"]), i)
-            interpreter.invoke()
-            interpreter.print_allocations()
-            del interpreter
-        except Exception:
-            status = 1
-            sys.stderr.write("Traceback (most recent call last):\\n" + traceback.format_exc())
-        sys.stderr.flush()
-        os.dup2(saved_stderr, 2)
-        log.seek(0)
-        text = log.read()
-    answers.write(struct.pack("<II", status, len(text)) + text)
-    answers.flush()
-"""
-
-
 class _TflmChild:
     """The one TFLM child of this process, started at its first request and kept for the
     next ones (a worker's trials share it: one interpreter start, about 0.15 s, instead of
@@ -412,13 +367,15 @@ class _TflmChild:
     process: subprocess.Popen | None = None
     pid: int | None = None  # the process that started it (a forked worker starts its own)
     log: str | None = None  # where the child's TFLM output of the current model goes
+    #: The child's program (`objectives.tflm_child serve`), given the log file's path.
+    program: tuple[str, ...] = (sys.executable, "-m", "objectives.tflm_child", "serve")
 
     @classmethod
     def run(cls, flatbuffer: bytes, *, arena_size: int, n_inputs: int,
             timeout: float) -> tuple[int, str]:
         """(status, TFLM's output) for one model: 0 ran; 1 raised (the traceback is in
         the output); negative or other: the child ended (`-signal`, or its exit status)."""
-        import struct
+        from objectives.tflm_child import ANSWER, REQUEST
 
         if cls.process is None or cls.pid != os.getpid() or cls.process.poll() is not None:
             import atexit
@@ -429,19 +386,18 @@ class _TflmChild:
                 os.close(handle)
                 atexit.register(Path(cls.log).unlink, missing_ok=True)
             cls.process = subprocess.Popen(
-                [sys.executable, "-c", _TFLM_CHILD, cls.log], stdin=subprocess.PIPE,
+                [*cls.program, cls.log], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             cls.pid = os.getpid()
         child = cls.process
         answer: list[bytes] = []
 
         def exchange() -> None:
-            child.stdin.write(struct.pack("<III", arena_size, n_inputs, len(flatbuffer))
-                              + flatbuffer)
+            child.stdin.write(REQUEST.pack(arena_size, n_inputs, len(flatbuffer)) + flatbuffer)
             child.stdin.flush()
-            head = child.stdout.read(8)
-            if len(head) == 8:
-                status, length = struct.unpack("<II", head)
+            head = child.stdout.read(ANSWER.size)
+            if len(head) == ANSWER.size:
+                status, length = ANSWER.unpack(head)
                 answer.append(bytes([status]) + child.stdout.read(length))
 
         talk = threading.Thread(target=exchange, daemon=True)

@@ -78,42 +78,6 @@ ARENA_TIMEOUT_S = 120.0
 #: Children one search may start (one more after each crash) before it gives up.
 MAX_CHILDREN = 40
 
-#: Run in a child interpreter: bisect, in units of argv[1] bytes, between argv[2] (known to
-#: fail) and argv[3] (known to run, or to be tried first when argv[4] is 1) for the
-#: smallest arena in which the model from stdin allocates and invokes on zeros (argv[5]:
-#: number of inputs). Before each try it prints "try N" and after it "ok N" or "fail N",
-#: flushed, so that when TFLM crashes on a too-small arena (it does, on some sizes) the
-#: parent knows which size did it and resumes the search above it.
-_BISECT_CHILD = """\
-import sys
-import numpy as np
-from tflite_micro.python.tflite_micro import runtime
-step, low, high, try_high, n_inputs = (int(arg) for arg in sys.argv[1:6])
-model = sys.stdin.buffer.read()
-def runs(units):
-    print("try", units, flush=True)
-    try:
-        interpreter = runtime.Interpreter.from_bytes(model, arena_size=units * step)
-        for i in range(n_inputs):
-            detail = interpreter.get_input_details(i)
-            interpreter.set_input(np.zeros(detail["shape"], dtype=detail["dtype"]), i)
-        interpreter.invoke()
-    except RuntimeError:
-        print("fail", units, flush=True)
-        return False
-    print("ok", units, flush=True)
-    return True
-if try_high and not runs(high):
-    sys.exit(0)
-while high - low > 1:
-    middle = (low + high) // 2
-    if runs(middle):
-        high = middle
-    else:
-        low = middle
-"""
-
-
 def minimal_arena(flatbuffer: bytes, *, upper: int | None = None) -> int | None:
     """The smallest arena, a multiple of `ARENA_STEP` bytes, in which TFLM allocates and
     invokes the model (see the module docstring); None when TFLM cannot run it in `upper`
@@ -153,8 +117,8 @@ def _bisect_in_child(flatbuffer: bytes, *, low: int, high: int, try_high: bool,
     (no `tflite-micro`) or hung."""
     try:
         child = subprocess.run(
-            [sys.executable, "-c", _BISECT_CHILD, str(ARENA_STEP), str(low), str(high),
-             str(int(try_high)), str(n_inputs)],
+            [sys.executable, "-m", "objectives.tflm_child", "bisect", str(ARENA_STEP),
+             str(low), str(high), str(int(try_high)), str(n_inputs)],
             input=flatbuffer, capture_output=True, timeout=ARENA_TIMEOUT_S, check=False,
         )
     except subprocess.TimeoutExpired:

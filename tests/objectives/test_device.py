@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -213,7 +214,7 @@ def test_tflite_micro_s_last_words_before_a_crash_reach_the_note(conv_float32, m
              "with open(sys.argv[1], 'wb') as log:\n"
              "    log.write(b\"Didn't find op for builtin opcode 'FOO'\\n\")\n"
              "os.abort()\n")
-    monkeypatch.setattr(device, "_TFLM_CHILD", dying)
+    monkeypatch.setattr(device._TflmChild, "program", (sys.executable, "-c", dying))
     monkeypatch.setattr(device._TflmChild, "process", None)
     arena, note = device._tflm_arena(conv_float32, arena_size=1 << 20)
     assert arena is None
