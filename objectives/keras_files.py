@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from definitions.errors import UsageError
+from definitions.errors import UsageError, one_line
 
 if TYPE_CHECKING:
     from tensorflow import keras
@@ -424,11 +424,16 @@ def load_translated(path: Path, *, config: dict[str, Any], fmt: FileFormat) -> k
     import tensorflow as tf
 
     context = _Context(path=Path(path), version=fmt.keras_version or "?")
-    translated = translate_model_config(config, context=context)
     try:
+        translated = translate_model_config(config, context=context)
         model = tf.keras.layers.deserialize(translated)
-    except (TypeError, ValueError, KeyError) as error:
-        raise KerasFileError(f"{Path(path).name} (written by Keras {context.version}) could "
-                             f"not be rebuilt: {type(error).__name__}: {error}") from None
-    _set_weights(model, _stored_weights(Path(path), fmt, config), context=context)
+        stored = _stored_weights(Path(path), fmt, config)
+    except KerasFileError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, OSError) as error:
+        # a config or weight store of another form than Keras writes (edited, damaged)
+        raise KerasFileError(one_line(
+            f"{Path(path).name} (written by Keras {context.version}) could not be read as "
+            f"a model: {type(error).__name__}: {error}")) from None
+    _set_weights(model, stored, context=context)
     return model

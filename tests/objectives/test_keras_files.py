@@ -122,3 +122,13 @@ def test_weights_of_another_shape_are_refused(keras_today, tmp_path):
         group["bias"] = np.zeros(3, "float32")
     with pytest.raises(KerasFileError, match=r"'dense' \(Dense\) needs weights of shapes"):
         load_model_file(target)
+
+
+def test_a_config_of_another_form_than_keras_writes_is_one_line(keras_today, tmp_path):
+    def edit(config):
+        config["config"]["layers"][2] = ["not", "a", "layer"]
+
+    path = _rewritten(keras_today / "keras3-residual.keras", tmp_path / "m.keras", edit)
+    with pytest.raises(KerasFileError, match="could not be read as a model") as error:
+        load_model_file(path)
+    assert "\n" not in str(error.value)
