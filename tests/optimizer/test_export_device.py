@@ -292,3 +292,18 @@ def test_preprocessing_says_how_the_loader_scaled_the_pixels(record, source, exp
     assert steps["pixels"] == expected and "quantize" not in steps
     assert "input.zero_point" in preprocessing(record, source=source,
                                                model_input={"dtype": "int8"})["quantize"]
+
+
+def test_a_built_in_family_exports_model_keras_for_keras_3(exported, splits, tmp_path):
+    """tiny_cnn, a built-in family: its int8 trial's float model as a Keras 3 file, which
+    Keras 3 opens and which predicts what the float model the int8 file came from does."""
+    from objectives.parent import load_model_file
+    from tests.conftest import keras_today_run
+
+    out, card = exported["int8"]
+    assert card["keras"]["keras_format"] == 3 and card["keras"]["file"] == "model.keras"
+    x = splits.x_val[:32]
+    reference = tmp_path / "reference.npz"
+    np.savez(reference, x=x, y=load_model_file(out / "model.keras").predict(x, verbose=0))
+    (check,) = json.loads(keras_today_run("--check", "keras3", out / "model.keras", reference))
+    assert check["max_abs_diff"] < 1e-5
