@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -194,7 +195,7 @@ def evaluate_candidate(
     with clock("import"):
         import tensorflow as tf
 
-        from objectives import capacity, size, tflite
+        from objectives import capacity, size, tflite  # noqa: F401 (its import counts here)
         from objectives.parent import candidate_model
         from objectives.train import accuracy, train
 
@@ -238,25 +239,9 @@ def evaluate_candidate(
                          quantization=candidate.quantization)
     path.parent.mkdir(parents=True, exist_ok=True)
     with clock("compress"):
-        if candidate.epr_lambda > 0:
-            compressed = epr.compress(model)
-        deployable = epr.decompress(compressed) if candidate.epr_lambda > 0 else model
-        if candidate.quantization == "epr":
-            epr.save(compressed, path)
-            payload = epr.payload_bytes(compressed)
-            flatbuffer = None
-        else:
-            flatbuffer = tflite.convert_for_device(
-                deployable, quantization=candidate.quantization,
-                representative_x=splits.x_train[
-                    representative_draw(splits.y_train, n=REPRESENTATIVE_EXAMPLES, seed=seed)
-                ],
-            )
-            tflite.save(flatbuffer, path)
-            payload = size.tflite_payload_bytes(flatbuffer)
-            float_model = path.with_name(path.stem + FLOAT_MODEL_SUFFIX)
-            deployable.save(float_model)
-        figures = size.artifact_figures([path], payload_bytes=payload)
+        written = _write_artifact(model, candidate=candidate, path=path, splits=splits,
+                                  seed=seed)
+        figures = size.artifact_figures([path], payload_bytes=written.payload_bytes)
 
     start = time.perf_counter()
     with clock("evaluate"):
@@ -268,8 +253,8 @@ def evaluate_candidate(
         raise DivergedError(f"artifact accuracy is {artifact_accuracy}")
     if artifact_accuracy < usable_accuracy:
         path.unlink(missing_ok=True)
-        if flatbuffer is not None:
-            float_model.unlink(missing_ok=True)
+        if written.float_model is not None:
+            written.float_model.unlink(missing_ok=True)
         raise HopelessTrial(
             f"the artifact's validation accuracy {artifact_accuracy:.3f} is below the "
             f"study's usable_accuracy {usable_accuracy}"
@@ -277,7 +262,7 @@ def evaluate_candidate(
     if figures.payload_bytes <= 0:
         raise TrialFailure(f"artifact has a payload of {figures.payload_bytes} bytes")
     with clock("device"):
-        device = device_figures(flatbuffer, decoded=deployable, seed=seed,
+        device = device_figures(written.flatbuffer, decoded=written.deployable, seed=seed,
                                 quantization=candidate.quantization)
     return TrialResult(
         accuracy=artifact_accuracy,
@@ -287,8 +272,9 @@ def evaluate_candidate(
         size_definition=figures.definition,
         artifact_path=str(path),
         artifact_sha256=sha256_file(path),
-        float_model_path=None if flatbuffer is None else str(float_model),
-        float_model_sha256=None if flatbuffer is None else sha256_file(float_model),
+        float_model_path=None if written.float_model is None else str(written.float_model),
+        float_model_sha256=(None if written.float_model is None
+                            else sha256_file(written.float_model)),
         params=param_count,
         float32_bytes=4 * param_count,
         keras_accuracy=keras_accuracy,
@@ -305,6 +291,51 @@ def evaluate_candidate(
         phase_seconds=clock.seconds,
         train_examples=len(x),
     )
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What `_write_artifact` wrote and what the later steps use.
+
+    Attributes:
+        deployable: the plain Keras model the artifact holds (EPR's decoded weights, or
+            the trained model itself).
+        flatbuffer: the TFLite file (None for `epr`, whose file no interpreter runs).
+        payload_bytes: the artifact's parameter bytes (`objectives.size`).
+        float_model: where `deployable` was saved beside a TFLite artifact (None for
+            `epr`, whose `.epr` decodes to it), for `export`'s `model.keras`.
+    """
+
+    deployable: Any
+    flatbuffer: bytes | None
+    payload_bytes: int
+    float_model: Path | None
+
+
+def _write_artifact(model: Any, *, candidate: Candidate, path: Path, splits: Splits,
+                    seed: int) -> _Written:
+    """The trained `model` compressed (EPR when the candidate has a penalty) and written to
+    `path` in the candidate's storage mode; a TFLite mode's float model beside it."""
+    from objectives import size, tflite
+
+    deployable, compressed = model, None
+    if candidate.epr_lambda > 0:
+        from objectives import epr
+
+        compressed = epr.compress(model)
+        deployable = epr.decompress(compressed)
+        if candidate.quantization == "epr":  # a Candidate's `epr` always has a penalty
+            epr.save(compressed, path)
+            return _Written(deployable, None, epr.payload_bytes(compressed), None)
+    flatbuffer = tflite.convert_for_device(
+        deployable, quantization=candidate.quantization,
+        representative_x=splits.x_train[
+            representative_draw(splits.y_train, n=REPRESENTATIVE_EXAMPLES, seed=seed)],
+    )
+    tflite.save(flatbuffer, path)
+    float_model = path.with_name(path.stem + FLOAT_MODEL_SUFFIX)
+    deployable.save(float_model)
+    return _Written(deployable, flatbuffer, size.tflite_payload_bytes(flatbuffer), float_model)
 
 
 def save_weights(model, path: Path) -> None:
