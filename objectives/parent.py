@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from definitions.errors import UsageError, one_line
 from definitions.importer import import_reference
+from objectives.keras_files import file_format, load_translated, refuse_serving_savedmodel
 from search_spaces.candidate import Candidate
 from search_spaces.families import get_family
 from search_spaces.hypermodel import HypermodelError, OptunaHyperParameters
@@ -141,7 +142,6 @@ def load_model_file(path: str | Path, *, trust_code: bool = False) -> keras.Mode
     read, is translated layer by layer with its weights (`objectives.keras_files`)."""
     import tensorflow as tf
 
-    from objectives.keras_files import file_format, load_translated, refuse_serving_savedmodel
     from objectives.model_code import TRUST_FLAG, check_stored_code, stored_configs
 
     path = Path(path)

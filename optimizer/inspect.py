@@ -7,6 +7,7 @@ from pathlib import Path
 
 from definitions.errors import UsageError
 from definitions.vocabulary import TFLITE_MODES
+from objectives.keras_files import file_format
 from optimizer.commands import format_table
 from search_spaces.candidate import Candidate
 from search_spaces.families import get_family
@@ -95,8 +96,6 @@ def _inspect_parent(source, args: argparse.Namespace) -> int:
 
 def file_line(path: Path) -> str:
     """What wrote a model file, and whether it was translated from a newer Keras."""
-    from objectives.keras_files import file_format
-
     fmt = file_format(path)
     return (f"file: {path.name}, {fmt.container} format, written by Keras "
             f"{fmt.keras_version or '(not recorded)'}"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from definitions.errors import CheckFailed
+from objectives.keras_files import FileFormat
 from optimizer.artifacts import FLOAT_MODEL, fetch, kept
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ def default_keras_format(record: dict[str, Any]) -> int:
     file_format = parent.get("file_format") if isinstance(parent, dict) else None
     if not isinstance(file_format, dict):
         return 3
-    from objectives.keras_files import FileFormat
-
     return FileFormat(str(file_format.get("container")),
                       file_format.get("keras_version")).keras_major
 

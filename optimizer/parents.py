@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from definitions.errors import UsageError
+from objectives.keras_files import file_format
 from objectives.parent import ParentInfo, width_grid
 from studies.references import ParentSource
 
@@ -103,8 +104,6 @@ class SearchParent:
         record: dict[str, object] = {"kind": self.source.kind, "hypermodel": bool(
             self.hypermodel is not None)}
         if self.source.kind == "file":
-            from objectives.keras_files import file_format
-
             record["sha256"] = self.source.sha256()
             record["file_format"] = file_format(Path(self.source.target)).as_record()
         else:
