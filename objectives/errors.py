@@ -14,6 +14,12 @@ class DivergedError(TrialFailure):
     kind = "diverged"
 
 
+class EPRError(TrialFailure):
+    """A model or file EPR cannot handle (unsupported layer, bad file); the message says why."""
+
+    kind = "epr_failed"
+
+
 class OverBudget(HopelessTrial):
     """The candidate's untrained TFLite file is over a flash or RAM budget: these follow
     from the architecture and storage mode alone (DESIGN §2), so it is rejected before any
@@ -27,4 +33,4 @@ class OverBudget(HopelessTrial):
         return str(self.args[0])
 
 
-__all__ = ["DivergedError", "HopelessTrial", "OverBudget", "TrialFailure"]
+__all__ = ["DivergedError", "EPRError", "HopelessTrial", "OverBudget", "TrialFailure"]

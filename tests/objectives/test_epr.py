@@ -9,6 +9,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 epr = pytest.importorskip("objectives.epr")
+epr_layers = pytest.importorskip("objectives.epr_layers")
+maths = pytest.importorskip("objectives.epr_maths")
 
 LOSS = "sparse_categorical_crossentropy"
 
@@ -73,11 +75,11 @@ def trained_mixed():
 
 def test_fourier_basis_is_orthonormal_and_inverts_exactly():
     for n1, n2 in [(1, 1), (3, 1), (1, 3), (2, 3), (4, 4), (5, 5)]:
-        f = epr._fourier_matrix(n1, n2)
+        f = maths._fourier_matrix(n1, n2)
         np.testing.assert_allclose(f @ f.T, np.eye(n1 * n2), atol=1e-12)
-        spec = epr._Spec("kernel", (n1, n2, 2, 3), epr.FOURIER)
+        spec = maths.Spec("kernel", (n1, n2, 2, 3), maths.FOURIER)
         kernel = np.random.default_rng(1).normal(size=spec.shape).astype(np.float32)
-        back = epr._from_latent(tf.constant(epr._to_latent(kernel, spec)), spec).numpy()
+        back = maths._from_latent(tf.constant(maths.to_latent(kernel, spec)), spec).numpy()
         np.testing.assert_allclose(back, kernel, atol=1e-5)
 
 
@@ -120,8 +122,8 @@ def test_each_coded_weight_is_range_decoded_once_however_often_it_is_used(
     again (the range decoder traced into each graph was most of `compress`'s time)."""
     compressible, _, x = trained_mixed
     decodings = []
-    real = epr._decoded
-    monkeypatch.setattr(epr, "_decoded",
+    real = epr_layers.decoded
+    monkeypatch.setattr(epr_layers, "decoded",
                         lambda spec, string, side: decodings.append(spec.name) or real(
                             spec, string, side))
     compressed = epr.compress(compressible)
@@ -129,7 +131,7 @@ def test_each_coded_weight_is_range_decoded_once_however_often_it_is_used(
     compressed.predict(x[:8], verbose=0)
     plain = epr.decompress(compressed)
     coded = [spec.name for _, weights in compressed.coded_layers() for spec, _, _ in weights
-             if spec.coding != epr.RAW]  # a kept layer's raw weights are not decoded
+             if spec.coding != maths.RAW]  # a kept layer's raw weights are not decoded
     assert sorted(decodings) == sorted(coded)  # each once
     np.testing.assert_allclose(plain.predict(x, verbose=0),
                                compressible.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
@@ -148,7 +150,7 @@ def test_decompressed_model_is_plain_keras_that_converts_and_trains(trained_mixe
     layer = {lay.name: lay for lay in compressible.epr_layers()}["conv"]
     spec = layer.specs[0]
     step = np.exp(layer.log_steps["kernel"].numpy().astype(np.float16).astype(np.float64))
-    latent = epr._to_latent(plain.get_layer("conv").get_weights()[0], spec)
+    latent = maths.to_latent(plain.get_layer("conv").get_weights()[0], spec)
     symbols = latent / step[:, :, None, None]
     np.testing.assert_allclose(symbols, np.round(symbols), atol=1e-3)
     _train(plain, x, np.zeros(len(x), np.int64), epochs=1)
@@ -332,7 +334,7 @@ def test_layers_epr_cannot_wrap_are_stored_raw_and_counted(layer, tmp_path):
     model = tf.keras.Model(inputs, outputs)
     original = [w.copy() for w in kept.get_weights()]
     compressible = epr.make_compressible(model, epr_lambda=1.0)
-    assert not isinstance(compressible.get_layer("kept"), epr.CompressibleLayer)
+    assert not isinstance(compressible.get_layer("kept"), epr_layers.CompressibleLayer)
     compressed = epr.compress(compressible)
     coded = dict((path[-1], values) for path, values in compressed.coded_layers())
     raw = coded["kept"]
@@ -406,9 +408,9 @@ def test_inherited_weights_start_on_a_grid_scaled_to_them():
         big_steps = big.get_layer(name).log_steps["kernel"].numpy()
         little_steps = little.get_layer(name).log_steps["kernel"].numpy()
         np.testing.assert_allclose(big_steps - little_steps, np.log(10.0), atol=1e-5)
-        assert np.all(fixed.get_layer(name).log_steps["kernel"].numpy() == epr.INITIAL_LOG_STEP)
+        assert np.all(fixed.get_layer(name).log_steps["kernel"].numpy() == maths.INITIAL_LOG_STEP)
         # a bias that is all zero keeps the seed's initial step
-        assert float(big.get_layer(name).log_steps["bias"].numpy()) == epr.INITIAL_LOG_STEP
+        assert float(big.get_layer(name).log_steps["bias"].numpy()) == maths.INITIAL_LOG_STEP
     x = np.random.default_rng(0).random((16, 6, 6, 2), dtype=np.float32)
     model.set_weights([w * 10 for w in small])
     reference = model.predict(x, verbose=0)

@@ -1,0 +1,104 @@
+"""The plain architecture an `.epr` file holds: checked to hold no code, rebuilt with
+decoded weights, and walked layer by layer.
+
+An `.epr` file stores the plain model's Keras JSON (no weights), never code: a model whose
+architecture the file cannot hold safely — a `Lambda` layer (its Python bytecode would run
+on every decode) or a class Keras cannot rebuild from JSON — is refused before it trains
+(`storable_json`: `EPRError`, the trial fails alone), and a file whose architecture names
+code is refused when it is read (`refuse_code`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from definitions.errors import one_line
+from objectives.errors import EPRError
+from objectives.model_code import StoredCodeRefused, code_layers, named_layers
+
+
+def walk(model: tf.keras.Model, prefix: tuple[str, ...] = ()
+          ) -> Iterator[tuple[tuple[str, ...], tf.keras.layers.Layer]]:
+    """(path of names, layer) for every layer, descending into nested models."""
+    for layer in model.layers:
+        path = (*prefix, layer.name)
+        if isinstance(layer, tf.keras.Model):
+            yield from walk(layer, path)
+        else:
+            yield path, layer
+
+
+def storable_json(model: tf.keras.Model) -> str:
+    """`model`'s architecture as the Keras JSON an `.epr` file stores, checked to be one
+    `load` can rebuild without running code: `EPRError` (the trial fails, the study goes
+    on) for a layer holding Python code (a `Lambda`: its bytecode would travel in the file
+    and run whenever it is decoded; the TFLite modes convert the graph instead) and for a
+    layer class Keras cannot rebuild from its JSON (a custom or unregistered layer), both
+    found before the candidate trains."""
+    try:
+        plain_json = model.to_json()
+    except (NotImplementedError, TypeError, ValueError) as error:
+        raise EPRError(one_line(f"EPR cannot store model {model.name!r}: its architecture "
+                                f"has no JSON config: {type(error).__name__}: {error}")) from None
+    code = code_layers(json.loads(plain_json), modules=False)
+    if code:
+        raise EPRError(f"EPR cannot store model {model.name!r}: {named_layers(code)} "
+                       f"hold{'s' if len(code) == 1 else ''} Python code, which the .epr "
+                       "file would have to carry and run when decoded; candidates without EPR "
+                       "(epr_lambda 0) convert it to TFLite instead")
+    custom = [(layer.name, type(layer).__name__) for _, layer in walk(model)
+              if not type(layer).__module__.startswith(("keras.", "tensorflow."))]
+    if custom:  # Keras' own layers always rebuild; a custom one only when registered
+        try:
+            tf.keras.models.model_from_json(plain_json)
+        except (TypeError, ValueError) as error:
+            raise EPRError(one_line(
+                f"EPR cannot store model {model.name!r}: Keras cannot rebuild "
+                f"{named_layers(custom)} from the JSON the .epr file holds; register a "
+                "custom layer with keras.saving.register_keras_serializable, or search "
+                f"without EPR (epr_lambda 0): {type(error).__name__}: {error}")) from None
+    return plain_json
+
+
+def refuse_code(path: str | os.PathLike, architecture: Any) -> None:
+    """An `.epr` file holds a Keras architecture and weights, never code: `save` refuses
+    Lambda layers (`storable_json`). One whose architecture names bytecode (a Lambda, a
+    serialized lambda) was not made by this tool or was altered, and loading it would run
+    that code, so it is refused in one line (`objectives.model_code.code_layers`)."""
+    try:
+        config = json.loads(architecture)
+    except (TypeError, ValueError) as error:
+        raise EPRError(f"{path}: corrupt architecture: {error}") from None
+    found = code_layers(config, modules=False)
+    if found:
+        raise StoredCodeRefused(one_line(
+            f"{Path(path).name} names Python code in {named_layers(found)}, which this "
+            "tool never stores in an .epr file; it was altered or made elsewhere, and "
+            "loading it would run that code: not loaded"))
+
+
+def assemble(plain_json: str, layers: list[tuple[tuple[str, ...], list[np.ndarray]]]
+              ) -> tf.keras.Model:
+    """Plain model from its JSON, with the decoded weights of each layer (by its path of
+    names, in Keras' order) set."""
+    try:
+        model = tf.keras.models.model_from_json(plain_json)
+    except (TypeError, ValueError) as error:  # a layer Keras cannot (safely) rebuild
+        if "safe_mode" in str(error):  # Keras refuses a Lambda's bytecode: it is not run
+            raise EPRError("the .epr architecture holds Python code (a Lambda layer), "
+                           "which is not run") from None
+        raise EPRError(one_line(f"the .epr architecture cannot be rebuilt: "
+                                f"{type(error).__name__}: {error}")) from None
+    for path, weights in layers:
+        target: Any = model
+        for name in path:
+            target = target.get_layer(name)
+        target.set_weights(weights)
+    return model
