@@ -567,6 +567,23 @@ def transform(
     import tensorflow as tf
 
     analysis = parent if isinstance(parent, ParentAnalysis) else analyze(parent)
+    _check_arguments(analysis, width=width, factorize=factorize)
+    sizes = {g.id: g.at(width) for g in analysis.groups}
+    copying = inherit and analysis.trained
+    keep = _kept_channels(analysis, sizes) if copying else {}
+    if seed is not None:
+        tf.keras.utils.set_random_seed(seed)
+    child, built = _rebuilt(analysis, sizes=sizes, factorize=set(factorize),
+                            activation_between=activation_between)
+    if copying:
+        _inherit(analysis, built, keep, sizes)
+    return child
+
+
+def _check_arguments(analysis: ParentAnalysis, *, width: float,
+                     factorize: tuple[str, ...]) -> None:
+    """Raises `RewriteError` for a width that is not a positive number or a name in
+    `factorize` that is no factorizable conv of the parent."""
     if isinstance(width, bool) or not (
         isinstance(width, numbers.Real) and math.isfinite(width) and width > 0
     ):
@@ -578,15 +595,17 @@ def transform(
                 f"model {analysis.name!r} has no factorizable conv {name!r}; choose from "
                 f"{', '.join(convs) or 'none'}"
             )
-    sizes = {g.id: g.at(width) for g in analysis.groups}
-    copying = inherit and analysis.trained
-    keep = _kept_channels(analysis, sizes) if copying else {}
-    if seed is not None:
-        tf.keras.utils.set_random_seed(seed)
-    graph = analysis._graph
+
+
+def _rebuilt(analysis: ParentAnalysis, *, sizes: dict, factorize: set[str],
+             activation_between: bool) -> tuple[keras.Model, dict[str, list]]:
+    """The parent's graph rebuilt node by node with fresh layers at the new widths
+    (`_new_layers`), and those layers by the parent layer's name (for `_inherit`)."""
+    import tensorflow as tf
+
     built: dict[str, list] = {}
     tensors: dict[int, Any] = {}
-    for node in graph.nodes:
+    for node in analysis._graph.nodes:
         layer = node.layer
         outs = tf.nest.flatten(node.outputs)
         if node.is_input:
@@ -599,7 +618,7 @@ def transform(
             continue
         if layer.name not in built:
             built[layer.name] = _new_layers(
-                layer, analysis, sizes, set(factorize), activation_between
+                layer, analysis, sizes, factorize, activation_between
             )
         args, kwargs = tf.nest.map_structure(
             lambda t: tensors.get(id(t), t), (node.call_args, node.call_kwargs)
@@ -614,9 +633,7 @@ def transform(
     child = tf.keras.Model(
         ins[0] if len(ins) == 1 else ins, outs[0] if len(outs) == 1 else outs, name=model.name
     )
-    if copying:
-        _inherit(analysis, built, keep, sizes)
-    return child
+    return child, built
 
 
 def _new_layers(layer, analysis: ParentAnalysis, sizes, factorize, activation_between) -> list:
