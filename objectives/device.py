@@ -67,6 +67,7 @@ from pathlib import Path
 import numpy as np
 
 from definitions.errors import one_line
+from objectives.flatbuffer import ParsedFlatbuffer, parse
 
 #: Bytes each tensor type takes per element (the `tflite.TensorType` names).
 _ELEMENT_BYTES: dict[str, int] = {
@@ -150,24 +151,27 @@ class DeviceFigures:
         return asdict(self)
 
 
-def measure(flatbuffer: bytes, *, runs: int = 50, seed: int = 0,
+def measure(flatbuffer: bytes | ParsedFlatbuffer, *, runs: int = 50, seed: int = 0,
             float32_file: bytes | None = None) -> DeviceFigures:
     """Flash, RAM and host latency of a TFLite flatbuffer (see the module docstring).
 
     `runs` timed inferences (after `WARMUP_RUNS` warm-up ones) give the median latency;
     `seed` draws the random input; `float32_file` as in `footprint`. Raises
-    `ValueError` for an empty flatbuffer or `runs < 1`.
+    `ValueError` for an empty flatbuffer or `runs < 1`. The file is parsed once, or not at
+    all when it comes parsed (`objectives.flatbuffer.parse`).
     """
     if runs < 1:
         raise ValueError(f"runs must be at least 1, not {runs}")
+    _check_flatbuffer(flatbuffer)
+    parsed = parse(flatbuffer)
     return DeviceFigures(
-        **footprint(flatbuffer, float32_file=float32_file),
-        latency_ms=median_latency_ms(bytes(flatbuffer), runs=runs, seed=seed),
+        **footprint(parsed, float32_file=float32_file),
+        latency_ms=median_latency_ms(parsed, runs=runs, seed=seed),
         latency_runs=runs,
     )
 
 
-def footprint(flatbuffer: bytes, *, float32_file: bytes | None = None
+def footprint(flatbuffer: bytes | ParsedFlatbuffer, *, float32_file: bytes | None = None
               ) -> dict[str, int | str]:
     """Flash and RAM of a TFLite flatbuffer, without the latency: `flash_bytes`,
     `ram_bytes`, `ram_method`, `planner_ram_bytes` and `ram_note`, as in `DeviceFigures`.
@@ -180,26 +184,26 @@ def footprint(flatbuffer: bytes, *, float32_file: bytes | None = None
     so an untrained candidate's file gives the trained one's figures: what lets a search
     reject a candidate over a flash or RAM budget before it trains it."""
     _check_flatbuffer(flatbuffer)
-    flatbuffer = bytes(flatbuffer)
-    planned = plan_arena(flatbuffer)
-    arena, note = _tflm_arena(flatbuffer, arena_size=_generous_arena(flatbuffer, planned))
+    parsed = parse(flatbuffer)
+    planned = plan_arena(parsed)
+    arena, note = _tflm_arena(parsed, arena_size=_generous_arena(parsed.data, planned))
     ram, method = (planned, "greedy-planner") if arena is None else (arena.total,
                                                                     "tflite-micro")
     if arena is None and float32_file is not None:
-        reference = bytes(float32_file)
+        reference = parse(float32_file)
         reference_planned = plan_arena(reference)
         measured, _ = _tflm_arena(reference, arena_size=_generous_arena(
-            reference, reference_planned))
+            reference.data, reference_planned))
         if measured is not None:
             ram, method = planned + measured.total - reference_planned, ESTIMATED
             note = (f"estimated: {planned} bytes of planned tensors plus the "
                     f"{measured.total - reference_planned} bytes of bookkeeping and scratch "
                     "TFLM measured on the float32 file of the same model; " + note)
-    if _has_float16(flatbuffer):  # said first: the bounded note keeps its start
+    if _has_float16(parsed):  # said first: the bounded note keeps its start
         note = f"{FLOAT16_NOTE}; {note}" if note else FLOAT16_NOTE
     note = one_line(note)
     return {
-        "flash_bytes": len(flatbuffer),
+        "flash_bytes": len(parsed.data),
         "ram_bytes": ram,
         "ram_method": method,
         "planner_ram_bytes": planned,
@@ -207,13 +211,11 @@ def footprint(flatbuffer: bytes, *, float32_file: bytes | None = None
     }
 
 
-def _has_float16(flatbuffer: bytes) -> bool:
+def _has_float16(parsed: ParsedFlatbuffer) -> bool:
     """Whether any tensor of subgraph 0 is float16 (a float16-quantized file)."""
     from tflite.TensorType import TensorType
 
-    from objectives.flatbuffer import read_model
-
-    graph = read_model(flatbuffer).Subgraphs(0)
+    graph = parsed.model.Subgraphs(0)
     return any(graph.Tensors(i).Type() == TensorType.FLOAT16
                for i in range(graph.TensorsLength()))
 
@@ -231,7 +233,8 @@ class _Buffer:
     last: int
 
 
-def plan_arena(flatbuffer: bytes, *, alignment: int = TFLM_ALIGNMENT) -> int:
+def plan_arena(flatbuffer: bytes | ParsedFlatbuffer, *, alignment: int = TFLM_ALIGNMENT
+               ) -> int:
     """Peak activation bytes of subgraph 0, planned as TFLM's `GreedyMemoryPlanner` does.
 
     Buffers: the tensors of subgraph 0 that TFLM places in its arena's head — not the
@@ -260,19 +263,17 @@ def plan_arena(flatbuffer: bytes, *, alignment: int = TFLM_ALIGNMENT) -> int:
     _check_flatbuffer(flatbuffer)
     if alignment < 1:
         raise ValueError(f"alignment must be at least 1, not {alignment}")
-    buffers = _activation_buffers(bytes(flatbuffer), alignment=alignment)
+    buffers = _activation_buffers(parse(flatbuffer), alignment=alignment)
     return _greedy_high_water(buffers)
 
 
-def _activation_buffers(flatbuffer: bytes, *, alignment: int) -> list[_Buffer]:
+def _activation_buffers(parsed: ParsedFlatbuffer, *, alignment: int) -> list[_Buffer]:
     """The arena buffers of subgraph 0 with their aligned sizes and TFLM lifetimes."""
     from tflite.TensorType import TensorType
 
-    from objectives.flatbuffer import read_model
-
     type_names = {value: name for name, value in vars(TensorType).items()
                   if not name.startswith("_")}
-    model = read_model(flatbuffer)
+    model = parsed.model
     if model.SubgraphsLength() == 0:
         raise ValueError("the flatbuffer has no subgraph")
     graph = model.Subgraphs(0)
@@ -437,15 +438,15 @@ def _generous_arena(flatbuffer: bytes, planned: int) -> int:
     return -(-size // 4096) * 4096
 
 
-def _tflm_arena(flatbuffer: bytes, *, arena_size: int) -> tuple[_TflmArena | None, str]:
+def _tflm_arena(flatbuffer: bytes | ParsedFlatbuffer, *, arena_size: int
+                ) -> tuple[_TflmArena | None, str]:
     """TFLM's arena report for the model, or None and the reason TFLM could not run it."""
     if not _tflm_available():
         return None, "tflite-micro is not installed"
     try:
-        from objectives.flatbuffer import read_model
-
-        n_inputs = read_model(flatbuffer).Subgraphs(0).InputsLength()
-        status, stderr = _TflmChild.run(bytes(flatbuffer), arena_size=arena_size,
+        parsed = parse(flatbuffer)
+        n_inputs = parsed.model.Subgraphs(0).InputsLength()
+        status, stderr = _TflmChild.run(parsed.data, arena_size=arena_size,
                                         n_inputs=n_inputs, timeout=TFLM_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return None, f"tflite-micro took more than {TFLM_TIMEOUT_S:g} s to run the model once"
@@ -479,7 +480,8 @@ def _failure_note(stderr: str, returncode: int) -> str:
 
 
 def median_latency_ms(
-    flatbuffer: bytes, *, runs: int = 50, warmup: int = WARMUP_RUNS, seed: int = 0
+    flatbuffer: bytes | ParsedFlatbuffer, *, runs: int = 50, warmup: int = WARMUP_RUNS,
+    seed: int = 0,
 ) -> float:
     """Median milliseconds of one batch-1 inference in `tf.lite.Interpreter`, one thread,
     on the host CPU, not the device.
@@ -498,7 +500,7 @@ def median_latency_ms(
         raise ValueError(f"warmup must not be negative, not {warmup}")
     from objectives.tflite import make_interpreter
 
-    interpreter = make_interpreter(bytes(flatbuffer), num_threads=1)
+    interpreter = make_interpreter(parse(flatbuffer), num_threads=1)
     interpreter.allocate_tensors()
     rng = np.random.default_rng(seed)
     for detail in interpreter.get_input_details():
@@ -525,7 +527,10 @@ def _random_input(rng: np.random.Generator, detail: dict) -> np.ndarray:
     return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
 
 
-def _check_flatbuffer(flatbuffer: bytes) -> None:
+def _check_flatbuffer(flatbuffer: bytes | ParsedFlatbuffer) -> None:
+    """Raises `ValueError` for a flatbuffer that is no bytes or is empty."""
+    if isinstance(flatbuffer, ParsedFlatbuffer):
+        flatbuffer = flatbuffer.data
     if not isinstance(flatbuffer, bytes | bytearray | memoryview):
         raise ValueError(f"flatbuffer must be bytes, not {type(flatbuffer).__name__}")
     if len(flatbuffer) == 0:

@@ -6,6 +6,9 @@ model's root table (`read_model`), its constant tensors with their stored bytes
 module parses flatbuffers with the private generated schema inside TensorFlow, which
 may change or go away in any release.
 
+A trial reads its file once (`parse`) and hands the `ParsedFlatbuffer` to every reader
+(payload, accuracy, RAM, latency): each accepts it wherever it accepts the bytes.
+
 The `tflite` package follows the flatbuffers Python conventions: a vector field `X` is read
 with `X(j)` and `XLength()`, a scalar one as a numpy view with `XAsNumpy()` — which returns
 the int 0, not an empty array, when the vector is absent — and `XIsNone()` tells an absent
@@ -36,6 +39,24 @@ class ConstantTensor:
     tensor: Any
     buffer: int
     data: bytes
+
+
+@dataclass(frozen=True)
+class ParsedFlatbuffer:
+    """A TFLite flatbuffer read once: its bytes (`data`) and its root `tflite.Model` table
+    (`model`, `read_model`), so the readers of one file do not each parse it again."""
+
+    data: bytes
+    model: Any
+
+
+def parse(flatbuffer: bytes | ParsedFlatbuffer) -> ParsedFlatbuffer:
+    """`flatbuffer` read (`read_model`) once; one already parsed is returned as it is, so a
+    function that takes either passes the parsed file on to the next."""
+    if isinstance(flatbuffer, ParsedFlatbuffer):
+        return flatbuffer
+    data = bytes(flatbuffer)
+    return ParsedFlatbuffer(data=data, model=read_model(data))
 
 
 def read_model(flatbuffer: bytes) -> Any:

@@ -21,6 +21,10 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from objectives.flatbuffer import ParsedFlatbuffer
 
 SIZE_DEFINITION = "size-v1"
 
@@ -87,7 +91,7 @@ def artifact_figures(paths: Iterable[Path], *, payload_bytes: int) -> ByteFigure
 _PARAMETER_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "INT8", "UINT8", "INT4")
 
 
-def tflite_parameter_blobs(flatbuffer: bytes) -> list[bytes]:
+def tflite_parameter_blobs(flatbuffer: bytes | ParsedFlatbuffer) -> list[bytes]:
     """The stored bytes of a TFLite flatbuffer's parameter tensors, in tensor order.
 
     A tensor is a *parameter* when it is a constant — its buffer holds data — and either
@@ -111,16 +115,16 @@ def tflite_parameter_blobs(flatbuffer: bytes) -> list[bytes]:
     scanned.
 
     The flatbuffer is read with the maintained `tflite` package (`objectives.flatbuffer`),
-    imported lazily; TensorFlow is not imported.
+    imported lazily; TensorFlow is not imported. A file already parsed is not read again.
     """
     from tflite.TensorType import TensorType
 
-    from objectives.flatbuffer import constant_tensors, quantization, read_model
+    from objectives.flatbuffer import constant_tensors, parse, quantization
 
     parameter_types = {getattr(TensorType, name) for name in _PARAMETER_TYPES}
     blobs: list[bytes] = []
     counted: set[int] = set()
-    for constant in constant_tensors(read_model(flatbuffer)):
+    for constant in constant_tensors(parse(flatbuffer).model):
         quant = quantization(constant.tensor)
         if constant.buffer in counted or (
             constant.tensor.Type() not in parameter_types and quant is None
@@ -135,7 +139,7 @@ def tflite_parameter_blobs(flatbuffer: bytes) -> list[bytes]:
     return blobs
 
 
-def tflite_payload_bytes(flatbuffer: bytes) -> int:
+def tflite_payload_bytes(flatbuffer: bytes | ParsedFlatbuffer) -> int:
     """TFLite payload (DESIGN §2): the parameter tensors' stored bytes, concatenated in
     tensor order, compressed losslessly with zlib level 9.
 

@@ -39,6 +39,8 @@ from objectives.errors import TrialFailure
 if TYPE_CHECKING:
     from tensorflow import keras
 
+    from objectives.flatbuffer import ParsedFlatbuffer
+
 
 #: Seed of the draw of representative examples from `representative_x`, fixed so that a
 #: trial's int8 calibration (hence its accuracy) is reproducible.
@@ -226,7 +228,7 @@ def _reason(error: Exception) -> str:
     return one_line(text)
 
 
-def _is_full_integer(flatbuffer: bytes) -> bool:
+def _is_full_integer(flatbuffer: bytes | ParsedFlatbuffer) -> bool:
     """Whether some operator of the model outputs an int8 tensor (an `int8`-mode model).
 
     Dynamic-range and float16 models hold int8/float16 constants but compute in float,
@@ -234,9 +236,9 @@ def _is_full_integer(flatbuffer: bytes) -> bool:
     """
     from tflite.TensorType import TensorType
 
-    from objectives.flatbuffer import read_model
+    from objectives.flatbuffer import parse
 
-    model = read_model(flatbuffer)
+    model = parse(flatbuffer).model
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)
         for o in range(graph.OperatorsLength()):
@@ -248,8 +250,8 @@ def _is_full_integer(flatbuffer: bytes) -> bool:
     return False
 
 
-def make_interpreter(flatbuffer: bytes, *, num_threads: int = 1):
-    """A `tf.lite.Interpreter` for the flatbuffer.
+def make_interpreter(flatbuffer: bytes | ParsedFlatbuffer, *, num_threads: int = 1):
+    """A `tf.lite.Interpreter` for the flatbuffer (its bytes, or the file already parsed).
 
     Float, float16 and dynamic-range models run with the default XNNPACK delegate;
     full-integer models with the builtin kernels alone, which measured 1.7× faster than
@@ -257,16 +259,20 @@ def make_interpreter(flatbuffer: bytes, *, num_threads: int = 1):
     """
     import tensorflow as tf
 
+    from objectives.flatbuffer import parse
+
+    parsed = parse(flatbuffer)
     resolver = tf.lite.experimental.OpResolverType
-    kind = (resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES if _is_full_integer(flatbuffer)
+    kind = (resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES if _is_full_integer(parsed)
             else resolver.AUTO)
     return tf.lite.Interpreter(
-        model_content=flatbuffer, num_threads=num_threads, experimental_op_resolver_type=kind
+        model_content=parsed.data, num_threads=num_threads, experimental_op_resolver_type=kind
     )
 
 
 def predict(
-    flatbuffer: bytes, x: np.ndarray, *, batch_size: int = 1024, num_threads: int = 1
+    flatbuffer: bytes | ParsedFlatbuffer, x: np.ndarray, *, batch_size: int = 1024,
+    num_threads: int = 1,
 ) -> np.ndarray:
     """Float outputs, shape (N, classes), of the flatbuffer's interpreter on inputs `x`.
 
@@ -331,7 +337,7 @@ def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def evaluate(
-    flatbuffer: bytes, x: np.ndarray, y: np.ndarray, *, batch_size: int = 1024,
+    flatbuffer: bytes | ParsedFlatbuffer, x: np.ndarray, y: np.ndarray, *, batch_size: int = 1024,
     num_threads: int = 1,
 ) -> float:
     """Top-1 accuracy of the flatbuffer on (x, y): argmax of `predict` against labels `y`."""
