@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import io
 import math
 import time
@@ -20,8 +21,13 @@ from typing import Any
 import numpy as np
 
 from definitions.budgets import Budget, DeviceBudgets
+from objectives import capacity, device, size, tflite
 from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
+from objectives.files import write_atomically
+from objectives.flatbuffer import ParsedFlatbuffer, parse
+from objectives.parent import candidate_model
 from objectives.stopping import StopRule
+from objectives.train import accuracy, train
 from search_spaces.candidate import Candidate
 from studies.datasets import Splits
 from studies.references import ParentSource
@@ -149,11 +155,8 @@ def evaluate_artifact(path: Path, *, quantization: str, x: np.ndarray, y: np.nda
     """Accuracy of a stored artifact itself: TFLite interpreter or the decoded EPR model."""
     if quantization == "epr":
         from objectives import epr
-        from objectives.train import accuracy
 
         return accuracy(epr.load(path), x, y)
-    from objectives import tflite
-
     return tflite.evaluate(Path(path).read_bytes(), x, y)
 
 
@@ -192,12 +195,56 @@ def evaluate_candidate(
     first epoch, or an artifact below `usable_accuracy`.
     """
     clock = _PhaseClock()
-    with clock("import"):
-        import tensorflow as tf
+    with clock("import"):  # a new worker's first trial pays for TensorFlow here
+        importlib.import_module("tensorflow")
+    mode = device_mode(candidate.quantization)
+    built = _build(candidate=candidate, parent=parent, splits=splits, seed=seed,
+                   weights=weights, hp_params=hp_params, start_from=start_from, clock=clock,
+                   device_budgets=device_budgets, mode=mode)
+    trained = _train(built, candidate=candidate, splits=splits, budget=budget, seed=seed,
+                     accuracy_floor=accuracy_floor, outputs=outputs, judge=judge,
+                     keep_weights=keep_weights, clock=clock)
+    path = artifact_path(artifact_dir, trial_number=trial_number,
+                         quantization=candidate.quantization)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with clock("compress"):
+        written = _write_artifact(built.model, candidate=candidate, path=path, splits=splits,
+                                  seed=seed)
+        figures = size.artifact_figures([path], payload_bytes=written.payload_bytes)
+    judged = _judge_artifact(written, path=path, figures=figures, splits=splits,
+                             usable_accuracy=usable_accuracy, clock=clock)
+    with clock("device"):
+        device_attrs = device_figures(written.flatbuffer, decoded=written.deployable,
+                                      seed=seed, mode=mode)
+    return _result(built=built, trained=trained, written=written, path=path, figures=figures,
+                   judged=judged, device_attrs=device_attrs, phase_seconds=clock.seconds)
 
-        from objectives import capacity, size, tflite  # noqa: F401 (its import counts here)
-        from objectives.parent import candidate_model
-        from objectives.train import accuracy, train
+
+@dataclass(frozen=True)
+class _Built:
+    """The built candidate.
+
+    Attributes:
+        plain: the candidate's plain Keras model (its parameters, capacity and MACs).
+        model: what trains: `plain`, or its EPR wrapper when the candidate has a penalty.
+        params: `plain`'s parameter count.
+        footprint: the untrained file's flash and RAM (`check_footprint`), measured under a
+            flash or RAM budget, else empty.
+    """
+
+    plain: Any
+    model: Any
+    params: int
+    footprint: dict[str, object]
+
+
+def _build(*, candidate: Candidate, parent: ParentSource, splits: Splits, seed: int,
+           weights: str | None, hp_params: dict[str, object] | None, start_from: Path | None,
+           device_budgets: DeviceBudgets | None, mode: str, clock: _PhaseClock) -> _Built:
+    """The candidate built (`objectives.parent.candidate_model`), its untrained footprint
+    checked against a flash or RAM budget (`OverBudget`), then wrapped for EPR and given
+    the `start_from` weights when asked."""
+    import tensorflow as tf
 
     with clock("build"):
         tf.keras.backend.clear_session()
@@ -205,11 +252,11 @@ def evaluate_candidate(
             source=parent, candidate=candidate, input_shape=splits.input_shape,
             num_classes=splits.num_classes, seed=seed, weights=weights, hp_params=hp_params,
         )
-        param_count = plain.count_params()
-    footprint = {}
+        params = plain.count_params()
+    footprint: dict[str, object] = {}
     if device_budgets is not None and device_budgets.before_training:
         with clock("footprint"):
-            footprint = check_footprint(plain, candidate=candidate, budgets=device_budgets,
+            footprint = check_footprint(plain, mode=mode, budgets=device_budgets,
                                         splits=splits, seed=seed)
     with clock("build"):
         model = plain
@@ -220,77 +267,39 @@ def evaluate_candidate(
                                           steps_from_weights=weights is not None)
         if start_from is not None:
             load_weights(model, start_from)
+    return _Built(plain=plain, model=model, params=params, footprint=footprint)
+
+
+@dataclass(frozen=True)
+class _Trained:
+    """What training gave: its record (`objectives.train`), the trained Keras model's
+    validation accuracy, and how many examples it trained on."""
+
+    record: Any
+    keras_accuracy: float
+    train_examples: int
+
+
+def _train(built: _Built, *, candidate: Candidate, splits: Splits, budget: Budget, seed: int,
+           accuracy_floor: float, outputs: str, judge: StopRule | None,
+           keep_weights: Path | None, clock: _PhaseClock) -> _Trained:
+    """`built.model` trained on the training split (its first `budget.train_subset`
+    examples when set), its weights kept when asked, and its own validation accuracy."""
     x, y = splits.x_train, splits.y_train
     if budget.train_subset is not None:
         x, y = x[: budget.train_subset], y[: budget.train_subset]
     with clock("train"):
         record = train(
-            model, x=x, y=y, x_val=splits.x_val, y_val=splits.y_val, epochs=budget.epochs,
-            batch_size=budget.batch_size, accuracy_floor=accuracy_floor, seed=seed,
-            from_logits=outputs == "logits", schedule=budget.schedule,
-            judge=judge, rung_payload=_rung_payload(candidate, param_count=param_count),
+            built.model, x=x, y=y, x_val=splits.x_val, y_val=splits.y_val,
+            epochs=budget.epochs, batch_size=budget.batch_size, accuracy_floor=accuracy_floor,
+            seed=seed, from_logits=outputs == "logits", schedule=budget.schedule,
+            judge=judge, rung_payload=_rung_payload(candidate, param_count=built.params),
         )
     if keep_weights is not None:
-        save_weights(model, keep_weights)
+        save_weights(built.model, keep_weights)
     with clock("evaluate"):
-        keras_accuracy = accuracy(model, splits.x_val, splits.y_val)
-
-    path = artifact_path(artifact_dir, trial_number=trial_number,
-                         quantization=candidate.quantization)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with clock("compress"):
-        written = _write_artifact(model, candidate=candidate, path=path, splits=splits,
-                                  seed=seed)
-        figures = size.artifact_figures([path], payload_bytes=written.payload_bytes)
-
-    start = time.perf_counter()
-    with clock("evaluate"):
-        artifact_accuracy = evaluate_artifact(
-            path, quantization=candidate.quantization, x=splits.x_val, y=splits.y_val
-        )
-    eval_seconds = time.perf_counter() - start
-    if not math.isfinite(artifact_accuracy):
-        raise DivergedError(f"artifact accuracy is {artifact_accuracy}")
-    if artifact_accuracy < usable_accuracy:
-        path.unlink(missing_ok=True)
-        if written.float_model is not None:
-            written.float_model.unlink(missing_ok=True)
-        raise HopelessTrial(
-            f"the artifact's validation accuracy {artifact_accuracy:.3f} is below the "
-            f"study's usable_accuracy {usable_accuracy}"
-        )
-    if figures.payload_bytes <= 0:
-        raise TrialFailure(f"artifact has a payload of {figures.payload_bytes} bytes")
-    with clock("device"):
-        device = device_figures(written.flatbuffer, decoded=written.deployable, seed=seed,
-                                quantization=candidate.quantization)
-    return TrialResult(
-        accuracy=artifact_accuracy,
-        payload_bytes=figures.payload_bytes,
-        artifact_bytes=figures.artifact_bytes,
-        artifact_gzip_bytes=figures.artifact_gzip_bytes,
-        size_definition=figures.definition,
-        artifact_path=str(path),
-        artifact_sha256=sha256_file(path),
-        float_model_path=None if written.float_model is None else str(written.float_model),
-        float_model_sha256=(None if written.float_model is None
-                            else sha256_file(written.float_model)),
-        params=param_count,
-        float32_bytes=4 * param_count,
-        keras_accuracy=keras_accuracy,
-        first_epoch_accuracy=record.first_epoch_accuracy,
-        rungs=record.rungs,
-        stopped_at_epoch=record.stopped_at,
-        **capacity.summary(plain),
-        train_seconds=record.seconds,
-        eval_seconds=eval_seconds,
-        losses=record.losses,
-        device=device,
-        macs=capacity.macs(plain),
-        footprint_before_training=footprint,
-        phase_seconds=clock.seconds,
-        train_examples=len(x),
-    )
+        keras_accuracy = accuracy(built.model, splits.x_val, splits.y_val)
+    return _Trained(record=record, keras_accuracy=keras_accuracy, train_examples=len(x))
 
 
 @dataclass(frozen=True)
@@ -300,14 +309,15 @@ class _Written:
     Attributes:
         deployable: the plain Keras model the artifact holds (EPR's decoded weights, or
             the trained model itself).
-        flatbuffer: the TFLite file (None for `epr`, whose file no interpreter runs).
+        flatbuffer: the TFLite file written, parsed once for every step that reads it
+            (None for `epr`, whose file no interpreter runs).
         payload_bytes: the artifact's parameter bytes (`objectives.size`).
         float_model: where `deployable` was saved beside a TFLite artifact (None for
             `epr`, whose `.epr` decodes to it), for `export`'s `model.keras`.
     """
 
     deployable: Any
-    flatbuffer: bytes | None
+    flatbuffer: ParsedFlatbuffer | None
     payload_bytes: int
     float_model: Path | None
 
@@ -316,9 +326,7 @@ def _write_artifact(model: Any, *, candidate: Candidate, path: Path, splits: Spl
                     seed: int) -> _Written:
     """The trained `model` compressed (EPR when the candidate has a penalty) and written to
     `path` in the candidate's storage mode; a TFLite mode's float model beside it."""
-    from objectives import size, tflite
-
-    deployable, compressed = model, None
+    deployable = model
     if candidate.epr_lambda > 0:
         from objectives import epr
 
@@ -335,15 +343,86 @@ def _write_artifact(model: Any, *, candidate: Candidate, path: Path, splits: Spl
     tflite.save(flatbuffer, path)
     float_model = path.with_name(path.stem + FLOAT_MODEL_SUFFIX)
     deployable.save(float_model)
-    return _Written(deployable, flatbuffer, size.tflite_payload_bytes(flatbuffer), float_model)
+    parsed = parse(flatbuffer)
+    return _Written(deployable, parsed, size.tflite_payload_bytes(parsed), float_model)
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """The artifact's own validation accuracy and the seconds its evaluation took."""
+
+    accuracy: float
+    eval_seconds: float
+
+
+def _judge_artifact(written: _Written, *, path: Path, figures: size.ByteFigures,
+                    splits: Splits, usable_accuracy: float, clock: _PhaseClock) -> _Judged:
+    """The artifact's validation accuracy: the interpreter running the TFLite file written,
+    or the model decoded from the `.epr` file. `DivergedError` for one not finite,
+    `HopelessTrial` (artifact and float model deleted) below `usable_accuracy`,
+    `TrialFailure` for an artifact without payload."""
+    start = time.perf_counter()
+    with clock("evaluate"):
+        if written.flatbuffer is None:
+            artifact_accuracy = evaluate_artifact(path, quantization="epr", x=splits.x_val,
+                                                  y=splits.y_val)
+        else:
+            artifact_accuracy = tflite.evaluate(written.flatbuffer, splits.x_val, splits.y_val)
+    eval_seconds = time.perf_counter() - start
+    if not math.isfinite(artifact_accuracy):
+        raise DivergedError(f"artifact accuracy is {artifact_accuracy}")
+    if artifact_accuracy < usable_accuracy:
+        path.unlink(missing_ok=True)
+        if written.float_model is not None:
+            written.float_model.unlink(missing_ok=True)
+        raise HopelessTrial(
+            f"the artifact's validation accuracy {artifact_accuracy:.3f} is below the "
+            f"study's usable_accuracy {usable_accuracy}"
+        )
+    if figures.payload_bytes <= 0:
+        raise TrialFailure(f"artifact has a payload of {figures.payload_bytes} bytes")
+    return _Judged(accuracy=artifact_accuracy, eval_seconds=eval_seconds)
+
+
+def _result(*, built: _Built, trained: _Trained, written: _Written, path: Path,
+            figures: size.ByteFigures, judged: _Judged, device_attrs: dict[str, object],
+            phase_seconds: dict[str, float]) -> TrialResult:
+    """The trial's figures gathered: what each step measured, the artifact's and float
+    model's SHA-256, and the plain model's capacity."""
+    record = trained.record
+    return TrialResult(
+        accuracy=judged.accuracy,
+        payload_bytes=figures.payload_bytes,
+        artifact_bytes=figures.artifact_bytes,
+        artifact_gzip_bytes=figures.artifact_gzip_bytes,
+        size_definition=figures.definition,
+        artifact_path=str(path),
+        artifact_sha256=sha256_file(path),
+        float_model_path=None if written.float_model is None else str(written.float_model),
+        float_model_sha256=(None if written.float_model is None
+                            else sha256_file(written.float_model)),
+        params=built.params,
+        float32_bytes=4 * built.params,
+        keras_accuracy=trained.keras_accuracy,
+        first_epoch_accuracy=record.first_epoch_accuracy,
+        rungs=record.rungs,
+        stopped_at_epoch=record.stopped_at,
+        **capacity.summary(built.plain),
+        train_seconds=record.seconds,
+        eval_seconds=judged.eval_seconds,
+        losses=record.losses,
+        device=device_attrs,
+        macs=capacity.macs(built.plain),
+        footprint_before_training=built.footprint,
+        phase_seconds=phase_seconds,
+        train_examples=trained.train_examples,
+    )
 
 
 def save_weights(model, path: Path) -> None:
     """`model`'s weights, in order, as one `.npz` (written atomically): any Keras model,
     the EPR wrapper included, whose twin built from the same candidate reads them back
     (`load_weights`)."""
-    from objectives.files import write_atomically
-
     buffer = io.BytesIO()
     np.savez(buffer, *model.get_weights())
     write_atomically(Path(path), buffer.getvalue())
@@ -365,8 +444,6 @@ def _rung_payload(candidate: Candidate, *, param_count: int):
     """Bytes to judge a trial by at a rung: EPR's own estimate of its coded length (the
     penalty in bits / 8, `epr.estimated_bits`) for `epr`, the mode's bytes per value
     otherwise (`size.estimated_tflite_payload`)."""
-    from objectives import size
-
     if candidate.quantization == "epr":
         from objectives import epr
 
@@ -381,16 +458,14 @@ def device_mode(quantization: str) -> str:
     return "float32" if quantization == "epr" else quantization
 
 
-def footprint_before_training(model, *, quantization: str, splits: Splits, seed: int
+def footprint_before_training(model, *, mode: str, splits: Splits, seed: int
                               ) -> dict[str, object]:
     """Flash and RAM (`objectives.device.footprint`) of the file a device would run for
-    `model` stored as `quantization`, from the model as built, before any training: both
-    follow from the architecture and the storage mode alone (DESIGN §2), so a candidate
-    over a flash or RAM budget need not be trained to be known infeasible. int8 is
-    calibrated on a few training examples, which sets its scales, not its sizes."""
-    from objectives import device, tflite
-
-    mode = device_mode(quantization)
+    `model` (a `mode` file: `device_mode` of its storage mode), from the model as built,
+    before any training: both follow from the architecture and the storage mode alone
+    (DESIGN §2), so a candidate over a flash or RAM budget need not be trained to be known
+    infeasible. int8 is calibrated on a few training examples, which sets its scales, not
+    its sizes."""
     calibration = splits.x_train[representative_draw(
         splits.y_train, n=FOOTPRINT_EXAMPLES, seed=seed)] if mode == "int8" else None
     with distinct_weights(model, seed=seed):
@@ -422,19 +497,17 @@ def distinct_weights(model, *, seed: int) -> Iterator[None]:
 def float32_file(model, *, quantization: str) -> bytes | None:
     """The float32 file of `model` where its `quantization` file is one TFLM does not run
     (float16, dynamic): what that file's arena is estimated with (`device.footprint`)."""
-    from objectives import device, tflite
-
     if quantization not in device.NOT_ON_TFLM:
         return None
     return tflite.convert(model, quantization="float32")
 
 
-def check_footprint(model, *, candidate: Candidate, budgets: DeviceBudgets, splits: Splits,
+def check_footprint(model, *, mode: str, budgets: DeviceBudgets, splits: Splits,
                     seed: int) -> dict[str, object]:
-    """The untrained footprint of `model` (see `footprint_before_training`); raises
-    `OverBudget` (the trial is rejected, untrained) when it breaks a flash or RAM budget."""
-    figures = footprint_before_training(model, quantization=candidate.quantization,
-                                        splits=splits, seed=seed)
+    """The untrained footprint of `model`'s `mode` file (see `footprint_before_training`);
+    raises `OverBudget` (the trial is rejected, untrained) when it breaks a flash or RAM
+    budget."""
+    figures = footprint_before_training(model, mode=mode, splits=splits, seed=seed)
     over = {name: value for name, value in budgets.footprint_constraints(figures).items()
             if value > 0}
     if over:
@@ -447,20 +520,19 @@ def check_footprint(model, *, candidate: Candidate, budgets: DeviceBudgets, spli
     return figures
 
 
-def device_figures(flatbuffer: bytes | None, *, decoded, seed: int,
-                   quantization: str) -> dict[str, object]:
-    """Flash, RAM and host latency of the TFLite file a device runs: the artifact itself,
-    or for `epr` (whose entropy-coded file no interpreter runs) the float32 TFLite
-    conversion of the decoded model. `device_format` says which. A float16 or dynamic
-    file's arena is estimated on the float32 file of `decoded` (`device.footprint`)."""
-    from objectives import device, tflite
-
+def device_figures(flatbuffer: bytes | ParsedFlatbuffer | None, *, decoded, seed: int,
+                   mode: str) -> dict[str, object]:
+    """Flash, RAM and host latency of the TFLite file a device runs, a `mode` file
+    (`device_mode`): the artifact itself, or for `epr` (whose entropy-coded file no
+    interpreter runs; `flatbuffer` None) the `mode` TFLite conversion of the decoded
+    model. `device_format` says which. A float16 or dynamic file's arena is estimated on
+    the float32 file of `decoded` (`device.footprint`)."""
     device_format = "artifact"
     if flatbuffer is None:
-        flatbuffer = tflite.convert(decoded, quantization=device_mode("epr"))
-        device_format = "float32 TFLite of the decoded EPR model"
+        flatbuffer = tflite.convert(decoded, quantization=mode)
+        device_format = f"{mode} TFLite of the decoded EPR model"
     figures = device.measure(
         flatbuffer, runs=LATENCY_RUNS, seed=seed,
-        float32_file=float32_file(decoded, quantization=quantization),
+        float32_file=float32_file(decoded, quantization=mode),
     ).as_attrs()
     return {**figures, "device_format": device_format}
