@@ -18,8 +18,8 @@ from types import ModuleType
 from typing import Any
 
 from definitions.errors import UsageError, one_line
+from definitions.sources import TARGET, classify, target_is_file
 
-TARGET = re.compile(r"^(?P<target>.+):(?P<attr>[A-Za-z_]\w*)$")
 MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
@@ -29,14 +29,16 @@ class StudyReferenceError(UsageError):
 
 
 def is_reference(text: str) -> bool:
-    """Whether `--study text` names a study outside the registry (`a.b:NAME`, `x.py`)."""
-    return text.endswith(".py") or TARGET.match(text) is not None
+    """Whether `--study text` names a study outside the registry: code (`a.b:NAME`) or a
+    Python file (`x.py`), as `definitions.sources.classify` reads it."""
+    source = classify(text)
+    return source.kind == "code" or source.python_file
 
 
 def import_module_target(target: str, *, error: type[UsageError], source: str) -> ModuleType:
     """The module named by `target`: a `.py` file (imported on its own, its folder not put
     on `sys.path`) or a dotted module name; `error` in one line when it cannot be."""
-    if target.endswith(".py") or "/" in target or "\\" in target:
+    if target_is_file(target):
         path = Path(target).expanduser().resolve()
         if not path.is_file():
             raise error(f"{source}: no such file: {path}")
@@ -84,6 +86,14 @@ def canonical(reference: str) -> str:
     match = TARGET.match(reference)
     if reference.endswith(".py") and match is None:
         return str(Path(reference).expanduser().resolve())
-    if match and (match["target"].endswith(".py") or "/" in match["target"]):
+    if match and target_is_file(match["target"]):
         return f"{Path(match['target']).expanduser().resolve()}:{match['attr']}"
     return reference
+
+
+def as_recorded(text: str) -> str:
+    """A model or data string in the form a study's record holds it: an existing file or
+    folder made absolute, anything else as `canonical` makes it. `run --model --data`
+    records it so, and the record-trust check compares what is named again so."""
+    path = Path(text).expanduser()
+    return str(path.resolve()) if path.exists() else canonical(text)

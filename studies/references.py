@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 from definitions.attributes import SMOKE_SUFFIX
 from definitions.errors import UsageError
 from definitions.importer import (
-    TARGET,
     StudyReferenceError,
+    as_recorded,
     canonical,
     import_module_target,
     import_reference,
     is_reference,
 )
+from definitions.sources import classify
 from definitions.vocabulary import PARENT_KINDS
 
 if TYPE_CHECKING:
@@ -47,13 +48,13 @@ def _anchored(value: Any, folder: Path) -> Any:
     if not isinstance(value, str | Path):
         return value
     text = str(value)
-    match = TARGET.match(text)
-    if match and not Path(text).exists():
-        target = match["target"]
+    source = classify(text)
+    if source.target is not None:  # code
+        target = source.target
         if target.endswith(".py") and not Path(target).is_absolute():
-            return f"{(folder / target).resolve()}:{match['attr']}"
+            return f"{(folder / target).resolve()}:{source.attr}"
         return text
-    path = Path(text).expanduser()
+    path = source.path
     return str(path if path.is_absolute() else (folder / path).resolve())
 
 
@@ -63,10 +64,10 @@ def load_study(reference: str) -> Study:
     from studies.base import Study
 
     reference = canonical(reference)
-    if TARGET.match(reference) and not reference.endswith(".py"):
+    source = classify(reference)
+    if source.target is not None:  # code: `pkg.module:NAME` or `path/study.py:NAME`
         obj = import_reference(reference, what="study")
-        match = TARGET.match(reference)
-        target = match["target"] if match else reference
+        target = source.target
         folder = Path(target).parent if target.endswith(".py") else Path.cwd()
     else:
         module = import_module_target(reference, error=StudyReferenceError,
@@ -102,17 +103,17 @@ def files_study(*, model: str, data: str, name: str | None = None, init: str | N
     the model file's stem as its name."""
     from studies.base import Budget, Study
 
-    path = Path(model).expanduser()
-    if path.exists():
-        model_ref = str(path.resolve())
-    elif TARGET.match(model):
+    source = classify(model)
+    if source.kind == "code":
         model_ref = canonical(model)
         path = Path(model_ref.rsplit(":", 1)[1])
+    elif source.path.exists():
+        model_ref = as_recorded(model)
+        path = source.path
     else:
         raise StudyReferenceError(f"--model {model}: no such file or folder (or "
                                   "module:function)")
-    data_path = Path(data).expanduser()
-    data_ref = str(data_path.resolve()) if data_path.exists() else canonical(data)
+    data_ref = as_recorded(data)
     study = Study(
         name=name or path.stem.replace(" ", "_"),
         model=model_ref,
@@ -167,7 +168,7 @@ def parent_source(study: Study, *, trust_code: bool = False) -> ParentSource:
     if study.model is None:
         return ParentSource(kind="family", target=study.family, trust_code=trust_code)
     if isinstance(study.model, str):
-        if Path(study.model).exists() or not TARGET.match(study.model):
+        if classify(study.model).kind == "file":
             return ParentSource(kind="file", target=study.model, trust_code=trust_code)
         return ParentSource(kind="function", target=study.model, trust_code=trust_code)
     if study.defined_in is None:

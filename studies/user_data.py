@@ -70,7 +70,8 @@ from typing import Any
 import numpy as np
 
 from definitions.errors import one_line
-from definitions.importer import MODULE, TARGET, import_module_target
+from definitions.importer import MODULE, import_module_target
+from definitions.sources import classify, target_is_file
 from studies.datasets import (
     MIN_TRAIN_PER_CLASS,
     TEST_FRACTION,
@@ -190,22 +191,21 @@ def class_mapping(names: Sequence[str]) -> str:
 def _read_source(source: str | Path, *, image_shape: ImageShape | None) -> _UserRaw:
     if isinstance(source, str) and not source.strip():
         raise DataError(f"the data source is empty; {_EXPECTED_SOURCE}")
-    path = Path(source).expanduser()
-    if isinstance(source, Path) or path.exists():
-        if path.is_dir():
-            return _read_folder(path.resolve(), image_shape=image_shape)
-        if path.is_file() and path.suffix == ".py":
-            raise DataError(
-                f"{path} is a Python file; expected 'path/to/file.py:function' naming the "
-                "function that returns the arrays"
-            )
-        if not path.exists():
-            raise DataError(f"no such file or folder: {path}; {_EXPECTED_SOURCE}")
-        return _read_npz(path.resolve())
-    match = TARGET.match(source)
-    if match is None:
-        raise DataError(f"no such file or folder: {source}; {_EXPECTED_SOURCE}")
-    return _read_loader(match["target"], match["attr"])
+    named = classify(source)
+    if named.target is not None and named.attr is not None:  # code: a loader
+        return _read_loader(named.target, named.attr)
+    path = named.path
+    if path.is_dir():
+        return _read_folder(path.resolve(), image_shape=image_shape)
+    if path.is_file() and named.python_file:
+        raise DataError(
+            f"{path} is a Python file; expected 'path/to/file.py:function' naming the "
+            "function that returns the arrays"
+        )
+    if not path.exists():  # a string is shown as given, a Path `~` expanded
+        shown = path if isinstance(source, Path) else source
+        raise DataError(f"no such file or folder: {shown}; {_EXPECTED_SOURCE}")
+    return _read_npz(path.resolve())
 
 
 def _read_npz(path: Path) -> _UserRaw:
@@ -235,7 +235,7 @@ def _read_npz(path: Path) -> _UserRaw:
 
 def _read_loader(target: str, function: str) -> _UserRaw:
     spec_text = f"{target}:{function}"
-    if target.endswith(".py") or "/" in target or "\\" in target:
+    if target_is_file(target):
         path = Path(target).expanduser().resolve()
         source = f"loader:{path}:{function}"
     elif MODULE.match(target):
