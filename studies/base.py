@@ -142,12 +142,26 @@ class Study:
         Called by `studies.get_study` when a study is used, not at import, so one broken
         definition cannot break the CLI for every study."""
         check_study_name(self.name)
+        self._check_quantization_modes()
+        self._check_data_and_parent()
+        self._check_choices()
+        self._check_ranges()
+        self._check_reference_points()
+        for budget in (self.budget, self.smoke):
+            self._check_budget(budget)
+
+    def _check_quantization_modes(self) -> None:
+        """At least one mode, each a known one."""
         unknown = [m for m in self.quantization_modes if m not in QUANTIZATION_MODES]
         if unknown or not self.quantization_modes:
             raise StudyDefinitionError(
                 f"study {self.name!r}: quantization modes {list(self.quantization_modes)} — "
                 f"each must be one of {', '.join(QUANTIZATION_MODES)}"
             )
+
+    def _check_data_and_parent(self) -> None:
+        """Exactly one of a built-in dataset and the user's data, and exactly one of a
+        built-in family and the user's model; a built-in one must exist."""
         from studies.datasets import DATASET_SHAPES
 
         if bool(self.dataset) == bool(self.data):
@@ -170,6 +184,9 @@ class Study:
                 f"study {self.name!r}: unknown family {self.family!r}; "
                 f"choose one of {', '.join(FAMILIES)}"
             )
+
+    def _check_choices(self) -> None:
+        """Init, outputs, size objective and factorize mode: each one of its vocabulary."""
         if self.init not in INITS or self.outputs not in OUTPUTS:
             raise StudyDefinitionError(
                 f"study {self.name!r}: init {self.init!r} / outputs {self.outputs!r} — init "
@@ -185,6 +202,10 @@ class Study:
                 f"study {self.name!r}: factorize_mode {self.factorize_mode!r} is not one of "
                 f"{', '.join(FACTORIZE_MODES)}"
             )
+
+    def _check_ranges(self) -> None:
+        """Width and λ ranges not empty and positive (width finite); the accuracy floors
+        in [0, 1)."""
         low, high = self.width_range
         if not (0 < low <= high and math.isfinite(high)):
             raise StudyDefinitionError(
@@ -203,6 +224,9 @@ class Study:
                     f"study {self.name!r}: accuracy_floor and usable_accuracy must lie in "
                     f"[0, 1), got {floor}"
                 )
+
+    def _check_reference_points(self) -> None:
+        """Every reference point a `Candidate` the study's space holds."""
         for candidate in self.reference_points or ():
             if not isinstance(candidate, Candidate) or not self.contains(candidate):
                 raise StudyDefinitionError(
@@ -210,25 +234,28 @@ class Study:
                     f"the study's space (width {self.width_range}, λ "
                     f"{self.epr_lambda_range}, modes {list(self.quantization_modes)})"
                 )
-        for budget in (self.budget, self.smoke):
-            if budget.epochs < 1 or budget.batch_size < 1 or budget.n_trials < 1 or (
-                budget.parent_epochs is not None and budget.parent_epochs < 1
-            ):
-                raise StudyDefinitionError(
-                    f"study {self.name!r}: epochs, batch size and trials must be at least 1"
-                )
-            rungs = tuple(budget.rungs)
-            if rungs and (list(rungs) != sorted(set(rungs)) or rungs[0] < 1
-                          or rungs[-1] >= budget.epochs or budget.eta < 2):
-                raise StudyDefinitionError(
-                    f"study {self.name!r}: rungs {rungs} must be increasing epochs from 1 "
-                    f"to below the budget's {budget.epochs}, with eta at least 2"
-                )
-            if budget.schedule not in SCHEDULES:
-                raise StudyDefinitionError(
-                    f"study {self.name!r}: schedule {budget.schedule!r} is not one of "
-                    f"{', '.join(SCHEDULES)}"
-                )
+
+    def _check_budget(self, budget: Budget) -> None:
+        """A budget (the study's or its smoke one): counts at least 1, rungs increasing
+        epochs below the budget's with eta at least 2, a known schedule."""
+        if budget.epochs < 1 or budget.batch_size < 1 or budget.n_trials < 1 or (
+            budget.parent_epochs is not None and budget.parent_epochs < 1
+        ):
+            raise StudyDefinitionError(
+                f"study {self.name!r}: epochs, batch size and trials must be at least 1"
+            )
+        rungs = tuple(budget.rungs)
+        if rungs and (list(rungs) != sorted(set(rungs)) or rungs[0] < 1
+                      or rungs[-1] >= budget.epochs or budget.eta < 2):
+            raise StudyDefinitionError(
+                f"study {self.name!r}: rungs {rungs} must be increasing epochs from 1 "
+                f"to below the budget's {budget.epochs}, with eta at least 2"
+            )
+        if budget.schedule not in SCHEDULES:
+            raise StudyDefinitionError(
+                f"study {self.name!r}: schedule {budget.schedule!r} is not one of "
+                f"{', '.join(SCHEDULES)}"
+            )
 
     def contains(self, candidate: Candidate) -> bool:
         """Whether the search could propose `candidate`: its mode is offered, its width and
