@@ -54,8 +54,8 @@ def main() -> int:
 
     import optuna
 
-    from optimizer.constraints import infeasible_count, is_feasible
-    from optimizer.pareto import test_accuracies
+    from optimizer.store.constraints import infeasible_count, is_feasible
+    from optimizer.store.record import test_accuracies
 
     study = optuna.load_study(study_name=args.study,
                               storage=f"sqlite:///{args.run_dir}/study.db")

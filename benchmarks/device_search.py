@@ -155,7 +155,7 @@ def read_trials(run_dir: Path, started: float) -> list[dict]:
     import optuna
 
     from definitions.attributes import REJECTED_ATTR
-    from optimizer.constraints import is_feasible
+    from optimizer.store.constraints import is_feasible
 
     study = optuna.load_study(study_name="mycnn", storage=f"sqlite:///{run_dir}/study.db")
     rows = []
@@ -182,7 +182,7 @@ def read_trials(run_dir: Path, started: float) -> list[dict]:
 
 def hypervolume(trials: list[dict], *, by: float | None) -> float:
     """HV (validation accuracy × log10 flash bytes) of the feasible trials finished by `by`."""
-    from optimizer.report import hypervolume_2d
+    from optimizer.commands.report import hypervolume_2d
 
     points = [(t["accuracy"], t["flash_bytes"]) for t in trials
               if t["feasible"] and (by is None or t["finished_s"] <= by)]

@@ -67,7 +67,7 @@ def write_data(path: Path, *, train: int) -> None:
 def search(model: Path, data: Path, run_dir: Path, *, n_trials: int) -> dict:
     import optuna
 
-    from optimizer.report import hypervolume_2d
+    from optimizer.commands.report import hypervolume_2d
 
     start = time.perf_counter()
     done = cli("run", "--model", str(model), "--data", str(data), "--name", model.stem,

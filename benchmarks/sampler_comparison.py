@@ -36,7 +36,7 @@ def main() -> int:
     import optuna
     from optuna.trial import TrialState
 
-    from optimizer.report import hypervolume_2d
+    from optimizer.commands.report import hypervolume_2d
 
     base = Path(tempfile.mkdtemp())
     runs = []

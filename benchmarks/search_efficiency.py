@@ -18,7 +18,7 @@ start to each artifact (training a parent counts):
   and after the finalists. (`default` runs with `--finalists 0`, as it was measured.)
 - `jobs2` (issue 24): `shipped` with `--jobs 2`: two trials at once, a core each.
 - `no_extension`: the default with `--extend-every 0` (TPE alone proposes), run to its own
-  budget: what the small-end extension (`optimizer.extension`) buys.
+  budget: what the small-end extension (`optimizer.engine.extension`) buys.
 - `random`: the same study with `--sampler random --extend-every 0` (random proposals
   only), stopped at the default arm's wall time.
 - `random_extension`: `--sampler random` with the default's small-end extension, stopped
@@ -71,7 +71,7 @@ VARIANT_ARMS = {"rank_only": "RANK_ONLY", "previous": "PREVIOUS",
 
 def hypervolume(points: list[tuple[float, int]]) -> float:
     """HV of (test accuracy, payload bytes) points above the reference point."""
-    from optimizer.report import hypervolume_2d
+    from optimizer.commands.report import hypervolume_2d
 
     return hypervolume_2d(points, ref_log_bytes=math.log10(REF_BYTES),
                           ref_accuracy=REF_ACCURACY)
@@ -140,7 +140,7 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
     from optuna.trial import TrialState
 
     from objectives.pipeline import evaluate_artifact
-    from optimizer.artifacts import fetch, open_store
+    from optimizer.store.artifacts import fetch, open_store
     from studies.datasets import load_dataset
 
     command = [sys.executable, "-m", "optimizer", "run", "--study", study,

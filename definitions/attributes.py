@@ -12,7 +12,7 @@ SMOKE_SUFFIX = "-smoke"
 
 # -- study attributes ----------------------------------------------------------------------
 
-#: The study user attribute holding the definition record (`optimizer.record`).
+#: The study user attribute holding the definition record (`optimizer.store.record`).
 RECORD_ATTR = "definition"
 #: The study user attribute with the front's test accuracies, keyed by trial number.
 TEST_ACCURACY_ATTR = "test_accuracy"
@@ -22,6 +22,18 @@ TEST_ACCURACY_ATTR = "test_accuracy"
 STUDY_FAILURE_PREFIX = "failure:"
 
 # -- trial attributes ----------------------------------------------------------------------
+# Every one is a field of `optimizer.store.trial.StoredTrial`, which reads them back.
+
+#: The candidate the trial built (`Candidate.to_params()`), with a hypermodel trial's
+#: hyperparameter values under `HYPERMODEL_KEY`.
+CANDIDATE_ATTR = "candidate"
+HYPERMODEL_KEY = "hypermodel"
+#: Where the trial's data came from (`Splits.source`).
+DATA_SOURCE_ATTR = "data_source"
+#: A PRUNED trial: why it was stopped, for people.
+PRUNE_REASON_ATTR = "prune_reason"
+#: A finalist: whether it started from its trial's trained weights, for people.
+FINALIST_START_ATTR = "finalist_start"
 
 #: The trial's artifact in the study's artifact store.
 ARTIFACT_ID_ATTR = "artifact_id"
@@ -29,15 +41,15 @@ ARTIFACT_ID_ATTR = "artifact_id"
 #: and its SHA-256: what `export` gives back as `model.keras`.
 FLOAT_MODEL_ID_ATTR = "float_model_id"
 FLOAT_MODEL_SHA256_ATTR = "float_model_sha256"
-#: A trial's successive-halving scores (`optimizer.halving`).
+#: A trial's successive-halving scores (`optimizer.engine.halving`).
 RUNGS_ATTR = "rungs"
 #: Marks a reference point (`Study.reference_points`): the candidate a new study enqueues first;
 #: such a trial trains its full budget (`RungJudge.exempt`), and its retry keeps the mark.
 REFERENCE_POINT_ATTR = "reference"
-#: Marks a small-end extension (`optimizer.extension`); the value is the number of the
+#: Marks a small-end extension (`optimizer.engine.extension`); the value is the number of the
 #: trial it steps down from. Such a trial trains its full budget too.
 EXTENSION_ATTR = "extends"
-#: Marks a finalist (`optimizer.finalists`): a front member's candidate trained again on
+#: Marks a finalist (`optimizer.engine.finalists`): a front member's candidate trained again on
 #: the whole training split to the end of a decaying schedule; the value is the number of
 #: the trial it came from. It trains its full (finalist) budget.
 FINALIST_ATTR = "finalist_of"

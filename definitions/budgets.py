@@ -28,7 +28,7 @@ class Budget:
         schedule: the learning-rate schedule, one of `objectives.train.SCHEDULES`.
         parent_epochs: with `init="inherit"`, the epochs the parent is trained for, once,
             on the whole training split (None: `epochs`, on the same subset as a trial).
-        rungs: multi-objective successive halving (`optimizer.halving`, MO-ASHA): after
+        rungs: multi-objective successive halving (`optimizer.engine.halving`, MO-ASHA): after
             each of these epochs a trial is ranked against the earlier trials' scores at
             the same epoch and trains on to `epochs` only while it is among the best
             1/`eta`; a trial stopped early is still compressed and scored. Empty: every

@@ -36,10 +36,10 @@ SIZE_OBJECTIVES: dict[str, str] = {
     "gzip": "artifact_gzip_bytes",
 }
 
-#: Optuna samplers the driver constructs (`optimizer.sampling`).
+#: Optuna samplers the driver constructs (`optimizer.engine.sampling`).
 SAMPLERS: tuple[str, ...] = ("tpe", "nsga2", "random")
 #: Who proposes the trials: Optuna's sampler, or KerasTuner's Bayesian optimization on a
-#: weighted sum of the objectives (`optimizer.kerastuner_backend`).
+#: weighted sum of the objectives (`optimizer.engine.kerastuner_backend`).
 BACKENDS: tuple[str, ...] = ("optuna", "kerastuner")
 #: `pareto`'s output formats.
 FORMATS: tuple[str, ...] = ("table", "csv", "json")

@@ -59,7 +59,7 @@ class TrialResult:
     float32_bytes: int
     keras_accuracy: float
     first_epoch_accuracy: float
-    #: Successive halving (`optimizer.halving`): [epoch, validation accuracy, estimated
+    #: Successive halving (`optimizer.engine.halving`): [epoch, validation accuracy, estimated
     #: bytes] at each rung reached, and the rung where training stopped (None: all epochs).
     rungs: tuple[tuple[int, float, float], ...]
     stopped_at_epoch: int | None

@@ -42,7 +42,7 @@ VALUE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "dynamic": 1, "int8":
 def estimated_tflite_payload(params: int, *, quantization: str) -> float:
     """The payload a TFLite mode's flatbuffer would have, before converting it: the values
     at the mode's width (zlib and per-channel scales left out). Cheap enough to judge a
-    trial by mid-training (`optimizer.halving`); never a reported figure."""
+    trial by mid-training (`optimizer.engine.halving`); never a reported figure."""
     return float(params * VALUE_BYTES[quantization])
 
 

@@ -3,7 +3,7 @@ decides, training asks).
 
 Training needs only two answers from whoever drives the search: after which epochs it is
 judged (`rungs`), and whether it goes on after one of them (`continues`). The driver's
-multi-objective successive halving (`optimizer.halving.RungJudge`) is one such rule; any
+multi-objective successive halving (`optimizer.engine.halving.RungJudge`) is one such rule; any
 object with these two members is another, so nothing under `objectives/` depends on the
 driver.
 """

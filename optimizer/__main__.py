@@ -10,7 +10,7 @@ if sys.version_info[:2] != (3, 11):
     )
     raise SystemExit(2)
 
-from optimizer.cli import main
+from optimizer.commands.cli import main
 
 if __name__ == "__main__":  # a spawned worker re-imports this module as __mp_main__
     raise SystemExit(main())

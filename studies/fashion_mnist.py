@@ -20,7 +20,7 @@ EPR at λ = 2 and 10 at full width, the study starts from two points at the smal
 the space, the low corner (the narrowest width at the smallest λ) and λ = 50 at full width.
 With the three width-1 points alone, the small end of the front was left to the sampler
 and on one seed of three it found nothing below 8.8 KB. After them `run` makes one trial in
-four a small-end extension (`optimizer/extension.py`), which walks the front's smallest
+four a small-end extension (`optimizer/engine/extension.py`), which walks the front's smallest
 member down in width: it raised the front's hypervolume on each of 3 seeds.
 """
 

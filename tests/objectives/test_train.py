@@ -85,7 +85,7 @@ def test_a_study_with_an_unknown_schedule_is_refused():
 
 
 def test_a_judge_stops_training_at_the_rung_where_the_trial_ranks_low():
-    from optimizer.halving import RungJudge
+    from optimizer.engine.halving import RungJudge
 
     x, y = _data()
     rivals = tuple((2, 1.0, 10.0) for _ in range(3))  # perfect and tiny: nothing beats them

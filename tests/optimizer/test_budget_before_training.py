@@ -8,8 +8,8 @@ import pytest
 from optuna.trial import FixedTrial, TrialState
 
 from definitions.attributes import REJECTED_ATTR
-from optimizer.extension import steps
-from optimizer.retry import finished_count, rejected_count
+from optimizer.engine.extension import steps
+from optimizer.store.retry import finished_count, rejected_count
 from search_spaces import Candidate, suggest
 from studies import get_study
 from studies.base import DEVICE_REFERENCE_POINTS, DeviceBudgets, StudyDefinitionError

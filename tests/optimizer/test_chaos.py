@@ -16,7 +16,7 @@ import optuna
 import pytest
 
 from objectives.pipeline import sha256_file
-from optimizer.retry import finished_count
+from optimizer.store.retry import finished_count
 from tests.conftest import ROOT
 
 N_TRIALS = 6

@@ -16,7 +16,7 @@ SUBCOMMANDS = ("run", "studies", "pareto", "export", "report", "dashboard", "ins
 def test_help_does_not_import_tensorflow(argv):
     code = (
         "import sys\n"
-        "from optimizer.cli import main\n"
+        "from optimizer.commands.cli import main\n"
         "try:\n"
         f"    main({argv!r})\n"
         "except SystemExit as e:\n"

@@ -23,7 +23,7 @@ import optuna
 import pytest
 
 from definitions.attributes import RECORD_ATTR
-from optimizer.constraints import set_constraints
+from optimizer.store.constraints import set_constraints
 from studies.base import DeviceBudgets
 from tests.conftest import ROOT
 

@@ -85,7 +85,7 @@ def exported(run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def splits(run):
-    from optimizer.record import load_recorded_data
+    from optimizer.engine.data import load_recorded_data
 
     return load_recorded_data(run[3], data_dir=None)
 
@@ -271,7 +271,7 @@ def _splits(num_classes: int, class_names=None):
 ])
 def test_class_names_come_from_the_record_else_the_data_else_the_labels(record, names,
                                                                         expected):
-    from optimizer.device_export import class_names
+    from optimizer.commands.device_export import class_names
 
     assert class_names(record, splits=_splits(3, names)) == expected
 
@@ -286,7 +286,7 @@ def test_class_names_come_from_the_record_else_the_data_else_the_labels(record, 
     ({"dataset": "", "data_reference": None}, "loader:x:y", "as the training data given"),
 ])
 def test_preprocessing_says_how_the_loader_scaled_the_pixels(record, source, expected):
-    from optimizer.device_export import preprocessing
+    from optimizer.commands.device_export import preprocessing
 
     steps = preprocessing(record, source=source, model_input={"dtype": "float32"})
     assert steps["pixels"] == expected and "quantize" not in steps

@@ -1,4 +1,4 @@
-"""The small-end extension (`optimizer.extension`): one trial in N steps below the front's
+"""The small-end extension (`optimizer.engine.extension`): one trial in N steps below the front's
 smallest member."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from definitions.attributes import EXTENSION_ATTR, REFERENCE_POINT_ATTR, RETRY_ATTR
-from optimizer.extension import SmallEndExtension, next_extension, steps
-from optimizer.halving import full_budget, judge_for
-from optimizer.retry import retry_once
+from optimizer.engine.extension import SmallEndExtension, next_extension, steps
+from optimizer.engine.halving import full_budget, judge_for
+from optimizer.store.retry import retry_once
 from search_spaces import Candidate
 from search_spaces.suggest import candidate_params, family_offered, suggest
 from studies import get_study

@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from optimizer.dashboard import url_of
+from optimizer.commands.dashboard import url_of
 from tests.conftest import ROOT, run_cli
 
 

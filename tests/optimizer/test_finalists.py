@@ -10,8 +10,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from definitions.attributes import FINALIST_ATTR
-from optimizer.finalists import FINALIST_EPOCHS, choose_finalists, finalist_budget
-from optimizer.retry import finished_count
+from optimizer.engine.finalists import FINALIST_EPOCHS, choose_finalists, finalist_budget
+from optimizer.store.retry import finished_count
 from studies.base import Budget
 from tests.conftest import run_cli
 
@@ -121,7 +121,7 @@ def test_a_smoke_run_has_no_finalists_unless_asked_and_a_negative_count_is_refus
 
 
 def test_pareto_names_the_trial_a_finalist_came_from():
-    from optimizer.pareto import format_front, front_rows
+    from optimizer.commands.pareto import format_front, front_rows
 
     study = _study([(0.80, 900), (0.92, 60_000), (0.93, 59_000)], t2={FINALIST_ATTR: 1})
     rows = {row["trial"]: row for row in front_rows(study)}

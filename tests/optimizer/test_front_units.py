@@ -6,10 +6,10 @@ import optuna
 import pytest
 
 from definitions.errors import UsageError
-from optimizer.export import pick_trial
-from optimizer.report import hypervolume_2d, hypervolume_history
-from optimizer.resume import sweep_orphaned
-from optimizer.retry import finished_count
+from optimizer.commands.export import pick_trial
+from optimizer.commands.report import hypervolume_2d, hypervolume_history
+from optimizer.engine.resume import sweep_orphaned
+from optimizer.store.retry import finished_count
 
 
 def test_hypervolume_of_two_points():

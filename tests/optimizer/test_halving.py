@@ -9,7 +9,7 @@ from dataclasses import replace
 import optuna
 import pytest
 
-from optimizer.halving import (
+from optimizer.engine.halving import (
     RungJudge,
     epsilon_net_order,
     full_budget,
@@ -145,7 +145,7 @@ def test_a_study_stored_before_budgets_had_rungs_resumes_and_other_rungs_are_ref
 
     from definitions.attributes import RECORD_ATTR
     from definitions.errors import UsageError
-    from optimizer.record import RECORD_VERSION, check_record
+    from optimizer.store.record import RECORD_VERSION, check_record
 
     now = {"version": RECORD_VERSION, "budget": asdict(Budget(epochs=3, batch_size=32,
                                                               n_trials=2))}
@@ -167,7 +167,7 @@ def test_a_record_from_before_keep_front_with_rungs_means_the_rank_alone():
 
     from definitions.attributes import RECORD_ATTR
     from definitions.errors import UsageError
-    from optimizer.record import RECORD_VERSION, check_record
+    from optimizer.store.record import RECORD_VERSION, check_record
 
     halved = Budget(epochs=3, batch_size=32, n_trials=2, rungs=(1,))
     now = {"version": RECORD_VERSION, "budget": asdict(halved)}

@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from definitions.attributes import PHASE_SECONDS_ATTR, RETRY_ATTR, RUNGS_ATTR, WORKER_ATTR
-from optimizer.objective import Objective
+from optimizer.engine.objective import Objective
 from studies import get_study
 from studies.base import Budget
 from tests.conftest import ROOT, run_cli
@@ -163,7 +163,7 @@ def test_driver_threads_never_take_the_same_queued_trial(tmp_path):
     Optuna storage handed one WAITING trial to two threads (found in a `--jobs 2` run)."""
     import threading
 
-    from optimizer.storage import open_storage
+    from optimizer.store.storage import open_storage
 
     study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/s.db"),
                                 study_name="queued")

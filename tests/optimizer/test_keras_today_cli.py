@@ -113,7 +113,7 @@ def test_a_tf_keras_parent_exports_keras_2_unless_told(keras_today, tmp_path):
     ({"kind": "file", "sha256": "recorded before file formats were"}, 3),
 ])
 def test_model_keras_defaults_to_the_keras_the_parent_came_from(parent, expected):
-    from optimizer.keras_export import default_keras_format
+    from optimizer.commands.keras_export import default_keras_format
 
     assert default_keras_format({"parent": parent}) == expected
 

@@ -6,7 +6,7 @@ import keras_tuner
 import optuna
 import pytest
 
-from optimizer.kerastuner_backend import BYTES_WEIGHT, propose, score
+from optimizer.engine.kerastuner_backend import BYTES_WEIGHT, propose, score
 from search_spaces import candidate_params, suggest
 from search_spaces.suggest import family_offered
 from studies import get_study

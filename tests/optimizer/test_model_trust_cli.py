@@ -100,7 +100,7 @@ def test_a_trusted_study_resumes_only_with_the_flag(files, trusted_run):
 
 
 def test_a_resume_must_trust_as_the_study_was_created():
-    from optimizer.record import RECORD_VERSION, check_record
+    from optimizer.store.record import RECORD_VERSION, check_record
 
     study = optuna.create_study()
     older = {"version": RECORD_VERSION, "dataset": "d"}  # made before the flag existed

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from objectives import pipeline, tflite
-from optimizer.objective import TRIAL_FAILURES, Objective
+from optimizer.engine.objective import TRIAL_FAILURES, Objective
 from studies import STUDIES
 from studies.base import Budget
 from studies.datasets import load_dataset
@@ -34,7 +34,7 @@ def _run(definition, splits, tmp_path, n, storage=None):
     storage = storage or optuna.storages.InMemoryStorage()
     study = optuna.create_study(directions=["maximize", "minimize"], storage=storage,
                                 sampler=optuna.samplers.RandomSampler(seed=0))
-    from optimizer.parents import plan_parent
+    from optimizer.engine.parents import plan_parent
 
     parent = plan_parent(study=definition, splits=splits, seed=0, cache_dir=tmp_path,
                          isolate=False)

@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from objectives.parent import ParentInfo
-from optimizer.parents import ParentCannotTeach, check_can_teach, plan_parent, teaching_floor
+from optimizer.engine.parents import ParentCannotTeach, check_can_teach, plan_parent, teaching_floor
 from studies.references import ParentSource
 from tests.conftest import fit_on_digits, run_cli, save_digits_npz
 

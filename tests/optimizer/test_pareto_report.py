@@ -14,9 +14,8 @@ import pytest
 
 from definitions.attributes import RECORD_ATTR
 from definitions.errors import UsageError
-from optimizer.constraints import set_constraints
-from optimizer.pareto import format_front, front_rows
-from optimizer.report import (
+from optimizer.commands.pareto import format_front, front_rows
+from optimizer.commands.report import (
     hypervolume_figure,
     hypervolume_history,
     pareto_figure,
@@ -24,6 +23,7 @@ from optimizer.report import (
     trials_frame,
     write_report,
 )
+from optimizer.store.constraints import set_constraints
 from studies.base import DeviceBudgets
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -165,7 +165,7 @@ def test_write_report_with_no_completed_trials(tmp_path):
 
 
 def test_smoke_study_name_is_refused_with_the_working_spelling():
-    from optimizer.lookup import check_study_arg
+    from optimizer.commands.lookup import check_study_arg
 
     with pytest.raises(UsageError, match="use --study digits --smoke"):
         check_study_arg("digits-smoke")

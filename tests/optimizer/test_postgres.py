@@ -22,8 +22,8 @@ import optuna
 import pytest
 
 from definitions.attributes import RETRY_ATTR
-from optimizer.report import trials_frame
-from optimizer.retry import finished_count, is_interrupted
+from optimizer.commands.report import trials_frame
+from optimizer.store.retry import finished_count, is_interrupted
 from tests.conftest import ROOT, run_cli
 
 N_TRIALS = 3
@@ -85,9 +85,9 @@ def _driver(url: str, run_dir: Path) -> subprocess.Popen:
     """`run` on the server database, with a 1 s heartbeat and a 3 s grace period."""
     code = (
         "import sys\n"
-        "import optimizer.storage as storage\n"
+        "import optimizer.store.storage as storage\n"
         "storage.HEARTBEAT_SECONDS, storage.GRACE_SECONDS = 1, 3\n"
-        "from optimizer.cli import main\n"
+        "from optimizer.commands.cli import main\n"
         f"sys.exit(main(['run', '--study', 'digits', '--smoke', '--n-trials', '{N_TRIALS}',"
         f" '--storage', {url!r}, '--run-dir', {str(run_dir)!r}]))\n"
     )

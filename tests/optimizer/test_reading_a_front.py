@@ -16,12 +16,13 @@ import pandas as pd
 import pytest
 
 from objectives.parent import ParentInfo
-from optimizer.cli import main
-from optimizer.parents import SearchParent
-from optimizer.pareto import COLUMNS, TABLE_COLUMNS, format_front, front_rows
-from optimizer.progress import Progress as _Progress
-from optimizer.record import check_record, load_data, make_record, write_record
-from optimizer.report import trials_frame
+from optimizer.commands.cli import main
+from optimizer.commands.pareto import COLUMNS, TABLE_COLUMNS, format_front, front_rows
+from optimizer.commands.report import trials_frame
+from optimizer.engine.data import load_data
+from optimizer.engine.parents import SearchParent
+from optimizer.engine.progress import Progress as _Progress
+from optimizer.store.record import check_record, make_record, write_record
 from studies.base import Budget, Study
 from studies.datasets import MIN_VALIDATION_PER_CLASS, Splits, load_dataset
 from studies.references import ParentSource
@@ -177,7 +178,7 @@ def test_a_driver_reads_an_image_folder_without_importing_tensorflow(tmp_path):
         _write_pngs(tmp_path / "images" / name, rng.integers(0, 256, (30, 6, 6), dtype=np.uint8))
     code = (
         "import sys\n"
-        "from optimizer.record import load_data\n"
+        "from optimizer.engine.data import load_data\n"
         f"s = load_data(dataset='user', data={str(tmp_path / 'images')!r}, data_dir=None,\n"
         "              split_seed=3, warn=False)\n"
         "print('tensorflow' in sys.modules, s.class_names, s.fingerprints()['data'])\n"

@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from definitions.attributes import REFERENCE_POINT_ATTR, RETRY_ATTR
-from optimizer.resume import create_or_resume
-from optimizer.retry import retry_once
+from optimizer.engine.resume import create_or_resume
+from optimizer.store.retry import retry_once
 from search_spaces import Candidate
 from search_spaces.suggest import suggest
 from studies import get_study

@@ -20,7 +20,7 @@ def test_a_bad_study_definition_is_one_line_and_exit_2(tmp_path):
         "import studies\n"
         "studies.STUDIES['mnist'] = dataclasses.replace(studies.STUDIES['mnist'], "
         "quantization_modes=('int3',))\n"
-        "from optimizer.cli import main\n"
+        "from optimizer.commands.cli import main\n"
         f"sys.exit(main(['run', '--study', 'mnist', '--smoke', '--run-dir', {str(tmp_path)!r}]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -251,7 +251,7 @@ def test_resume_with_another_seed_is_refused_and_changes_nothing(digits_run):
 
 def test_export_refuses_data_other_than_the_runs(digits_run):
     from definitions.errors import UsageError
-    from optimizer.record import check_record, stored_record
+    from optimizer.store.record import check_record, stored_record
 
     study = _study(digits_run[0])
     stored = stored_record(study)

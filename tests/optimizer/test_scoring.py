@@ -12,8 +12,8 @@ import numpy as np
 import optuna
 import pytest
 
-from optimizer import scoring
-from optimizer.scoring import score_front_on_test, tensorflow_warnings_held_back
+from optimizer.engine import scoring
+from optimizer.engine.scoring import score_front_on_test, tensorflow_warnings_held_back
 from studies.datasets import Splits
 from tests.conftest import ROOT
 
@@ -90,7 +90,7 @@ def test_tensorflows_own_retracing_warning_is_held_back(tmp_path):
         "import logging, sys",
         "logging.basicConfig(level=logging.WARNING, stream=sys.stderr)",
         "import numpy as np, tensorflow as tf",
-        "from optimizer.scoring import tensorflow_warnings_held_back",
+        "from optimizer.engine.scoring import tensorflow_warnings_held_back",
         "x = np.zeros((2, 4), np.float32)",
         "with tensorflow_warnings_held_back():",
         "    for _ in range(6):",

@@ -14,7 +14,7 @@ import optuna
 import pytest
 
 from definitions.attributes import RETRY_ATTR
-from optimizer.retry import finished_count
+from optimizer.store.retry import finished_count
 from tests.conftest import ROOT, run_cli
 
 FAIL = optuna.trial.TrialState.FAIL

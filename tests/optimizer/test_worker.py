@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from objectives.errors import HopelessTrial, TrialFailure
-from optimizer.worker import WorkerBug, WorkerDied, run_isolated
+from optimizer.engine.worker import WorkerBug, WorkerDied, run_isolated
 from tests.conftest import ROOT
 
 
@@ -95,7 +95,7 @@ def _threads():
 
 
 def _ask_twice(*, base):
-    from optimizer.worker import ask_driver
+    from optimizer.engine.worker import ask_driver
 
     return [ask_driver(base), ask_driver(base + 1)]
 
@@ -108,7 +108,7 @@ def _sleep(*, seconds):
 
 
 def test_a_pool_worker_runs_trial_after_trial_in_one_process():
-    from optimizer.worker import WorkerPool
+    from optimizer.engine.worker import WorkerPool
 
     with WorkerPool(1) as pool:
         pids, tasks = set(), []
@@ -124,7 +124,7 @@ def test_a_task_that_raises_still_reports_what_it_cost_and_a_dead_one_does_not()
     """A pruned or failed trial ran in its worker too: its figures (pid, task) are
     recorded; a worker that died answered nothing, so it reports none, not the last
     task's."""
-    from optimizer.worker import WorkerPool
+    from optimizer.engine.worker import WorkerPool
 
     with WorkerPool(1) as pool:
         with pool.worker() as worker:
@@ -143,7 +143,7 @@ def test_shared_data_reach_every_task_without_being_sent():
     forked: a shared object that cannot even be pickled reaches every task."""
     code = (
         "import sys\n"
-        "from optimizer.worker import WorkerPool\n"
+        "from optimizer.engine.worker import WorkerPool\n"
         "from tests.optimizer.test_worker import _whoami\n"
         "data = lambda: 42  # a lambda cannot be pickled: it is inherited\n"
         "with WorkerPool(1, shared={'data': data}) as pool, pool.worker() as worker:\n"
@@ -157,7 +157,7 @@ def test_shared_data_reach_every_task_without_being_sent():
 
 
 def test_a_dead_pool_worker_is_replaced_before_the_next_trial():
-    from optimizer.worker import WorkerPool
+    from optimizer.engine.worker import WorkerPool
 
     with WorkerPool(1) as pool:
         with pool.worker() as worker:
@@ -171,7 +171,7 @@ def test_a_dead_pool_worker_is_replaced_before_the_next_trial():
 
 
 def test_a_worker_whose_memory_grew_past_its_limit_is_replaced():
-    from optimizer.worker import WorkerPool
+    from optimizer.engine.worker import WorkerPool
 
     with WorkerPool(1, recycle_growth_bytes=20 << 20) as pool:
         with pool.worker() as worker:
@@ -183,7 +183,7 @@ def test_a_worker_whose_memory_grew_past_its_limit_is_replaced():
 
 
 def test_a_task_asks_the_driver_and_gets_its_answers():
-    from optimizer.worker import Worker
+    from optimizer.engine.worker import Worker
 
     asked = []
 
@@ -200,13 +200,13 @@ def test_a_task_asks_the_driver_and_gets_its_answers():
 
 
 def test_in_process_tasks_are_answered_directly():
-    from optimizer.worker import run_in_process
+    from optimizer.engine.worker import run_in_process
 
     assert run_in_process(_ask_twice, serve=lambda q: -q, base=1) == [-1, -2]
 
 
 def test_workers_get_their_share_of_the_cores():
-    from optimizer.worker import WorkerPool
+    from optimizer.engine.worker import WorkerPool
 
     with WorkerPool(2, threads=1) as pool, pool.worker() as worker:
         assert worker.run(_threads) == {"TF_NUM_INTRAOP_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -218,7 +218,7 @@ def test_a_stop_request_ends_every_busy_worker_at_once():
     import threading
     import time
 
-    from optimizer.worker import WorkerPool, clear_stop, request_interrupt
+    from optimizer.engine.worker import WorkerPool, clear_stop, request_interrupt
 
     outcomes, processes = [], []
 
@@ -258,7 +258,7 @@ def test_a_stop_request_ends_every_busy_worker_at_once():
 #: spawned as when TensorFlow is imported in it; each run of the script leaves a line.
 UNGUARDED = """\
 import os
-import optimizer.worker as w
+import optimizer.engine.worker as w
 from tests.optimizer.test_worker import _whoami
 with open("ran.txt", "a") as f:
     f.write(f"{os.getpid()}\\n")
@@ -303,7 +303,7 @@ def test_a_spawned_worker_that_dies_reading_its_data_is_found_at_once(tmp_path):
     worker's own pipe, the death is `WorkerDied` at once."""
     script = (
         "import time\n"
-        "import optimizer.worker as w\n"
+        "import optimizer.engine.worker as w\n"
         "from tests.optimizer.test_worker import _ExitsWhenUnpickled, _whoami\n"
         "w._tensorflow_imported = lambda: True\n"
         "began = time.monotonic()\n"
@@ -323,7 +323,7 @@ def test_a_worker_killed_while_the_driver_waits_is_found_within_seconds():
     import threading
     import time
 
-    from optimizer.worker import Worker
+    from optimizer.engine.worker import Worker
 
     worker = Worker()
     killer = threading.Timer(0.5, lambda: os.kill(worker.process.pid, signal.SIGKILL))

