@@ -23,11 +23,16 @@ class EPRError(TrialFailure):
 class OverBudget(HopelessTrial):
     """The candidate's untrained TFLite file is over a flash or RAM budget: these follow
     from the architecture and storage mode alone (DESIGN §2), so it is rejected before any
-    training. `figures` are the measured ones (`flash_bytes`, `ram_bytes`, …)."""
+    training. `figures` are the measured ones (`flash_bytes`, `ram_bytes`, …);
+    `constraints` the budgets' constraint values of them (`DeviceBudgets.footprint_
+    constraints`, over where > 0): decided once, where the figures are measured, and
+    stored by the driver as they are."""
 
-    def __init__(self, message: str, figures: dict[str, object]) -> None:
-        super().__init__(message, figures)
+    def __init__(self, message: str, figures: dict[str, object],
+                 constraints: dict[str, float] | None = None) -> None:
+        super().__init__(message, figures, constraints)
         self.figures = figures
+        self.constraints = dict(constraints or {})
 
     def __str__(self) -> str:
         return str(self.args[0])

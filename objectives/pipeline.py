@@ -508,15 +508,16 @@ def check_footprint(model, *, mode: str, budgets: DeviceBudgets, splits: Splits,
     raises `OverBudget` (the trial is rejected, untrained) when it breaks a flash or RAM
     budget."""
     figures = footprint_before_training(model, mode=mode, splits=splits, seed=seed)
-    over = {name: value for name, value in budgets.footprint_constraints(figures).items()
-            if value > 0}
+    constraints = budgets.footprint_constraints(figures)
+    over = {name: value for name, value in constraints.items() if value > 0}
     if over:
         limits = {"flash_bytes": ("flash", budgets.max_flash_kb),
                   "ram_bytes": ("RAM", budgets.max_ram_kb)}
         said = ", ".join(
             f"{limits[name][0]} {float(figures[name]) / 1024:.1f} KB > {limits[name][1]:g} KB"
             for name in over)
-        raise OverBudget(f"over budget before training: {said}; not trained", figures)
+        raise OverBudget(f"over budget before training: {said}; not trained", figures,
+                         constraints)
     return figures
 
 

@@ -35,16 +35,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from definitions.attributes import FULL_BUDGET_ATTRS
 from objectives.stopping import RungScore
 
 if TYPE_CHECKING:
     from definitions.budgets import Budget
 
-
-def full_budget(user_attrs: dict[str, object]) -> bool:
-    """Whether a trial with these user attributes trains its full budget."""
-    return any(attr in user_attrs for attr in FULL_BUDGET_ATTRS)
 
 #: One trial's score at one rung: (epochs trained, validation accuracy, estimated bytes).
 
@@ -137,6 +132,16 @@ class RungJudge:
 
 
 @dataclass(frozen=True)
+class RungQuestion:
+    """What a worker's training asks the driver at a rung (`DriverJudge`): does the trial
+    that scored `accuracy` at `payload` estimated bytes after `rung` epochs train on?"""
+
+    rung: int
+    accuracy: float
+    payload: float
+
+
+@dataclass(frozen=True)
 class DriverJudge:
     """The stop rule a worker is handed (`objectives.stopping.StopRule`): at each of
     `rungs` it asks the driver (`optimizer.engine.worker.ask_driver`), which decides by
@@ -148,7 +153,8 @@ class DriverJudge:
     def continues(self, *, rung: int, accuracy: float, payload: float) -> bool:
         from optimizer.engine.worker import ask_driver
 
-        return bool(ask_driver(("rung", int(rung), float(accuracy), float(payload))))
+        return bool(ask_driver(RungQuestion(rung=int(rung), accuracy=float(accuracy),
+                                            payload=float(payload))))
 
 
 def log_bytes(payload: float) -> float:
@@ -161,7 +167,8 @@ def judge_for(*, budget: Budget, scores: Sequence[Sequence[RungScore]],
               exempt: bool = False) -> RungJudge | None:
     """A judge by `budget`'s rungs, η and `keep_front` over the earlier trials' `scores`
     (one list per trial), or None without rungs (every trial trains its full budget);
-    `exempt` for a reference point or an extension (`full_budget`)."""
+    `exempt` for a reference point, an extension or a finalist
+    (`StoredTrial.full_budget`)."""
     if not budget.rungs:
         return None
     history = tuple((int(r), float(a), float(b)) for trial in scores for r, a, b in trial)

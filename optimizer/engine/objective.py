@@ -15,17 +15,22 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.attributes import (
     ARTIFACT_ID_ATTR,
+    CANDIDATE_ATTR,
+    DATA_SOURCE_ATTR,
     FAIL_REASON_ATTR,
     FAILURE_KIND_ATTR,
-    FINALIST_ATTR,
+    FINALIST_START_ATTR,
     FLOAT_MODEL_ID_ATTR,
+    HYPERMODEL_KEY,
     INTERRUPTED,
     PHASE_SECONDS_ATTR,
+    PRUNE_REASON_ATTR,
     REJECTED_ATTR,
     RUNGS_ATTR,
     WORKER_ATTR,
@@ -33,15 +38,19 @@ from definitions.attributes import (
 from definitions.vocabulary import SIZE_OBJECTIVES
 from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
 from optimizer.engine.finalists import finalist_budget, weights_path
-from optimizer.engine.halving import DriverJudge, full_budget, judge_for
+from optimizer.engine.halving import DriverJudge, RungQuestion, judge_for
+from optimizer.engine.task import TrialTask, run_task
 from optimizer.store.constraints import set_constraints
 from optimizer.store.retry import retry_once
+from optimizer.store.trial import StoredTrial
 from search_spaces import InvalidCandidateError, suggest
+from search_spaces.candidate import Candidate
 from search_spaces.hypermodel import HypermodelError
 
 if TYPE_CHECKING:
     import optuna
 
+    from objectives.pipeline import TrialResult
     from optimizer.engine.parents import SearchParent
     from optimizer.engine.worker import TaskFigures, WorkerPool
     from studies.base import Study
@@ -105,11 +114,23 @@ class Objective:
         self.weights_dir = None if weights_dir is None else Path(weights_dir)
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
-        import optuna
+        """Suggests the candidate, runs its task (in a worker, unless no pool), records
+        every figure and uploads the artifact; returns (accuracy, bytes)."""
+        candidate, outputs, hp_params = self._suggest(trial)
+        marks = StoredTrial.from_trial(trial)
+        task = self._task(trial, marks, candidate=candidate, outputs=outputs,
+                          hp_params=hp_params)
+        serve = functools.partial(self._rung_decision, trial, seen=[],
+                                  exempt=marks.full_budget)
+        result, figures = self._evaluate(trial, task, serve=serve)
+        return self._record(trial, result, figures)
 
-        from objectives.pipeline import evaluate_candidate
+    def _suggest(self, trial: optuna.Trial
+                 ) -> tuple[Candidate, str, dict[str, object] | None]:
+        """(the candidate, the parent's outputs, a hypermodel's values), the candidate and
+        the data's source recorded on the trial. A hypermodel whose values do not build
+        fails the trial (`InvalidCandidateError`)."""
         from optimizer.engine.parents import trial_parent
-        from optimizer.engine.worker import WorkerDied, run_in_process
 
         try:
             offered, outputs, hp_params = trial_parent(self.parent, trial, study=self.study,
@@ -118,62 +139,64 @@ class Objective:
             _fail(trial, kind=InvalidCandidateError.kind, reason=f"HypermodelError: {error}")
             raise InvalidCandidateError(str(error)) from None
         candidate = suggest(trial, study=self.study, offered=offered)
-        trial.set_user_attr("candidate", {**candidate.to_params(), **(
-            {"hypermodel": hp_params} if hp_params is not None else {})})
-        trial.set_user_attr("data_source", self.splits.source)
-        rungs_seen: list[list[float]] = []
-        serve = functools.partial(self._rung_decision, trial, seen=rungs_seen,
-                                  exempt=full_budget(trial.user_attrs))
+        trial.set_user_attr(CANDIDATE_ATTR, {**candidate.to_params(), **(
+            {HYPERMODEL_KEY: hp_params} if hp_params is not None else {})})
+        trial.set_user_attr(DATA_SOURCE_ATTR, self.splits.source)
+        return candidate, outputs, hp_params
+
+    def _task(self, trial: optuna.Trial, marks: StoredTrial, *, candidate: Candidate,
+              outputs: str, hp_params: dict[str, object] | None) -> TrialTask:
+        """The trial's task: the study's budget, or a finalist's (a front member
+        fine-tuned to the end from its trial's trained weights, where they are kept)."""
         budget, start_from = self.study.budget, None
-        keep_weights = self._weights(trial.number)
-        if FINALIST_ATTR in trial.user_attrs:  # a front member fine-tuned to the end
-            source = self._weights(int(trial.user_attrs[FINALIST_ATTR]))
+        if marks.finalist_of is not None:
+            source = self._weights(marks.finalist_of)
             start_from = source if source is not None and source.is_file() else None
             budget = finalist_budget(budget, fine_tune=start_from is not None)
-            trial.set_user_attr("finalist_start", "the trained weights of its trial"
+            trial.set_user_attr(FINALIST_START_ATTR, "the trained weights of its trial"
                                 if start_from else "its trial's start (weights not here)")
-        judge = DriverJudge(rungs=tuple(int(r) for r in budget.rungs)) if budget.rungs else None
-        task = dict(
-            candidate=candidate,
-            parent=self.parent.source,
+        return TrialTask(
+            candidate=candidate, parent=self.parent.source,
             weights=None if self.parent.info is None else self.parent.info.weights,
-            outputs=outputs,
-            hp_params=hp_params,
-            splits=self.splits,
-            budget=budget,
+            outputs=outputs, hp_params=hp_params, budget=budget,
             accuracy_floor=self.study.accuracy_floor,
-            usable_accuracy=self.study.usable_accuracy,
-            artifact_dir=self.scratch_dir,
-            trial_number=trial.number,
-            seed=self.seed,
-            judge=judge,
-            device_budgets=(self.study.device_budgets if self.check_before_training
-                            else None),
-            keep_weights=keep_weights,
-            start_from=start_from,
-        )
-        figures: TaskFigures | None = None
+            usable_accuracy=self.study.usable_accuracy, artifact_dir=self.scratch_dir,
+            trial_number=trial.number, seed=self.seed,
+            judge=DriverJudge(rungs=tuple(int(r) for r in budget.rungs))
+            if budget.rungs else None,
+            device_budgets=self.study.device_budgets if self.check_before_training else None,
+            keep_weights=self._weights(trial.number), start_from=start_from)
+
+    def _evaluate(self, trial: optuna.Trial, task: TrialTask, *,
+                  serve: Callable[[RungQuestion], bool]
+                  ) -> tuple[TrialResult, TaskFigures | None]:
+        """(the task's result, what its worker cost), or the trial ended as the task
+        did: PRUNED (over budget before training, hopeless) or FAIL (its `failure_kind`
+        stored; a dead worker's or an interrupted trial's candidate retried once)."""
+        import optuna
+
+        from optimizer.engine.worker import WorkerDied, run_in_process
+
         try:
             if self.workers is None:
-                result = run_in_process(evaluate_candidate, serve=serve, **task)
-            else:
-                with self.workers.worker() as worker:
-                    try:
-                        result = worker.run(evaluate_candidate, serve=serve, **task)
-                    finally:  # a pruned or failed trial ran in a worker too
-                        figures = worker.last
-                        if figures is not None:
-                            trial.set_user_attr(WORKER_ATTR, figures.as_attrs())
+                return run_in_process(run_task, serve=serve, task=task,
+                                      splits=self.splits), None
+            with self.workers.worker() as worker:
+                try:
+                    return worker.run(run_task, serve=serve, task=task,
+                                      splits=self.splits), worker.last
+                finally:  # a pruned or failed trial ran in a worker too
+                    if worker.last is not None:
+                        trial.set_user_attr(WORKER_ATTR, worker.last.as_attrs())
         except OverBudget as error:
             # known infeasible before training: PRUNED with the figures, and told to the
-            # sampler as infeasible through the same constraints as a trained trial's
+            # sampler as infeasible through the constraints the worker decided it by
             trial.set_user_attr(REJECTED_ATTR, error.figures)
-            trial.set_user_attr("prune_reason", str(error))
-            set_constraints(trial, self.study.device_budgets.footprint_constraints(
-                error.figures), storage=self.storage)
+            trial.set_user_attr(PRUNE_REASON_ATTR, str(error))
+            set_constraints(trial, error.constraints, storage=self.storage)
             raise optuna.TrialPruned(str(error)) from None
         except HopelessTrial as error:
-            trial.set_user_attr("prune_reason", str(error))
+            trial.set_user_attr(PRUNE_REASON_ATTR, str(error))
             raise optuna.TrialPruned(str(error)) from None
         except TRIAL_FAILURES as error:
             _fail(trial, kind=error.kind, reason=f"{type(error).__name__}: {error}")
@@ -184,6 +207,11 @@ class Objective:
             _fail(trial, kind=INTERRUPTED, reason="interrupted (Ctrl-C or SIGTERM)")
             retry_once(trial.study, trial)
             raise
+
+    def _record(self, trial: optuna.Trial, result: TrialResult,
+                figures: TaskFigures | None) -> tuple[float, float]:
+        """Stores every figure of `result`, its constraints and its artifact on the trial;
+        returns the objective values (a non-finite one fails the trial: `DivergedError`)."""
         attrs = result.as_attrs()
         values = (result.accuracy, float(attrs[SIZE_OBJECTIVES[self.study.size_objective]]))
         if not all(math.isfinite(v) for v in values):
@@ -209,26 +237,24 @@ class Objective:
         """Where trial `number`'s trained weights are kept; None when none are."""
         return None if self.weights_dir is None else weights_path(self.weights_dir, number)
 
-    def _rung_decision(self, trial: optuna.Trial, question: tuple, *, seen: list,
+    def _rung_decision(self, trial: optuna.Trial, question: RungQuestion, *, seen: list,
                        exempt: bool) -> bool:
-        """Whether `trial`, at a rung (`question`: `("rung", epoch, accuracy, bytes)`,
-        from its worker's `DriverJudge`), trains on: `RungJudge` over the rung scores of
-        every other trial that completed or is in flight now (other workers, other
-        drivers), so that N trials at once are judged on what is known, as in
-        asynchronous successive halving (ASHA). The score is stored on the trial at once,
-        for the trials judged after it."""
+        """Whether `trial`, at a rung (`question`, from its worker's `DriverJudge`), trains
+        on: `RungJudge` over the rung scores of every other trial that completed or is in
+        flight now (other workers, other drivers), so that N trials at once are judged on
+        what is known, as in asynchronous successive halving (ASHA). The score is stored
+        on the trial at once, for the trials judged after it."""
         import optuna
 
-        _, rung, accuracy, payload = question
-        others = [t.user_attrs.get(RUNGS_ATTR, ()) for t in trial.study.get_trials(
+        others = [StoredTrial.from_trial(t).rungs or [] for t in trial.study.get_trials(
             deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
                                     optuna.trial.TrialState.RUNNING))
             if t.number != trial.number]
         judge = judge_for(budget=self.study.budget, scores=others, exempt=exempt)
-        seen.append([int(rung), float(accuracy), float(payload)])
+        seen.append([question.rung, question.accuracy, question.payload])
         trial.set_user_attr(RUNGS_ATTR, list(seen))
-        return judge is None or judge.continues(rung=int(rung), accuracy=float(accuracy),
-                                                payload=float(payload))
+        return judge is None or judge.continues(rung=question.rung, accuracy=question.accuracy,
+                                                payload=question.payload)
 
     def _upload(self, trial: optuna.Trial, path: Path, result) -> None:
         """The artifact (its id recorded on the trial) and a small per-trial plot, so

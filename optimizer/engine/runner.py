@@ -69,8 +69,8 @@ log = logging.getLogger(__name__)
 
 def _sigterm_as_interrupt(signum, frame) -> None:
     """SIGTERM ends the running trial like Ctrl-C: FAIL with a reason, then a prompt exit
-    (raised by the worker wait itself when one is under way; see `worker.request_interrupt`)."""
-    from optimizer.engine.worker import request_interrupt
+    (raised by the worker wait itself when one is under way; see `stop.request_interrupt`)."""
+    from optimizer.engine.stop import request_interrupt
 
     if not request_interrupt():
         raise KeyboardInterrupt
@@ -86,7 +86,7 @@ def _stopped_by_timeout(start: float, timeout: float | None) -> bool:
 def _signals_stop_the_run() -> Iterator[None]:
     """Ctrl-C (SIGINT) and SIGTERM end every trial in flight, each FAIL with a reason and
     its candidate retried, then a prompt exit: a driver thread waiting on a worker raises
-    the interrupt itself (`worker.request_interrupt`), in whichever thread it waits."""
+    the interrupt itself (`stop.request_interrupt`), in whichever thread it waits."""
     previous = {sig: signal.signal(sig, _sigterm_as_interrupt)
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -103,7 +103,8 @@ def _workers(jobs: int, *, splits) -> Iterator[WorkerPool | None]:
     if jobs == 0:
         yield None
         return
-    from optimizer.engine.worker import WorkerPool, cores
+    from optimizer.engine.processes import cores
+    from optimizer.engine.worker import WorkerPool
 
     threads = None if jobs == 1 else max(1, cores() // jobs)
     if jobs > cores():

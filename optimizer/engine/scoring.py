@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.errors import UsageError
-from optimizer.engine.worker import tensorflow_warnings_held_back
+from optimizer.engine.processes import tensorflow_warnings_held_back
 from optimizer.store.artifacts import fetch
 from optimizer.store.front import front_trials
 from optimizer.store.record import test_accuracies, write_test_accuracies

@@ -53,10 +53,10 @@ def run_trials(
     Retries of interrupted or dead-worker trials run in this same invocation, even where
     other queued trials (the reference points) would fill the budget first, so no
     candidate cut short is left behind. A run ends with its budget, stopped by `timeout`,
-    or with `BudgetNotReached`; a stop request (Ctrl-C, SIGTERM: `worker.request_interrupt`)
+    or with `BudgetNotReached`; a stop request (Ctrl-C, SIGTERM: `stop.request_interrupt`)
     ends every trial in flight and raises KeyboardInterrupt."""
     from optimizer.engine.objective import TRIAL_FAILURES
-    from optimizer.engine.worker import clear_stop, stop_requested
+    from optimizer.engine.stop import clear_stop, stop_requested
 
     clear_stop()
     lock = threading.Lock()

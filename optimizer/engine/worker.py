@@ -23,6 +23,9 @@ While a task runs, the worker may ask the driver a question (`ask_driver`): the 
 decisions of successive halving are taken in the driver, on the scores of every trial
 known at that moment, including those in flight in other workers (`optimizer.engine.halving`).
 
+The messages on a worker's pipe are types (`optimizer.engine.messages`); the stop request
+is `optimizer.engine.stop`'s.
+
 A worker that dies without an answer (killed, segfault, out of memory, a failed start) is
 noticed at once: the driver waits on the worker's pipe and its process sentinel together.
 It fails that trial with `WorkerDied` and is replaced; the study goes on. A worker whose
@@ -33,7 +36,6 @@ every worker.
 from __future__ import annotations
 
 import contextlib
-import logging
 import multiprocessing as mp
 import os
 import queue
@@ -46,10 +48,28 @@ import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_for_any
-from typing import Any
+from typing import Any, NoReturn
 
 from definitions.attributes import WORKER_DIED
 from objectives.errors import TrialFailure
+from optimizer.engine.messages import (
+    Answer,
+    Bug,
+    Interrupted,
+    Question,
+    Raised,
+    Returned,
+    Shared,
+    Started,
+    Stop,
+    Task,
+)
+from optimizer.engine.processes import (
+    resident_bytes,
+    tensorflow_warnings_held_back,
+    thread_environment,
+)
+from optimizer.engine.stop import STOP
 
 PARENT_POLL_SECONDS = 1.0
 #: How often a waiting driver thread looks for an answer, a death or a stop request.
@@ -62,54 +82,13 @@ WAIT_POLL_SECONDS = 0.2
 #: (about 2 s) every 15–20 trials of `run --study mnist`.
 RECYCLE_GROWTH_BYTES = 512 << 20
 
-_STOP = threading.Event()
 #: Held while a worker is spawned with `__main__` hidden (`_spawned_without_main`).
 _SPAWN_LOCK = threading.Lock()
-_waiting = 0
-_waiting_lock = threading.Lock()
 
 #: In a worker: the pipe to the driver (`ask_driver`); None in the driver.
 _CHANNEL = None
 #: In the driver, for a task run in this process (`run_in_process`): who answers.
 _LOCAL = threading.local()
-
-
-def request_interrupt() -> bool:
-    """For a signal handler: True when some driver thread is waiting for a worker — each
-    such wait then ends its worker and raises KeyboardInterrupt itself, within
-    `WAIT_POLL_SECONDS` — and False when the handler must raise it.
-
-    A KeyboardInterrupt raised straight from a signal handler lands on whatever bytecode
-    runs at that moment (inside a garbage-collector callback it is printed as "Exception
-    ignored … Traceback" and lost), and only in the main thread, while with `--jobs N`
-    the waits are in N others."""
-    with _waiting_lock:
-        if _waiting:
-            _STOP.set()
-            return True
-    return False
-
-
-def stop_requested() -> bool:
-    """Whether Ctrl-C or SIGTERM asked this run to stop (`request_interrupt`)."""
-    return _STOP.is_set()
-
-
-def clear_stop() -> None:
-    """Forgets an earlier stop request (a new run in the same process)."""
-    _STOP.clear()
-
-
-@contextlib.contextmanager
-def _counted_wait() -> Iterator[None]:
-    global _waiting
-    with _waiting_lock:
-        _waiting += 1
-    try:
-        yield
-    finally:
-        with _waiting_lock:
-            _waiting -= 1
 
 
 class WorkerDied(TrialFailure):
@@ -128,57 +107,12 @@ def ask_driver(question: Any) -> Any:
     In a worker the question travels over the task's pipe and the worker waits for the
     answer; in the driver's own process (`run_in_process`) it is answered directly."""
     if _CHANNEL is not None:
-        _CHANNEL.send(("ask", question))
+        _CHANNEL.send(Question(question))
         return _CHANNEL.recv()
     serve = getattr(_LOCAL, "serve", None)
     if serve is None:
         raise RuntimeError("ask_driver called outside a task that was given a serve callable")
     return serve(question)
-
-
-def thread_environment(threads: int | None) -> dict[str, str]:
-    """The environment that gives a worker's TensorFlow (and OpenMP) `threads` threads;
-    empty for None (TensorFlow's own choice: every core)."""
-    if threads is None:
-        return {}
-    value = str(max(1, threads))
-    return {"TF_NUM_INTRAOP_THREADS": value, "TF_NUM_INTEROP_THREADS": value,
-            "OMP_NUM_THREADS": value}
-
-
-def cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _resident_bytes() -> int:
-    """This process's resident memory now (Linux `/proc/self/statm`; 0 where unknown)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-@contextlib.contextmanager
-def tensorflow_warnings_held_back() -> Iterator[None]:
-    """Raises the `tensorflow` logger (TensorFlow's Python logging) to ERROR for the
-    duration, then restores its level; does nothing when our `optimizer` logger is enabled
-    for DEBUG (the CLI's `--verbose`). The one rule for a worker's tasks and the driver's
-    test scoring alike."""
-    if logging.getLogger("optimizer").isEnabledFor(logging.DEBUG):
-        yield
-        return
-    tf_logger = logging.getLogger("tensorflow")
-    level = tf_logger.level
-    tf_logger.setLevel(max(level, logging.ERROR))
-    try:
-        yield
-    finally:
-        tf_logger.setLevel(level)
 
 
 def _watch_parent(parent: int) -> None:
@@ -190,9 +124,9 @@ def _watch_parent(parent: int) -> None:
 
 def _serve_tasks(conn, parent: int, shared: dict[str, Any] | None,
                  environment: dict[str, str]) -> None:
-    """A worker's life: tasks `(fn, kwargs)` one after another until told to stop (None)
-    or the pipe closes. Each answer is `(kind, payload, resident bytes)`. `shared` None
-    (a spawned worker): the shared data are the first message on the pipe."""
+    """A worker's life: `Task`s one after another until told to `Stop` or the pipe
+    closes; each ends in one `Answer` (`optimizer.engine.messages`). `shared` None (a
+    spawned worker): the shared data are the first message on the pipe."""
     global _CHANNEL
     # The driver ends a worker (SIGTERM, then SIGKILL): a terminal's Ctrl-C, sent to the
     # whole process group, is the driver's to handle, and a forked worker would otherwise
@@ -203,38 +137,48 @@ def _serve_tasks(conn, parent: int, shared: dict[str, Any] | None,
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     _CHANNEL = conn
     if shared is None:
-        try:
-            shared = conn.recv()
-        except (EOFError, OSError):
+        first = _received(conn)
+        if not isinstance(first, Shared):  # told to stop before any task
             return
-        if shared is None:  # told to stop before any task
-            return
-    while True:
+        shared = dict(first.data)
+    while isinstance(task := _received(conn), Task):
+        conn.send(Started(time.time()))
+        answer = _answer(task, shared)
         try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            break
-        if task is None:
-            break
-        fn, kwargs = task
-        conn.send(("started", time.time()))
-        try:
-            # one lasting worker predicts with many models, and TensorFlow warns of
-            # "retracing" once it has seen five
-            with tensorflow_warnings_held_back():
-                answer = ("ok", fn(**shared, **kwargs))
-        except Exception as error:  # every exception travels back; the driver decides
-            answer = ("raised", error)
-        except KeyboardInterrupt:
-            answer = ("interrupted", None)
-        try:
-            conn.send((*answer, _resident_bytes()))
+            conn.send(answer)
         except Exception:  # the exception (or result) itself does not pickle
-            detail = answer[1]
-            text = ("".join(traceback.format_exception(detail))
-                    if isinstance(detail, BaseException) else f"unpicklable result {detail!r}")
-            conn.send(("bug", text, _resident_bytes()))
+            conn.send(_unpicklable(answer))
     conn.close()
+
+
+def _received(conn) -> object:
+    """The next message, or `Stop()` when the pipe is closed."""
+    try:
+        return conn.recv()
+    except (EOFError, OSError):
+        return Stop()
+
+
+def _answer(task: Task, shared: Mapping[str, Any]) -> Answer:
+    """`task` run: what it returned or raised (every exception travels back; the driver
+    decides), with the worker's resident memory after it."""
+    try:
+        # one lasting worker predicts with many models, and TensorFlow warns of
+        # "retracing" once it has seen five
+        with tensorflow_warnings_held_back():
+            value = task.fn(**shared, **task.kwargs)
+    except Exception as error:
+        return Raised(error, resident_bytes())
+    except KeyboardInterrupt:
+        return Interrupted(resident_bytes())
+    return Returned(value, resident_bytes())
+
+
+def _unpicklable(answer: Answer) -> Bug:
+    detail = answer.error if isinstance(answer, Raised) else getattr(answer, "value", None)
+    text = ("".join(traceback.format_exception(detail))
+            if isinstance(detail, BaseException) else f"unpicklable result {detail!r}")
+    return Bug(text, resident_bytes())
 
 
 def _tensorflow_imported() -> bool:
@@ -349,78 +293,81 @@ class Worker:
         SIGTERM here ends the worker and raises KeyboardInterrupt. The task's questions
         (`ask_driver`) are answered by `serve`."""
         self.last = None  # set again only when this task answers
-        if _STOP.is_set():
+        if STOP.is_set():
             raise KeyboardInterrupt
         sent = {k: v for k, v in kwargs.items()
                 if not (k in self.shared and self.shared[k] is v)}
         handed = time.time()
-        started = handed
-        with _counted_wait():
+        with STOP.waiting():
             try:
-                try:
-                    if self._unsent is not None:  # a spawned worker's first task
-                        self._conn.send(self._unsent)
-                        self._unsent = None
-                    self._conn.send((fn, sent))
-                except OSError:  # the worker is gone already (a broken or reset pipe)
-                    self.process.join(1)
-                    self.dead = True
-                while True:
-                    if _STOP.is_set():
-                        raise KeyboardInterrupt
-                    if self.dead:
-                        kind, payload, resident = "died", None, 0
-                        break
-                    # the pipe and the process together: a death is seen at once, never
-                    # waited out on a recv that no one will answer
-                    ready = wait_for_any([self._conn, self.process.sentinel],
-                                         timeout=WAIT_POLL_SECONDS)
-                    if not ready:
-                        continue
-                    if self._conn not in ready and not self._conn.poll(0):
-                        kind, payload, resident = "died", None, 0
-                        break
-                    try:
-                        message = self._conn.recv()
-                    except (EOFError, OSError):
-                        kind, payload, resident = "died", None, 0
-                        break
-                    if message[0] == "started":
-                        started = message[1]
-                    elif message[0] == "ask":
-                        self._conn.send(None if serve is None else serve(message[1]))
-                    else:
-                        kind, payload, resident = message
-                        break
+                self._hand_over(Task(fn, sent))
+                started, answer = self._await_answer(serve, started=handed)
             except BaseException:
                 self.close(kill=True)
                 raise
-        if kind == "died":
-            self.dead = True
-            self.process.join(30)
-            code = self.process.exitcode
-            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-            raise WorkerDied(f"worker process died without a result ({how})")
+        if answer is None:
+            self._died()
         self.last = TaskFigures(start_seconds=max(0.0, started - handed),
-                                resident_bytes=int(resident), task=self.tasks,
+                                resident_bytes=int(answer.resident_bytes), task=self.tasks,
                                 pid=int(self.process.pid or 0))
         if self.first_resident is None:
-            self.first_resident = int(resident)
+            self.first_resident = int(answer.resident_bytes)
         self.tasks += 1
-        if kind == "ok":
-            return payload
-        if kind == "raised":
-            raise payload
-        if kind == "interrupted":
-            raise KeyboardInterrupt
-        raise WorkerBug(payload)
+        return _outcome(answer)
+
+    def _hand_over(self, task: Task) -> None:
+        """Sends `task` (a spawned worker's shared data first); a worker gone already (a
+        broken or reset pipe) is marked dead."""
+        try:
+            if self._unsent is not None:  # a spawned worker's first task
+                self._conn.send(Shared(self._unsent))
+                self._unsent = None
+            self._conn.send(task)
+        except OSError:
+            self.process.join(1)
+            self.dead = True
+
+    def _await_answer(self, serve: Callable[[Any], Any] | None, *, started: float
+                      ) -> tuple[float, Answer | None]:
+        """(when the task started, its answer), its questions answered by `serve` on the
+        way; None for the answer when the worker died without one. The pipe and the
+        process are waited on together: a death is seen at once, never waited out on a
+        recv that no one will answer."""
+        while True:
+            if STOP.is_set():
+                raise KeyboardInterrupt
+            if self.dead:
+                return started, None
+            ready = wait_for_any([self._conn, self.process.sentinel],
+                                 timeout=WAIT_POLL_SECONDS)
+            if not ready:
+                continue
+            if self._conn not in ready and not self._conn.poll(0):
+                return started, None
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                return started, None
+            if isinstance(message, Started):
+                started = message.at
+            elif isinstance(message, Question):
+                self._conn.send(None if serve is None else serve(message.question))
+            else:
+                return started, message
+
+    def _died(self) -> NoReturn:
+        self.dead = True
+        self.process.join(30)
+        code = self.process.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        raise WorkerDied(f"worker process died without a result ({how})")
 
     def close(self, *, kill: bool = False) -> None:
         """Ends the worker: asked to stop (after its task), or terminated at once."""
         self.dead = True
         if not kill and self.process.is_alive():
             with contextlib.suppress(OSError, BrokenPipeError):
-                self._conn.send(None)
+                self._conn.send(Stop())
             self.process.join(10)
         if self.process.is_alive():
             self.process.terminate()
@@ -429,6 +376,17 @@ class Worker:
             self.process.kill()
             self.process.join(10)
         self._conn.close()
+
+
+def _outcome(answer: Answer) -> Any:
+    """What `Worker.run` gives for the task's answer: its value, or its exception."""
+    if isinstance(answer, Returned):
+        return answer.value
+    if isinstance(answer, Raised):
+        raise answer.error
+    if isinstance(answer, Interrupted):
+        raise KeyboardInterrupt
+    raise WorkerBug(answer.text)
 
 
 class WorkerPool:

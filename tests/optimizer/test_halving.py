@@ -12,11 +12,11 @@ import pytest
 from optimizer.engine.halving import (
     RungJudge,
     epsilon_net_order,
-    full_budget,
     judge_for,
     nondominated_fronts,
     ranking,
 )
+from optimizer.store.trial import StoredTrial
 from studies.base import Budget, Study, StudyDefinitionError
 from tests.conftest import run_cli
 
@@ -132,7 +132,7 @@ def test_a_halved_study_stops_trials_by_the_rule_and_still_scores_them(tmp_path)
         assert rung == 1 and 0 < accuracy <= 1 and payload > 0
         judge = judge_for(budget=Budget(epochs=2, batch_size=32, n_trials=6, rungs=(1,), eta=2),
                           scores=[t.user_attrs["rungs"] for t in trials[:i]],
-                          exempt=full_budget(trial.user_attrs))
+                          exempt=StoredTrial.from_trial(trial).full_budget)
         went_on = judge.continues(rung=1, accuracy=accuracy, payload=payload)
         assert went_on == (trial.user_attrs["stopped_at_epoch"] is None)
         assert len(trial.user_attrs["losses"]) == (2 if went_on else 1)

@@ -15,6 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from definitions.attributes import PHASE_SECONDS_ATTR, RETRY_ATTR, RUNGS_ATTR, WORKER_ATTR
+from optimizer.engine.halving import RungQuestion
 from optimizer.engine.objective import Objective
 from studies import get_study
 from studies.base import Budget
@@ -93,7 +94,7 @@ def test_a_rung_decision_counts_the_trials_in_flight():
     _with_rungs(study, [[1, 0.90, 1000.0]], state=TrialState.COMPLETE)
     _with_rungs(study, [[1, 0.88, 900.0]], state=TrialState.COMPLETE)
     me = study.ask()
-    question = ("rung", 1, 0.50, 5000.0)
+    question = RungQuestion(rung=1, accuracy=0.50, payload=5000.0)
     assert objective._rung_decision(me, question, seen=[], exempt=False)  # 2 < η earlier
     _with_rungs(study, [[1, 0.85, 800.0]], state=TrialState.RUNNING)  # in another worker
     seen: list = []

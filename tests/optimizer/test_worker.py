@@ -218,7 +218,8 @@ def test_a_stop_request_ends_every_busy_worker_at_once():
     import threading
     import time
 
-    from optimizer.engine.worker import WorkerPool, clear_stop, request_interrupt
+    from optimizer.engine.stop import clear_stop, request_interrupt
+    from optimizer.engine.worker import WorkerPool
 
     outcomes, processes = [], []
 
