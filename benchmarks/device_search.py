@@ -154,28 +154,28 @@ def read_trials(run_dir: Path, started: float) -> list[dict]:
     """Each trial's state, figures and finish time (seconds from the arm's start)."""
     import optuna
 
-    from definitions.attributes import REJECTED_ATTR
     from optimizer.store.constraints import is_feasible
+    from optimizer.store.trial import StoredTrial
 
     study = optuna.load_study(study_name="mycnn", storage=f"sqlite:///{run_dir}/study.db")
     rows = []
     for t in study.trials:
-        a = t.user_attrs
+        s = StoredTrial.from_trial(t)
+        rejected = s.rejected_before_training is not None
         rows.append({
-            "number": t.number, "state": t.state.name,
-            "finished_s": (t.datetime_complete.timestamp() - started
-                           if t.datetime_complete else None),
-            "rejected": REJECTED_ATTR in a, "candidate": a.get("candidate"),
-            "accuracy": t.values[0] if t.values else None,
-            "flash_bytes": a.get("flash_bytes"), "ram_bytes": a.get("ram_bytes"),
+            "number": s.number, "state": s.state,
+            "finished_s": (s.datetime_complete.timestamp() - started
+                           if s.datetime_complete else None),
+            "rejected": rejected,
+            "candidate": None if s.candidate is None else s.candidate.to_params(),
+            "accuracy": s.values[0] if s.values else None,
+            "flash_bytes": s.flash_bytes, "ram_bytes": s.ram_bytes,
             # every finished trial not rejected before training was trained (a PRUNED one
             # at the accuracy floor after its first epoch, too)
-            "trained": REJECTED_ATTR not in a and t.state.name in ("COMPLETE", "PRUNED",
-                                                                   "FAIL"),
-            "train_seconds": a.get("train_seconds"),
-            "feasible": t.state.name == "COMPLETE" and is_feasible(t),
-            "over_budget_trained": REJECTED_ATTR not in a and (
-                a.get("ram_bytes", 0) > RAM_KB * 1024),
+            "trained": not rejected and s.state in ("COMPLETE", "PRUNED", "FAIL"),
+            "train_seconds": s.train_seconds,
+            "feasible": s.state == "COMPLETE" and is_feasible(t),
+            "over_budget_trained": not rejected and (s.ram_bytes or 0) > RAM_KB * 1024,
         })
     return rows
 

@@ -68,6 +68,8 @@ def search(model: Path, data: Path, run_dir: Path, *, n_trials: int) -> dict:
     import optuna
 
     from optimizer.commands.report import hypervolume_2d
+    from optimizer.store.record import stored_record, study_attribute
+    from optimizer.store.trial import StoredTrial
 
     start = time.perf_counter()
     done = cli("run", "--model", str(model), "--data", str(data), "--name", model.stem,
@@ -80,14 +82,14 @@ def search(model: Path, data: Path, run_dir: Path, *, n_trials: int) -> dict:
     front = json.loads(cli("pareto", "--study", model.stem, "--run-dir", str(run_dir),
                            "--format", "json").stdout)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    record = study.user_attrs["definition"]
+    record = stored_record(study)
     points = [(row["test_accuracy"], row["payload_bytes"]) for row in front]
     return {
         "seconds": round(seconds, 1),
         "file_format": record["parent"].get("file_format"),
-        "parent_accuracy": study.user_attrs.get("parent_accuracy"),
-        "first_epoch_accuracy": sorted(round(t.user_attrs["first_epoch_accuracy"], 4)
-                                       for t in complete),
+        "parent_accuracy": study_attribute(study, "parent_accuracy"),
+        "first_epoch_accuracy": sorted(
+            round(StoredTrial.from_trial(t).first_epoch_accuracy, 4) for t in complete),
         "trials": [(t.number, t.params, round(t.values[0], 6), t.values[1])
                    for t in complete],
         "front": [(row["trial"], row["test_accuracy"], row["payload_bytes"]) for row in front],

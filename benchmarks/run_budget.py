@@ -32,6 +32,8 @@ def main() -> int:
 
     import optuna
 
+    from optimizer.store.record import study_attribute
+
     run_dir = args.run_dir or Path(tempfile.mkdtemp()) / args.study
     cmd = [sys.executable, "-m", "optimizer", "run", "--study", args.study, "--run-dir",
            str(run_dir)]
@@ -59,7 +61,7 @@ def main() -> int:
         f"| {seconds / 60:.1f} min "
         f"| {states.count('COMPLETE')}/{states.count('PRUNED')}/{states.count('FAIL')} "
         f"| {len(front)} | {span:.1f}× ({min(sizes):.0f}–{max(sizes):.0f} B) "
-        f"| {study.user_attrs.get('data_source')} |"
+        f"| {study_attribute(study, 'data_source')} |"
     )
     return 0
 

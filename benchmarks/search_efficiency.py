@@ -58,7 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from definitions.attributes import FINALIST_ATTR, REJECTED_ATTR  # noqa: E402
+from optimizer.store.trial import StoredTrial  # noqa: E402
 
 REF_ACCURACY = 0.70
 REF_BYTES = 2_000_000
@@ -164,21 +164,22 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
     with tempfile.TemporaryDirectory() as tmp:
         for t in stored.get_trials(states=(TrialState.COMPLETE,)):
             path = fetch(t, store=store, store_dir=store_dir, into=Path(tmp))
-            mode = t.user_attrs["candidate"]["quantization"]
+            s = StoredTrial.from_trial(t)
             points.append({
-                "label": f"trial {t.number} {t.user_attrs['candidate']}",
-                "first_epoch": t.user_attrs.get("first_epoch_accuracy"),
-                "stopped_at_epoch": t.user_attrs.get("stopped_at_epoch"),
-                "rungs": t.user_attrs.get("rungs"),
-                "finalist_of": t.user_attrs.get(FINALIST_ATTR),
-                "bytes": int(t.user_attrs["payload_bytes"]), "val": t.values[0],
-                "test": evaluate_artifact(path, quantization=mode, x=splits.x_test,
+                "label": f"trial {s.number} {s.candidate.to_params()}",
+                "first_epoch": s.first_epoch_accuracy,
+                "stopped_at_epoch": s.stopped_at_epoch,
+                "rungs": s.rungs,
+                "finalist_of": s.finalist_of,
+                "bytes": s.payload_bytes, "val": s.values[0],
+                "test": evaluate_artifact(path, quantization=s.quantization, x=splits.x_test,
                                           y=splits.y_test),
-                "seconds": t.datetime_complete.timestamp() - start,
+                "seconds": s.datetime_complete.timestamp() - start,
             })
             path.unlink()
-    finished = [t for t in stored.trials if t.state.is_finished()
-                and FINALIST_ATTR not in t.user_attrs and REJECTED_ATTR not in t.user_attrs]
+    finished = [StoredTrial.from_trial(t) for t in stored.trials if t.state.is_finished()]
+    finished = [t for t in finished
+                if t.finalist_of is None and t.rejected_before_training is None]
     for p in points:  # the search's trials ended by each point's time (for trials/hour)
         p["finished_by_then"] = sum(1 for t in finished if t.datetime_complete.timestamp()
                                     - start <= p["seconds"])

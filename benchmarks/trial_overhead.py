@@ -38,6 +38,8 @@ def run_arm(checkout: Path, *, n_trials: int, jobs: int, seed: int) -> dict:
     import optuna
     from optuna.trial import TrialState
 
+    from optimizer.store.trial import StoredTrial
+
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
         command = [sys.executable, "-m", "optimizer", "run", "--study", "mnist",
                    "--seed", str(seed), "--n-trials", str(n_trials), "--run-dir", tmp]
@@ -57,13 +59,11 @@ def run_arm(checkout: Path, *, n_trials: int, jobs: int, seed: int) -> dict:
         loop_seconds = (max(t.datetime_complete for t in ended)
                         - min(t.datetime_start for t in ended)).total_seconds()
         trials = []
-        for t in stored.get_trials(states=(TrialState.COMPLETE,)):
+        for t in map(StoredTrial.from_trial, stored.get_trials(states=(TrialState.COMPLETE,))):
             seconds = (t.datetime_complete - t.datetime_start).total_seconds()
             trials.append({
-                "number": t.number, "wall": seconds,
-                "train": float(t.user_attrs["train_seconds"]),
-                "phases": t.user_attrs.get("phase_seconds"),
-                "worker": t.user_attrs.get("worker"),
+                "number": t.number, "wall": seconds, "train": t.train_seconds,
+                "phases": t.phase_seconds, "worker": t.worker,
             })
     return {"checkout": str(checkout), "jobs": jobs, "run_seconds": wall, "trials": trials,
             "ended": len(ended), "loop_seconds": loop_seconds}
