@@ -16,6 +16,8 @@ SMOKE_SUFFIX = "-smoke"
 RECORD_ATTR = "definition"
 #: The study user attribute with the front's test accuracies, keyed by trial number.
 TEST_ACCURACY_ATTR = "test_accuracy"
+#: The study user attribute with the trained parent's validation accuracy.
+PARENT_ACCURACY_ATTR = "parent_accuracy"
 #: Study user attribute prefix for the failures of trials that could no longer take
 #: attributes (Optuna refuses them on a finished trial); one key per trial, so concurrent
 #: drivers never overwrite each other's entries.

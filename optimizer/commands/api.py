@@ -143,18 +143,6 @@ def search(
     Raises what `run` prints: `UsageError` (bad input, nothing stored changed),
     `NoUsableTrial` (nothing on the front), `BudgetNotReached` (trials cut short again and
     again), KeyboardInterrupt (the interrupted trial is retried by the next call)."""
-    from optimizer.commands.pareto import budget_note
-    from optimizer.commands.run_args import (
-        NOTHING_FINISHED,
-        run_settings,
-        study_for_run,
-        usable_front,
-    )
-    from optimizer.engine.runner import run_study
-    from optimizer.store.record import stored_record
-    from optimizer.store.record_trust import is_code
-    from optimizer.store.storage import run_dir_for, storage_url
-
     given_study = _given_study(study, model=model, data=data, name=name)
     args = _run_args(
         study=None if given_study is not None else study, model=_text(model),
@@ -169,13 +157,32 @@ def search(
         min_accuracy=min_accuracy, no_check_before_training=not check_before_training,
         no_isolation=not isolate)
     with _library_output_quiet(verbose=verbose):
-        if given_study is not None:
-            given_study.validate()
-        chosen = given_study if given_study is not None else study_for_run(args)
-        opt_study = run_study(study=chosen, progress=progress, **run_settings(args))
-        rows = usable_front(opt_study)
-        note = NOTHING_FINISHED if rows is None else budget_note(opt_study)
-        recorded_data = stored_record(opt_study).get("data_reference")
+        return _searched(given_study, args, progress=progress)
+
+
+def _searched(given_study: Study | None, args: Any, *, progress: bool | None
+              ) -> SearchResult:
+    """`run` of `given_study` (else the study `args` name) with `args`' settings, as a
+    `SearchResult`."""
+    from optimizer.commands.pareto import budget_note
+    from optimizer.commands.run_args import (
+        NOTHING_FINISHED,
+        run_settings,
+        study_for_run,
+        usable_front,
+    )
+    from optimizer.engine.runner import run_study
+    from optimizer.store.record import stored_record
+    from optimizer.store.record_trust import is_code
+    from optimizer.store.storage import run_dir_for, storage_url
+
+    if given_study is not None:
+        given_study.validate()
+    chosen = given_study if given_study is not None else study_for_run(args)
+    opt_study = run_study(study=chosen, settings=run_settings(args, progress=progress))
+    rows = usable_front(opt_study)
+    note = NOTHING_FINISHED if rows is None else budget_note(opt_study)
+    recorded_data = stored_record(opt_study).get("data_reference")
     where = run_dir_for(opt_study.study_name, run_dir=args.run_dir)
     return SearchResult(
         study_name=opt_study.study_name, run_dir=where,

@@ -7,13 +7,14 @@ defaults and checks, and end the same way when nothing usable was found.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from definitions.attributes import SMOKE_SUFFIX
 from definitions.budgets import DeviceBudgets
 from definitions.errors import NoUsableTrial, UsageError
 from definitions.importer import is_reference
 from optimizer.engine.runner import run_study
+from optimizer.engine.settings import RunSettings
 from optimizer.store.record import stored_record
 
 if TYPE_CHECKING:
@@ -71,21 +72,20 @@ def stored_user_study(args: argparse.Namespace) -> Study:
     return study_from_record(record, name=name)
 
 
-def run_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """`run`'s settings as `run_study`'s keyword arguments, all but the study."""
-    return {
-        "smoke": args.smoke, "run_dir": args.run_dir, "storage": args.storage,
-        "artifact_dir": args.artifact_dir, "sampler": args.sampler, "backend": args.backend,
-        "seed": args.seed, "n_trials": args.n_trials, "timeout": args.timeout,
-        "data_dir": args.data_dir, "size_objective": args.size_objective,
-        "device_budgets": budgets_from(args), "init": args.init,
-        "isolate": not args.no_isolation, "extend_every": args.extend_every,
-        "quantization_modes": None if args.quantization is None else tuple(args.quantization),
-        "width_range": None if args.width_range is None else tuple(args.width_range),
-        "check_before_training": not args.no_check_before_training,
-        "trust_model_code": args.trust_model_code, "jobs": args.jobs,
-        "finalists": args.finalists,
-    }
+def run_settings(args: argparse.Namespace, *, progress: bool | None = None) -> RunSettings:
+    """`run`'s settings (all but the study), validated; `progress` as `RunSettings`'."""
+    return RunSettings(
+        smoke=args.smoke, run_dir=args.run_dir, storage=args.storage,
+        artifact_dir=args.artifact_dir, sampler=args.sampler, backend=args.backend,
+        seed=args.seed, n_trials=args.n_trials, timeout=args.timeout,
+        data_dir=args.data_dir, size_objective=args.size_objective,
+        device_budgets=budgets_from(args), init=args.init, progress=progress,
+        isolate=not args.no_isolation, extend_every=args.extend_every,
+        quantization_modes=None if args.quantization is None else tuple(args.quantization),
+        width_range=None if args.width_range is None else tuple(args.width_range),
+        check_before_training=not args.no_check_before_training,
+        trust_model_code=args.trust_model_code, jobs=args.jobs, finalists=args.finalists,
+    )
 
 
 def usable_front(opt_study: optuna.Study) -> list[dict[str, object]] | None:
@@ -119,7 +119,7 @@ def run_command(args: argparse.Namespace) -> int:
     was not)."""
     from optimizer.commands.pareto import budget_note, format_front
 
-    opt_study = run_study(study=study_for_run(args), **run_settings(args))
+    opt_study = run_study(study=study_for_run(args), settings=run_settings(args))
     rows = usable_front(opt_study)
     if rows is None:
         print(NOTHING_FINISHED)

@@ -1,5 +1,6 @@
-"""`run_study`: the library entry point of `run` (keyword-only): create or resume a study,
-run its trials with progress, then score the front on test.
+"""`run_study`: the library entry point of `run`: a study and its validated
+`RunSettings` in; prepare (create or resume the stored study) → search (its trials with
+progress, then the finalists) → finish (score the front on test).
 
 The search sees only the validation split; after it, each front member's artifact is
 evaluated once on the test split and the figure is stored on the study
@@ -13,19 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import shutil
 import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.errors import UsageError
-from definitions.vocabulary import BACKENDS, SAMPLERS
-from optimizer.engine.extension import EXTEND_EVERY
-from optimizer.engine.finalists import FINALISTS, WEIGHTS_DIR, keep_front_weights, run_finalists
+from optimizer.engine.data import load_data
+from optimizer.engine.finalists import WEIGHTS_DIR, keep_front_weights, run_finalists
+from optimizer.engine.objective import TRIAL_FAILURES, Objective
+from optimizer.engine.parents import plan_parent
 from optimizer.engine.progress import Progress
 from optimizer.engine.resume import (
     create_or_resume,
@@ -37,6 +39,7 @@ from optimizer.engine.resume import (
 )
 from optimizer.engine.sampling import make_sampler
 from optimizer.engine.scoring import score_front_on_test
+from optimizer.engine.settings import RunSettings
 from optimizer.engine.trial_loop import (
     extension_for,
     kerastuner_trials,
@@ -45,7 +48,13 @@ from optimizer.engine.trial_loop import (
 )
 from optimizer.store.artifacts import open_store, store_dir_for
 from optimizer.store.lock import StorageLock
-from optimizer.store.record import make_record, stored_record
+from optimizer.store.record import (
+    check_record,
+    definition_fields,
+    make_record,
+    stored_record,
+    write_parent_accuracy,
+)
 from optimizer.store.retry import finished_count
 from optimizer.store.storage import (
     STORAGE_FILE,
@@ -59,10 +68,12 @@ from studies.base import check_study_name
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.artifacts import FileSystemArtifactStore
 
-    from definitions.budgets import DeviceBudgets
+    from optimizer.engine.parents import SearchParent
     from optimizer.engine.worker import WorkerPool
     from studies.base import Study
+    from studies.datasets import Splits
 
 log = logging.getLogger(__name__)
 
@@ -114,83 +125,52 @@ def _workers(jobs: int, *, splits) -> Iterator[WorkerPool | None]:
         yield pool
 
 
-def run_study(
-    *,
-    study: Study,
-    smoke: bool = False,
-    run_dir: Path | None = None,
-    storage: str | None = None,
-    artifact_dir: Path | None = None,
-    sampler: str = "tpe",
-    backend: str = "optuna",
-    seed: int | None = None,
-    n_trials: int | None = None,
-    timeout: float | None = None,
-    data_dir: Path | None = None,
-    size_objective: str | None = None,
-    device_budgets: DeviceBudgets | None = None,
-    init: str | None = None,
-    progress: bool | None = None,
-    isolate: bool = True,
-    extend_every: int = EXTEND_EVERY,
-    quantization_modes: tuple[str, ...] | None = None,
-    width_range: tuple[float, float] | None = None,
-    check_before_training: bool = True,
-    trust_model_code: bool = False,
-    jobs: int = 1,
-    finalists: int | None = None,
-) -> optuna.Study:
-    """Runs `study` until it has `n_trials` finished trials (default: its budget's).
+def run_study(*, study: Study, settings: RunSettings) -> optuna.Study:
+    """Runs `study` until it has `settings.n_trials` finished trials (default: its
+    budget's): prepare (storage, data, parent, the stored study) → search (the trials,
+    then the finalists) → finish (the front scored on test). Returns the Optuna study.
 
-    `seed` (default 0 for a new study, the stored one on resume) carves the data splits
-    and seeds training; the sampler is seeded with it plus the number of trials so far, so
-    a resumed random search does not repeat its draws. `size_objective` and
-    `device_budgets` override the study definition's for a new study; None keeps the
-    stored ones on resume (others are refused). `progress`: None shows a bar when stderr
-    is a terminal and plain lines otherwise; False shows nothing. `extend_every`: one
-    trial in this many steps below the front's smallest member (`optimizer.engine.extension`;
-    0: none; searches of a built-in family with Optuna's samplers only).
-    `quantization_modes` and `width_range` narrow the study's space for a new study (the
-    CLI's `--quantization` and `--width-range`); None keeps the stored ones on resume.
-    `check_before_training=False` trains candidates over a flash or RAM budget and judges
-    them after (the behaviour before the check, kept for `benchmarks/device_search.py`).
-    `trust_model_code` (the CLI's `--trust-model-code`, recorded on the study) lets a
-    saved parent's stored Python code (a `Lambda` layer) be loaded; without it such a
-    file is refused before any of its code runs. `jobs` (the CLI's `--jobs`, a setting of
-    this run, not recorded on the study): trials at once, each in a lasting worker of
-    its own with 1/`jobs` of the cores (`optimizer.engine.worker.WorkerPool`); this process
-    stays the only writer of the study. `finalists` (the CLI's `--finalists`): front
-    members trained again to the end after the search (`optimizer.engine.finalists`; None:
-    `FINALISTS`, or none for a smoke run; 0: none)."""
-
-    if smoke:
+    The sampler is seeded with the run's seed plus the number of trials so far, so a
+    resumed random search does not repeat its draws. This process stays the only writer
+    of the study; `settings.jobs` trials run at once, each in a worker of its own."""
+    if settings.smoke:
         study = study.with_smoke_budget()
     check_study_name(study.name)
-    name = study_name(study.name, smoke=smoke)
-    run_dir = run_dir_for(name, run_dir=run_dir)
-    if n_trials is not None and n_trials < 1:
-        raise UsageError(f"--n-trials must be at least 1, got {n_trials}")
-    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout}")
-    if sampler not in SAMPLERS:
-        raise UsageError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}")
-    if finalists is not None and finalists < 0:
-        raise UsageError(f"--finalists must be 0 (none) or more, got {finalists}")
-    if finalists is None:
-        finalists = 0 if smoke else FINALISTS
-    if jobs > 1 and not isolate:
-        raise UsageError("--jobs runs each trial in a worker of its own; it cannot be "
-                         "combined with --no-isolation")
-    if jobs > 1 and backend == "kerastuner":
-        raise UsageError("--backend kerastuner proposes one trial at a time; run it with "
-                         "--jobs 1")
-    if extend_every < 0 or extend_every == 1:
-        raise UsageError(f"--extend-every must be 0 (no extensions) or at least 2, got "
-                         f"{extend_every}")
+    name = study_name(study.name, smoke=settings.smoke)
+    run_dir = run_dir_for(name, run_dir=settings.run_dir)
+    created = _writable_run_dir(run_dir)
+    with _removed_on_refusal(run_dir, created=created):
+        url = storage_url(run_dir=run_dir, storage=settings.storage)
+        database = sqlite_path(url)
+        with StorageLock(database) if database is not None else contextlib.nullcontext():
+            run = _prepare(study, settings, name=name, run_dir=run_dir, url=url)
+            _search(run, settings)
+            score_front_on_test(run.opt_study, splits=run.splits, store=run.store,
+                                store_dir=run.store_dir)
+        return run.opt_study
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A prepared run: the study as this run searches it, its data and parent, the stored
+    study and its storage, the artifact store, and how many trials to reach and run."""
+
+    study: Study
+    name: str
+    run_dir: Path
+    seed: int
+    splits: Splits
+    parent: SearchParent
+    storage: optuna.storages.BaseStorage
+    opt_study: optuna.Study
+    store: FileSystemArtifactStore
+    store_dir: Path
+    target: int
+    remaining: int
+
+
+def _writable_run_dir(run_dir: Path) -> bool:
+    """Makes `run_dir` (`UsageError` when it cannot be written); whether it was new."""
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -199,107 +179,137 @@ def run_study(
         probe.unlink()
     except OSError as error:
         raise UsageError(f"run dir {run_dir} is not writable: {error.strerror}") from None
-    from optimizer.engine.data import load_data
-    from optimizer.engine.objective import TRIAL_FAILURES, Objective
-    from optimizer.engine.parents import plan_parent
-    from optimizer.store.record import check_record, definition_fields
+    return created
 
-    with _removed_on_refusal(run_dir, created=created):
-        url = storage_url(run_dir=run_dir, storage=storage)
-        database = sqlite_path(url)
-        holding = StorageLock(database) if database is not None else contextlib.nullcontext()
-        with holding:
-            rdb, existing = None, None
-            if database is None or (database.exists() and database.stat().st_size > 0):
-                rdb = open_storage(url)
-                existing = existing_study(rdb, name)
-            stored = None if existing is None else stored_record(existing)
-            seed = resolve_seed(seed, stored=stored, name=name)
-            study = with_run_settings(study, stored=stored, size_objective=size_objective,
-                                       device_budgets=device_budgets, init=init,
-                                       quantization_modes=quantization_modes,
-                                       width_range=width_range)
-            if existing is not None:  # what the definition alone decides, before any training
-                fields = definition_fields(study)
-                check_record(existing, fields, keys=fields)
-            # data and parent before any write: an error in either leaves no storage behind
-            splits = load_data(dataset=study.dataset, data=study.data, data_dir=data_dir,
-                               split_seed=seed, model=study.model)
-            parent = plan_parent(study=study, splits=splits, seed=seed,
-                                 cache_dir=run_dir / "parent", isolate=isolate,
-                                 trust_code=trust_model_code)
-            if backend == "kerastuner" and parent.info is None:
-                raise UsageError("--backend kerastuner searches one parent; a hypermodel study "
-                                 "runs with --backend optuna")
-            record = make_record(study=study, splits=splits, parent=parent)
-            rdb = rdb or open_storage(url)
-            opt_study = create_or_resume(
-                study=study, name=name, storage=rdb, record=record, existing=existing,
-                # a hypermodel's convs depend on its hp_* values: reference points factorize none
-                offered=parent.info.offered_at if parent.info else lambda width: (),
-                # a KerasTuner user starts from its own proposals
-                enqueue_reference_points=backend == "optuna",
-            )
-            if parent.info is not None and parent.info.parent_accuracy is not None:
-                opt_study.set_user_attr("parent_accuracy", parent.info.parent_accuracy)
-            # one decision, made in `open_storage`: storages with heartbeats fail stale trials
-            # themselves; without them (SQLite) we hold the lock, so RUNNING means orphaned
-            if rdb.get_heartbeat_interval() is None:
-                swept = (sweep_orphaned(opt_study, storage=rdb)
-                         + retry_unrecorded_failures(opt_study))
-                if swept:
-                    log.warning("%d trial(s) cut short by a killed run or a failed storage; "
-                                "each is retried once", swept)
-            opt_study.sampler = make_sampler(sampler, seed=seed + len(opt_study.trials))
-            target = n_trials or study.budget.n_trials
-            remaining = max(target - finished_count(opt_study), pending_retries(opt_study))
-            store_dir = store_dir_for(run_dir, artifact_dir=artifact_dir)
-            store = open_store(store_dir, create=True)
-            log.info(
-                "study %s: %s from %s; storage %s; artifacts %s; %d of %d trials to run",
-                name, study.parent_label, splits.source, url, store_dir, remaining, target,
-            )
-            if remaining > 0:
-                start = time.perf_counter()
-                # each trial's trained weights, kept for the finalists to fine-tune
-                weights_dir = run_dir / WEIGHTS_DIR if finalists else None
-                with _workers(jobs if isolate else 0, splits=splits) as pool:
-                    objective = Objective(
-                        study=study, parent=parent, splits=splits,
-                        scratch_dir=run_dir / "scratch", seed=seed, artifact_store=store,
-                        storage=rdb, workers=pool, check_before_training=check_before_training,
-                        weights_dir=weights_dir,
-                    )
-                    show = sys.stderr.isatty() if progress is None else progress
-                    bar = Progress(remaining, bar=show) if progress is not False else None
-                    try:
-                        with _signals_stop_the_run():
-                            if backend == "kerastuner":
-                                kerastuner_trials(
-                                    opt_study, objective, study=study, parent=parent,
-                                    n_trials=remaining, timeout=timeout, seed=seed,
-                                    directory=run_dir / "kerastuner", progress=bar)
-                            else:
-                                run_trials(opt_study, objective, target=target,
-                                           timeout=timeout, progress=bar, jobs=jobs,
-                                           extension=extension_for(
-                                               extend_every, study=study, parent=parent,
-                                               target=target))
-                            if finalists and not _stopped_by_timeout(start, timeout):
-                                run_finalists(opt_study, objective, k=finalists, jobs=jobs,
-                                              catch=TRIAL_FAILURES, progress=bar)
-                            if weights_dir is not None:
-                                keep_front_weights(opt_study, weights_dir)
-                    finally:
-                        if bar:
-                            bar.close()
-                log.info("finished %d of %d trials; this run took %.0f s",
-                         finished_count(opt_study), target, time.perf_counter() - start)
-            else:
-                log.info("study %s already has %d finished trials; pass a larger --n-trials to "
-                         "add more", name, target)
-            score_front_on_test(opt_study, splits=splits, store=store, store_dir=store_dir)
-        return opt_study
+
+def _prepare(study: Study, settings: RunSettings, *, name: str, run_dir: Path,
+             url: str) -> _Run:
+    """Everything before the first trial. What the study definition alone decides is
+    checked against a stored study first; the data and parent come before any write, so
+    an error in either leaves no storage behind."""
+    storage, existing = _stored(url, name=name)
+    stored = None if existing is None else stored_record(existing)
+    seed = resolve_seed(settings.seed, stored=stored, name=name)
+    study = with_run_settings(study, stored=stored, size_objective=settings.size_objective,
+                              device_budgets=settings.device_budgets, init=settings.init,
+                              quantization_modes=settings.quantization_modes,
+                              width_range=settings.width_range)
+    if existing is not None:  # what the definition alone decides, before any training
+        fields = definition_fields(study)
+        check_record(existing, fields, keys=fields)
+    splits = load_data(dataset=study.dataset, data=study.data, data_dir=settings.data_dir,
+                       split_seed=seed, model=study.model)
+    parent = plan_parent(study=study, splits=splits, seed=seed, cache_dir=run_dir / "parent",
+                         isolate=settings.isolate, trust_code=settings.trust_model_code)
+    if settings.backend == "kerastuner" and parent.info is None:
+        raise UsageError("--backend kerastuner searches one parent; a hypermodel study "
+                         "runs with --backend optuna")
+    storage = storage or open_storage(url)
+    opt_study = _opened(study, settings, name=name, storage=storage, existing=existing,
+                        splits=splits, parent=parent, seed=seed)
+    target = settings.n_trials or study.budget.n_trials
+    remaining = max(target - finished_count(opt_study), pending_retries(opt_study))
+    store_dir = store_dir_for(run_dir, artifact_dir=settings.artifact_dir)
+    store = open_store(store_dir, create=True)
+    log.info("study %s: %s from %s; storage %s; artifacts %s; %d of %d trials to run",
+             name, study.parent_label, splits.source, url, store_dir, remaining, target)
+    return _Run(study=study, name=name, run_dir=run_dir, seed=seed, splits=splits,
+                parent=parent, storage=storage, opt_study=opt_study, store=store,
+                store_dir=store_dir, target=target, remaining=remaining)
+
+
+def _stored(url: str, *, name: str
+            ) -> tuple[optuna.storages.BaseStorage | None, optuna.Study | None]:
+    """(the storage, the stored study `name`) where the storage exists already; a SQLite
+    file not yet made is not made here (a refusal then leaves none)."""
+    database = sqlite_path(url)
+    if database is None or (database.exists() and database.stat().st_size > 0):
+        storage = open_storage(url)
+        return storage, existing_study(storage, name)
+    return None, None
+
+
+def _opened(study: Study, settings: RunSettings, *, name: str,
+            storage: optuna.storages.BaseStorage, existing: optuna.Study | None,
+            splits: Splits, parent: SearchParent, seed: int) -> optuna.Study:
+    """The Optuna study, created with its record or resumed; trials a killed run or a
+    failed storage cut short are retried once; its sampler set for this run."""
+    opt_study = create_or_resume(
+        study=study, name=name, storage=storage,
+        record=make_record(study=study, splits=splits, parent=parent), existing=existing,
+        # a hypermodel's convs depend on its hp_* values: reference points factorize none
+        offered=parent.info.offered_at if parent.info else lambda width: (),
+        # a KerasTuner user starts from its own proposals
+        enqueue_reference_points=settings.backend == "optuna",
+    )
+    if parent.info is not None and parent.info.parent_accuracy is not None:
+        write_parent_accuracy(opt_study, parent.info.parent_accuracy)
+    # one decision, made in `open_storage`: storages with heartbeats fail stale trials
+    # themselves; without them (SQLite) we hold the lock, so RUNNING means orphaned
+    if storage.get_heartbeat_interval() is None:
+        swept = sweep_orphaned(opt_study, storage=storage) + retry_unrecorded_failures(opt_study)
+        if swept:
+            log.warning("%d trial(s) cut short by a killed run or a failed storage; "
+                        "each is retried once", swept)
+    opt_study.sampler = make_sampler(settings.sampler, seed=seed + len(opt_study.trials))
+    return opt_study
+
+
+def _search(run: _Run, settings: RunSettings) -> None:
+    """The run's trials, `settings.jobs` at a time, then the finalists (not after a
+    `--timeout`: each would overrun it by a full training); the front's trained weights
+    are kept, the others removed."""
+    if run.remaining <= 0:
+        log.info("study %s already has %d finished trials; pass a larger --n-trials to "
+                 "add more", run.name, run.target)
+        return
+    start = time.perf_counter()
+    # each trial's trained weights, kept for the finalists to fine-tune
+    weights_dir = run.run_dir / WEIGHTS_DIR if settings.finalist_count else None
+    with _workers(settings.workers, splits=run.splits) as pool:
+        objective = Objective(
+            study=run.study, parent=run.parent, splits=run.splits,
+            scratch_dir=run.run_dir / "scratch", seed=run.seed, artifact_store=run.store,
+            storage=run.storage, workers=pool,
+            check_before_training=settings.check_before_training, weights_dir=weights_dir)
+        with _progress(run.remaining, settings.progress) as bar, _signals_stop_the_run():
+            _trials(run, settings, objective, progress=bar)
+            if settings.finalist_count and not _stopped_by_timeout(start, settings.timeout):
+                run_finalists(run.opt_study, objective, k=settings.finalist_count,
+                              jobs=settings.jobs, catch=TRIAL_FAILURES, progress=bar)
+            if weights_dir is not None:
+                keep_front_weights(run.opt_study, weights_dir)
+    log.info("finished %d of %d trials; this run took %.0f s",
+             finished_count(run.opt_study), run.target, time.perf_counter() - start)
+
+
+def _trials(run: _Run, settings: RunSettings, objective: Objective, *,
+            progress: Progress | None) -> None:
+    """The search's trials, proposed by KerasTuner or by the Optuna sampler (with the
+    small-end extensions)."""
+    if settings.backend == "kerastuner":
+        kerastuner_trials(run.opt_study, objective, study=run.study, parent=run.parent,
+                          n_trials=run.remaining, timeout=settings.timeout, seed=run.seed,
+                          directory=run.run_dir / "kerastuner", progress=progress)
+        return
+    run_trials(run.opt_study, objective, target=run.target, timeout=settings.timeout,
+               progress=progress, jobs=settings.jobs,
+               extension=extension_for(settings.extend_every, study=run.study,
+                                       parent=run.parent, target=run.target))
+
+
+@contextlib.contextmanager
+def _progress(remaining: int, show: bool | None) -> Iterator[Progress | None]:
+    """The progress display: a bar when `show` (None: when stderr is a terminal), plain
+    lines otherwise, nothing for False; closed after the run."""
+    if show is False:
+        yield None
+        return
+    bar = Progress(remaining, bar=sys.stderr.isatty() if show is None else show)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def _has_trials(run_dir: Path) -> bool:

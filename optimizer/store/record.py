@@ -19,7 +19,12 @@ from collections.abc import Collection
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Protocol
 
-from definitions.attributes import RECORD_ATTR, STUDY_FAILURE_PREFIX, TEST_ACCURACY_ATTR
+from definitions.attributes import (
+    PARENT_ACCURACY_ATTR,
+    RECORD_ATTR,
+    STUDY_FAILURE_PREFIX,
+    TEST_ACCURACY_ATTR,
+)
 from definitions.budgets import Budget, DeviceBudgets
 from definitions.errors import UsageError
 
@@ -160,6 +165,11 @@ def recorded_failure(opt_study: optuna.Study, number: int) -> tuple[str, str | N
         return None
     reason = recorded.get("reason")
     return str(recorded["kind"]), None if reason is None else str(reason)
+
+
+def write_parent_accuracy(opt_study: optuna.Study, accuracy: float) -> None:
+    """Stores the trained parent's validation accuracy on the study."""
+    opt_study.set_user_attr(PARENT_ACCURACY_ATTR, accuracy)
 
 
 def study_attribute(opt_study: optuna.Study, name: str) -> object:
