@@ -5,13 +5,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from definitions.errors import UsageError
 from definitions.sources import classify
 from definitions.vocabulary import TFLITE_MODES
+from objectives import capacity, device, rewrite, tflite
+from objectives.build import build_model
 from objectives.keras_files import file_format
+from objectives.parent import (
+    check_graph,
+    check_shapes,
+    output_kind,
+    own_model,
+    source_is_hypermodel,
+)
+from objectives.pipeline import distinct_weights, float32_file
 from optimizer.commands.tables import format_table
 from search_spaces.candidate import Candidate
-from search_spaces.families import get_family
+from search_spaces.families import FAMILIES, get_family
+from studies.datasets import DATASET_SHAPES
+from studies.references import ParentSource, parent_source, resolve_study
 
 MAX_WIDTH = 4.0
 #: The TFLite modes whose flash, RAM and latency `inspect` prints, and the timed runs.
@@ -35,9 +49,6 @@ def _flag(value: bool | None) -> str:
 
 def inspect_command(args: argparse.Namespace) -> int:
     """Builds the candidate's model and prints its rule table and capacity summary."""
-    from search_spaces.families import FAMILIES
-    from studies.references import parent_source, resolve_study
-
     if args.study is not None:
         study = resolve_study(args.study)
         if not study.family:
@@ -50,13 +61,9 @@ def inspect_command(args: argparse.Namespace) -> int:
         input_shape = study.input_shape
         if args.input is not None:
             raise UsageError("--input goes with --model; a study's shape comes from its dataset")
-        from studies.datasets import DATASET_SHAPES
-
         num_classes = DATASET_SHAPES[study.dataset][1]
     elif args.model not in FAMILIES and (":" in args.model or "." in args.model
                                          or "/" in args.model):
-        from studies.references import ParentSource
-
         kind = "file" if classify(args.model).kind == "file" else "function"
         return _inspect_parent(ParentSource(kind=kind, target=args.model,
                                             trust_code=args.trust_model_code), args)
@@ -75,8 +82,6 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 def _inspect_parent(source, args: argparse.Namespace) -> int:
     """`inspect` of the user's own model: what the rewriter may change, what it keeps."""
-    from objectives.parent import check_graph, check_shapes, own_model, source_is_hypermodel
-
     if source_is_hypermodel(source):
         raise UsageError(f"{source.target} is a hypermodel: every trial builds its own "
                          "model from its hp_* values, so there is no one parent to inspect")
@@ -106,9 +111,6 @@ def parent_text(model, *, width: float, factorize: tuple[str, ...],
     """What `analyze` finds in a user's model and the child at `width`: per layer its
     channels before and after, the factorizations offered by the rule, the layers kept as
     they are (and why), the output kind, and the child's device figures."""
-    from objectives import rewrite
-    from objectives.parent import output_kind
-
     analysis = rewrite.analyze(model, trained=False)
     offered = set(rewrite.offered_factorizations(analysis, width=width, mode="guided"))
     child = rewrite.transform(analysis, width=width, factorize=factorize, inherit=False,
@@ -141,9 +143,6 @@ def inspection_text(
     device_modes: tuple[str, ...] = (),
 ) -> str:
     """The table and summary `inspect` prints, then the device figures of `device_modes`."""
-    from objectives import capacity
-    from objectives.build import build_model
-
     model = build_model(
         family=family, candidate=candidate, input_shape=input_shape, num_classes=num_classes
     )
@@ -186,11 +185,6 @@ def device_table(model, *, modes: tuple[str, ...]) -> str:
     same file size, tensor arena and operator work as a trained one (int8 is calibrated on
     random inputs, which sets scales, not sizes) — the figures a search checks budgets on
     before it trains."""
-    import numpy as np
-
-    from objectives import device, tflite
-    from objectives.pipeline import distinct_weights, float32_file
-
     rng = np.random.default_rng(0)
     calibration = rng.random((8, *model.input_shape[1:]), dtype=np.float32)
     rows = []
@@ -210,9 +204,7 @@ def device_table(model, *, modes: tuple[str, ...]) -> str:
             notes.append(f"* {device.FLOAT16_NOTE}")
     notes.append("* RAM: the tensor arena TFLM needs (measured by tflite-micro; estimated for "
                  "the modes it does not run, " + ", ".join(device.NOT_ON_TFLM) + ")")
-    from objectives.capacity import macs
-
-    return (f"device figures (untrained; {macs(model):,} MACs per inference; host latency: "
-            "this machine's CPU, 1 thread, batch 1, not a device's):\n"
+    return (f"device figures (untrained; {capacity.macs(model):,} MACs per inference; host "
+            "latency: this machine's CPU, 1 thread, batch 1, not a device's):\n"
             + format_table(["mode", "flash bytes", "RAM bytes", "RAM method",
                             "host latency ms"], rows) + "\n" + "\n".join(notes))

@@ -17,8 +17,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from definitions.errors import CheckFailed
+from objectives import keras_writer
 from objectives.keras_files import FileFormat
+from objectives.parent import load_model_file
 from optimizer.store.artifacts import FLOAT_MODEL, fetch, kept
 
 if TYPE_CHECKING:
@@ -67,11 +71,6 @@ def write_keras_file(*, trial: optuna.trial.FrozenTrial, quantization: str, arti
                      keras_format: int, x_check: Any) -> dict[str, Any]:
     """Writes `out/model.keras` (see the module doc) and returns the card's `keras`
     section; `CheckFailed` (the file removed) when it does not predict as the model."""
-    import numpy as np
-
-    from objectives import keras_writer
-    from objectives.parent import load_model_file
-
     model = float_model(trial, quantization=quantization, artifact=artifact, store=store,
                         store_dir=store_dir)
     if model is None:

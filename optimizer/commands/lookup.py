@@ -13,7 +13,9 @@ from definitions.attributes import SMOKE_SUFFIX
 from definitions.errors import UsageError
 from definitions.importer import is_reference
 from optimizer.store.storage import load_existing, run_dir_for, sqlite_path, storage_url, study_name
+from studies import STUDIES
 from studies.base import UnknownStudyError
+from studies.references import load_study
 
 if TYPE_CHECKING:
     import optuna
@@ -32,8 +34,6 @@ def check_study_arg(name: str) -> None:
     """Refuses `--study digits-smoke` (the Optuna study name `run --smoke` creates) with
     the spelling that works: `--study digits --smoke`. Other names pass through to
     `studies.get_study`, which names the valid choices."""
-    from studies import STUDIES
-
     base = name.removesuffix(SMOKE_SUFFIX)
     if name not in STUDIES and base != name and base in STUDIES:
         raise UsageError(
@@ -45,9 +45,6 @@ def check_study_arg(name: str) -> None:
 def stored_study_name(args) -> str:
     """The Optuna study name `--study` (and `--smoke`) names: a registered study, a study
     reference, or the `--name` a `run --model --data` study was given."""
-    from studies import STUDIES
-    from studies.references import load_study
-
     check_study_arg(args.study)
     if args.study in STUDIES:
         base = args.study
@@ -62,8 +59,6 @@ def open_stored(args) -> tuple[str, Path, optuna.Study]:
     """For the reading subcommands: (study name, run dir, stored study) from the common
     `--study --smoke --run-dir --storage` arguments. A name found nowhere is refused
     with the storage it was looked for in (`StudyNotStored`)."""
-    from studies import STUDIES
-
     name = stored_study_name(args)
     run_dir = run_dir_for(name, run_dir=args.run_dir)
     url = storage_url(run_dir=run_dir, storage=args.storage)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from objectives.stopping import RungScore
+from optimizer.engine.worker import ask_driver
 
 if TYPE_CHECKING:
     from definitions.budgets import Budget
@@ -151,8 +152,6 @@ class DriverJudge:
     rungs: tuple[int, ...]
 
     def continues(self, *, rung: int, accuracy: float, payload: float) -> bool:
-        from optimizer.engine.worker import ask_driver
-
         return bool(ask_driver(RungQuestion(rung=int(rung), accuracy=float(accuracy),
                                             payload=float(payload))))
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optimizer.engine.halving import log_bytes
+from optimizer.engine.objective import TRIAL_FAILURES
 from search_spaces import Candidate, candidate_params, suggest
 
 if TYPE_CHECKING:
@@ -76,8 +77,6 @@ def search(
     `opt_study`; KerasTuner's own state is kept in `directory` so a rerun resumes it."""
     import keras_tuner
     import optuna
-
-    from optimizer.engine.objective import TRIAL_FAILURES
 
     deadline = None if timeout is None else time.monotonic() + timeout
 

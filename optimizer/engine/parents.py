@@ -22,9 +22,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from definitions.errors import UsageError
+from objectives import rewrite
 from objectives.keras_files import file_format
-from objectives.parent import ParentInfo, width_grid
-from studies.references import ParentSource
+from objectives.parent import (
+    ParentInfo,
+    build_from_hypermodel,
+    check_shapes,
+    hypermodel_of,
+    output_kind,
+    prepare,
+    source_is_hypermodel,
+    width_grid,
+)
+from optimizer.engine.worker import run_in_process, run_isolated
+from search_spaces.families import get_family
+from search_spaces.hypermodel import HP_PREFIX
+from search_spaces.suggest import family_offered
+from studies.references import ParentSource, parent_source
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +134,6 @@ def plan_parent(*, study: Study, splits: Splits, seed: int, cache_dir: Path,
     `trust_code` (the run's `--trust-model-code`) lets a saved model's stored Python code
     (a `Lambda` layer) be loaded; without it such a file is refused in one line, before
     any of its code runs (`objectives.model_code`)."""
-    from objectives.parent import prepare, source_is_hypermodel
-    from search_spaces.families import get_family
-    from search_spaces.suggest import family_offered
-    from studies.references import parent_source
-
     source = parent_source(study, trust_code=trust_code)
     widths = width_grid(*study.width_range, study.width_step)
     if source.kind == "family" and study.init == "scratch":
@@ -138,13 +147,9 @@ def plan_parent(*, study: Study, splits: Splits, seed: int, cache_dir: Path,
             raise UsageError(
                 f"study {study.name!r}: a hypermodel builds another architecture in every "
                 "trial, so there is no one parent to inherit from; use --init scratch")
-        from objectives.parent import hypermodel_of
-
         hypermodel = hypermodel_of(source)
         _try_hypermodel(hypermodel, study=study, splits=splits)
         return SearchParent(source, None, hypermodel)
-    from optimizer.engine.worker import run_in_process, run_isolated
-
     run = run_isolated if isolate else run_in_process
     if study.init == "inherit" and source.kind != "file":
         log.info("training the parent once (or reading it from %s) for the children to "
@@ -167,8 +172,6 @@ def _try_hypermodel(hypermodel: Any, *, study: Study, splits: Splits) -> None:
     the study is stored."""
     import optuna
 
-    from objectives.parent import build_from_hypermodel, check_shapes, output_kind
-
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     trial = probe.ask()
     model, _ = build_from_hypermodel(hypermodel, trial)
@@ -183,10 +186,6 @@ def trial_parent(parent: SearchParent, trial: optuna.Trial, *, study: Study,
     if parent.hypermodel is None:
         assert parent.info is not None
         return parent.info.offered_at, parent.info.outputs, None
-    from objectives import rewrite
-    from objectives.parent import build_from_hypermodel, check_shapes, output_kind
-    from search_spaces.hypermodel import HP_PREFIX
-
     model, _ = build_from_hypermodel(parent.hypermodel, trial)
     check_shapes(model, input_shape=splits.input_shape, num_classes=splits.num_classes)
     outputs = output_kind(model, declared=study.outputs)

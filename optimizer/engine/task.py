@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from objectives import pipeline
+
 if TYPE_CHECKING:
     from definitions.budgets import Budget, DeviceBudgets
     from objectives.parent import ParentSource
@@ -61,9 +63,7 @@ class TrialTask:
 
 def run_task(*, task: TrialTask, splits: Splits) -> TrialResult:
     """`evaluate_candidate` of `task` on `splits`: what a worker runs per trial."""
-    from objectives.pipeline import evaluate_candidate
-
-    return evaluate_candidate(splits=splits, **task.arguments())
+    return pipeline.evaluate_candidate(splits=splits, **task.arguments())
 
 
 __all__ = ["TrialTask", "run_task"]

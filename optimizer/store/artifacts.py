@@ -21,6 +21,7 @@ from definitions.attributes import (
     FLOAT_MODEL_SHA256_ATTR,
 )
 from definitions.errors import UsageError
+from objectives.pipeline import FLOAT_MODEL_SUFFIX, artifact_suffix, sha256_file
 from optimizer.store.trial import StoredTrial
 
 if TYPE_CHECKING:
@@ -91,8 +92,6 @@ def fetch(
     `UsageError` when the store lacks it or the bytes do not match the record."""
     from optuna.artifacts import download_artifact
     from optuna.artifacts.exceptions import ArtifactNotFound
-
-    from objectives.pipeline import FLOAT_MODEL_SUFFIX, artifact_suffix, sha256_file
 
     artifact_id = stored_artifact_id(trial, store_dir=store_dir, stored=stored)
     typed = StoredTrial.from_trial(trial)

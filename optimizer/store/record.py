@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection
 from dataclasses import asdict
+from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol
 
 from definitions.attributes import (
@@ -27,6 +28,7 @@ from definitions.attributes import (
 )
 from definitions.budgets import Budget, DeviceBudgets
 from definitions.errors import UsageError
+from objectives.size import SIZE_DEFINITION
 
 if TYPE_CHECKING:
     import optuna
@@ -92,10 +94,6 @@ class RecordedParent(Protocol):
 
 def make_record(*, study: Study, splits: Splits, parent: RecordedParent) -> dict[str, Any]:
     """The record of `study` searched on `splits` from `parent` (JSON-serializable)."""
-    from importlib import metadata
-
-    from objectives.size import SIZE_DEFINITION
-
     return {
         "version": RECORD_VERSION,
         "origin": origin(study),

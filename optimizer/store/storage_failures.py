@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 
 from definitions.errors import UsageError, one_line
+from optimizer.store.storage import OPENED, shown
 
 #: What SQLite (through SQLAlchemy) or the OS says, what it means, and what to do.
 _KNOWN: tuple[tuple[str, str, str], ...] = (
@@ -50,7 +51,6 @@ def as_usage_error(error: BaseException) -> UsageError | None:
         from optuna.exceptions import StorageInternalError
     except ImportError:  # storage was never touched
         return None
-    from optimizer.store.storage import OPENED, shown
 
     storage = shown(OPENED[-1]) if OPENED else "the study storage"
     failures = [link for link in _chain(error)
