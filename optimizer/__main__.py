@@ -1,4 +1,5 @@
-"""`python -m optimizer`: checks the Python version, then hands over to `cli.main`."""
+"""`python -m optimizer`: checks the Python version, then hands over to
+`optimizer.commands.cli.main`."""
 
 import sys
 

@@ -29,8 +29,8 @@ is `optimizer.engine.stop`'s.
 A worker that dies without an answer (killed, segfault, out of memory, a failed start) is
 noticed at once: the driver waits on the worker's pipe and its process sentinel together.
 It fails that trial with `WorkerDied` and is replaced; the study goes on. A worker whose
-parent dies exits by itself. Ctrl-C or SIGTERM in the driver (`request_interrupt`) ends
-every worker.
+parent dies exits by itself. Ctrl-C or SIGTERM in the driver (`stop.request_interrupt`)
+ends every worker.
 """
 
 from __future__ import annotations
