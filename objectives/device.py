@@ -190,14 +190,14 @@ def footprint(flatbuffer: bytes | ParsedFlatbuffer, *, float32_file: bytes | Non
     ram, method = (planned, "greedy-planner") if arena is None else (arena.total,
                                                                     "tflite-micro")
     if arena is None and float32_file is not None:
-        reference = parse(float32_file)
-        reference_planned = plan_arena(reference)
-        measured, _ = _tflm_arena(reference, arena_size=_generous_arena(
-            reference.data, reference_planned))
+        float32 = parse(float32_file)
+        float32_planned = plan_arena(float32)
+        measured, _ = _tflm_arena(float32, arena_size=_generous_arena(
+            float32.data, float32_planned))
         if measured is not None:
-            ram, method = planned + measured.total - reference_planned, ESTIMATED
+            ram, method = planned + measured.total - float32_planned, ESTIMATED
             note = (f"estimated: {planned} bytes of planned tensors plus the "
-                    f"{measured.total - reference_planned} bytes of bookkeeping and scratch "
+                    f"{measured.total - float32_planned} bytes of bookkeeping and scratch "
                     "TFLM measured on the float32 file of the same model; " + note)
     if _has_float16(parsed):  # said first: the bounded note keeps its start
         note = f"{FLOAT16_NOTE}; {note}" if note else FLOAT16_NOTE

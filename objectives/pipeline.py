@@ -471,8 +471,8 @@ def footprint_before_training(model, *, mode: str, splits: Splits, seed: int
     with distinct_weights(model, seed=seed):
         flatbuffer = tflite.convert_for_device(model, quantization=mode,
                                                representative_x=calibration)
-        reference = float32_file(model, quantization=mode)
-    return device.footprint(flatbuffer, float32_file=reference)
+        float32 = float32_file(model, quantization=mode)
+    return device.footprint(flatbuffer, float32_file=float32)
 
 
 @contextlib.contextmanager

@@ -92,7 +92,7 @@ class SearchResult:
             raise UsageError("export: give one of trial=, max_bytes= or min_accuracy=")
         with _library_output_quiet(verbose=verbose):
             return export_stored(
-                study=load_existing(self.study_name, url=self.storage), run_dir=self.run_dir,
+                opt_study=load_existing(self.study_name, url=self.storage), run_dir=self.run_dir,
                 out=Path(out), trial=trial, max_bytes=max_bytes, min_accuracy=min_accuracy,
                 artifact_dir=self.artifact_dir, data_dir=self.data_dir, data=self.loader,
                 device_mode=device_mode)
@@ -221,7 +221,7 @@ def _run_args(**settings: Any) -> Any:
 
 
 def front_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
-    """`pareto.front_rows` as a DataFrame with `pareto --format csv`'s columns (also when
+    """`store.front.front_rows` as a DataFrame with `pareto --format csv`'s columns (also when
     the front is empty)."""
     import pandas as pd
 

@@ -9,6 +9,9 @@ import socket
 from pathlib import Path
 
 from definitions.errors import UsageError
+from optimizer.commands.lookup import stored_study_name
+from optimizer.store.artifacts import store_dir_for
+from optimizer.store.storage import load_existing, open_storage, run_dir_for, storage_url
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +53,7 @@ def serve(
     from optuna.artifacts import FileSystemArtifactStore
     from optuna_dashboard import run_server
 
-    from optimizer.store.storage import load_existing, open_storage
-
-    study = load_existing(study_name, url=storage_url)  # UsageError naming stored studies
+    opt_study = load_existing(study_name, url=storage_url)  # UsageError naming stored studies
     storage = open_storage(storage_url, must_exist=True)
     study_id = storage.get_study_id_from_name(study_name)
     check_port_free(host=host, port=port)
@@ -60,7 +61,7 @@ def serve(
     if artifact_dir.is_dir():
         store = FileSystemArtifactStore(str(artifact_dir))
     print(
-        f"optuna-dashboard for study {study_name!r} ({len(study.trials)} trials): "
+        f"optuna-dashboard for study {study_name!r} ({len(opt_study.trials)} trials): "
         f"{url_of(host=host, port=port)}/dashboard/studies/{study_id}  (Ctrl-C stops it)",
         flush=True,
     )
@@ -75,10 +76,6 @@ def serve(
 
 def dashboard_command(args: argparse.Namespace) -> int:
     """CLI entry for `dashboard`."""
-    from optimizer.commands.lookup import stored_study_name
-    from optimizer.store.artifacts import store_dir_for
-    from optimizer.store.storage import run_dir_for, storage_url
-
     name = stored_study_name(args)
     run_dir = run_dir_for(name, run_dir=args.run_dir)
     serve(

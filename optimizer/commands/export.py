@@ -19,16 +19,24 @@ import argparse
 import json
 import os
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from definitions.attributes import CANDIDATE_ATTR
 from definitions.errors import CheckFailed, UsageError
 from objectives.files import write_atomically
+from objectives.pipeline import evaluate_artifact, sha256_file
+from optimizer.commands import device_export
 from optimizer.commands.keras_export import default_keras_format, write_keras_file
+from optimizer.commands.lookup import open_stored
+from optimizer.commands.pareto import budget_note
 from optimizer.engine.data import load_recorded_data
 from optimizer.store.artifacts import fetch, open_store, store_dir_for, stored_artifact_id
+from optimizer.store.constraints import is_feasible
+from optimizer.store.front import front_trials
 from optimizer.store.record import stored_record, test_accuracies
+from optimizer.store.storage import size_metric
 from optimizer.store.trial import StoredTrial
 
 if TYPE_CHECKING:
@@ -49,37 +57,34 @@ CARD_DEVICE = ("flash_bytes", "ram_bytes", "ram_method", "ram_note", "planner_ra
 
 
 def pick_trial(
-    study: optuna.Study, *, trial: int | None = None, max_bytes: int | None = None,
+    opt_study: optuna.Study, *, trial: int | None = None, max_bytes: int | None = None,
     min_accuracy: float | None = None,
 ) -> optuna.trial.FrozenTrial:
     """The trial named, the most accurate within `max_bytes`, or the smallest above
     `min_accuracy` (the last two pick from the Pareto front)."""
     from optuna.trial import TrialState
 
-    from optimizer.commands.pareto import budget_note
-    from optimizer.store.front import front_trials
-    from optimizer.store.storage import size_metric
-
     if trial is not None:
-        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+        by_number = {t.number: t for t in opt_study.get_trials(deepcopy=False)}
         if trial not in by_number:
             raise UsageError(
-                f"study {study.study_name!r} has no trial {trial} (trials 0–{len(by_number) - 1})"
+                f"study {opt_study.study_name!r} has no trial {trial} "
+                f"(trials 0–{len(by_number) - 1})"
             )
         chosen = by_number[trial]
         if chosen.state != TrialState.COMPLETE:
             raise UsageError(f"trial {trial} did not complete (state {chosen.state.name})")
         return chosen
-    front = front_trials(study)
+    front = front_trials(opt_study)
     if not front:
-        excluded = budget_note(study)
+        excluded = budget_note(opt_study)
         if excluded:
-            raise UsageError(f"no completed trial of study {study.study_name!r} meets its "
+            raise UsageError(f"no completed trial of study {opt_study.study_name!r} meets its "
                              f"budgets: {excluded}; pick one with --trial N, or run a new "
                              "study with looser budgets")
-        raise UsageError(f"study {study.study_name!r} has no completed trials")
+        raise UsageError(f"study {opt_study.study_name!r} has no completed trials")
     if max_bytes is not None:
-        metric = size_metric(study)
+        metric = size_metric(opt_study)
         fits = [t for t in front if t.values[1] <= max_bytes]
         if not fits:
             smallest = min(t.values[1] for t in front)
@@ -104,7 +109,7 @@ def _writable_dir(out: Path) -> None:
 
 
 def export_trial(
-    *, study: optuna.Study, trial: optuna.trial.FrozenTrial, out: Path, splits,
+    *, opt_study: optuna.Study, trial: optuna.trial.FrozenTrial, out: Path, splits,
     store: FileSystemArtifactStore, store_dir: Path, device_mode: str | None = None,
     keras_format: int | None = None,
 ) -> dict[str, object]:
@@ -112,23 +117,21 @@ def export_trial(
     `out`; returns the card.
 
     The artifact comes from the study's artifact store (checksum checked) and `splits`
-    must be the study's own data (`record.load_recorded_data`). `device_mode` (`int8`, the
-    default, or `float32`) is the TFLite mode an EPR trial's decoded model is converted
-    to for the device; a TFLite trial's artifact is its device file. `keras_format` (2
-    or 3; default: the parent's Keras) is the format of `model.keras`, the float model
-    (`optimizer.commands.keras_export`)."""
-    from optimizer.commands import device_export
-
+    must be the study's own data (`optimizer.engine.data.load_recorded_data`).
+    `device_mode` (`int8`, the default, or `float32`) is the TFLite mode an EPR trial's
+    decoded model is converted to for the device; a TFLite trial's artifact is its device
+    file. `keras_format` (2 or 3; default: the parent's Keras) is the format of
+    `model.keras`, the float model (`optimizer.commands.keras_export`)."""
     _writable_dir(out)
     mode = str(StoredTrial.from_trial(trial).quantization)
     device_mode = device_export.resolve_device_mode(quantization=mode, device_mode=device_mode)
-    record = stored_record(study)
+    record = stored_record(opt_study)
     target, accuracy = _checked_artifact(trial, out=out, store=store, store_dir=store_dir,
                                          splits=splits)
     device = device_export.device_file(trial=trial, artifact=target, out=out,
                                        device_mode=device_mode, splits=splits,
                                        seed=int(record["split_seed"]))
-    c_array = device_export.write_c_array(device, out=out, study_name=study.study_name,
+    c_array = device_export.write_c_array(device, out=out, study_name=opt_study.study_name,
                                           trial_number=trial.number)
     keras = write_keras_file(
         trial=trial, quantization=mode, artifact=target, out=out, store=store,
@@ -137,7 +140,7 @@ def export_trial(
     device_export.remove_stale(out, written={target.name, device.path.name, *c_array["files"],
                                              *([keras["file"]] if keras["file"] else [])})
     card = {
-        **_trial_card(study, trial, target=target, accuracy=accuracy, record=record),
+        **_trial_card(opt_study, trial, target=target, accuracy=accuracy, record=record),
         "runtimes": _runtimes(record, device_file=device.path.name),
         "keras": keras,
         **device_export.device_card(device, record=record, splits=splits),
@@ -152,8 +155,6 @@ def _checked_artifact(trial: optuna.trial.FrozenTrial, *, out: Path,
                       ) -> tuple[Path, float]:
     """The trial's artifact fetched into `out` as `model.<ext>`, and its validation accuracy,
     which must equal the recorded one (`CheckFailed`, the file removed, otherwise)."""
-    from objectives.pipeline import evaluate_artifact
-
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         source = fetch(trial, store=store, store_dir=store_dir, into=Path(tmp))
         target = out / f"model{source.suffix}"
@@ -168,16 +169,13 @@ def _checked_artifact(trial: optuna.trial.FrozenTrial, *, out: Path,
     return target, accuracy
 
 
-def _trial_card(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, target: Path,
+def _trial_card(opt_study: optuna.Study, trial: optuna.trial.FrozenTrial, *, target: Path,
                 accuracy: float, record: dict[str, Any]) -> dict[str, object]:
     """What the card says of the trial: its candidate, file, metrics, bytes and figures."""
-    from objectives.pipeline import sha256_file
-    from optimizer.store.constraints import is_feasible
-
     t = StoredTrial.from_trial(trial)
     mode = t.quantization
     return {
-        "study": study.study_name,
+        "study": opt_study.study_name,
         "trial": trial.number,
         "candidate": t.stored[CANDIDATE_ATTR],
         "file": target.name,
@@ -186,7 +184,7 @@ def _trial_card(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, target:
         "metrics": {
             "validation_accuracy": trial.values[0],
             "validation_accuracy_rechecked": accuracy,
-            "test_accuracy": test_accuracies(study).get(trial.number),
+            "test_accuracy": test_accuracies(opt_study).get(trial.number),
             "keras_validation_accuracy": t.keras_accuracy,
         },
         "bytes": {name: getattr(t, name) for name in CARD_BYTES},
@@ -209,8 +207,6 @@ def _trial_card(study: optuna.Study, trial: optuna.trial.FrozenTrial, *, target:
 def _runtimes(record: dict[str, Any], *, device_file: str) -> dict[str, object]:
     """Which runtimes run the files today, the TensorFlow that converted the trials' files
     (recorded on the study) and the tflite-micro that measured the arena (this one)."""
-    from importlib.metadata import version
-
     return {
         "phones_and_hosts": "LiteRT (pip install ai-edge-litert): "
                             + LITERT_LOAD.format(file=device_file),
@@ -221,7 +217,7 @@ def _runtimes(record: dict[str, Any], *, device_file: str) -> dict[str, object]:
 
 
 def export_stored(
-    *, study: optuna.Study, run_dir: Path, out: Path, trial: int | None = None,
+    *, opt_study: optuna.Study, run_dir: Path, out: Path, trial: int | None = None,
     max_bytes: int | None = None, min_accuracy: float | None = None,
     artifact_dir: Path | None = None, data_dir: Path | None = None, data: str | None = None,
     device_mode: str | None = None, keras_format: int | None = None,
@@ -230,27 +226,23 @@ def export_stored(
 
     Every refusal comes before the data are loaded; the data and splits are the study's
     own, as recorded (a recorded loader runs only when `data` names it again)."""
-    from optimizer.commands.device_export import resolve_device_mode
-
-    chosen = pick_trial(study, trial=trial, max_bytes=max_bytes, min_accuracy=min_accuracy)
-    resolve_device_mode(quantization=str(StoredTrial.from_trial(chosen).quantization),
-                        device_mode=device_mode)
+    chosen = pick_trial(opt_study, trial=trial, max_bytes=max_bytes, min_accuracy=min_accuracy)
+    device_export.resolve_device_mode(
+        quantization=str(StoredTrial.from_trial(chosen).quantization), device_mode=device_mode)
     _writable_dir(out)
     store_dir = store_dir_for(run_dir, artifact_dir=artifact_dir)
     store = open_store(store_dir, create=False)
     stored_artifact_id(chosen, store_dir=store_dir)  # an edited id refused before the data
-    splits = load_recorded_data(study, data_dir=data_dir, data=data)
-    return export_trial(study=study, trial=chosen, out=out, splits=splits, store=store,
+    splits = load_recorded_data(opt_study, data_dir=data_dir, data=data)
+    return export_trial(opt_study=opt_study, trial=chosen, out=out, splits=splits, store=store,
                         store_dir=store_dir, device_mode=device_mode,
                         keras_format=keras_format)
 
 
 def export_command(args: argparse.Namespace) -> int:
     """CLI entry for `export` (`export_stored`), then two lines on what it wrote."""
-    from optimizer.commands.lookup import open_stored
-
-    _, run_dir, study = open_stored(args)
-    card = export_stored(study=study, run_dir=run_dir, out=args.out, trial=args.trial,
+    _, run_dir, opt_study = open_stored(args)
+    card = export_stored(opt_study=opt_study, run_dir=run_dir, out=args.out, trial=args.trial,
                          max_bytes=args.max_bytes, min_accuracy=args.min_accuracy,
                          artifact_dir=args.artifact_dir, data_dir=args.data_dir,
                          data=args.data, device_mode=args.device_mode,

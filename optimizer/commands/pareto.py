@@ -14,12 +14,17 @@ one was inactive), in every format: a front is read as architectures, not trial 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from optimizer.commands.lookup import open_stored
 from optimizer.commands.tables import format_table
+from optimizer.store.constraints import infeasible_count
 from optimizer.store.front import COLUMNS, front_rows, hp_columns
+from optimizer.store.record import study_budgets
 
 if TYPE_CHECKING:
     import optuna
@@ -70,9 +75,6 @@ def format_front(rows: list[dict[str, object]], fmt: str) -> str:
         return json.dumps(rows, indent=2)
     hp = hp_columns(rows)
     if fmt == "csv":
-        import csv
-        import io
-
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=[*COLUMNS, *hp], lineterminator="\n")
         writer.writeheader()
@@ -83,14 +85,12 @@ def format_front(rows: list[dict[str, object]], fmt: str) -> str:
 
 def pareto_command(args: argparse.Namespace) -> int:
     """Prints the front of a stored study."""
-    from optimizer.commands.lookup import open_stored
-
-    name, _, study = open_stored(args)
-    rows = front_rows(study)
+    name, _, opt_study = open_stored(args)
+    rows = front_rows(opt_study)
     if args.format != "table":
         print(format_front(rows, args.format))
         return 0
-    excluded = budget_note(study)
+    excluded = budget_note(opt_study)
     if not rows:
         print(f"study {name!r} has no completed trials{' within its budgets' if excluded else ''}"
               f" yet{'; ' + excluded if excluded else ''}")
@@ -101,15 +101,12 @@ def pareto_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def budget_note(study: optuna.Study) -> str:
+def budget_note(opt_study: optuna.Study) -> str:
     """`3 completed trials exceed the budgets (RAM <= 64 KB) …`, or '' without budgets."""
-    from optimizer.store.constraints import infeasible_count
-    from optimizer.store.record import study_budgets
-
-    budgets = study_budgets(study)
+    budgets = study_budgets(opt_study)
     if budgets is None:
         return ""
-    count = infeasible_count(study)
+    count = infeasible_count(opt_study)
     one = count == 1
     return (f"{count} completed trial{'' if one else 's'} exceed{'s' if one else ''} the "
             f"study's budgets ({budgets.describe()}) and {'is' if one else 'are'} left off "

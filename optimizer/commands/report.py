@@ -25,12 +25,18 @@ import argparse
 import itertools
 import math
 import textwrap
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.attributes import CANDIDATE_ATTR
 from definitions.errors import UsageError
+from optimizer.commands.lookup import open_stored
+from optimizer.store.constraints import is_feasible, violated
+from optimizer.store.front import front_trials, hp_columns, hp_values
 from optimizer.store.record import study_attribute, study_budgets, test_accuracies
+from optimizer.store.retry import failure
+from optimizer.store.storage import size_metric
 from optimizer.store.trial import StoredTrial
 
 if TYPE_CHECKING:
@@ -74,7 +80,7 @@ TRIAL_COLUMNS = (
 )
 
 
-def trials_frame(study: optuna.Study) -> pd.DataFrame:
+def trials_frame(opt_study: optuna.Study) -> pd.DataFrame:
     """All trials with named columns: state, objectives, feasibility, candidate and every
     figure.
 
@@ -86,20 +92,16 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     import pandas as pd
     from optuna.trial import TrialState
 
-    from optimizer.store.constraints import is_feasible, violated
-    from optimizer.store.front import front_trials, hp_columns, hp_values
-    from optimizer.store.retry import failure
-
-    tests = test_accuracies(study)
-    front = {t.number for t in front_trials(study)}
-    trials = study.get_trials(deepcopy=False)
+    tests = test_accuracies(opt_study)
+    front = {t.number for t in front_trials(opt_study)}
+    trials = opt_study.get_trials(deepcopy=False)
     stored = [StoredTrial.from_trial(t) for t in trials]
     hp = hp_columns([hp_values(t) for t in stored])
     rows = []
     for t, s in zip(trials, stored, strict=True):
         attrs = {k: v for k, v in s.stored.items() if k not in (CANDIDATE_ATTR, "losses")}
         if t.state == TrialState.FAIL:
-            attrs["failure_kind"], attrs["fail_reason"] = failure(study, t)
+            attrs["failure_kind"], attrs["fail_reason"] = failure(opt_study, t)
         cand = s.candidate
         rows.append(
             {
@@ -146,15 +148,13 @@ def hypervolume_2d(points: list[tuple[float, float]], *, ref_log_bytes: float,
     return area
 
 
-def hypervolume_history(study: optuna.Study) -> list[tuple[int, float]]:
+def hypervolume_history(opt_study: optuna.Study) -> list[tuple[int, float]]:
     """(trial number, hypervolume of the feasible completed trials up to it), for every
     completed trial: one over a budget adds nothing."""
     from optuna.trial import TrialState
 
-    from optimizer.store.constraints import is_feasible
-
     done = sorted(
-        (t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE),
+        (t for t in opt_study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE),
         key=lambda t: t.number,
     )
     if not done:
@@ -287,10 +287,6 @@ def _kb_text(size: float) -> str:
 
 def _over_budget_label(over: list[optuna.trial.FrozenTrial]) -> str:
     """`over budget (5)` and, beneath, how many exceed each budget: `RAM 4, latency 2`."""
-    from collections import Counter
-
-    from optimizer.store.constraints import violated
-
     counts = Counter(name for t in over for name in violated(t))
     # no-break spaces keep each "RAM 4" on one line when the list wraps
     which = ", ".join(f"{BUDGET_LABELS.get(name, name)}\N{NO-BREAK SPACE}{n}"
@@ -310,7 +306,7 @@ def _budget_lines(budgets, *, metric: str) -> tuple[float | None, float | None]:
     return flash, budgets.min_accuracy
 
 
-def pareto_figure(*, study: optuna.Study, dataset: str):
+def pareto_figure(*, opt_study: optuna.Study, dataset: str):
     """The feasible front over all completed trials, accuracy against the study's byte
     objective, as a matplotlib Figure. Trials over a budget are red crosses and the title
     names the budgets; a budget on an axis (flash on a flash axis, accuracy) is a dashed
@@ -318,20 +314,16 @@ def pareto_figure(*, study: optuna.Study, dataset: str):
     axis is the payload; the legend sits beside the axes, never over the front."""
     from optuna.trial import TrialState
 
-    from optimizer.store.constraints import is_feasible
-    from optimizer.store.front import front_trials
-    from optimizer.store.storage import size_metric
-
-    metric = size_metric(study)
-    budgets = study_budgets(study)
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    metric = size_metric(opt_study)
+    budgets = study_budgets(opt_study)
+    done = [t for t in opt_study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     within = [t for t in done if is_feasible(t)]
     over = [t for t in done if not is_feasible(t)]
-    front = front_trials(study)
+    front = front_trials(opt_study)
     published = PUBLISHED_MNIST if dataset == "mnist" and metric == "payload_bytes" else ()
     fig = _new_figure(width=9.5 if published else 8, height=4.5)
     ax = fig.add_subplot()
-    title = f"{study.study_name}: accuracy vs {SIZE_TITLES.get(metric, metric)}"
+    title = f"{opt_study.study_name}: accuracy vs {SIZE_TITLES.get(metric, metric)}"
     if budgets is None:
         ax.set_title(title)
     else:  # over the whole figure: the budgets may be wider than the axes
@@ -378,16 +370,16 @@ def pareto_figure(*, study: optuna.Study, dataset: str):
     return fig
 
 
-def hypervolume_figure(*, study: optuna.Study):
+def hypervolume_figure(*, opt_study: optuna.Study):
     """Hypervolume of the feasible completed trials after each one, as a matplotlib
     Figure."""
     from matplotlib.ticker import MaxNLocator
 
-    history = hypervolume_history(study)
+    history = hypervolume_history(opt_study)
     fig = _new_figure(width=6.5, height=3.5)
     ax = fig.add_subplot()
-    which = "feasible front" if study_budgets(study) is not None else "front"
-    ax.set_title(f"{study.study_name}: {which} hypervolume over trials")
+    which = "feasible front" if study_budgets(opt_study) is not None else "front"
+    ax.set_title(f"{opt_study.study_name}: {which} hypervolume over trials")
     if not history:
         ax.text(0.5, 0.5, "no completed trials yet", ha="center", va="center",
                 transform=ax.transAxes)
@@ -403,8 +395,6 @@ def hypervolume_figure(*, study: optuna.Study):
 
 def _hover(t: optuna.trial.FrozenTrial, *, metric: str) -> str:
     """A trial's hover text on the interactive front: candidate, figures, budgets."""
-    from optimizer.store.constraints import violated
-
     s = StoredTrial.from_trial(t)
     cand = s.candidate
     lines = [
@@ -425,19 +415,15 @@ def _hover(t: optuna.trial.FrozenTrial, *, metric: str) -> str:
     return "<br>".join(lines)
 
 
-def pareto_html_figure(*, study: optuna.Study, dataset: str):
+def pareto_html_figure(*, opt_study: optuna.Study, dataset: str):
     """The front of `pareto_figure` as an interactive plotly Figure (sizes in KB)."""
     import plotly.graph_objects as go
     from optuna.trial import TrialState
 
-    from optimizer.store.constraints import is_feasible
-    from optimizer.store.front import front_trials
-    from optimizer.store.storage import size_metric
-
-    metric = size_metric(study)
-    budgets = study_budgets(study)
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    front = front_trials(study)
+    metric = size_metric(opt_study)
+    budgets = study_budgets(opt_study)
+    done = [t for t in opt_study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    front = front_trials(opt_study)
     published = PUBLISHED_MNIST if dataset == "mnist" and metric == "payload_bytes" else ()
     figure = go.Figure()
     groups = [
@@ -468,7 +454,7 @@ def pareto_html_figure(*, study: optuna.Study, dataset: str):
         figure.add_trace(go.Scatter(x=[size / 1024], y=[1 - err], mode="markers",
                                     name=f"{name} (test)",
                                     marker={"symbol": "star", "size": 12}))
-    title = f"{study.study_name}: accuracy vs {SIZE_TITLES.get(metric, metric)}"
+    title = f"{opt_study.study_name}: accuracy vs {SIZE_TITLES.get(metric, metric)}"
     if budgets is not None:
         title += f"<br><sub>budgets: {budgets.describe()}</sub>"
     figure.update_layout(
@@ -481,34 +467,32 @@ def pareto_html_figure(*, study: optuna.Study, dataset: str):
     return figure
 
 
-def write_report(*, study: optuna.Study, out: Path, dataset: str) -> list[Path]:
+def write_report(*, opt_study: optuna.Study, out: Path, dataset: str) -> list[Path]:
     """Writes trials.csv, pareto.png, pareto.html and hypervolume.png into `out`."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"--out {out} is not writable: {error.strerror}") from None
     written = [out / "trials.csv"]
-    trials_frame(study).to_csv(written[0], index=False)
+    trials_frame(opt_study).to_csv(written[0], index=False)
 
     written.append(out / "pareto.png")
-    pareto_figure(study=study, dataset=dataset).savefig(written[-1])
+    pareto_figure(opt_study=opt_study, dataset=dataset).savefig(written[-1])
 
     written.append(out / "pareto.html")
-    pareto_html_figure(study=study, dataset=dataset).write_html(written[-1],
+    pareto_html_figure(opt_study=opt_study, dataset=dataset).write_html(written[-1],
                                                                include_plotlyjs=True)
 
     written.append(out / "hypervolume.png")
-    hypervolume_figure(study=study).savefig(written[-1])
+    hypervolume_figure(opt_study=opt_study).savefig(written[-1])
     return written
 
 
 def report_command(args: argparse.Namespace) -> int:
     """CLI entry for `report`."""
-    from optimizer.commands.lookup import open_stored
-
-    _, run_dir, study = open_stored(args)
+    _, run_dir, opt_study = open_stored(args)
     out = args.out or run_dir / "report"
-    dataset = str(study_attribute(study, "dataset") or "")
-    for path in write_report(study=study, out=out, dataset=dataset):
+    dataset = str(study_attribute(opt_study, "dataset") or "")
+    for path in write_report(opt_study=opt_study, out=out, dataset=dataset):
         print(path)
     return 0

@@ -68,7 +68,7 @@ def stored_user_study(args: argparse.Namespace) -> Study:
 
     name, _, existing = open_stored(args)  # the reading commands' lookup, one for all
     record = stored_record(existing)
-    check_resume_by_name(record, study=name.removesuffix(SMOKE_SUFFIX), smoke=args.smoke)
+    check_resume_by_name(record, study_name=name.removesuffix(SMOKE_SUFFIX), smoke=args.smoke)
     return study_from_record(record, name=name)
 
 
@@ -89,7 +89,7 @@ def run_settings(args: argparse.Namespace, *, progress: bool | None = None) -> R
 
 
 def usable_front(opt_study: optuna.Study) -> list[dict[str, object]] | None:
-    """The front's rows (`pareto.front_rows`), or None when no trial has finished yet (a
+    """The front's rows (`store.front.front_rows`), or None when no trial has finished yet (a
     run stopped by `--timeout` before any trial ended: nothing to judge, not a failure).
 
     A search whose trials ended with nothing on the front raises `NoUsableTrial`, one

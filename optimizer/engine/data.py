@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 
 from definitions.errors import UsageError
 from definitions.sources import classify
+from objectives.model_input import declared_input_shape
 from optimizer.engine.worker import without_tensorflow_here
 from optimizer.store.record import USER_VALIDATION_FRACTION, check_record, stored_record
 from optimizer.store.record_trust import check_recorded_data
+from studies.datasets import Splits, load_dataset
+from studies.user_data import ImageShape, load_user_data
 
 if TYPE_CHECKING:
     import optuna
-
-    from studies.datasets import Splits
-    from studies.user_data import ImageShape
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,7 @@ def load_data(*, dataset: str, data: str | None, data_dir: Path | None,
 def _load_splits(*, dataset: str, data: str | None, data_dir: Path | None,
                  split_seed: int, model: object, image_shape: ImageShape | None) -> Splits:
     if not data:
-        from studies.datasets import load_dataset
-
         return load_dataset(dataset, data_dir=data_dir, split_seed=split_seed)
-    from studies.user_data import load_user_data
-
     source: str | Path = data
     if data_dir is not None:
         if classify(data).kind == "code":
@@ -75,11 +71,7 @@ def _read_for_parent(source: str | Path, *, split_seed: int, image_shape: ImageS
                      model: Path | None) -> Splits:
     """The user's data read for the parent model (see `load_data`); where TensorFlow may
     be imported (a SavedModel's metadata needs its protobufs)."""
-    from studies.user_data import load_user_data
-
     if image_shape is None and model is not None and Path(source).expanduser().is_dir():
-        from objectives.model_input import declared_input_shape
-
         image_shape = declared_input_shape(model)
     return load_user_data(source, split_seed=split_seed, image_shape=image_shape,
                           validation_fraction=USER_VALIDATION_FRACTION)
@@ -94,7 +86,7 @@ def load_recorded_data(opt_study: optuna.Study, *, data_dir: Path | None,
     stored study is data (`optimizer.store.record_trust`)."""
     record = stored_record(opt_study)
     check_recorded_data(record.get("data_reference"), given=data,
-                        study=opt_study.study_name)
+                        study_name=opt_study.study_name)
     # `run` warned of a small validation split when the study was made
     read = record.get("folder_images")  # read again as it was (None: as its images are)
     splits = load_data(dataset=str(record["dataset"]), data=record.get("data_reference"),

@@ -138,7 +138,7 @@ class SmallEndExtension:
         running = sum(1 for t in trials if t.state == TrialState.RUNNING)
         if self.target is not None and finished_count(opt_study) + running >= self.target:
             return
-        searched = [s for s in map(StoredTrial.from_trial, trials) if not s.reference]
+        searched = [s for s in map(StoredTrial.from_trial, trials) if not s.reference_point]
         extensions = sum(1 for s in searched if s.extends is not None)
         if (extensions + 1) * self.every > len(searched) + 1:
             return

@@ -37,7 +37,7 @@ class Progress:
                 self.bar.total = self.total
                 self.bar.refresh()
 
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def __call__(self, opt_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Prints the trial's line: its candidate (with a hypermodel's `hp_<name>` values,
         so a line names the architecture), then its figures or why it stopped."""
         stored = StoredTrial.from_trial(trial)
@@ -57,7 +57,7 @@ class Progress:
             return
         self.bar.write(line, file=sys.stderr)
         self.bar.update(1)
-        self.bar.set_postfix(front=len(study.best_trials))
+        self.bar.set_postfix(front=len(opt_study.best_trials))
 
     def close(self) -> None:
         if self.bar is not None:

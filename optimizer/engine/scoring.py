@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.errors import UsageError
+from objectives import pipeline
 from optimizer.engine.processes import tensorflow_warnings_held_back
 from optimizer.store.artifacts import fetch
 from optimizer.store.front import front_trials
@@ -36,8 +37,6 @@ def score_front_on_test(
 ) -> dict[int, float]:
     """Evaluates each front member's artifact (read from the store) on the test split
     once; stores the result on the study."""
-    from objectives.pipeline import evaluate_artifact
-
     known = test_accuracies(opt_study)
     todo = [t for t in front_trials(opt_study) if t.number not in known]
     if not todo:
@@ -53,7 +52,7 @@ def score_front_on_test(
                 continue
             mode = StoredTrial.from_trial(trial).quantization
             with tensorflow_warnings_held_back():
-                known[trial.number] = evaluate_artifact(
+                known[trial.number] = pipeline.evaluate_artifact(
                     path, quantization=mode, x=splits.x_test, y=splits.y_test
                 )
     write_test_accuracies(opt_study, known)

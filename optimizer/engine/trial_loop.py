@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.errors import BudgetNotReached
+from optimizer.engine import kerastuner_backend
 from optimizer.engine.extension import SmallEndExtension
+from optimizer.engine.objective import TRIAL_FAILURES
 from optimizer.engine.progress import OneAtATime, Progress
+from optimizer.engine.stop import clear_stop, stop_requested
 from optimizer.store.retry import finished_count, rejected_count
 from optimizer.store.trial import StoredTrial
 
@@ -35,11 +38,11 @@ MAX_STALLED_ROUNDS = 2
 MAX_REJECTED_PER_TRIAL = 5
 
 
-def pending_retries(study: optuna.Study) -> int:
+def pending_retries(opt_study: optuna.Study) -> int:
     """Retries enqueued for trials cut short from outside and not yet run."""
     from optuna.trial import TrialState
 
-    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    waiting = opt_study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     return sum(1 for t in waiting if StoredTrial.from_trial(t).retry_of is not None)
 
 
@@ -55,9 +58,6 @@ def run_trials(
     candidate cut short is left behind. A run ends with its budget, stopped by `timeout`,
     or with `BudgetNotReached`; a stop request (Ctrl-C, SIGTERM: `stop.request_interrupt`)
     ends every trial in flight and raises KeyboardInterrupt."""
-    from optimizer.engine.objective import TRIAL_FAILURES
-    from optimizer.engine.stop import clear_stop, stop_requested
-
     clear_stop()
     lock = threading.Lock()
     callbacks = [OneAtATime(c, lock) for c in (progress, extension) if c is not None]
@@ -103,12 +103,11 @@ def kerastuner_trials(opt_study: optuna.Study, objective, *, study: Study, paren
                        n_trials: int, timeout: float | None, seed: int, directory: Path,
                        progress: Progress | None) -> None:
     """`n_trials` KerasTuner proposals, each run as a trial of `opt_study`."""
-    from optimizer.engine.kerastuner_backend import search
-
     # a hypermodel study was refused before the study was created (`runner`)
-    search(opt_study, objective, study=study, offered=parent.info.offered_at,
-           n_trials=n_trials, timeout=timeout, seed=seed, directory=directory,
-           callbacks=[progress] if progress else None)
+    kerastuner_backend.search(
+        opt_study, objective, study=study, offered=parent.info.offered_at,
+        n_trials=n_trials, timeout=timeout, seed=seed, directory=directory,
+        callbacks=[progress] if progress else None)
 
 
 def extension_for(every: int, *, study: Study, parent, target: int

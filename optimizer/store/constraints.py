@@ -37,12 +37,12 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
     return all(value <= 0 for value in trial.constraints.values())
 
 
-def infeasible_count(study: optuna.Study) -> int:
+def infeasible_count(opt_study: optuna.Study) -> int:
     """COMPLETE trials that a budget excluded from the front."""
     from optuna.trial import TrialState
 
     return sum(
-        1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        1 for t in opt_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not is_feasible(t)
     )
 

@@ -43,19 +43,19 @@ def hp_columns(rows: Sequence[dict[str, object]]) -> list[str]:
     return list(dict.fromkeys(k for row in rows for k in row if k.startswith(HP_PREFIX)))
 
 
-def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+def front_trials(opt_study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Non-dominated feasible COMPLETE trials, sorted by the byte objective."""
-    return sorted(study.best_trials, key=lambda t: (t.values[1], -t.values[0]))
+    return sorted(opt_study.best_trials, key=lambda t: (t.values[1], -t.values[0]))
 
 
-def front_rows(study: optuna.Study) -> list[dict[str, object]]:
+def front_rows(opt_study: optuna.Study) -> list[dict[str, object]]:
     """One dict per front member with the columns of `COLUMNS`, exact and unrounded.
 
     `factorize` is the candidate's list of factorized layers; a hypermodel study's rows
     also carry every `hp_<name>` of the front (None where a member has none).
     """
-    tests = test_accuracies(study)
-    rows = [_row(StoredTrial.from_trial(t), tests.get(t.number)) for t in front_trials(study)]
+    tests = test_accuracies(opt_study)
+    rows = [_row(StoredTrial.from_trial(t), tests.get(t.number)) for t in front_trials(opt_study)]
     columns = hp_columns(rows)
     return [{**row, **{k: row.get(k) for k in columns}} for row in rows]
 

@@ -50,20 +50,20 @@ def origin_code(record: dict[str, Any]) -> tuple[NamedCode, ...]:
     return tuple(NamedCode(what, str(value)) for what, value in named if is_code(value))
 
 
-def refuse_named_code(code: tuple[NamedCode, ...], *, study: str, allow: str) -> None:
+def refuse_named_code(code: tuple[NamedCode, ...], *, study_name: str, allow: str) -> None:
     """`UsageError` in one line when `code` names anything: the references, that nothing
     was imported, and `allow` (how to name them again on the command line)."""
     if not code:
         return
     names = " and the ".join(f"{item.what} {item.reference}" for item in code)
     raise UsageError(
-        f"study {study!r}: its stored record names the {names} (Python code); a stored "
+        f"study {study_name!r}: its stored record names the {names} (Python code); a stored "
         f"study is data, so nothing it names was imported or run. If you trust that code, "
         f"{allow}"
     )
 
 
-def check_resume_by_name(record: dict[str, Any], *, study: str, smoke: bool) -> None:
+def check_resume_by_name(record: dict[str, Any], *, study_name: str, smoke: bool) -> None:
     """Refuses `run --study NAME` of a study whose record names code: the user names the
     study file, or the model and data, again (`NAME` is the study's name without the
     smoke suffix)."""
@@ -74,22 +74,23 @@ def check_resume_by_name(record: dict[str, Any], *, study: str, smoke: bool) -> 
         allow = f"name it again: run --study {origin.get('reference')}{flags}"
     else:
         allow = (f"name the model and data again: run --model {origin.get('model')} --data "
-                 f"{origin.get('data')} --name {study}{flags}")
-    refuse_named_code(code, study=study, allow=allow)
+                 f"{origin.get('data')} --name {study_name}{flags}")
+    refuse_named_code(code, study_name=study_name, allow=allow)
 
 
-def check_recorded_data(recorded: object, *, given: str | None, study: str) -> None:
-    """Refuses to load a study's recorded data (`export`, `record.load_recorded_data`)
-    when they come from a loader not given again as `given` (`--data`), when `given` is
-    not what the record names, or when the record's data reference is not a string."""
+def check_recorded_data(recorded: object, *, given: str | None, study_name: str) -> None:
+    """Refuses to load a study's recorded data (`export`,
+    `optimizer.engine.data.load_recorded_data`) when they come from a loader not given again
+    as `given` (`--data`), when `given` is not what the record names, or when the record's
+    data reference is not a string."""
     if recorded is not None and not isinstance(recorded, str):
-        raise UsageError(f"study {study!r}: its record's data_reference {recorded!r} is not "
+        raise UsageError(f"study {study_name!r}: its record's data_reference {recorded!r} is not "
                          "a file, folder or loader reference; the record was edited")
     if given is not None and as_recorded(given) != recorded:
         raise UsageError(
-            f"study {study!r}: --data {given} is not the data its record names "
+            f"study {study_name!r}: --data {given} is not the data its record names "
             f"({recorded or 'its built-in dataset'}); --data names the recorded loader again, "
             "to allow running it")
     if given is None and is_code(recorded):
-        refuse_named_code((NamedCode("data loader", str(recorded)),), study=study,
+        refuse_named_code((NamedCode("data loader", str(recorded)),), study_name=study_name,
                           allow=f"name it again: --data {recorded}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from definitions.attributes import SMOKE_SUFFIX
 from definitions.errors import UsageError
 from definitions.vocabulary import SIZE_OBJECTIVES
+from optimizer.store.retry import retry_stale_trial
 
 if TYPE_CHECKING:
     import optuna
@@ -42,8 +44,6 @@ def _driver_storage() -> type:
     took the same queued trial (measured: "Cannot tell a COMPLETE trial", a
     `--jobs 2` Fashion-MNIST run). Under one lock the second thread finds it RUNNING and
     takes another. One class (and lock) per process, for every storage it opens."""
-    import threading
-
     import optuna
 
     class DriverStorage(optuna.storages.RDBStorage):
@@ -128,8 +128,6 @@ def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseS
         # killed driver (stale after GRACE_SECONDS) and retry each candidate once, while
         # other drivers' trials run on. SQLite has one writer; `resume.sweep_orphaned`
         # does that job there at start-up.
-        from optimizer.store.retry import retry_stale_trial
-
         kwargs = {
             "heartbeat_interval": HEARTBEAT_SECONDS,
             "grace_period": GRACE_SECONDS,
@@ -173,19 +171,19 @@ def metric_names(size_objective: str) -> tuple[str, str]:
     return ("accuracy", SIZE_OBJECTIVES[size_objective])
 
 
-def size_metric(study: optuna.Study) -> str:
+def size_metric(opt_study: optuna.Study) -> str:
     """The name of a stored study's second objective (`payload_bytes`, `flash_bytes`, …)."""
-    return (study.metric_names or metric_names("payload"))[1]
+    return (opt_study.metric_names or metric_names("payload"))[1]
 
 
-def check_compatible(study: optuna.Study) -> None:
+def check_compatible(opt_study: optuna.Study) -> None:
     """Refuses a stored study whose directions or metric names are not ours."""
-    directions = tuple(d.name.lower() for d in study.directions)
-    names = tuple(study.metric_names or ())
+    directions = tuple(d.name.lower() for d in opt_study.directions)
+    names = tuple(opt_study.metric_names or ())
     allowed = [metric_names(objective) for objective in SIZE_OBJECTIVES]
     if directions != DIRECTIONS or names not in allowed:
         raise UsageError(
-            f"stored study {study.study_name!r} has directions {list(directions)} and metrics "
+            f"stored study {opt_study.study_name!r} has directions {list(directions)} and metrics "
             f"{list(names)}, not {list(DIRECTIONS)} / accuracy and one of "
             f"{', '.join(SIZE_OBJECTIVES.values())}; use another --storage or --run-dir"
         )

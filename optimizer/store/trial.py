@@ -105,7 +105,8 @@ class StoredTrial:
     float_model_id: str | None = _attr("str")
     float_model_sha256: str | None = _attr("str")
     # -- marks: why this trial was run, and how it ended ------------------------------------
-    reference: bool | None = _attr("bool")  #: a reference point the study enqueued first
+    #: a reference point the study enqueued first (stored as `reference`)
+    reference_point: bool | None = _attr("bool", stored_as="reference")
     extends: int | None = _attr("int")  #: the trial a small-end extension steps down from
     finalist_of: int | None = _attr("int")  #: the front member a finalist fine-tunes
     finalist_start: str | None = _attr("str")
@@ -144,13 +145,14 @@ class StoredTrial:
 
     @property
     def full_budget(self) -> bool:
-        """Whether the trial trains its full budget (`full_budget_marks`)."""
-        return bool(self.full_budget_marks())
+        """Whether the trial trains its full budget (`full_budget`)."""
+        return full_budget(self.stored)
 
 
-def read_trials(trials: list[optuna.trial.FrozenTrial]) -> list[StoredTrial]:
-    """`StoredTrial.from_trial` of each."""
-    return [StoredTrial.from_trial(t) for t in trials]
+def full_budget(attrs: Mapping[str, Any]) -> bool:
+    """Whether a trial with these stored attributes trains its full budget: it carries a
+    mark of `FULL_BUDGET_ATTRS` (a reference point, an extension, a finalist)."""
+    return any(name in attrs for name in FULL_BUDGET_ATTRS)
 
 
 #: The forms a stored attribute may take, and what a refusal says was expected.

@@ -12,8 +12,9 @@ from optuna.trial import TrialState, create_trial
 
 from definitions.attributes import EXTENSION_ATTR, REFERENCE_POINT_ATTR, RETRY_ATTR
 from optimizer.engine.extension import SmallEndExtension, next_extension, steps
-from optimizer.engine.halving import full_budget, judge_for
+from optimizer.engine.halving import judge_for
 from optimizer.store.retry import retry_once
+from optimizer.store.trial import full_budget
 from search_spaces import Candidate
 from search_spaces.suggest import candidate_params, family_offered, suggest
 from studies import get_study

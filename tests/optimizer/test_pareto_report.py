@@ -122,7 +122,7 @@ def _assert_readable_x_ticks(fig):
 @pytest.mark.parametrize("make", [_small_study, _large_study], ids=["span-1.5x", "span-1000x"])
 @pytest.mark.parametrize("dataset", ["digits", "mnist"])
 def test_pareto_figure_has_readable_size_ticks_and_a_legend_beside_the_front(make, dataset):
-    fig = pareto_figure(study=make(), dataset=dataset)
+    fig = pareto_figure(opt_study=make(), dataset=dataset)
     texts = _assert_readable_x_ticks(fig)
     assert all(t.endswith((" B", " KB", " MB")) for t in texts), texts
     ax = fig.axes[0]
@@ -141,13 +141,13 @@ def test_pareto_figure_has_readable_size_ticks_and_a_legend_beside_the_front(mak
 
 def test_hypervolume_figure_has_integer_trial_ticks():
     for study in (_small_study(), _large_study()):
-        fig = hypervolume_figure(study=study)
+        fig = hypervolume_figure(opt_study=study)
         texts = _assert_readable_x_ticks(fig)
         assert all(t.lstrip("−-").isdigit() for t in texts), texts
 
 
 def test_write_report_writes_every_file(tmp_path):
-    written = write_report(study=_small_study(), out=tmp_path / "report", dataset="digits")
+    written = write_report(opt_study=_small_study(), out=tmp_path / "report", dataset="digits")
     assert [p.name for p in written] == [
         "trials.csv", "pareto.png", "pareto.html", "hypervolume.png"
     ]
@@ -159,7 +159,7 @@ def test_write_report_writes_every_file(tmp_path):
 def test_write_report_with_no_completed_trials(tmp_path):
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
-    written = write_report(study=study, out=tmp_path / "report", dataset="mnist")
+    written = write_report(opt_study=study, out=tmp_path / "report", dataset="mnist")
     assert len(written) == 4 and all(p.stat().st_size > 0 for p in written)
     assert written[0].read_text().splitlines()[1].split(",")[:2] == ["0", "FAIL"]
 
@@ -218,7 +218,7 @@ def _point(number, metric="payload_bytes"):
 
 
 def test_trials_csv_marks_exactly_the_over_budget_trials_infeasible(tmp_path):
-    written = write_report(study=_budget_study(), out=tmp_path, dataset="digits")
+    written = write_report(opt_study=_budget_study(), out=tmp_path, dataset="digits")
     rows = list(csv.DictReader(io.StringIO(written[0].read_text())))
     assert [r["state"] for r in rows] == ["COMPLETE"] * 5 + ["FAIL"]
     assert {int(r["trial"]) for r in rows if r["feasible"] == "False"} == set(OVER_BUDGET)
@@ -249,7 +249,7 @@ def _collection(ax, label_start):
 
 
 def test_pareto_figure_draws_over_budget_trials_apart_from_the_feasible_front():
-    fig = pareto_figure(study=_budget_study(), dataset="mnist")
+    fig = pareto_figure(opt_study=_budget_study(), dataset="mnist")
     ax = fig.axes[0]
     over = _collection(ax, "over budget (2)")
     assert sorted(map(tuple, over.get_offsets().tolist())) == sorted(
@@ -279,7 +279,7 @@ def test_pareto_figure_draws_over_budget_trials_apart_from_the_feasible_front():
     ("artifact_gzip_bytes", "gzip -9 of the artifact"),
 ])
 def test_the_size_axis_is_the_study_objective_and_says_which(metric, label):
-    fig = pareto_figure(study=_budget_study(metric=metric), dataset="mnist")
+    fig = pareto_figure(opt_study=_budget_study(metric=metric), dataset="mnist")
     ax = fig.axes[0]
     assert ax.get_xlabel().startswith(label)
     assert sorted(map(tuple, _collection(ax, "over budget").get_offsets().tolist())) == sorted(
@@ -293,7 +293,7 @@ def test_the_size_axis_is_the_study_objective_and_says_which(metric, label):
 
 def test_a_flash_budget_on_a_flash_axis_and_an_accuracy_budget_are_drawn_as_lines():
     budgets = DeviceBudgets(max_flash_kb=20, min_accuracy=0.85)
-    ax = pareto_figure(study=_budget_study(metric="flash_bytes", budgets=budgets),
+    ax = pareto_figure(opt_study=_budget_study(metric="flash_bytes", budgets=budgets),
                        dataset="digits").axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert lines["flash budget (20 KB)"].get_xdata()[0] == 20 * 1024
@@ -308,7 +308,7 @@ def test_hypervolume_counts_feasible_trials_only():
 
 
 def test_interactive_front_has_its_over_budget_trials_and_budgets():
-    figure = pareto_html_figure(study=_budget_study(metric="flash_bytes"), dataset="digits")
+    figure = pareto_html_figure(opt_study=_budget_study(metric="flash_bytes"), dataset="digits")
     traces = {t.name: t for t in figure.data}
     over = traces["over budget (2)"]
     assert sorted(zip(over.x, over.y, strict=True)) == sorted(
