@@ -32,10 +32,20 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from definitions.errors import UsageError
+from optimizer.commands.cli import build_parser
+from optimizer.commands.export import export_stored
+from optimizer.commands.pareto import budget_note
+from optimizer.commands.run_args import NOTHING_FINISHED, run_settings, study_for_run, usable_front
 from optimizer.engine.extension import EXTEND_EVERY
+from optimizer.engine.runner import run_study
+from optimizer.store.front import COLUMNS, hp_columns
+from optimizer.store.record import stored_record
+from optimizer.store.record_trust import is_code
+from optimizer.store.storage import load_existing, run_dir_for, storage_url
+from studies.base import Study
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,8 +95,6 @@ class SearchResult:
         `max_bytes`, or the smallest reaching `min_accuracy` (one of the three).
         `device_mode`: `int8` (default) or `float32`, for an `epr` trial's device file;
         `verbose`: as `search`'s."""
-        from optimizer.commands.export import export_stored
-        from optimizer.store.storage import load_existing
 
         if sum(choice is not None for choice in (trial, max_bytes, min_accuracy)) != 1:
             raise UsageError("export: give one of trial=, max_bytes= or min_accuracy=")
@@ -164,17 +172,6 @@ def _searched(given_study: Study | None, args: Any, *, progress: bool | None
               ) -> SearchResult:
     """`run` of `given_study` (else the study `args` name) with `args`' settings, as a
     `SearchResult`."""
-    from optimizer.commands.pareto import budget_note
-    from optimizer.commands.run_args import (
-        NOTHING_FINISHED,
-        run_settings,
-        study_for_run,
-        usable_front,
-    )
-    from optimizer.engine.runner import run_study
-    from optimizer.store.record import stored_record
-    from optimizer.store.record_trust import is_code
-    from optimizer.store.storage import run_dir_for, storage_url
 
     if given_study is not None:
         given_study.validate()
@@ -196,7 +193,6 @@ def _given_study(study: Study | str | None, *, model: object, data: object,
                  name: str | None) -> Study | None:
     """The `Study` object given (None for a name or for `model`/`data`), or `UsageError`
     for a combination `run` would not take."""
-    from studies.base import Study
 
     if study is not None and not isinstance(study, Study | str):
         raise UsageError(f"study must be a studies.Study or a name, not "
@@ -213,7 +209,6 @@ def _given_study(study: Study | str | None, *, model: object, data: object,
 def _run_args(**settings: Any) -> Any:
     """`run`'s parsed arguments: every setting at the CLI's default, then `settings` (by
     their `args.` names)."""
-    from optimizer.commands.cli import build_parser
 
     args = build_parser().parse_args(["run"])
     vars(args).update(settings)
@@ -224,8 +219,6 @@ def front_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     """`store.front.front_rows` as a DataFrame with `pareto --format csv`'s columns (also when
     the front is empty)."""
     import pandas as pd
-
-    from optimizer.store.front import COLUMNS, hp_columns
 
     return pd.DataFrame(rows, columns=[*COLUMNS, *hp_columns(rows)])
 
@@ -247,7 +240,7 @@ class _PastDivertedStderr:
     diversion ends it passes everything to the original `sys.stderr`, so a logging
     handler that took hold of it meanwhile keeps working."""
 
-    def __init__(self, original, fd: int) -> None:
+    def __init__(self, original: TextIO, fd: int) -> None:
         self._original = original
         self._fd: int | None = fd
 

@@ -26,8 +26,16 @@ from definitions.vocabulary import (
     SAMPLERS,
     SIZE_OBJECTIVES,
 )
+from optimizer.commands.dashboard import dashboard_command
+from optimizer.commands.export import export_command
+from optimizer.commands.inspect import inspect_command
+from optimizer.commands.pareto import pareto_command
+from optimizer.commands.report import report_command
+from optimizer.commands.run_args import run_command
+from optimizer.commands.tables import studies_command
 from optimizer.engine.extension import EXTEND_EVERY
 from optimizer.engine.finalists import FINALISTS
+from optimizer.store.storage_failures import as_usage_error
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -280,31 +288,24 @@ def _add_inspect_command(sub: argparse._SubParsersAction) -> None:
 
 def _handler(command: str) -> Callable[[argparse.Namespace], int]:
     if command == "studies":
-        from optimizer.commands.tables import studies_command
 
         return studies_command
     if command == "inspect":
-        from optimizer.commands.inspect import inspect_command
 
         return inspect_command
     if command == "run":
-        from optimizer.commands.run_args import run_command
 
         return run_command
     if command == "pareto":
-        from optimizer.commands.pareto import pareto_command
 
         return pareto_command
     if command == "export":
-        from optimizer.commands.export import export_command
 
         return export_command
     if command == "report":
-        from optimizer.commands.report import report_command
 
         return report_command
     if command == "dashboard":
-        from optimizer.commands.dashboard import dashboard_command
 
         return dashboard_command
     raise AssertionError(command)
@@ -364,7 +365,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"optimizer {args.command}: error: {error}", file=sys.stderr)
         return 1
     except Exception as error:  # a storage failing mid-command is one line; a bug is not
-        from optimizer.store.storage_failures import as_usage_error
 
         failure = as_usage_error(error)
         if failure is None:

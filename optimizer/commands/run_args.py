@@ -13,9 +13,14 @@ from definitions.attributes import SMOKE_SUFFIX
 from definitions.budgets import DeviceBudgets
 from definitions.errors import NoUsableTrial, UsageError
 from definitions.importer import is_reference
+from optimizer.commands.lookup import open_stored
+from optimizer.commands.pareto import budget_note, format_front, front_rows
 from optimizer.engine.runner import run_study
 from optimizer.engine.settings import RunSettings
 from optimizer.store.record import stored_record
+from optimizer.store.record_trust import check_resume_by_name
+from studies import STUDIES
+from studies.references import files_study, resolve_study, study_from_record
 
 if TYPE_CHECKING:
     import optuna
@@ -38,8 +43,6 @@ def budgets_from(args: argparse.Namespace) -> DeviceBudgets | None:
 def study_for_run(args: argparse.Namespace) -> Study:
     """The study `run` searches: `--model M --data D [--name N]`, a registered name, a
     study reference, or the name of a stored `--model --data` study to resume."""
-    from studies import STUDIES
-    from studies.references import files_study, resolve_study
 
     if args.model is not None or args.data is not None:
         if args.study is not None:
@@ -62,9 +65,6 @@ def stored_user_study(args: argparse.Namespace) -> Study:
     from its record (`UnknownStudyError` when there is none). A record naming Python code
     (a model function, a data loader, a study file) is refused: the user names it again
     on the command line (`optimizer.store.record_trust`)."""
-    from optimizer.commands.lookup import open_stored
-    from optimizer.store.record_trust import check_resume_by_name
-    from studies.references import study_from_record
 
     name, _, existing = open_stored(args)  # the reading commands' lookup, one for all
     record = stored_record(existing)
@@ -97,8 +97,6 @@ def usable_front(opt_study: optuna.Study) -> list[dict[str, object]] | None:
     count of each state), or every completed trial is over a device budget."""
     from collections import Counter
 
-    from optimizer.commands.pareto import budget_note, front_rows
-
     rows = front_rows(opt_study)
     if rows:
         return rows
@@ -117,7 +115,6 @@ def run_command(args: argparse.Namespace) -> int:
     """CLI entry: runs the study, then prints its front. Nothing usable found is
     `NoUsableTrial`: one line on stderr, exit 1 (not 2: the input was fine, the search
     was not)."""
-    from optimizer.commands.pareto import budget_note, format_front
 
     opt_study = run_study(study=study_for_run(args), settings=run_settings(args))
     rows = usable_front(opt_study)

@@ -39,7 +39,10 @@ from definitions.vocabulary import SIZE_OBJECTIVES
 from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
 from optimizer.engine.finalists import finalist_budget, weights_path
 from optimizer.engine.halving import DriverJudge, RungQuestion, judge_for
+from optimizer.engine.parents import trial_parent
+from optimizer.engine.plots import trial_plot
 from optimizer.engine.task import TrialTask, run_task
+from optimizer.engine.worker import WorkerDied, run_in_process
 from optimizer.store.constraints import set_constraints
 from optimizer.store.retry import retry_once
 from optimizer.store.trial import StoredTrial
@@ -130,7 +133,6 @@ class Objective:
         """(the candidate, the parent's outputs, a hypermodel's values), the candidate and
         the data's source recorded on the trial. A hypermodel whose values do not build
         fails the trial (`InvalidCandidateError`)."""
-        from optimizer.engine.parents import trial_parent
 
         try:
             offered, outputs, hp_params = trial_parent(self.parent, trial, study=self.study,
@@ -174,8 +176,6 @@ class Objective:
         did: PRUNED (over budget before training, hopeless) or FAIL (its `failure_kind`
         stored; a dead worker's or an interrupted trial's candidate retried once)."""
         import optuna
-
-        from optimizer.engine.worker import WorkerDied, run_in_process
 
         try:
             if self.workers is None:
@@ -260,8 +260,6 @@ class Objective:
         """The artifact (its id recorded on the trial) and a small per-trial plot, so
         `export` and optuna-dashboard find both in the store; the scratch copies go."""
         from optuna.artifacts import upload_artifact
-
-        from optimizer.engine.plots import trial_plot
 
         artifact_id = upload_artifact(
             artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial

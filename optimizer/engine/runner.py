@@ -28,6 +28,7 @@ from optimizer.engine.data import load_data
 from optimizer.engine.finalists import WEIGHTS_DIR, keep_front_weights, run_finalists
 from optimizer.engine.objective import TRIAL_FAILURES, Objective
 from optimizer.engine.parents import plan_parent
+from optimizer.engine.processes import cores
 from optimizer.engine.progress import Progress
 from optimizer.engine.resume import (
     create_or_resume,
@@ -40,12 +41,14 @@ from optimizer.engine.resume import (
 from optimizer.engine.sampling import make_sampler
 from optimizer.engine.scoring import score_front_on_test
 from optimizer.engine.settings import RunSettings
+from optimizer.engine.stop import request_interrupt
 from optimizer.engine.trial_loop import (
     extension_for,
     kerastuner_trials,
     pending_retries,
     run_trials,
 )
+from optimizer.engine.worker import WorkerPool
 from optimizer.store.artifacts import open_store, store_dir_for
 from optimizer.store.lock import StorageLock
 from optimizer.store.record import (
@@ -81,7 +84,6 @@ log = logging.getLogger(__name__)
 def _sigterm_as_interrupt(signum, frame) -> None:
     """SIGTERM ends the running trial like Ctrl-C: FAIL with a reason, then a prompt exit
     (raised by the worker wait itself when one is under way; see `stop.request_interrupt`)."""
-    from optimizer.engine.stop import request_interrupt
 
     if not request_interrupt():
         raise KeyboardInterrupt
@@ -114,8 +116,6 @@ def _workers(jobs: int, *, splits) -> Iterator[WorkerPool | None]:
     if jobs == 0:
         yield None
         return
-    from optimizer.engine.processes import cores
-    from optimizer.engine.worker import WorkerPool
 
     threads = None if jobs == 1 else max(1, cores() // jobs)
     if jobs > cores():
