@@ -24,6 +24,7 @@ from definitions.vocabulary import (
 )
 from search_spaces.candidate import Candidate
 from search_spaces.families import FAMILIES
+from studies.datasets import DATASET_SHAPES
 
 #: The reference points a study enqueues first when it names none (DESIGN §6, seed 004):
 #: the base model uncompressed, and the EPR tutorial's λ = 2 and λ = 10 at full width.
@@ -162,7 +163,6 @@ class Study:
     def _check_data_and_parent(self) -> None:
         """Exactly one of a built-in dataset and the user's data, and exactly one of a
         built-in family and the user's model; a built-in one must exist."""
-        from studies.datasets import DATASET_SHAPES
 
         if bool(self.dataset) == bool(self.data):
             raise StudyDefinitionError(
@@ -315,7 +315,6 @@ class Study:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """(H, W, C) of the built-in dataset's images (user data: see `Splits`)."""
-        from studies.datasets import DATASET_SHAPES
 
         return DATASET_SHAPES[self.dataset][0]
 

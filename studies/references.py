@@ -30,6 +30,8 @@ from definitions.importer import (
 )
 from definitions.sources import classify
 from definitions.vocabulary import PARENT_KINDS
+from studies import get_study
+from studies.base import Budget, Study
 
 if TYPE_CHECKING:
 
@@ -61,7 +63,6 @@ def _anchored(value: Any, folder: Path) -> Any:
 def load_study(reference: str) -> Study:
     """The `Study` that `pkg.module:NAME` or `path/study.py` names, checked, its
     `reference` set to the canonical reference."""
-    from studies.base import Study
 
     reference = canonical(reference)
     source = classify(reference)
@@ -92,7 +93,6 @@ def load_study(reference: str) -> Study:
 
 def resolve_study(text: str) -> Study:
     """`--study`: a registered name or a reference (`UnknownStudyError` otherwise)."""
-    from studies import get_study
 
     return load_study(text) if is_reference(text) else get_study(text)
 
@@ -101,7 +101,6 @@ def files_study(*, model: str, data: str, name: str | None = None, init: str | N
                 ) -> Study:
     """The study `run --model M --data D [--name N]` makes: default ranges and budget,
     the model file's stem as its name."""
-    from studies.base import Budget, Study
 
     source = classify(model)
     if source.kind == "code":
