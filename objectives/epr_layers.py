@@ -269,7 +269,8 @@ class CompressibleModel(tf.keras.Model):
         """Un-normalized penalty of all latents, in nats."""
         return tf.add_n([layer.penalty() for layer in self.epr_layers()] or [tf.constant(0.0)])
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
+    def compute_loss(self, x: Any = None, y: Any = None, y_pred: tf.Tensor | None = None,
+                     sample_weight: tf.Tensor | None = None) -> tf.Tensor:
         loss = super().compute_loss(x, y, y_pred, sample_weight)
         if self.penalty_weight:
             loss += self.penalty_weight * self.penalty()

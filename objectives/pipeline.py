@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from objectives.train import accuracy, train
 from search_spaces.candidate import Candidate
 from studies.datasets import Splits
 from studies.references import ParentSource
+
+if TYPE_CHECKING:
+    from tensorflow import keras
 
 REPRESENTATIVE_EXAMPLES = 200
 #: Calibration examples of the untrained conversion behind the flash and RAM check before
@@ -419,7 +422,7 @@ def _result(*, built: _Built, trained: _Trained, written: _Written, path: Path,
     )
 
 
-def save_weights(model, path: Path) -> None:
+def save_weights(model: keras.Model, path: Path) -> None:
     """`model`'s weights, in order, as one `.npz` (written atomically): any Keras model,
     the EPR wrapper included, whose twin built from the same candidate reads them back
     (`load_weights`)."""
@@ -428,7 +431,7 @@ def save_weights(model, path: Path) -> None:
     write_atomically(Path(path), buffer.getvalue())
 
 
-def load_weights(model, path: Path) -> None:
+def load_weights(model: keras.Model, path: Path) -> None:
     """Sets `model`'s weights from a `save_weights` file of a model built the same way;
     `TrialFailure` names a file that does not fit."""
     with np.load(path, allow_pickle=False) as stored:
@@ -458,7 +461,7 @@ def device_mode(quantization: str) -> str:
     return "float32" if quantization == "epr" else quantization
 
 
-def footprint_before_training(model, *, mode: str, splits: Splits, seed: int
+def footprint_before_training(model: keras.Model, *, mode: str, splits: Splits, seed: int
                               ) -> dict[str, object]:
     """Flash and RAM (`objectives.device.footprint`) of the file a device would run for
     `model` (a `mode` file: `device_mode` of its storage mode), from the model as built,
@@ -476,7 +479,7 @@ def footprint_before_training(model, *, mode: str, splits: Splits, seed: int
 
 
 @contextlib.contextmanager
-def distinct_weights(model, *, seed: int) -> Iterator[None]:
+def distinct_weights(model: keras.Model, *, seed: int) -> Iterator[None]:
     """`model` with every float weight nudged to values of its own, restored after.
 
     Freshly initialized weights are degenerate (zero biases, equal BatchNorm statistics)
@@ -494,7 +497,7 @@ def distinct_weights(model, *, seed: int) -> Iterator[None]:
         model.set_weights(weights)
 
 
-def float32_file(model, *, quantization: str) -> bytes | None:
+def float32_file(model: keras.Model, *, quantization: str) -> bytes | None:
     """The float32 file of `model` where its `quantization` file is one TFLM does not run
     (float16, dynamic): what that file's arena is estimated with (`device.footprint`)."""
     if quantization not in device.NOT_ON_TFLM:
@@ -502,7 +505,7 @@ def float32_file(model, *, quantization: str) -> bytes | None:
     return tflite.convert(model, quantization="float32")
 
 
-def check_footprint(model, *, mode: str, budgets: DeviceBudgets, splits: Splits,
+def check_footprint(model: keras.Model, *, mode: str, budgets: DeviceBudgets, splits: Splits,
                     seed: int) -> dict[str, object]:
     """The untrained footprint of `model`'s `mode` file (see `footprint_before_training`);
     raises `OverBudget` (the trial is rejected, untrained) when it breaks a flash or RAM
@@ -521,8 +524,8 @@ def check_footprint(model, *, mode: str, budgets: DeviceBudgets, splits: Splits,
     return figures
 
 
-def device_figures(flatbuffer: bytes | ParsedFlatbuffer | None, *, decoded, seed: int,
-                   mode: str) -> dict[str, object]:
+def device_figures(flatbuffer: bytes | ParsedFlatbuffer | None, *, decoded: keras.Model,
+                   seed: int, mode: str) -> dict[str, object]:
     """Flash, RAM and host latency of the TFLite file a device runs, a `mode` file
     (`device_mode`): the artifact itself, or for `epr` (whose entropy-coded file no
     interpreter runs; `flatbuffer` None) the `mode` TFLite conversion of the decoded

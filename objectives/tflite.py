@@ -37,6 +37,9 @@ from definitions.vocabulary import TFLITE_MODES
 from objectives.errors import TrialFailure
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    import tensorflow as tf
     from tensorflow import keras
 
     from objectives.flatbuffer import ParsedFlatbuffer
@@ -135,7 +138,7 @@ def _frozen_conversion(model: keras.Model, *, quantization: str,
         return None
     specs = [tf.TensorSpec(t.shape, t.dtype) for t in inputs]
 
-    def serve(*x):
+    def serve(*x: tf.Tensor) -> tf.Tensor:
         return model(x[0] if len(x) == 1 else list(x), training=False)
 
     function = tf.function(serve).get_concrete_function(*specs)
@@ -159,7 +162,7 @@ def _with_serving_signature(flatbuffer: bytes, *, inputs: list[str],
     if len(graph.inputs) != len(inputs) or len(graph.outputs) != len(outputs):
         return None
 
-    def entries(names: list[str], tensors) -> list:
+    def entries(names: list[str], tensors: Iterable[int]) -> list:
         rows = []
         for name, index in zip(names, tensors, strict=True):
             row = schema.TensorMapT()
@@ -206,10 +209,10 @@ def _draw(x: np.ndarray, n: int) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _representative_dataset(samples: np.ndarray):
+def _representative_dataset(samples: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
     """The converter's `representative_dataset`: a callable yielding one-example batches."""
 
-    def generate():
+    def generate() -> Iterator[list[np.ndarray]]:
         for i in range(len(samples)):
             yield [samples[i : i + 1]]
 
@@ -250,7 +253,8 @@ def _is_full_integer(flatbuffer: bytes | ParsedFlatbuffer) -> bool:
     return False
 
 
-def make_interpreter(flatbuffer: bytes | ParsedFlatbuffer, *, num_threads: int = 1):
+def make_interpreter(flatbuffer: bytes | ParsedFlatbuffer, *, num_threads: int = 1
+                     ) -> tf.lite.Interpreter:
     """A `tf.lite.Interpreter` for the flatbuffer (its bytes, or the file already parsed).
 
     Float, float16 and dynamic-range models run with the default XNNPACK delegate;

@@ -58,7 +58,8 @@ class TrainingRecord:
 #: restarts), so a short budget ends annealed instead of mid-stride; `constant` keeps it.
 
 
-def learning_rate(schedule: str, *, steps: int):
+def learning_rate(schedule: str, *, steps: int
+                  ) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """Adam's learning rate under `schedule` for a run of `steps` optimizer steps."""
     import tensorflow as tf
 
@@ -70,7 +71,9 @@ def learning_rate(schedule: str, *, steps: int):
     raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
 
 
-def compile_model(model: keras.Model, *, from_logits: bool = True, rate=LEARNING_RATE) -> None:
+def compile_model(model: keras.Model, *, from_logits: bool = True,
+                  rate: float | keras.optimizers.schedules.LearningRateSchedule = LEARNING_RATE
+                  ) -> None:
     """Adam at `rate` (a number or a schedule) and sparse cross-entropy (on logits or
     probabilities), with an accuracy metric."""
     import tensorflow as tf
@@ -118,13 +121,13 @@ def train(
     n_check = min(len(y_val), FLOOR_EXAMPLES)
 
     class _Guard(tf.keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
+        def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(loss):
                 state["diverged"] = f"training loss became {loss} at batch {batch}"
                 self.model.stop_training = True
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
             if "diverged" in state:
                 return
             checked = None

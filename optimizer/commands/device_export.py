@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from definitions.errors import UsageError
 from definitions.vocabulary import DEVICE_MODES
@@ -37,6 +37,11 @@ from objectives.pipeline import (
 )
 from optimizer.store.trial import StoredTrial
 from studies import datasets, user_data
+
+if TYPE_CHECKING:
+    import optuna
+
+    from studies.datasets import Splits
 
 #: The modes `export --device-mode` converts a decoded EPR model to (TFLM runs both).
 DEVICE_FILE = "model_device.tflite"
@@ -87,7 +92,8 @@ def resolve_device_mode(*, quantization: str, device_mode: str | None) -> str | 
 
 
 def device_file(
-    *, trial, artifact: Path, out: Path, device_mode: str | None, splits, seed: int,
+    *, trial: optuna.trial.FrozenTrial, artifact: Path, out: Path, device_mode: str | None,
+    splits: Splits, seed: int,
 ) -> DeviceFile:
     """The artifact with its recorded figures (a TFLite trial, `device_mode` None), or the
     decoded EPR `artifact` converted to `device_mode` and written as `out/DEVICE_FILE`."""
@@ -110,7 +116,7 @@ def device_file(
     )
 
 
-def convert_decoded(artifact: Path, *, device_mode: str, splits, seed: int) -> bytes:
+def convert_decoded(artifact: Path, *, device_mode: str, splits: Splits, seed: int) -> bytes:
     """The decoded EPR model as a `device_mode` flatbuffer; int8 takes and gives int8 and
     is calibrated on the training examples the pipeline would draw (`representative_draw`
     with the study's seed). A failed conversion is a `UsageError` naming the other mode."""
@@ -171,7 +177,8 @@ def write_c_array(device: DeviceFile, *, out: Path, study_name: str,
     }
 
 
-def device_card(device: DeviceFile, *, record: dict[str, Any], splits) -> dict[str, Any]:
+def device_card(device: DeviceFile, *, record: dict[str, Any], splits: Splits
+                ) -> dict[str, Any]:
     """The card's sections about the device file: `device_file`, `input`, `output`,
     `preprocessing`, `class_names`, `ops`."""
     data = device.flatbuffer
@@ -230,7 +237,7 @@ def pixel_scaling(record: dict[str, Any], *, source: str) -> str:
     return f"float32 = {kind} pixel (0..{pixel_max}) / {pixel_max}"
 
 
-def class_names(record: dict[str, Any], *, splits) -> list[str]:
+def class_names(record: dict[str, Any], *, splits: Splits) -> list[str]:
     """The class of each output index: the names the study recorded (a built-in dataset's,
     an image folder's subfolders), else those its data carry now (`Splits.class_names`),
     else the labels "0".."K-1"."""

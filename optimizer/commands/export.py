@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     import optuna
     from optuna.artifacts import FileSystemArtifactStore
 
+    from studies.datasets import Splits
+
 ACCURACY_TOLERANCE = 1e-6
 #: How a phone or host runs a `.tflite` file today (TensorFlow 2.21 deprecates
 #: `tf.lite.Interpreter` in favour of LiteRT).
@@ -109,7 +111,7 @@ def _writable_dir(out: Path) -> None:
 
 
 def export_trial(
-    *, opt_study: optuna.Study, trial: optuna.trial.FrozenTrial, out: Path, splits,
+    *, opt_study: optuna.Study, trial: optuna.trial.FrozenTrial, out: Path, splits: Splits,
     store: FileSystemArtifactStore, store_dir: Path, device_mode: str | None = None,
     keras_format: int | None = None,
 ) -> dict[str, object]:

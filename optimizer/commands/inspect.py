@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,11 @@ from search_spaces.candidate import Candidate
 from search_spaces.families import FAMILIES, get_family
 from studies.datasets import DATASET_SHAPES
 from studies.references import ParentSource, parent_source, resolve_study
+
+if TYPE_CHECKING:
+    from tensorflow import keras
+
+    from search_spaces.families import Family
 
 MAX_WIDTH = 4.0
 #: The TFLite modes whose flash, RAM and latency `inspect` prints, and the timed runs.
@@ -80,7 +86,7 @@ def inspect_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inspect_parent(source, args: argparse.Namespace) -> int:
+def _inspect_parent(source: ParentSource, args: argparse.Namespace) -> int:
     """`inspect` of the user's own model: what the rewriter may change, what it keeps."""
     if source_is_hypermodel(source):
         raise UsageError(f"{source.target} is a hypermodel: every trial builds its own "
@@ -106,7 +112,7 @@ def file_line(path: Path) -> str:
             + (" (translated into Keras 2.14 with its weights)" if fmt.translated else ""))
 
 
-def parent_text(model, *, width: float, factorize: tuple[str, ...],
+def parent_text(model: keras.Model, *, width: float, factorize: tuple[str, ...],
                 device_modes: tuple[str, ...] = ()) -> str:
     """What `analyze` finds in a user's model and the child at `width`: per layer its
     channels before and after, the factorizations offered by the rule, the layers kept as
@@ -139,7 +145,7 @@ def parent_text(model, *, width: float, factorize: tuple[str, ...],
 
 
 def inspection_text(
-    *, family, candidate: Candidate, input_shape, num_classes: int,
+    *, family: Family, candidate: Candidate, input_shape: tuple[int, int, int], num_classes: int,
     device_modes: tuple[str, ...] = (),
 ) -> str:
     """The table and summary `inspect` prints, then the device figures of `device_modes`."""
@@ -179,7 +185,7 @@ def inspection_text(
     return text
 
 
-def device_table(model, *, modes: tuple[str, ...]) -> str:
+def device_table(model: keras.Model, *, modes: tuple[str, ...]) -> str:
     """Flash, RAM and host latency of the model's TFLite file in each mode, untrained: a
     freshly built model (its weights made distinct, `pipeline.distinct_weights`) has the
     same file size, tensor arena and operator work as a trained one (int8 is calibrated on

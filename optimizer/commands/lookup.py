@@ -6,6 +6,7 @@ the CLI's arguments and the registry.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,7 @@ def check_study_arg(name: str) -> None:
         )
 
 
-def stored_study_name(args) -> str:
+def stored_study_name(args: argparse.Namespace) -> str:
     """The Optuna study name `--study` (and `--smoke`) names: a registered study, a study
     reference, or the `--name` a `run --model --data` study was given."""
     check_study_arg(args.study)
@@ -55,7 +56,7 @@ def stored_study_name(args) -> str:
     return study_name(base, smoke=args.smoke)
 
 
-def open_stored(args) -> tuple[str, Path, optuna.Study]:
+def open_stored(args: argparse.Namespace) -> tuple[str, Path, optuna.Study]:
     """For the reading subcommands: (study name, run dir, stored study) from the common
     `--study --smoke --run-dir --storage` arguments. A name found nowhere is refused
     with the storage it was looked for in (`StudyNotStored`)."""

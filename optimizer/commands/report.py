@@ -42,6 +42,9 @@ from optimizer.store.trial import StoredTrial
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
+    import plotly.graph_objects as go
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 #: DESIGN §6: LeNet5-Caffe on MNIST, compressed weight bytes and top-1 error.
 PUBLISHED_MNIST = (
@@ -225,7 +228,7 @@ def _byte_locator_and_formatter(*, log: bool):
             lo, hi = sorted(self.axis.get_view_interval())
             return self.tick_values(lo, hi)
 
-        def tick_values(self, vmin, vmax):
+        def tick_values(self, vmin: float, vmax: float) -> list[float]:
             lo, hi = sorted((vmin, vmax))
             return _log_byte_ticks(lo, hi) if log else _linear_byte_ticks(lo, hi)
 
@@ -249,7 +252,7 @@ def _byte_locator_and_formatter(*, log: bool):
     return ByteLocator(), ByteFormatter()
 
 
-def set_size_axis(ax, *, sizes: list[float]) -> None:
+def set_size_axis(ax: Axes, *, sizes: list[float]) -> None:
     """The x axis of payload bytes: linear when the sizes span less than 10×, else log;
     either way 3–8 labels in B/KB/MB and no labelled minor ticks."""
     from matplotlib.ticker import NullLocator
@@ -271,7 +274,7 @@ def set_size_axis(ax, *, sizes: list[float]) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
 
 
-def _new_figure(*, width: float, height: float):
+def _new_figure(*, width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -306,7 +309,7 @@ def _budget_lines(budgets, *, metric: str) -> tuple[float | None, float | None]:
     return flash, budgets.min_accuracy
 
 
-def pareto_figure(*, opt_study: optuna.Study, dataset: str):
+def pareto_figure(*, opt_study: optuna.Study, dataset: str) -> Figure:
     """The feasible front over all completed trials, accuracy against the study's byte
     objective, as a matplotlib Figure. Trials over a budget are red crosses and the title
     names the budgets; a budget on an axis (flash on a flash axis, accuracy) is a dashed
@@ -370,7 +373,7 @@ def pareto_figure(*, opt_study: optuna.Study, dataset: str):
     return fig
 
 
-def hypervolume_figure(*, opt_study: optuna.Study):
+def hypervolume_figure(*, opt_study: optuna.Study) -> Figure:
     """Hypervolume of the feasible completed trials after each one, as a matplotlib
     Figure."""
     from matplotlib.ticker import MaxNLocator
@@ -415,7 +418,7 @@ def _hover(t: optuna.trial.FrozenTrial, *, metric: str) -> str:
     return "<br>".join(lines)
 
 
-def pareto_html_figure(*, opt_study: optuna.Study, dataset: str):
+def pareto_html_figure(*, opt_study: optuna.Study, dataset: str) -> go.Figure:
     """The front of `pareto_figure` as an interactive plotly Figure (sizes in KB)."""
     import plotly.graph_objects as go
     from optuna.trial import TrialState

@@ -35,9 +35,12 @@ from optimizer.engine.progress import OneAtATime
 from optimizer.store.trial import StoredTrial
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import optuna
 
     from definitions.budgets import Budget
+    from optimizer.engine.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +98,10 @@ def choose_finalists(opt_study: optuna.Study, *, k: int) -> list[optuna.trial.Fr
     return [front[i] for i in order[:k]]
 
 
-def run_finalists(opt_study: optuna.Study, objective, *, k: int, catch: tuple[type[
-        Exception], ...], jobs: int = 1, progress=None) -> list[int]:
+def run_finalists(opt_study: optuna.Study,
+                  objective: Callable[[optuna.Trial], tuple[float, float]], *, k: int,
+                  catch: tuple[type[Exception], ...], jobs: int = 1,
+                  progress: Progress | None = None) -> list[int]:
     """Enqueues and runs the finalists of up to `k` front members (`choose_finalists`),
     `jobs` at a time, a failure of one of the `catch` kinds failing that trial only, each
     shown by `progress` (`optimizer.engine.progress.Progress`) as it ends; returns the numbers

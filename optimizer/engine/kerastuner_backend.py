@@ -29,8 +29,12 @@ from optimizer.engine.objective import TRIAL_FAILURES
 from search_spaces import Candidate, candidate_params, suggest
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import keras_tuner
     import optuna
 
+    from optimizer.engine.objective import Objective
     from search_spaces.suggest import Offered
     from studies.base import Study
 
@@ -49,27 +53,27 @@ class HyperParametersAsTrial:
     """KerasTuner's `hp` answering the two calls `search_spaces.suggest` makes of an Optuna
     trial, so both backends search the one space it defines."""
 
-    def __init__(self, hp) -> None:
+    def __init__(self, hp: keras_tuner.HyperParameters) -> None:
         self.hp = hp
 
     def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
                       log: bool = False) -> float:
         return self.hp.Float(name, low, high, step=step, sampling="log" if log else "linear")
 
-    def suggest_categorical(self, name: str, choices) -> object:
+    def suggest_categorical(self, name: str, choices: Sequence[object]) -> object:
         choices = list(choices)
         if choices == [False, True]:
             return self.hp.Boolean(name)
         return self.hp.Choice(name, choices)
 
 
-def propose(hp, *, study: Study, offered: Offered) -> Candidate:
+def propose(hp: keras_tuner.HyperParameters, *, study: Study, offered: Offered) -> Candidate:
     """The candidate KerasTuner's `hp` proposes (declaring the space on first use)."""
     return suggest(HyperParametersAsTrial(hp), study=study, offered=offered)
 
 
 def search(
-    opt_study: optuna.Study, objective, *, study: Study, offered: Offered,
+    opt_study: optuna.Study, objective: Objective, *, study: Study, offered: Offered,
     n_trials: int, timeout: float | None, seed: int,
     directory: Path, callbacks: list | None = None,
 ) -> None:
@@ -84,7 +88,8 @@ def search(
         """`--timeout` reached: the search stops before the next proposal."""
 
     class _Tuner(keras_tuner.BayesianOptimization):
-        def run_trial(self, trial, *args, **kwargs):
+        def run_trial(self, trial: keras_tuner.engine.trial.Trial, *args: object,
+                      **kwargs: object) -> dict[str, float]:
             if deadline is not None and time.monotonic() >= deadline:
                 raise _Deadline("timeout")
             candidate = propose(trial.hyperparameters, study=study, offered=offered)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from objectives.pipeline import TrialResult
 
 
-def trial_plot(result, path: Path, *, title: str) -> None:
+def trial_plot(result: TrialResult, path: Path, *, title: str) -> None:
     """A 4×2.5-inch PNG: loss per epoch, and the trial's accuracy and byte figures."""
     import matplotlib
 

@@ -23,6 +23,8 @@ from optimizer.store.trial import StoredTrial
 if TYPE_CHECKING:
     import optuna
 
+    from optimizer.engine.objective import Objective
+    from optimizer.engine.parents import SearchParent
     from studies.base import Study
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ def pending_retries(opt_study: optuna.Study) -> int:
 
 
 def run_trials(
-    opt_study: optuna.Study, objective, *, target: int, timeout: float | None,
+    opt_study: optuna.Study, objective: Objective, *, target: int, timeout: float | None,
     progress: Progress | None, extension: SmallEndExtension | None = None, jobs: int = 1,
 ) -> None:
     """Runs trials until `target` count toward the budget and no retry is pending, `jobs`
@@ -99,7 +101,8 @@ def run_trials(
             )
 
 
-def kerastuner_trials(opt_study: optuna.Study, objective, *, study: Study, parent,
+def kerastuner_trials(opt_study: optuna.Study, objective: Objective, *, study: Study,
+                      parent: SearchParent,
                        n_trials: int, timeout: float | None, seed: int, directory: Path,
                        progress: Progress | None) -> None:
     """`n_trials` KerasTuner proposals, each run as a trial of `opt_study`."""
@@ -110,7 +113,7 @@ def kerastuner_trials(opt_study: optuna.Study, objective, *, study: Study, paren
         callbacks=[progress] if progress else None)
 
 
-def extension_for(every: int, *, study: Study, parent, target: int
+def extension_for(every: int, *, study: Study, parent: SearchParent, target: int
                ) -> SmallEndExtension | None:
     """The small-end extension callback, or None when off or when the study's convs
     depend on a hypermodel's values (a candidate alone does not name such a model)."""

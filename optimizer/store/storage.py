@@ -21,6 +21,8 @@ from definitions.vocabulary import SIZE_OBJECTIVES
 from optimizer.store.retry import retry_stale_trial
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import optuna
 
 DIRECTIONS = ("maximize", "minimize")
@@ -49,7 +51,8 @@ def _driver_storage() -> type:
     class DriverStorage(optuna.storages.RDBStorage):
         _state_lock = threading.Lock()
 
-        def set_trial_state_values(self, trial_id, state, values=None):
+        def set_trial_state_values(self, trial_id: int, state: optuna.trial.TrialState,
+                                   values: Sequence[float] | None = None) -> bool:
             with self._state_lock:
                 return super().set_trial_state_values(trial_id, state=state, values=values)
 
