@@ -43,3 +43,6 @@ SAMPLERS: tuple[str, ...] = ("tpe", "nsga2", "random")
 BACKENDS: tuple[str, ...] = ("optuna", "kerastuner")
 #: `pareto`'s output formats.
 FORMATS: tuple[str, ...] = ("table", "csv", "json")
+
+#: `run --jobs auto`: as many trials at once as the machine's cores and memory allow.
+JOBS_AUTO = "auto"

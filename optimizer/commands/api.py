@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from definitions.errors import UsageError
+from definitions.vocabulary import JOBS_AUTO
 from optimizer.commands.cli import build_parser
 from optimizer.commands.export import export_stored
 from optimizer.commands.pareto import budget_note
@@ -117,7 +118,7 @@ def search(
     n_trials: int | None = None,
     timeout: float | None = None,
     seed: int | None = None,
-    jobs: int = 1,
+    jobs: int | str = JOBS_AUTO,
     run_dir: str | Path | None = None,
     storage: str | None = None,
     artifact_dir: str | Path | None = None,

@@ -22,6 +22,7 @@ from definitions.vocabulary import (
     DEVICE_MODES,
     FORMATS,
     INITS,
+    JOBS_AUTO,
     QUANTIZATION_MODES,
     SAMPLERS,
     SIZE_OBJECTIVES,
@@ -79,6 +80,17 @@ def _add_trust_model_code(p: argparse.ArgumentParser) -> None:
         help="load Lambda layers and other Python code stored in the model file; only for "
         "files you trust",
     )
+
+
+def _jobs(text: str) -> int | str:
+    """`--jobs`: `auto` or a whole number (its bounds are `RunSettings`')."""
+    if text == JOBS_AUTO:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or {JOBS_AUTO}, got {text!r}"
+                                         ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,9 +213,10 @@ def _add_device_budget_args(p: argparse.ArgumentParser) -> None:
 def _add_execution_args(p: argparse.ArgumentParser) -> None:
     """How `run` executes: workers at once, finalists after the search, isolation."""
     p.add_argument(
-        "--jobs", type=int, default=1, metavar="N",
-        help="trials at once, each in a worker of its own with 1/N of the cores; this run's "
-        "setting, not the study's (default 1)",
+        "--jobs", type=_jobs, default=JOBS_AUTO, metavar="N",
+        help="trials at once, each in a worker of its own with its share of the cores; "
+        "auto (the default): one per core as memory allows (1.5 GiB a worker); this run's "
+        "setting, not the study's",
     )
     p.add_argument(
         "--finalists", type=int, metavar="K",

@@ -19,14 +19,6 @@ def thread_environment(threads: int | None) -> dict[str, str]:
             "OMP_NUM_THREADS": value}
 
 
-def cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def resident_bytes() -> int:
     """This process's resident memory now (Linux `/proc/self/statm`; 0 where unknown)."""
     try:

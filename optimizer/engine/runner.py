@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.errors import UsageError
+from definitions.vocabulary import JOBS_AUTO
 from optimizer.engine.data import load_data
 from optimizer.engine.finalists import WEIGHTS_DIR, keep_front_weights, run_finalists
 from optimizer.engine.objective import TRIAL_FAILURES, Objective
 from optimizer.engine.parents import plan_parent
-from optimizer.engine.processes import cores
 from optimizer.engine.progress import Progress
 from optimizer.engine.resume import (
     create_or_resume,
@@ -110,17 +110,22 @@ def _signals_stop_the_run() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _workers(jobs: int, *, splits) -> Iterator[WorkerPool | None]:
-    """`jobs` lasting workers sharing the cores (None for 0: trials run in this process),
-    forked now, with the data, before the run starts threads of its own."""
+def _workers(settings: RunSettings, *, splits: Splits) -> Iterator[WorkerPool | None]:
+    """`settings.workers` lasting workers sharing the machine's cores (None for 0: trials
+    run in this process), forked now, with the data, before the run starts threads of its
+    own."""
+    jobs, cores = settings.workers, settings.machine.cores
     if jobs == 0:
         yield None
         return
-
-    threads = None if jobs == 1 else max(1, cores() // jobs)
-    if jobs > cores():
+    if settings.jobs == JOBS_AUTO:
+        log.info("%d trial(s) at once (--jobs auto: %d cores%s)", jobs, cores,
+                 "" if settings.machine.available_bytes is None else
+                 f", {settings.machine.available_bytes / (1 << 30):.1f} GiB available")
+    threads = None if jobs == 1 else max(1, cores // jobs)
+    if jobs > cores:
         log.warning("--jobs %d on %d cores: trials will share cores and each run slower",
-                    jobs, cores())
+                    jobs, cores)
     with WorkerPool(jobs, shared={"splits": splits}, threads=threads) as pool:
         yield pool
 
@@ -266,7 +271,7 @@ def _search(run: _Run, settings: RunSettings) -> None:
     start = time.perf_counter()
     # each trial's trained weights, kept for the finalists to fine-tune
     weights_dir = run.run_dir / WEIGHTS_DIR if settings.finalist_count else None
-    with _workers(settings.workers, splits=run.splits) as pool:
+    with _workers(settings, splits=run.splits) as pool:
         objective = Objective(
             study=run.study, parent=run.parent, splits=run.splits,
             scratch_dir=run.run_dir / "scratch", seed=run.seed, artifact_store=run.store,
@@ -276,7 +281,7 @@ def _search(run: _Run, settings: RunSettings) -> None:
             _trials(run, settings, objective, progress=bar)
             if settings.finalist_count and not _stopped_by_timeout(start, settings.timeout):
                 run_finalists(run.opt_study, objective, k=settings.finalist_count,
-                              jobs=settings.jobs, catch=TRIAL_FAILURES, progress=bar)
+                              jobs=settings.job_count, catch=TRIAL_FAILURES, progress=bar)
             if weights_dir is not None:
                 keep_front_weights(run.opt_study, weights_dir)
     log.info("finished %d of %d trials; this run took %.0f s",
@@ -293,7 +298,7 @@ def _trials(run: _Run, settings: RunSettings, objective: Objective, *,
                           directory=run.run_dir / "kerastuner", progress=progress)
         return
     run_trials(run.opt_study, objective, target=run.target, timeout=settings.timeout,
-               progress=progress, jobs=settings.jobs,
+               progress=progress, jobs=settings.job_count,
                extension=extension_for(settings.extend_every, study=run.study,
                                        parent=run.parent, target=run.target))
 

@@ -8,14 +8,15 @@ bad value reads the same from either face.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from definitions.errors import UsageError
-from definitions.vocabulary import BACKENDS, SAMPLERS
+from definitions.vocabulary import BACKENDS, JOBS_AUTO, SAMPLERS
 from optimizer.engine.extension import EXTEND_EVERY
 from optimizer.engine.finalists import FINALISTS
+from optimizer.engine.machine import Machine
 
 if TYPE_CHECKING:
     from definitions.budgets import DeviceBudgets
@@ -46,8 +47,10 @@ class RunSettings:
             (`optimizer.engine.extension`; 0: none).
         check_before_training: False trains candidates over a flash or RAM budget and
             judges them after (for `benchmarks/device_search.py`).
-        jobs: trials at once, each in a lasting worker with 1/`jobs` of the cores; this
-            run's setting, not recorded on the study.
+        jobs: trials at once, each in a lasting worker with its share of the cores, or
+            `auto` (the default): one per core as memory allows (`Machine.auto_jobs`); one
+            without isolation or with KerasTuner. This run's setting, not the study's.
+        machine: the cores and memory `jobs` is decided and checked against.
         finalists: front members trained again to the end after the search (None:
             `FINALISTS`, or none for a smoke run; 0: none); see `finalist_count`.
     """
@@ -72,8 +75,9 @@ class RunSettings:
     isolate: bool = True
     extend_every: int = EXTEND_EVERY
     check_before_training: bool = True
-    jobs: int = 1
+    jobs: int | str = JOBS_AUTO
     finalists: int | None = None
+    machine: Machine = field(default_factory=Machine.here, compare=False)
 
     def __post_init__(self) -> None:
         self._check_trials()
@@ -96,14 +100,18 @@ class RunSettings:
                 f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
 
     def _check_execution(self) -> None:
-        if self.jobs < 1:
+        if isinstance(self.jobs, str) and self.jobs != JOBS_AUTO:
+            raise UsageError(f"--jobs must be a number or {JOBS_AUTO}, got {self.jobs!r}")
+        if isinstance(self.jobs, int) and self.jobs < 1:
             raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
+        if isinstance(self.jobs, int):
+            self.machine.check_jobs(self.jobs)
         if self.finalists is not None and self.finalists < 0:
             raise UsageError(f"--finalists must be 0 (none) or more, got {self.finalists}")
-        if self.jobs > 1 and not self.isolate:
+        if isinstance(self.jobs, int) and self.jobs > 1 and not self.isolate:
             raise UsageError("--jobs runs each trial in a worker of its own; it cannot be "
                              "combined with --no-isolation")
-        if self.jobs > 1 and self.backend == "kerastuner":
+        if isinstance(self.jobs, int) and self.jobs > 1 and self.backend == "kerastuner":
             raise UsageError("--backend kerastuner proposes one trial at a time; run it with "
                              "--jobs 1")
         if self.extend_every < 0 or self.extend_every == 1:
@@ -119,6 +127,18 @@ class RunSettings:
         return 0 if self.smoke else FINALISTS
 
     @property
+    def job_count(self) -> int:
+        """Trials at once: `jobs`, or for `auto` the machine's (`Machine.auto_jobs`), one
+        where trials cannot run at once (no isolation, KerasTuner's one proposal at a
+        time)."""
+        if isinstance(self.jobs, int):
+            return self.jobs
+        if not self.isolate or self.backend == "kerastuner":
+            return 1
+        return self.machine.auto_jobs()
+
+    @property
     def workers(self) -> int:
-        """Worker processes: `jobs`, or 0 (trials in this process) without isolation."""
-        return self.jobs if self.isolate else 0
+        """Worker processes: `job_count`, or 0 (trials in this process) without
+        isolation."""
+        return self.job_count if self.isolate else 0

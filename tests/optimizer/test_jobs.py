@@ -49,7 +49,7 @@ def test_jobs_2_runs_trials_at_once_in_two_lasting_workers(tmp_path):
 
 
 def test_one_job_runs_every_trial_in_one_worker_that_imports_tensorflow_once(tmp_path):
-    out = run_cli("run", "--study", "digits", "--smoke", "--n-trials", "3",
+    out = run_cli("run", "--study", "digits", "--smoke", "--n-trials", "3", "--jobs", "1",
                   "--run-dir", str(tmp_path))
     assert out.returncode == 0, out.stderr[-3000:]
     done = [t for t in _study(tmp_path).trials if t.state == TrialState.COMPLETE]
