@@ -14,6 +14,11 @@ from typing import Any
 
 from definitions.errors import StudyDefinitionError
 
+#: Distillation from the trained parent by default: the weight of its soft outputs in a
+#: child's loss, and their temperature (`Budget.distill_weight`, measured in BENCHMARKS.md).
+DISTILL_WEIGHT = 0.5
+DISTILL_TEMPERATURE = 4.0
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -38,6 +43,12 @@ class Budget:
             scores also trains on, whatever its rank: stopping it could only take a point
             off that rung's front (with few trials, ⌊n/η⌋ keeps only the most accurate).
             On by measurement (BENCHMARKS.md "Search efficiency"); False is MO-ASHA's rule.
+        distill_weight: with a trained parent, a child learns from the parent's soft
+            outputs as well as from the labels (knowledge distillation, Hinton, Vinyals &
+            Dean, 2015): its loss is (1 - w) · cross-entropy on the labels + w · T² ·
+            cross-entropy on the parent's outputs softened at temperature T. 0 turns it
+            off (the study switch); the default is chosen by measurement (BENCHMARKS.md).
+        distill_temperature: T, the temperature both outputs are softened at.
     """
 
     epochs: int
@@ -49,6 +60,8 @@ class Budget:
     rungs: tuple[int, ...] = ()
     eta: int = 3
     keep_front: bool = True
+    distill_weight: float = DISTILL_WEIGHT
+    distill_temperature: float = DISTILL_TEMPERATURE
 
 
 @dataclass(frozen=True)

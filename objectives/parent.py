@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from definitions.errors import UsageError, one_line
 from definitions.importer import import_reference
 from objectives.keras_files import file_format, load_translated, refuse_serving_savedmodel
@@ -64,6 +66,10 @@ class ParentInfo:
         kept: `(layer, reason)` for each layer the rewriter keeps as it is.
         weights: the trained parent weights children inherit, or None (scratch).
         parent_accuracy: validation accuracy of the trained parent (None if not trained).
+        teacher: a `.npy` file of the trained parent's outputs (`outputs`: logits or
+            probabilities) on the training split, row for row, computed once per study:
+            what its children distill (`Budget.distill_weight`); None without a trained
+            parent.
     """
 
     name: str
@@ -72,6 +78,7 @@ class ParentInfo:
     kept: tuple[tuple[str, str], ...] = ()
     weights: str | None = None
     parent_accuracy: float | None = None
+    teacher: str | None = None
 
     def offered_at(self, width: float) -> tuple[str, ...]:
         """The offered convs at `width` (a width off the grid offers none)."""
@@ -298,7 +305,9 @@ def prepare(
         return info
     if source.kind == "file":  # a saved model comes with its weights
         return ParentInfo(**{**asdict(info), "weights": "file",
-                             "parent_accuracy": accuracy(model, splits.x_val, splits.y_val)})
+                             "parent_accuracy": accuracy(model, splits.x_val, splits.y_val),
+                             "teacher": teacher_outputs(model, splits=splits,
+                                                        cache_dir=cache_dir)})
     key = hashlib.sha256(json.dumps(
         # the source's kind and target (trusting its code changes no weights)
         [{"kind": source.kind, "target": source.target}, asdict(budget),
@@ -323,7 +332,28 @@ def prepare(
     else:
         model.load_weights(weights)
     return ParentInfo(**{**asdict(info), "weights": str(weights),
-                         "parent_accuracy": accuracy(model, splits.x_val, splits.y_val)})
+                         "parent_accuracy": accuracy(model, splits.x_val, splits.y_val),
+                         "teacher": teacher_outputs(model, splits=splits, cache_dir=cache_dir)})
+
+
+def teacher_outputs(model: keras.Model, *, splits: Splits, cache_dir: Path) -> str:
+    """The trained parent's outputs on the training split, written once per parent and
+    data (a key of its weights and the splits' fingerprints) as a float32 `.npy` in
+    `cache_dir`; its path. What every child of the study distills, so no trial predicts
+    with the parent again."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    digest.update(json.dumps(splits.fingerprints(), sort_keys=True).encode())
+    path = Path(cache_dir) / f"teacher-{digest.hexdigest()[:16]}.npy"
+    if not path.exists():
+        outputs = model.predict(splits.x_train, batch_size=512, verbose=0).astype(np.float32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".partial-{path.name}")
+        with open(partial, "wb") as f:
+            np.save(f, outputs)
+        partial.replace(path)
+    return str(path)
 
 
 def candidate_model(

@@ -27,7 +27,7 @@ from objectives.files import write_atomically
 from objectives.flatbuffer import ParsedFlatbuffer, parse
 from objectives.parent import candidate_model
 from objectives.stopping import StopRule
-from objectives.train import accuracy, train
+from objectives.train import Distillation, accuracy, train
 from search_spaces.candidate import Candidate
 from studies.datasets import Splits
 from studies.references import ParentSource
@@ -181,6 +181,7 @@ def evaluate_candidate(
     device_budgets: DeviceBudgets | None = None,
     keep_weights: Path | None = None,
     start_from: Path | None = None,
+    teacher: np.ndarray | None = None,
 ) -> TrialResult:
     """Builds (the parent rewritten to `candidate`, inheriting `weights` when set), trains,
     compresses and evaluates one candidate; writes its artifact. `outputs` (`logits` or
@@ -192,6 +193,9 @@ def evaluate_candidate(
     `keep_weights`: where the trained model's weights are written (`save_weights`), so
     that a finalist can go on from them; `start_from`: such a file, whose weights the
     model starts from instead (the candidate's own trained weights: a fine-tune).
+
+    `teacher`: the trained parent's outputs on the training split (`ParentInfo.teacher`),
+    which the candidate distills at the budget's `distill_weight` (none at 0).
 
     Raises `TrialFailure` (trial FAIL, study goes on) or `HopelessTrial` (PRUNED): over a
     flash or RAM budget before training (`OverBudget`), below `accuracy_floor` after the
@@ -206,7 +210,7 @@ def evaluate_candidate(
                    device_budgets=device_budgets, mode=mode)
     trained = _train(built, candidate=candidate, splits=splits, budget=budget, seed=seed,
                      accuracy_floor=accuracy_floor, outputs=outputs, judge=judge,
-                     keep_weights=keep_weights, clock=clock)
+                     keep_weights=keep_weights, clock=clock, teacher=teacher)
     path = artifact_path(artifact_dir, trial_number=trial_number,
                          quantization=candidate.quantization)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -285,18 +289,26 @@ class _Trained:
 
 def _train(built: _Built, *, candidate: Candidate, splits: Splits, budget: Budget, seed: int,
            accuracy_floor: float, outputs: str, judge: StopRule | None,
-           keep_weights: Path | None, clock: _PhaseClock) -> _Trained:
+           keep_weights: Path | None, clock: _PhaseClock,
+           teacher: np.ndarray | None = None) -> _Trained:
     """`built.model` trained on the training split (its first `budget.train_subset`
-    examples when set), its weights kept when asked, and its own validation accuracy."""
+    examples when set), distilling the parent's outputs on them where `teacher` is given
+    and the budget asks; its weights kept when asked, and its own validation accuracy."""
     x, y = splits.x_train, splits.y_train
     if budget.train_subset is not None:
         x, y = x[: budget.train_subset], y[: budget.train_subset]
+    distill = None
+    if teacher is not None and budget.distill_weight > 0:
+        distill = Distillation(outputs=teacher[: len(x)], kind=outputs,
+                               weight=budget.distill_weight,
+                               temperature=budget.distill_temperature)
     with clock("train"):
         record = train(
             built.model, x=x, y=y, x_val=splits.x_val, y_val=splits.y_val,
             epochs=budget.epochs, batch_size=budget.batch_size, accuracy_floor=accuracy_floor,
             seed=seed, from_logits=outputs == "logits", schedule=budget.schedule,
             judge=judge, rung_payload=_rung_payload(candidate, param_count=built.params),
+            distill=distill,
         )
     if keep_weights is not None:
         save_weights(built.model, keep_weights)

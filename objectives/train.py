@@ -10,6 +10,13 @@ rule lives here: after the first epoch the model is evaluated on (at most
 `accuracy_floor` stops with `HopelessTrial` (the study marks it PRUNED). A NaN or
 infinite loss stops training at once with `DivergedError`.
 
+With a `Distillation` (the trained parent's outputs on the same examples), the loss is
+(1 - w) · cross-entropy on the labels + w · T² · cross-entropy on the parent's outputs
+softened at temperature T, against the model's own softened at T (Hinton, Vinyals & Dean,
+"Distilling the Knowledge in a Neural Network", 2015; T² keeps the soft term's gradients
+at the hard term's scale as T changes). The labels and the soft targets travel together
+as one target array, so Keras' `fit` is used as it is.
+
 With a stop rule (`objectives.stopping.StopRule`, e.g. the driver's multi-objective
 successive halving), the model is also scored after each rung's epoch (accuracy on the same
 validation examples, bytes by `rung_payload`) and training stops where the rule says so;
@@ -21,7 +28,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +44,51 @@ if TYPE_CHECKING:
 
 FLOOR_EXAMPLES = 2000
 LEARNING_RATE = 1e-3
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """What a child distills: the parent's `outputs` (`kind`: `logits` or
+    `probabilities`) on the child's training examples, row for row, at `weight` and
+    `temperature` (`Budget.distill_weight`, `Budget.distill_temperature`)."""
+
+    outputs: np.ndarray
+    kind: str
+    weight: float
+    temperature: float
+
+    def targets(self, y: np.ndarray) -> np.ndarray:
+        """The labels (first column) and the parent's outputs softened at the temperature
+        (the rest), as one float32 array of `len(y)` rows."""
+        outputs = self.outputs.astype(np.float64)
+        logits = outputs if self.kind == "logits" else np.log(np.clip(outputs, 1e-7, 1.0))
+        scaled = logits / self.temperature
+        scaled -= scaled.max(axis=1, keepdims=True)
+        soft = np.exp(scaled)
+        soft /= soft.sum(axis=1, keepdims=True)
+        return np.concatenate([np.asarray(y, np.float32)[:, None], soft.astype(np.float32)],
+                              axis=1)
+
+
+def _distillation_loss(*, from_logits: bool, weight: float, temperature: float
+                       ) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """(the loss, an accuracy metric) on `Distillation.targets`: labels first, then the
+    parent's softened outputs."""
+    import tensorflow as tf
+
+    def loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        labels = tf.cast(y_true[:, 0], tf.int32)
+        logits = y_pred if from_logits else tf.math.log(tf.clip_by_value(y_pred, 1e-7, 1.0))
+        hard = tf.keras.losses.sparse_categorical_crossentropy(labels, logits,
+                                                               from_logits=True)
+        student = tf.nn.log_softmax(logits / temperature, axis=-1)
+        soft = -tf.reduce_sum(y_true[:, 1:] * student, axis=-1) * temperature ** 2
+        return (1.0 - weight) * hard + weight * soft
+
+    def accuracy(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        return tf.keras.metrics.sparse_categorical_accuracy(y_true[:, :1], y_pred)
+
+    return loss, accuracy
 
 
 @dataclass(frozen=True)
@@ -72,17 +124,20 @@ def learning_rate(schedule: str, *, steps: int
 
 
 def compile_model(model: keras.Model, *, from_logits: bool = True,
-                  rate: float | keras.optimizers.schedules.LearningRateSchedule = LEARNING_RATE
-                  ) -> None:
+                  rate: float | keras.optimizers.schedules.LearningRateSchedule = LEARNING_RATE,
+                  distill: Distillation | None = None) -> None:
     """Adam at `rate` (a number or a schedule) and sparse cross-entropy (on logits or
-    probabilities), with an accuracy metric."""
+    probabilities), with an accuracy metric; with `distill`, the distillation loss on
+    `Distillation.targets`."""
     import tensorflow as tf
 
-    model.compile(
-        optimizer=tf.keras.optimizers.Adam(rate),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
-        metrics=["accuracy"],
-    )
+    if distill is None:
+        loss: Any = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+        metric: Any = "accuracy"
+    else:
+        loss, metric = _distillation_loss(from_logits=from_logits, weight=distill.weight,
+                                          temperature=distill.temperature)
+    model.compile(optimizer=tf.keras.optimizers.Adam(rate), loss=loss, metrics=[metric])
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512) -> float:
@@ -106,16 +161,19 @@ def train(
     schedule: str = "constant",
     judge: StopRule | None = None,
     rung_payload: Callable[[keras.Model], float] | None = None,
+    distill: Distillation | None = None,
 ) -> TrainingRecord:
     """Fits `model` in place under the learning-rate `schedule` (`SCHEDULES`, over all
     `epochs`, so a trial stopped at a rung was judged at the same rates as its rivals);
     raises `HopelessTrial` or `DivergedError` as described above; stops where `judge`
-    says (bytes at a rung: `rung_payload(model)`)."""
+    says (bytes at a rung: `rung_payload(model)`); learns from a parent too with `distill`
+    (its outputs on these `x`)."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
     steps = epochs * math.ceil(len(x) / batch_size)
-    compile_model(model, from_logits=from_logits, rate=learning_rate(schedule, steps=steps))
+    compile_model(model, from_logits=from_logits, rate=learning_rate(schedule, steps=steps),
+                  distill=distill)
     state: dict[str, float | str] = {}
     scores: list[RungScore] = []
     n_check = min(len(y_val), FLOOR_EXAMPLES)
@@ -148,8 +206,8 @@ def train(
 
     start = time.perf_counter()
     history = model.fit(
-        x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
-        callbacks=[_Guard()],
+        x, y if distill is None else distill.targets(y), batch_size=batch_size,
+        epochs=epochs, shuffle=True, verbose=0, callbacks=[_Guard()],
     )
     seconds = time.perf_counter() - start
     if "diverged" in state:

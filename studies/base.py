@@ -256,6 +256,12 @@ class Study:
                 f"study {self.name!r}: schedule {budget.schedule!r} is not one of "
                 f"{', '.join(SCHEDULES)}"
             )
+        if not (0 <= budget.distill_weight < 1 and math.isfinite(budget.distill_temperature)
+                and budget.distill_temperature > 0):
+            raise StudyDefinitionError(
+                f"study {self.name!r}: distill_weight must lie in [0, 1) and "
+                f"distill_temperature be positive, got {budget.distill_weight} and "
+                f"{budget.distill_temperature}")
 
     def contains(self, candidate: Candidate) -> bool:
         """Whether the search could propose `candidate`: its mode is offered, its width and

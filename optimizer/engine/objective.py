@@ -51,6 +51,7 @@ from search_spaces.candidate import Candidate
 from search_spaces.hypermodel import HypermodelError
 
 if TYPE_CHECKING:
+    import numpy as np
     import optuna
 
     from objectives.pipeline import TrialResult
@@ -89,7 +90,9 @@ class Objective:
     threads at once (`run --jobs N`): everything it does is one trial's own, and the
     rung decisions (`_rung_decision`) read the study as it stands. `weights_dir`: where
     each trial's trained weights are kept, for a finalist to fine-tune
-    (`optimizer.engine.finalists`); None keeps none (a finalist then trains from the start)."""
+    (`optimizer.engine.finalists`); None keeps none (a finalist then trains from the start).
+    `teacher`: the trained parent's outputs on the training split, which every child
+    distills (the pool shares them like the data; None: none)."""
 
     def __init__(
         self,
@@ -104,6 +107,7 @@ class Objective:
         workers: WorkerPool | None = None,
         check_before_training: bool = True,
         weights_dir: Path | None = None,
+        teacher: np.ndarray | None = None,
     ) -> None:
         self.study = study
         self.parent = parent
@@ -115,6 +119,7 @@ class Objective:
         self.workers = workers
         self.check_before_training = check_before_training
         self.weights_dir = None if weights_dir is None else Path(weights_dir)
+        self.teacher = teacher
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         """Suggests the candidate, runs its task (in a worker, unless no pool), records
@@ -179,12 +184,12 @@ class Objective:
 
         try:
             if self.workers is None:
-                return run_in_process(run_task, serve=serve, task=task,
-                                      splits=self.splits), None
+                return run_in_process(run_task, serve=serve, task=task, splits=self.splits,
+                                      teacher=self.teacher), None
             with self.workers.worker() as worker:
                 try:
-                    return worker.run(run_task, serve=serve, task=task,
-                                      splits=self.splits), worker.last
+                    return worker.run(run_task, serve=serve, task=task, splits=self.splits,
+                                      teacher=self.teacher), worker.last
                 finally:  # a pruned or failed trial ran in a worker too
                     if worker.last is not None:
                         trial.set_user_attr(WORKER_ATTR, worker.last.as_attrs())

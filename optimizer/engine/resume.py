@@ -165,6 +165,9 @@ def with_run_settings(
     if stored and "tflite_epr" not in space:
         # stored before the switch existed: TFLite modes were always offered the penalty
         changed = replace(changed, tflite_epr=True)
+    if stored and "distill_weight" not in dict(stored.get("budget") or {}):
+        # stored before distillation existed: its children learn from the labels alone
+        changed = replace(changed, budget=replace(changed.budget, distill_weight=0.0))
     changed = changed.narrowed(quantization_modes=quantization_modes, width_range=width_range)
     changed.validate()
     return changed

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from definitions.errors import UsageError
 from definitions.vocabulary import JOBS_AUTO
 from optimizer.engine.data import load_data
@@ -110,7 +112,8 @@ def _signals_stop_the_run() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _workers(settings: RunSettings, *, splits: Splits) -> Iterator[WorkerPool | None]:
+def _workers(settings: RunSettings, *, splits: Splits, teacher: np.ndarray | None
+             ) -> Iterator[WorkerPool | None]:
     """`settings.workers` lasting workers sharing the machine's cores (None for 0: trials
     run in this process), forked now, with the data, before the run starts threads of its
     own."""
@@ -126,7 +129,8 @@ def _workers(settings: RunSettings, *, splits: Splits) -> Iterator[WorkerPool | 
     if jobs > cores:
         log.warning("--jobs %d on %d cores: trials will share cores and each run slower",
                     jobs, cores)
-    with WorkerPool(jobs, shared={"splits": splits}, threads=threads) as pool:
+    with WorkerPool(jobs, shared={"splits": splits, "teacher": teacher},
+                    threads=threads) as pool:
         yield pool
 
 
@@ -271,12 +275,14 @@ def _search(run: _Run, settings: RunSettings) -> None:
     start = time.perf_counter()
     # each trial's trained weights, kept for the finalists to fine-tune
     weights_dir = run.run_dir / WEIGHTS_DIR if settings.finalist_count else None
-    with _workers(settings, splits=run.splits) as pool:
+    teacher = _teacher(run)
+    with _workers(settings, splits=run.splits, teacher=teacher) as pool:
         objective = Objective(
             study=run.study, parent=run.parent, splits=run.splits,
             scratch_dir=run.run_dir / "scratch", seed=run.seed, artifact_store=run.store,
             storage=run.storage, workers=pool,
-            check_before_training=settings.check_before_training, weights_dir=weights_dir)
+            check_before_training=settings.check_before_training, weights_dir=weights_dir,
+            teacher=teacher)
         with _progress(run.remaining, settings.progress) as bar, _signals_stop_the_run():
             _trials(run, settings, objective, progress=bar)
             if settings.finalist_count and not _stopped_by_timeout(start, settings.timeout):
@@ -286,6 +292,22 @@ def _search(run: _Run, settings: RunSettings) -> None:
                 keep_front_weights(run.opt_study, weights_dir)
     log.info("finished %d of %d trials; this run took %.0f s",
              finished_count(run.opt_study), run.target, time.perf_counter() - start)
+
+
+def _teacher(run: _Run) -> np.ndarray | None:
+    """The trained parent's outputs on the training split, which the children distill
+    (`Budget.distill_weight`); None without a trained parent or with distillation off."""
+    path = None if run.parent.info is None else run.parent.info.teacher
+    if path is None or run.study.budget.distill_weight <= 0:
+        return None
+    teacher = np.load(path)
+    if len(teacher) != len(run.splits.y_train):
+        raise UsageError(f"the parent's outputs in {path} have {len(teacher)} rows, the "
+                         f"training split {len(run.splits.y_train)}; remove the file and "
+                         "run again")
+    log.info("children distill the trained parent's outputs (weight %g, temperature %g)",
+             run.study.budget.distill_weight, run.study.budget.distill_temperature)
+    return teacher
 
 
 def _trials(run: _Run, settings: RunSettings, objective: Objective, *,

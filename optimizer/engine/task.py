@@ -1,6 +1,7 @@
 """`TrialTask`: one trial's work as the driver hands it to a worker — everything
-`objectives.pipeline.evaluate_candidate` takes but the data, which the worker pool shares
-(sent once per worker, never per trial)."""
+`objectives.pipeline.evaluate_candidate` takes but the data and the parent's outputs on
+them (what children distill), which the worker pool shares (sent once per worker, never
+per trial)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from objectives import pipeline
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from definitions.budgets import Budget, DeviceBudgets
     from objectives.parent import ParentSource
     from objectives.pipeline import TrialResult
@@ -61,9 +64,11 @@ class TrialTask:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def run_task(*, task: TrialTask, splits: Splits) -> TrialResult:
-    """`evaluate_candidate` of `task` on `splits`: what a worker runs per trial."""
-    return pipeline.evaluate_candidate(splits=splits, **task.arguments())
+def run_task(*, task: TrialTask, splits: Splits, teacher: np.ndarray | None = None
+             ) -> TrialResult:
+    """`evaluate_candidate` of `task` on `splits` (distilling `teacher`, the parent's
+    outputs on the training split, where given): what a worker runs per trial."""
+    return pipeline.evaluate_candidate(splits=splits, teacher=teacher, **task.arguments())
 
 
 __all__ = ["TrialTask", "run_task"]

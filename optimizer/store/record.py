@@ -247,8 +247,9 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any], *,
 
 #: Budget fields added since records were first written, with the value that held before
 #: each existed where it is not the field's default: a record stored without
-#: `keep_front` ran its rungs by MO-ASHA's rank alone.
-BUDGET_BEFORE_FIELD = {"keep_front": False}
+#: `keep_front` ran its rungs by MO-ASHA's rank alone, one without `distill_weight`
+#: trained its children on the labels alone.
+BUDGET_BEFORE_FIELD: dict[str, Any] = {"keep_front": False, "distill_weight": 0.0}
 
 
 def _comparable(key: str, value: Any) -> Any:

@@ -1,0 +1,59 @@
+"""A study whose children inherit a trained parent distills it: the parent's outputs on
+the training split are computed once and shared with every worker; a study stored before
+distillation existed resumes without it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import numpy as np
+import optuna
+
+from tests.conftest import run_cli
+
+
+def _study(run_dir: Path) -> optuna.Study:
+    return optuna.load_study(study_name="digits-smoke",
+                             storage=f"sqlite:///{run_dir / 'study.db'}")
+
+
+def test_an_inheriting_study_distills_its_parent_computed_once(tmp_path):
+    out = run_cli("run", "--study", "digits", "--smoke", "--init", "inherit", "--n-trials",
+                  "2", "--run-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "children distill the trained parent's outputs (weight 0.5, temperature 4)" in \
+        out.stderr
+    teachers = list((tmp_path / "parent").glob("teacher-*.npy"))
+    assert len(teachers) == 1
+    record = _study(tmp_path).user_attrs["definition"]
+    outputs = np.load(teachers[0])
+    assert outputs.shape == (record["splits"]["train"], 10)
+    assert record["budget"]["distill_weight"] == 0.5
+    stamp = teachers[0].stat().st_mtime_ns
+    again = run_cli("run", "--study", "digits", "--smoke", "--n-trials", "3", "--run-dir",
+                    str(tmp_path))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert teachers[0].stat().st_mtime_ns == stamp  # not computed again
+
+
+def test_a_study_stored_before_distillation_resumes_without_it(tmp_path):
+    out = run_cli("run", "--study", "digits", "--smoke", "--init", "inherit", "--n-trials",
+                  "1", "--run-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    with closing(sqlite3.connect(tmp_path / "study.db")) as db:
+        (value,) = db.execute("select value_json from study_user_attributes where key = "
+                              "'definition'").fetchone()
+        record = json.loads(value)
+        for key in ("distill_weight", "distill_temperature"):
+            del record["budget"][key]  # as a record written before the fields existed
+        db.execute("update study_user_attributes set value_json = ? where key = "
+                   "'definition'", (json.dumps(record),))
+        db.commit()
+    again = run_cli("run", "--study", "digits", "--smoke", "--n-trials", "2", "--run-dir",
+                    str(tmp_path))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "children distill" not in again.stderr
+    assert len(_study(tmp_path).trials) >= 2
