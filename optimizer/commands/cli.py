@@ -220,9 +220,10 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--finalists", type=int, metavar="K",
-        help="after the search, fine-tune up to K front members from their trial's "
-        "weights on the whole training split, to the end of a decaying schedule, each "
-        f"stored as a trial of its own (default {FINALISTS}; none for --smoke; 0: none)",
+        help="after the search, fine-tune the best front member of each size band (a "
+        "factor of 4 in bytes), up to K, from their trial's weights on the whole training "
+        "split, to the end of a decaying schedule, each stored as a trial of its own "
+        f"(default {FINALISTS}; none for --smoke; 0: none)",
     )
     p.add_argument(
         "--no-isolation", action="store_true",

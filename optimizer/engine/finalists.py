@@ -7,10 +7,12 @@ reach. Measured on Fashion-MNIST (issue 24): the front's most accurate point was
 on test, while the same kind of parent fine-tuned 2 more epochs on all 54,000 training
 images to the end of a cosine schedule reached 91.7% as int8.
 
-So the front's members, up to `FINALISTS` per run, spread along the front (the ε-net
-order of `optimizer.engine.halving`: the most accurate, the smallest, then the member farthest
-from those chosen), each get a trial of their own: the same candidate (its stored
-parameters), starting from the weights its trial trained (kept beside the run,
+So the front's members, one per size band (the front cut every factor of `BAND_FACTOR` in
+bytes from its smallest member, so the small end gets finalists of its own, issue 30: the
+most accurate member of each band), up to `FINALISTS` per run (in the ε-net order of
+`optimizer.engine.halving` when there are more bands: the most accurate, the smallest,
+then the one farthest from those chosen), each get a trial of their own: the same
+candidate (its stored parameters), starting from the weights its trial trained (kept beside the run,
 `weights_path`), fine-tuned `FINALIST_EPOCHS` epochs on the whole training split under a
 learning rate that decays to zero (`finalist_budget`; cosine, Loshchilov & Hutter, ICLR
 2017), then compressed and scored on validation like any trial. Where those weights are
@@ -25,6 +27,7 @@ is not finalized again; the kept weights of trials off the front are removed aft
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,9 +47,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Finalists per run by default (`run --finalists K`; 0: none). A smoke run has none
-#: unless asked.
-FINALISTS = 3
+#: Finalists per run at most by default, one per size band (`run --finalists K`; 0: none).
+#: A smoke run has none unless asked.
+FINALISTS = 8
+#: The front's size bands: each spans this factor in bytes, from its smallest member up.
+BAND_FACTOR = 4.0
 #: Epochs a finalist is fine-tuned from its trial's trained weights.
 FINALIST_EPOCHS = 2
 #: Where a run keeps its trials' trained weights (under the run dir).
@@ -83,19 +88,36 @@ def is_finalist(trial: optuna.trial.FrozenTrial) -> bool:
     return StoredTrial.from_trial(trial).finalist_of is not None
 
 
+def size_bands(members: list[optuna.trial.FrozenTrial]
+               ) -> list[list[optuna.trial.FrozenTrial]]:
+    """`members` by size band, smallest first: band i holds those whose bytes lie within
+    `BAND_FACTOR`^i to `BAND_FACTOR`^(i+1) of the smallest member's (empty bands left out)."""
+    if not members:
+        return []
+    smallest = max(1.0, min(t.values[1] for t in members))
+    bands: dict[int, list[optuna.trial.FrozenTrial]] = {}
+    for t in members:
+        ratio = max(1.0, t.values[1]) / smallest
+        bands.setdefault(math.floor(math.log(ratio, BAND_FACTOR) + 1e-9), []).append(t)
+    return [bands[i] for i in sorted(bands)]
+
+
 def choose_finalists(opt_study: optuna.Study, *, k: int) -> list[optuna.trial.FrozenTrial]:
     """Up to `k` front members (feasible ones, as `pareto` reads the front) without a
-    finalist of their own, spread along the front: in ε-net order of (accuracy, log10
-    bytes), so the most accurate and the smallest come first."""
+    finalist of their own: the most accurate of each size band (`size_bands`), in ε-net
+    order of (accuracy, log10 bytes) when there are more than `k`, so the most accurate
+    and the smallest come first."""
     if k <= 0:
         return []
     finalized = {s.finalist_of for s in map(StoredTrial.from_trial,
                                             opt_study.get_trials(deepcopy=False))}
     front = [t for t in opt_study.best_trials
              if not is_finalist(t) and t.number not in finalized and t.params]
-    points = [(t.values[0], log_bytes(t.values[1])) for t in front]
-    order = epsilon_net_order(points, list(range(len(front))))
-    return [front[i] for i in order[:k]]
+    best = [max(band, key=lambda t: (t.values[0], -t.values[1]))
+            for band in size_bands(front)]
+    points = [(t.values[0], log_bytes(t.values[1])) for t in best]
+    order = epsilon_net_order(points, list(range(len(best))))
+    return [best[i] for i in order[:k]]
 
 
 def run_finalists(opt_study: optuna.Study,

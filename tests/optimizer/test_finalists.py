@@ -36,15 +36,23 @@ def _study(points: list[tuple[float, float]], **attrs_by_number) -> optuna.Study
     return study
 
 
-def test_finalists_are_spread_along_the_front_most_accurate_and_smallest_first():
+def test_each_size_band_of_the_front_gets_its_most_accurate_member_as_finalist():
     #            0: dominated     1: most accurate  2: middle     3: smallest  4: near 3
     study = _study([(0.80, 50_000), (0.92, 60_000), (0.88, 8_000), (0.80, 900),
                     (0.81, 1_000)])
-    chosen = [t.number for t in choose_finalists(study, k=3)]
-    assert chosen[:2] == [1, 3]
-    assert chosen[2] == 2  # farther from both than trial 4 (which sits beside 3)
+    # bands of 4x from 900 bytes: {3, 4} (the small end), {2}, {1}
+    assert sorted(t.number for t in choose_finalists(study, k=8)) == [1, 2, 4]
+    chosen = [t.number for t in choose_finalists(study, k=2)]
+    assert chosen == [1, 4]  # the most accurate, then the small end's best
     assert [t.number for t in choose_finalists(study, k=1)] == [1]
     assert choose_finalists(study, k=0) == []
+
+
+def test_a_front_spread_over_many_sizes_gets_a_finalist_per_band():
+    sizes = [600, 1_500, 3_000, 12_000, 40_000, 200_000, 900_000]  # 6 bands of 4x from 600
+    study = _study([(0.80 + 0.01 * i, size) for i, size in enumerate(sizes)])
+    chosen = sorted(t.number for t in choose_finalists(study, k=8))
+    assert chosen == [1, 2, 3, 4, 5, 6]  # 600 and 1,500 share a band: its better, 1
 
 
 def test_a_member_with_a_finalist_and_a_finalist_itself_are_not_chosen_again():
