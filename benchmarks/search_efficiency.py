@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -66,7 +67,7 @@ SEED_LAMBDAS = (2.0, 5.0, 10.0, 20.0, 50.0)
 SEED_EPOCHS = 5
 #: Arms that run a study of `benchmarks/variants.py` to its own budget.
 VARIANT_ARMS = {"rank_only": "RANK_ONLY", "previous": "PREVIOUS",
-                "three_references": "THREE_REFERENCES"}
+                "three_references": "THREE_REFERENCES", "no_distill": "NO_DISTILL"}
 
 
 def hypervolume(points: list[tuple[float, int]]) -> float:
@@ -132,10 +133,11 @@ def seed_arm(seed: int) -> list[dict]:
 
 def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
             backend: str = "optuna", study: str = "fashion_mnist",
-            name: str = "fashion_mnist", extend_every: int | None = 0, jobs: int = 1,
-            finalists: int | None = 0) -> list[dict]:
+            name: str = "fashion_mnist", extend_every: int | None = 0,
+            jobs: int | None = 1, finalists: int | None = 0, tree: Path = ROOT) -> list[dict]:
     """`run --study STUDY` in a fresh run dir; every completed trial scored on test.
-    `extend_every` and `finalists` None: `run`'s default; `jobs`: `run --jobs`."""
+    `extend_every`, `finalists` and `jobs` None: `run`'s default; `tree`: whose code runs
+    it (another commit's git worktree, its own code first on the path)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -150,12 +152,13 @@ def run_arm(seed: int, *, sampler: str, run_dir: Path, timeout: float | None,
         command += ["--extend-every", str(extend_every)]
     if finalists is not None:
         command += ["--finalists", str(finalists)]
-    if jobs != 1:
+    if jobs is not None:
         command += ["--jobs", str(jobs)]
     if timeout is not None:
         command += ["--n-trials", "1000", "--timeout", str(timeout)]
     start = time.time()
-    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, cwd=tree, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "PYTHONPATH": str(tree)})
     stored = optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir}/study.db")
     splits = load_dataset("fashion_mnist", split_seed=seed)
     store_dir = run_dir / "artifact-store"
@@ -232,6 +235,8 @@ def main() -> int:
     parser.add_argument("--arms", nargs="*",
                         default=["seed", "default", "random", "kerastuner"])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/out/efficiency")
+    parser.add_argument("--before-tree", default=None,
+                        help="a git worktree of the commit before issue 30 (arm before30)")
     parser.add_argument("--merge", type=Path, nargs="*", default=[],
                         help="efficiency.json files of earlier runs (other seeds, other "
                         "arms) to add to --out's before running, e.g. to plot them together")
@@ -256,6 +261,15 @@ def main() -> int:
                     points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
                                      extend_every=None)
                     default_seconds = max(p["seconds"] for p in points)
+                elif arm in ("new_default", "jobs1", "three_finalists"):  # issue 30
+                    points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
+                                     extend_every=None, finalists=3 if arm ==
+                                     "three_finalists" else None,
+                                     jobs=1 if arm == "jobs1" else None)
+                elif arm == "before30":  # issue 30: the default before it, its own commit
+                    points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
+                                     extend_every=None, finalists=None, jobs=None,
+                                     tree=Path(args.before_tree))
                 elif arm in ("shipped", "jobs2"):  # issue 24: as shipped, and --jobs 2
                     points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
                                      extend_every=None, finalists=None,
@@ -266,9 +280,12 @@ def main() -> int:
                     points = run_arm(seed, sampler="nsga2", run_dir=Path(tmp), timeout=None)
                 elif arm in VARIANT_ARMS:
                     variant = VARIANT_ARMS[arm]
+                    # no_distill (issue 30) is the new default without distillation
+                    shipped = {"extend_every": None, "finalists": None, "jobs": None} \
+                        if arm == "no_distill" else {}
                     points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
                                      study=f"benchmarks.variants:{variant}",
-                                     name=getattr(variants, variant).name)
+                                     name=getattr(variants, variant).name, **shipped)
                 elif arm in ("random", "random_extension", "kerastuner"):
                     if default_seconds is None:
                         raise SystemExit(f"the {arm} arm runs after the default arm of "

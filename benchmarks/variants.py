@@ -25,3 +25,7 @@ RANK_ONLY = replace(DEFAULT, name="fashion_mnist_rank_only",
 #: The default before its two small-end reference points: only width 1 at λ 0, 2, 10.
 THREE_REFERENCES = replace(DEFAULT, name="fashion_mnist_three_references",
                            reference_points=DEFAULT_REFERENCE_POINTS)
+
+#: The default without distillation (issue 30): children learn from the labels alone.
+NO_DISTILL = replace(DEFAULT, name="fashion_mnist_no_distill",
+                     budget=replace(DEFAULT.budget, distill_weight=0.0))

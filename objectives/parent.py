@@ -310,7 +310,9 @@ def prepare(
                                                         cache_dir=cache_dir)})
     key = hashlib.sha256(json.dumps(
         # the source's kind and target (trusting its code changes no weights)
-        [{"kind": source.kind, "target": source.target}, asdict(budget),
+        # (how children learn from it is not what the parent is: distillation left out)
+        [{"kind": source.kind, "target": source.target},
+         {k: v for k, v in asdict(budget).items() if not k.startswith("distill_")},
          splits.fingerprints(), seed, kind], sort_keys=True
     ).encode()).hexdigest()[:16]
     weights = Path(cache_dir) / f"parent-{key}.weights.h5"
