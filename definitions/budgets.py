@@ -17,7 +17,7 @@ from definitions.errors import StudyDefinitionError
 #: Distillation from the trained parent by default: the weight of its soft outputs in a
 #: child's loss, and their temperature (`Budget.distill_weight`, measured in BENCHMARKS.md).
 DISTILL_WEIGHT = 0.5
-DISTILL_TEMPERATURE = 4.0
+DISTILL_TEMPERATURE = 2.0
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ def test_an_inheriting_study_distills_its_parent_computed_once(tmp_path):
     out = run_cli("run", "--study", "digits", "--smoke", "--init", "inherit", "--n-trials",
                   "2", "--run-dir", str(tmp_path))
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "children distill the trained parent's outputs (weight 0.5, temperature 4)" in \
+    assert "children distill the trained parent's outputs (weight 0.5, temperature 2)" in \
         out.stderr
     teachers = list((tmp_path / "parent").glob("teacher-*.npy"))
     assert len(teachers) == 1
