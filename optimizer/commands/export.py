@@ -33,7 +33,7 @@ from optimizer.commands.lookup import open_stored
 from optimizer.commands.pareto import budget_note
 from optimizer.engine.data import load_recorded_data
 from optimizer.store.artifacts import fetch, open_store, store_dir_for, stored_artifact_id
-from optimizer.store.constraints import is_feasible
+from optimizer.store.constraints import infeasible_count, is_feasible
 from optimizer.store.front import front_trials
 from optimizer.store.record import stored_record, test_accuracies
 from optimizer.store.storage import size_metric
@@ -79,7 +79,7 @@ def pick_trial(
         return chosen
     front = front_trials(opt_study)
     if not front:
-        excluded = budget_note(opt_study)
+        excluded = budget_note(opt_study) if infeasible_count(opt_study) else ""
         if excluded:
             raise UsageError(f"no completed trial of study {opt_study.study_name!r} meets its "
                              f"budgets: {excluded}; pick one with --trial N, or run a new "
