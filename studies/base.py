@@ -68,6 +68,11 @@ class UnknownStudyError(UsageError, KeyError):
                 "--model my_model.keras --data my_data.npz")
 
 
+#: The widest width multiplier a study may search: a candidate this many times the
+#: parent's width has ~16x its parameters, past what a compression search is for.
+MAX_WIDTH = 4.0
+
+
 @dataclass(frozen=True)
 class Study:
     """One searchable problem.
@@ -212,6 +217,11 @@ class Study:
                 f"study {self.name!r}: width_range {tuple(self.width_range)} is empty, not "
                 "positive or not finite"
             )
+        if high > MAX_WIDTH:
+            raise StudyDefinitionError(
+                f"study {self.name!r}: width_range {tuple(self.width_range)} goes above "
+                f"{MAX_WIDTH:g}, the widest a candidate may be (times the parent's width: "
+                "every conv and dense layer scaled by it); search narrower than that")
         low, high = self.epr_lambda_range
         if not 0 < low <= high:
             raise StudyDefinitionError(

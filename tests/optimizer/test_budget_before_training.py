@@ -169,6 +169,7 @@ def test_the_space_narrowed_from_the_cli_is_searched_and_recorded(tmp_path):
 @pytest.mark.parametrize(("flags", "needle"), [
     (["--width-range", "1.0", "0.5"], "width_range"),
     (["--width-range", "0.5", "inf"], "width_range"),
+    (["--width-range", "1", "1000"], "goes above 4, the widest a candidate may be"),
     (["--max-ram-kb", "inf"], "must be positive and finite"),
     (["--quantization", "int4"], "invalid choice"),
 ])
