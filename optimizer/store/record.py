@@ -220,7 +220,7 @@ _WHAT_TO_DO = {
 def check_record(opt_study: optuna.Study, now: dict[str, Any], *,
                  keys: Collection[str] | None = None) -> None:
     """Refuses (`UsageError`) when `now` contradicts the stored record (in `keys` only,
-    where given).
+    where given), in one line naming what differs and what to do.
 
     The data source string may differ (the same files in another folder); the data
     fingerprints may not."""
@@ -228,21 +228,44 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any], *,
     for key, advice in _WHAT_TO_DO.items():
         if keys is not None and key not in keys:
             continue
-        if _comparable(key, stored.get(key)) != _comparable(key, now.get(key)):
+        before, after = _comparable(key, stored.get(key)), _comparable(key, now.get(key))
+        if before != after:
             hint = advice.format(source=stored.get("data_source"), stored=stored.get(key))
-            if key == "data_fingerprints":
-                what = (f"its data ({stored.get('data_source')}, fingerprint "
-                        f"{_short(stored.get(key))}) differs from the data found now "
-                        f"({now.get('data_source')}, fingerprint {_short(now.get(key))})")
-            elif key == "device_budgets":
-                what = (f"its device budgets are {DeviceBudgets(**stored[key]).describe()}, "
-                        f"but now they would be {DeviceBudgets(**now[key]).describe()}")
-            elif key == "trust_model_code":
-                what = (f"it was created {_with(stored.get(key))} --trust-model-code, but "
-                        f"now it would run {_with(now.get(key))} it")
-            else:
-                what = f"its {key} is {stored.get(key)}, but now it would be {now.get(key)}"
-            raise UsageError(f"study {opt_study.study_name!r}: {what}; {hint}")
+            if isinstance(before, dict) and isinstance(after, dict):
+                flags = [FLAGS[k] for k in _changed(before, after) if k in FLAGS]
+                if flags:
+                    hint = (f"drop {' and '.join(flags)} (the stored one is used), or start "
+                            "a new --run-dir")
+            raise UsageError(f"study {opt_study.study_name!r}: "
+                             f"{_what(key, stored, now, before, after)}; {hint}")
+
+
+#: Fields of the stored search space a `run` flag sets, by the flag.
+FLAGS = {"quantization_modes": "--quantization", "width_range": "--width-range"}
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    return [k for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k)]
+
+
+def _what(key: str, stored: dict[str, Any], now: dict[str, Any], before: Any,
+          after: Any) -> str:
+    """What differs between the stored record's `key` and `now`'s, for people."""
+    if key == "data_fingerprints":
+        return (f"its data ({stored.get('data_source')}, fingerprint "
+                f"{_short(stored.get(key))}) differs from the data found now "
+                f"({now.get('data_source')}, fingerprint {_short(now.get(key))})")
+    if key == "device_budgets":
+        return (f"its device budgets are {DeviceBudgets(**stored[key]).describe()}, "
+                f"but now they would be {DeviceBudgets(**now[key]).describe()}")
+    if key == "trust_model_code":
+        return (f"it was created {_with(stored.get(key))} --trust-model-code, but "
+                f"now it would run {_with(now.get(key))} it")
+    if isinstance(before, dict) and isinstance(after, dict):
+        return f"its {key} differs: " + "; ".join(
+            f"{k} is {before.get(k)}, but now it would be {after.get(k)}"
+            for k in _changed(before, after))
+    return f"its {key} is {stored.get(key)}, but now it would be {now.get(key)}"
 
 
 #: Budget fields added since records were first written, with the value that held before
