@@ -14,9 +14,11 @@ from typing import Any
 
 from definitions.errors import StudyDefinitionError
 
-#: Distillation from the trained parent by default: the weight of its soft outputs in a
-#: child's loss, and their temperature (`Budget.distill_weight`, measured in BENCHMARKS.md).
-DISTILL_WEIGHT = 0.5
+#: Distillation from the trained parent: the weight of its soft outputs in a child's loss
+#: (off by default, by measurement: on Fashion-MNIST it made EPR children larger at the
+#: same λ and the front's hypervolume lower, 0.620 against 0.630; BENCHMARKS.md, issue
+#: 30), and their temperature where a study turns it on (2, the better of 2 and 4).
+DISTILL_WEIGHT = 0.0
 DISTILL_TEMPERATURE = 2.0
 
 
@@ -47,7 +49,7 @@ class Budget:
             outputs as well as from the labels (knowledge distillation, Hinton, Vinyals &
             Dean, 2015): its loss is (1 - w) · cross-entropy on the labels + w · T² ·
             cross-entropy on the parent's outputs softened at temperature T. 0 turns it
-            off (the study switch); the default is chosen by measurement (BENCHMARKS.md).
+            off (the default, by measurement: BENCHMARKS.md); a study turns it on.
         distill_temperature: T, the temperature both outputs are softened at.
     """
 

@@ -38,9 +38,9 @@ STUDY = Study(
     budget=Budget(epochs=9, batch_size=64, n_trials=30, train_subset=20_000,
                   schedule="cosine", parent_epochs=5, rungs=(1, 3), eta=3),
     smoke=Budget(epochs=3, batch_size=64, n_trials=4, train_subset=4_000, schedule="cosine"),
-    expected_runtime="12–12.5 min on the 2-core Xeon VM of BENCHMARKS.md issue 24 "
-                     "(2026-12-01; full Debian data; the parent once, 30 fine-tunes, most "
-                     "stopped after 1 or 3 of 9 epochs, then 3 finalists)",
+    expected_runtime="8.7 min on the 2-core VM of BENCHMARKS.md issue 30 (machine C, "
+                     "2026-12-06; full Debian data; the parent once, 30 fine-tunes two at "
+                     "a time, most stopped after 1 or 3 of 9 epochs, then 5 finalists)",
     init="inherit",
     width_range=WIDTH_RANGE,
     epr_lambda_range=EPR_LAMBDA_RANGE,

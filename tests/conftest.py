@@ -16,7 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_cli(
     *args: str, cwd: Path | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
-    """`python -m optimizer ARGS` in a fresh interpreter, as a user would run it."""
+    """`python -m optimizer ARGS` in a fresh interpreter, as a user would run it.
+
+    A `run` without `--jobs` runs one trial at a time here (`--jobs 1`): a test's run then
+    costs one worker process on a CI machine running two tests at once, and its trials
+    come in a reproducible order. `--jobs auto`, the product's default, is tested where a
+    test names it (`tests/optimizer/test_machine.py`)."""
+    if args and args[0] == "run" and "--jobs" not in args:
+        args = (*args, "--jobs", "1")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "optimizer", *args],

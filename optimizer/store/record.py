@@ -231,7 +231,7 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any], *,
         before, after = _comparable(key, stored.get(key)), _comparable(key, now.get(key))
         if before != after:
             hint = advice.format(source=stored.get("data_source"), stored=stored.get(key))
-            if isinstance(before, dict) and isinstance(after, dict):
+            if key in FIELD_WISE and isinstance(before, dict) and isinstance(after, dict):
                 flags = [FLAGS[k] for k in _changed(before, after) if k in FLAGS]
                 if flags:
                     hint = (f"drop {' and '.join(flags)} (the stored one is used), or start "
@@ -240,6 +240,8 @@ def check_record(opt_study: optuna.Study, now: dict[str, Any], *,
                              f"{_what(key, stored, now, before, after)}; {hint}")
 
 
+#: Records whose refusal names the fields that differ (each is a dict of many).
+FIELD_WISE = ("search_space", "budget")
 #: Fields of the stored search space a `run` flag sets, by the flag.
 FLAGS = {"quantization_modes": "--quantization", "width_range": "--width-range"}
 
@@ -261,7 +263,7 @@ def _what(key: str, stored: dict[str, Any], now: dict[str, Any], before: Any,
     if key == "trust_model_code":
         return (f"it was created {_with(stored.get(key))} --trust-model-code, but "
                 f"now it would run {_with(now.get(key))} it")
-    if isinstance(before, dict) and isinstance(after, dict):
+    if key in FIELD_WISE and isinstance(before, dict) and isinstance(after, dict):
         return f"its {key} differs: " + "; ".join(
             f"{k} is {before.get(k)}, but now it would be {after.get(k)}"
             for k in _changed(before, after))

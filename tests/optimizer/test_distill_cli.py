@@ -15,33 +15,63 @@ import optuna
 from tests.conftest import run_cli
 
 
-def _study(run_dir: Path) -> optuna.Study:
-    return optuna.load_study(study_name="digits-smoke",
+def _study(run_dir: Path, name: str = "digits-smoke") -> optuna.Study:
+    return optuna.load_study(study_name=name,
                              storage=f"sqlite:///{run_dir / 'study.db'}")
 
 
+#: digits with a trained parent that its children distill (off by default)
+DISTILLING = """
+from dataclasses import replace
+
+from studies import get_study
+
+_DIGITS = get_study("digits")
+STUDY = replace(_DIGITS, name="digits_distilling", init="inherit",
+                smoke=replace(_DIGITS.smoke, distill_weight=0.5))
+"""
+
+
+def _distilling_study(tmp_path: Path) -> str:
+    path = tmp_path / "distilling.py"
+    path.write_text(DISTILLING)
+    return str(path)
+
+
 def test_an_inheriting_study_distills_its_parent_computed_once(tmp_path):
-    out = run_cli("run", "--study", "digits", "--smoke", "--init", "inherit", "--n-trials",
-                  "2", "--run-dir", str(tmp_path))
+    study = _distilling_study(tmp_path)
+    tmp_path = tmp_path / "run"
+    out = run_cli("run", "--study", study, "--smoke", "--n-trials", "2", "--run-dir",
+                  str(tmp_path))
     assert out.returncode == 0, out.stderr[-3000:]
     assert "children distill the trained parent's outputs (weight 0.5, temperature 2)" in \
         out.stderr
     teachers = list((tmp_path / "parent").glob("teacher-*.npy"))
     assert len(teachers) == 1
-    record = _study(tmp_path).user_attrs["definition"]
+    record = _study(tmp_path, "digits_distilling-smoke").user_attrs["definition"]
     outputs = np.load(teachers[0])
     assert outputs.shape == (record["splits"]["train"], 10)
     assert record["budget"]["distill_weight"] == 0.5
     stamp = teachers[0].stat().st_mtime_ns
-    again = run_cli("run", "--study", "digits", "--smoke", "--n-trials", "3", "--run-dir",
+    again = run_cli("run", "--study", study, "--smoke", "--n-trials", "3", "--run-dir",
                     str(tmp_path))
     assert again.returncode == 0, again.stderr[-3000:]
     assert teachers[0].stat().st_mtime_ns == stamp  # not computed again
 
 
-def test_a_study_stored_before_distillation_resumes_without_it(tmp_path):
+def test_distillation_is_off_by_default(tmp_path):
     out = run_cli("run", "--study", "digits", "--smoke", "--init", "inherit", "--n-trials",
                   "1", "--run-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "children distill" not in out.stderr
+    assert _study(tmp_path).user_attrs["definition"]["budget"]["distill_weight"] == 0.0
+
+
+def test_a_study_stored_before_distillation_resumes_without_it(tmp_path):
+    study = _distilling_study(tmp_path)
+    tmp_path = tmp_path / "run"
+    out = run_cli("run", "--study", study, "--smoke", "--n-trials", "1", "--run-dir",
+                  str(tmp_path))
     assert out.returncode == 0, out.stderr[-3000:]
     with closing(sqlite3.connect(tmp_path / "study.db")) as db:
         (value,) = db.execute("select value_json from study_user_attributes where key = "
@@ -52,8 +82,8 @@ def test_a_study_stored_before_distillation_resumes_without_it(tmp_path):
         db.execute("update study_user_attributes set value_json = ? where key = "
                    "'definition'", (json.dumps(record),))
         db.commit()
-    again = run_cli("run", "--study", "digits", "--smoke", "--n-trials", "2", "--run-dir",
+    again = run_cli("run", "--study", study, "--smoke", "--n-trials", "2", "--run-dir",
                     str(tmp_path))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "children distill" not in again.stderr
-    assert len(_study(tmp_path).trials) >= 2
+    assert len(_study(tmp_path, "digits_distilling-smoke").trials) >= 2

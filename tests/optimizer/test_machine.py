@@ -54,3 +54,11 @@ def test_run_refuses_jobs_1000_in_one_line_before_anything_is_made(tmp_path):
     lines = [line for line in out.stderr.splitlines() if "error:" in line]
     assert len(lines) == 1 and "--jobs 1000: this machine runs at most" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_with_jobs_auto_runs_a_trial_per_core_and_says_how_many(tmp_path):
+    here = Machine.here()
+    out = run_cli("run", "--study", "digits", "--smoke", "--n-trials", "2", "--jobs", "auto",
+                  "--run-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"{here.auto_jobs()} trial(s) at once (--jobs auto: {here.cores} cores" in out.stderr
