@@ -32,20 +32,21 @@ STUDY = replace(_DIGITS, name="digits_distilling", init="inherit",
 """
 
 
-def _distilling_study(tmp_path: Path) -> str:
-    path = tmp_path / "distilling.py"
-    path.write_text(DISTILLING)
-    return str(path)
+def _run_distilling(tmp_path: Path, *, n_trials: int) -> tuple[str, Path, str]:
+    """(the study file, its run dir, the run's stderr) of a first run of `DISTILLING`."""
+    study = tmp_path / "distilling.py"
+    study.write_text(DISTILLING)
+    run_dir = tmp_path / "run"
+    out = run_cli("run", "--study", str(study), "--smoke", "--n-trials", str(n_trials),
+                  "--run-dir", str(run_dir))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return str(study), run_dir, out.stderr
 
 
 def test_an_inheriting_study_distills_its_parent_computed_once(tmp_path):
-    study = _distilling_study(tmp_path)
-    tmp_path = tmp_path / "run"
-    out = run_cli("run", "--study", study, "--smoke", "--n-trials", "2", "--run-dir",
-                  str(tmp_path))
-    assert out.returncode == 0, out.stderr[-3000:]
+    study, tmp_path, stderr = _run_distilling(tmp_path, n_trials=2)
     assert "children distill the trained parent's outputs (weight 0.5, temperature 2)" in \
-        out.stderr
+        stderr
     teachers = list((tmp_path / "parent").glob("teacher-*.npy"))
     assert len(teachers) == 1
     record = _study(tmp_path, "digits_distilling-smoke").user_attrs["definition"]
@@ -68,11 +69,7 @@ def test_distillation_is_off_by_default(tmp_path):
 
 
 def test_a_study_stored_before_distillation_resumes_without_it(tmp_path):
-    study = _distilling_study(tmp_path)
-    tmp_path = tmp_path / "run"
-    out = run_cli("run", "--study", study, "--smoke", "--n-trials", "1", "--run-dir",
-                  str(tmp_path))
-    assert out.returncode == 0, out.stderr[-3000:]
+    study, tmp_path, _ = _run_distilling(tmp_path, n_trials=1)
     with closing(sqlite3.connect(tmp_path / "study.db")) as db:
         (value,) = db.execute("select value_json from study_user_attributes where key = "
                               "'definition'").fetchone()
