@@ -1,5 +1,6 @@
-"""What a worker process is given and measured by: its threads, the machine's cores, its
-resident memory, and TensorFlow's warnings held back while it works."""
+"""What a worker process is given and measured by: its threads, its resident memory, and
+TensorFlow's warnings held back while it works. (The machine's cores and memory, which
+decide how many workers a run starts, are `optimizer.engine.machine`'s.)"""
 
 from __future__ import annotations
 
