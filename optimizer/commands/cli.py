@@ -300,29 +300,12 @@ def _add_inspect_command(sub: argparse._SubParsersAction) -> None:
     _add_trust_model_code(p)
 
 
-def _handler(command: str) -> Callable[[argparse.Namespace], int]:
-    if command == "studies":
-
-        return studies_command
-    if command == "inspect":
-
-        return inspect_command
-    if command == "run":
-
-        return run_command
-    if command == "pareto":
-
-        return pareto_command
-    if command == "export":
-
-        return export_command
-    if command == "report":
-
-        return report_command
-    if command == "dashboard":
-
-        return dashboard_command
-    raise AssertionError(command)
+#: What each subcommand runs.
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "studies": studies_command, "inspect": inspect_command, "run": run_command,
+    "pareto": pareto_command, "export": export_command, "report": report_command,
+    "dashboard": dashboard_command,
+}
 
 
 def _divert_native_stderr() -> None:
@@ -368,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command not in ("studies", "inspect"):
             _quiet_optuna(args.verbose)
-        return _handler(args.command)(args)
+        return HANDLERS[args.command](args)
     except UsageError as error:
         print(f"optimizer {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
