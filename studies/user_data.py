@@ -7,10 +7,14 @@ labels, fingerprints), for data of any image size and any number of classes. Wha
 - An existing file: a NumPy `.npz` archive (`np.savez`) with arrays `x_train`, `y_train` and
   optionally the pairs `x_val`, `y_val` and `x_test`, `y_test`; other arrays are ignored
   (and logged). `Splits.source` is `npz:/absolute/path.npz`.
-- An existing folder: one subfolder per class, read with
-  `tf.keras.utils.image_dataset_from_directory` (labels 0..K-1 in the sorted order of the
-  subfolder names; hidden subfolders skipped; .png, .jpg, .jpeg, .bmp and .gif files, also
-  in nested folders), as Keras reads a folder for a model: with `image_shape`, the parent
+- An existing folder: one subfolder per class, read as
+  `tf.keras.utils.image_dataset_from_directory` reads it (labels 0..K-1 in the sorted order
+  of the subfolder names; hidden subfolders skipped; .png, .jpg, .jpeg, .bmp and .gif files,
+  also in nested folders and through links), but each folder and each file once: a link
+  loop, a second way into a folder, and a link back to the top or into another class are
+  not followed, and an image reached twice is read once (Keras' walk follows a loop until
+  the paths are too long). Images with the same pixels in two splits are counted. These
+  are recorded in `Splits.folder_images` and logged in one line. With `image_shape`, the parent
   model's input (H, W, C), every image is resized to H×W (bilinear, Keras' default; the
   aspect ratio is not kept) and converted to C channels (1: grayscale, 3: RGB, 4: RGBA;
   grey repeated into RGB, colour weighted into grey, alpha dropped, a palette expanded).
@@ -21,7 +25,7 @@ labels, fingerprints), for data of any image size and any number of classes. Wha
   image was resized, are divided by 255. What was done is `Splits.folder_images` (size,
   channels, how many images were resized and converted from which mode; recorded on the
   study) and, when any image was resized or converted, logged in one line. Each image is
-  decoded twice (once for its size, once by Keras). A folder has no test split of its own.
+  decoded twice (once for its size, once to read it). A folder has no test split of its own.
   `Splits.source` is `folder:/absolute/dir`; `Splits.class_names` are the subfolder names
   in label order, logged once (`classes: 0=cat, 1=dog`) and recorded on the study.
 - `"module.path:function"` or `"path/to/file.py:function"` (when it names no existing
@@ -57,9 +61,9 @@ rows rely on), seeded by `split_seed`; a given test split keeps its order.
 
 from __future__ import annotations
 
-import contextlib
-import io
+import hashlib
 import logging
+import os
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
@@ -152,8 +156,25 @@ def load_user_data(
 def folder_changes(read: Mapping[str, Any]) -> str | None:
     """What reading a folder did to its images (`Splits.folder_images`), in one line:
     `40 of 80 images resized to 28×28 (bilinear, as Keras' image_dataset_from_directory),
-    20 converted to grayscale (from RGB: 20), for the parent model's input (28×28×1)`;
-    None when every image was read as it is."""
+    20 converted to grayscale (from RGB: 20), for the parent model's input (28×28×1)`, then
+    the links not followed, the files reached twice and the images identical across splits;
+    None when every image was read as it is, once."""
+    done = _conversions(read)
+    if read.get("links_not_followed"):
+        done.append(f"{read['links_not_followed']} folder links not followed (a loop, a "
+                    "second way into a folder or a way into another class, e.g. "
+                    f"{read['first_link_not_followed']})")
+    if read.get("files_reached_twice"):
+        done.append(f"{read['files_reached_twice']} images reached twice through links read "
+                    f"once (e.g. {read['first_file_reached_twice']})")
+    if read.get("identical_across_splits"):
+        done.append(f"{read['identical_across_splits']} validation or test images are "
+                    "identical to one in an earlier split (the same picture saved twice?)")
+    return "; ".join(done) or None
+
+
+def _conversions(read: Mapping[str, Any]) -> list[str]:
+    """The resizing and conversion part of `folder_changes` (one item, or none)."""
     (height, width), channels = read["size"], read["channels"]
     total, converted = read["images"], read["converted"]
     done = []
@@ -166,10 +187,25 @@ def folder_changes(read: Mapping[str, Any]) -> str | None:
         done.append(f"{sum(converted.values())}{of} converted to {IMAGE_MODES[channels]} "
                     f"(from {modes})")
     if not done:
-        return None
+        return []
     parent = read.get("parent_input")
     shape = "×".join("any" if d is None else str(d) for d in parent) if parent else None
-    return ", ".join(done) + (f", for the parent model's input ({shape})" if shape else "")
+    return [", ".join(done) + (f", for the parent model's input ({shape})" if shape else "")]
+
+
+def identical_across_splits(*splits: np.ndarray) -> int:
+    """How many images of each split after the first have the very pixels of one in an
+    earlier split: copies of one picture under two names, which a folder may hold and
+    which would put the same image in training and in the test."""
+    earlier: set[bytes] = set()
+    count = 0
+    for i, images in enumerate(splits):
+        digests = [hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=16).digest()
+                   for row in images]
+        if i:
+            count += sum(digest in earlier for digest in digests)
+        earlier.update(digests)
+    return count
 
 
 #: The classes `class_mapping` lists before it says how many more there are.
@@ -297,9 +333,8 @@ def _read_folder(directory: Path, *, image_shape: ImageShape | None) -> _UserRaw
 
     import tensorflow as tf
 
-    index = _keras_read(tf, directory, source, subfolders, image_size=(1, 1),
-                        batch_size=None)  # lists the files, reads none
-    paths, class_names = list(index.file_paths), tuple(index.class_names)
+    listing = _image_files(directory, subfolders, source)
+    paths, class_names = list(listing.paths), tuple(subfolders)
     shapes = _decoded_shapes(tf, paths, source)
     if height is None or width is None:
         height, width = _one_size(shapes, paths, source, image_shape=image_shape)
@@ -308,10 +343,7 @@ def _read_folder(directory: Path, *, image_shape: ImageShape | None) -> _UserRaw
     resized = int(np.count_nonzero((shapes[:, 0] != height) | (shapes[:, 1] != width)))
     modes, counts = np.unique(shapes[shapes[:, 2] != channels, 2], return_counts=True)
     color_mode = COLOR_MODES[channels]
-    dataset = _keras_read(tf, directory, source, subfolders, image_size=(height, width),
-                          color_mode=color_mode, batch_size=256, interpolation=INTERPOLATION)
-    if list(dataset.file_paths) != paths:
-        raise DataError(f"{source} changed while it was read; expected a folder left alone")
+    dataset = _decoded(tf, paths, listing.labels, size=(height, width), channels=channels)
     pixels, labels = _pixels(tf, dataset, source, color_mode=color_mode)
     # Keras returns float32 0..255: whole values where no image was resized (kept as uint8,
     # divided by 255 with the other sources' integers), Keras' interpolated ones otherwise
@@ -329,6 +361,7 @@ def _read_folder(directory: Path, *, image_shape: ImageShape | None) -> _UserRaw
         "resized": resized,
         "converted": {IMAGE_MODES.get(int(mode), f"{mode} channels"): int(count)
                       for mode, count in zip(modes, counts, strict=True)},
+        **_links(listing),
     }
     return _UserRaw(source, arrays, tuple(arrays), class_names, read)
 
@@ -346,20 +379,114 @@ def _class_folders(directory: Path, source: str) -> list[str]:
     return subfolders
 
 
-def _keras_read(tf: Any, directory: Path, source: str, subfolders: list[str],
-                **options: Any) -> Any:
-    """Keras' `image_dataset_from_directory` on the folder, unshuffled, quiet."""
-    quiet = io.StringIO()  # Keras prints "Found N files belonging to K classes."
-    with contextlib.redirect_stdout(quiet):
+@dataclass(frozen=True)
+class _Listing:
+    """The image files of a folder source, each once, in Keras' order, with their labels;
+    what was not followed or read twice: the links to a folder already walked (a loop such
+    as `a/loop -> ..`, or a second way into one folder) and the files reached again through
+    a link (`skipped_links`, `repeated_files`: their paths as found)."""
+
+    paths: tuple[str, ...]
+    labels: np.ndarray
+    skipped_links: tuple[str, ...]
+    repeated_files: tuple[str, ...]
+
+
+def _image_files(directory: Path, subfolders: Sequence[str], source: str) -> _Listing:
+    """Every image file under each class subfolder (labels 0..K-1 in `subfolders`' order), as
+    Keras lists them — links followed, folders in the order of their paths, files sorted
+    by name, `IMAGE_FORMATS` by suffix in any case — but each folder and each file once:
+    Keras' own walk follows a link loop until the paths grow too long, reading the same
+    images thousands of times under both classes (issue 31). A link back to the top folder
+    or into another class's folder is not followed (`a/loop -> ..` would label `b`'s images
+    `a`); otherwise the first way into a folder or a file is the one kept. `DataError` when
+    no image is found."""
+    tops = [_real(directory / name) for name in subfolders]
+    walked = {_real(directory)}
+    seen_files: set[Path] = set()
+    paths: list[str] = []
+    labels: list[int] = []
+    skipped: list[str] = []
+    repeated: list[str] = []
+    for label, name in enumerate(subfolders):
+        foreign = tuple(top for top in tops if top != tops[label])
+        for root, files in sorted(_walk(directory / name, walked, foreign, skipped)):
+            for file in sorted(files):
+                if not file.lower().endswith(IMAGE_FORMATS):
+                    continue
+                path = os.path.join(root, file)
+                if (real := _real(path)) in seen_files:
+                    repeated.append(path)
+                    continue
+                seen_files.add(real)
+                paths.append(path)
+                labels.append(label)
+    if not paths:
+        raise DataError(f"{source} has no images in {', '.join(subfolders)}; {FOLDER_EXPECTED}")
+    return _Listing(tuple(paths), np.asarray(labels, np.int64), tuple(skipped), tuple(repeated))
+
+
+def _links(listing: _Listing) -> dict[str, Any]:
+    """What `Splits.folder_images` records of the links not followed and the files reached
+    twice (only when there were any, so a plain folder's record is as before): counts, and
+    the first path of each for the message."""
+    recorded: dict[str, Any] = {}
+    if listing.skipped_links:
+        recorded["links_not_followed"] = len(listing.skipped_links)
+        recorded["first_link_not_followed"] = listing.skipped_links[0]
+    if listing.repeated_files:
+        recorded["files_reached_twice"] = len(listing.repeated_files)
+        recorded["first_file_reached_twice"] = listing.repeated_files[0]
+    return recorded
+
+
+def _real(path: str | Path) -> Path:
+    return Path(path).resolve()
+
+
+def _walk(top: Path, walked: set[Path], foreign: tuple[Path, ...], skipped: list[str]
+          ) -> list[tuple[str, list[str]]]:
+    """(folder, its file names) for `top` and every folder under it, links followed; a
+    folder already `walked` (by its real path; the set grows) or inside a `foreign` one
+    is not entered, and its path goes to `skipped`."""
+    found: list[tuple[str, list[str]]] = []
+    pending = [str(top)]  # breadth first: the shortest way into a folder is the one kept
+    while pending:
+        folder = pending.pop(0)
+        real = _real(folder)
+        if real in walked or any(real.is_relative_to(other) for other in foreign):
+            skipped.append(folder)
+            continue
+        walked.add(real)
+        files = []
         try:
-            return tf.keras.utils.image_dataset_from_directory(
-                str(directory), labels="inferred", label_mode="int", shuffle=False, **options,
-            )
-        except ValueError as error:
-            raise DataError(
-                f"{source} has no images in {', '.join(subfolders)} "
-                f"({one_line(error)}); {FOLDER_EXPECTED}"
-            ) from None
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError:
+            continue  # unreadable, or a dangling link: no images (Keras skips it too)
+        for entry in entries:
+            if entry.is_dir():
+                pending.append(entry.path)
+            elif entry.is_file():
+                files.append(entry.name)
+        found.append((folder, files))
+    return found
+
+
+def _decoded(tf: Any, paths: Sequence[str], labels: np.ndarray, *, size: tuple[int, int],
+            channels: int) -> Any:
+    """The files decoded to `channels` and resized to `size` as Keras'
+    `image_dataset_from_directory` does (`load_image`: `decode_image`, then `resize` with
+    `INTERPOLATION`), float32 0..255, batched with their labels."""
+
+    def load(path: Any) -> Any:
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels,
+                                   expand_animations=False)
+        image = tf.image.resize(image, size, method=INTERPOLATION)
+        image.set_shape((*size, channels))
+        return image
+
+    images = tf.data.Dataset.from_tensor_slices(list(paths)).map(load)
+    return tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(labels))).batch(256)
 
 
 def _one_size(shapes: np.ndarray, paths: list[str], source: str, *,
@@ -566,5 +693,13 @@ def _split(raw: _UserRaw, *, split_seed: int, validation_fraction: float) -> Spl
         split_seed=split_seed,
         num_classes=num_classes,
         class_names=raw.class_names,
-        folder_images=raw.folder_images,
+        folder_images=_with_identical(raw.folder_images, x[kept], x_val, x_test),
     )
+
+
+def _with_identical(read: dict[str, object] | None, *splits: np.ndarray
+                    ) -> dict[str, object] | None:
+    """A folder's `read` with the count of `identical_across_splits` where there are any."""
+    if read is None or not (count := identical_across_splits(*splits)):
+        return read
+    return {**read, "identical_across_splits": count}

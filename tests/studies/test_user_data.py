@@ -11,7 +11,7 @@ import pytest
 
 from definitions.errors import UsageError
 from studies.datasets import DataError
-from studies.user_data import load_user_data
+from studies.user_data import identical_across_splits, load_user_data
 
 CLASSES = 3
 
@@ -312,6 +312,65 @@ def test_a_folder_with_one_colour_image_is_read_as_rgb(tmp_path):
     _write_pngs(tmp_path / "b" / "colour", rng.integers(0, 256, (1, 6, 6, 3), dtype=np.uint8))
     splits = load_user_data(tmp_path)
     assert splits.input_shape == (6, 6, 3) and splits.sizes()["test"] == 2
+
+
+def _all(splits):
+    return (np.concatenate([splits.x_train, splits.x_val, splits.x_test]),
+            np.concatenate([splits.y_train, splits.y_val, splits.y_test]))
+
+
+def test_a_folder_with_link_loops_reads_each_image_once_under_its_own_class(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    written = {name: rng.integers(0, 256, (20, 6, 6), dtype=np.uint8) for name in "ab"}
+    for name, images in written.items():
+        _write_pngs(tmp_path / "images" / name, images)
+    (tmp_path / "images" / "a" / "loop").symlink_to("..")  # reaches b from a, and a again
+    (tmp_path / "images" / "b" / "self").symlink_to(tmp_path / "images" / "b")
+    with caplog.at_level("WARNING"):
+        splits = load_user_data(tmp_path / "images")
+    x, y = _all(splits)
+    assert len(x) == 40  # Keras' own walk read 18,040 and labelled 16,400 of b's images a
+    expected = [(written[name][..., None] / np.float32(255), np.full(20, label))
+                for label, name in enumerate("ab")]
+    assert _rows(x, y) == _rows(np.concatenate([e for e, _ in expected]),
+                                np.concatenate([e for _, e in expected]))
+    assert splits.folder_images["links_not_followed"] == 2
+    assert "2 folder links not followed" in caplog.text and "identical" not in caplog.text
+
+
+def test_an_image_linked_into_another_class_is_read_once_under_the_first(tmp_path, caplog):
+    rng = np.random.default_rng(1)
+    for name in "ab":
+        _write_pngs(tmp_path / name, rng.integers(0, 256, (6, 6, 6), dtype=np.uint8))
+    (tmp_path / "b" / "also.png").symlink_to(tmp_path / "a" / "0.png")
+    with caplog.at_level("WARNING"):
+        splits = load_user_data(tmp_path)
+    x, y = _all(splits)
+    assert len(x) == 12 and np.count_nonzero(y == 0) == 6
+    assert len({row.tobytes() for row in x}) == 12  # no image twice, so none in two splits
+    assert splits.folder_images["files_reached_twice"] == 1
+    assert f"1 images reached twice through links read once (e.g. {tmp_path}/b/also.png)" in (
+        caplog.text)
+
+
+def test_copies_of_one_picture_in_two_splits_are_counted_and_reported(tmp_path, caplog):
+    rng = np.random.default_rng(2)
+    _write_pngs(tmp_path / "a", np.repeat(rng.integers(0, 256, (1, 6, 6), np.uint8), 8, 0))
+    _write_pngs(tmp_path / "b", rng.integers(0, 256, (8, 6, 6), dtype=np.uint8))
+    with caplog.at_level("WARNING"):
+        splits = load_user_data(tmp_path)
+    # every validation and test image of class a is a copy of the training ones
+    expected = int(np.count_nonzero(splits.y_val == 0) + np.count_nonzero(splits.y_test == 0))
+    assert expected >= 2
+    assert splits.folder_images["identical_across_splits"] == expected
+    assert f"{expected} validation or test images are identical" in caplog.text
+
+
+def test_identical_across_splits_counts_each_later_copy_of_an_earlier_image():
+    a, b, c, d = (np.full((2, 2), v, np.uint8) for v in range(4))
+    assert identical_across_splits(np.stack([a, b]), np.stack([a, c]),
+                                   np.stack([c, d, a])) == 3
+    assert identical_across_splits(np.stack([a, a]), np.stack([b])) == 0
 
 
 def test_a_folder_of_images_of_different_sizes_names_both_files(tmp_path):
