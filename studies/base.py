@@ -71,6 +71,10 @@ class UnknownStudyError(UsageError, KeyError):
 #: The widest width multiplier a study may search: a candidate this many times the
 #: parent's width has ~16x its parameters, past what a compression search is for.
 MAX_WIDTH = 4.0
+#: The most epochs a budget may train a trial or the parent for: over thirty times what
+#: the built-in studies train (at most 30), so a larger number is taken for a typo that
+#: would hold the machine for days (issue 31).
+MAX_EPOCHS = 1000
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,11 @@ class Study:
             raise StudyDefinitionError(
                 f"study {self.name!r}: epochs, batch size and trials must be at least 1"
             )
+        if max(budget.epochs, budget.parent_epochs or 0) > MAX_EPOCHS:
+            raise StudyDefinitionError(
+                f"study {self.name!r}: epochs {budget.epochs} and parent_epochs "
+                f"{budget.parent_epochs} must be at most {MAX_EPOCHS}, the most a trial or "
+                "the parent may train")
         rungs = tuple(budget.rungs)
         if rungs and (list(rungs) != sorted(set(rungs)) or rungs[0] < 1
                       or rungs[-1] >= budget.epochs or budget.eta < 2):

@@ -84,6 +84,20 @@ def test_a_study_with_an_unknown_schedule_is_refused():
                                      parent_epochs=0)).validate()
 
 
+@pytest.mark.parametrize("budget", [{"epochs": 1001}, {"epochs": 5, "parent_epochs": 10**6}])
+def test_epochs_no_one_can_mean_are_refused_with_the_limit(budget):
+    from dataclasses import replace
+
+    from studies import get_study
+    from studies.base import MAX_EPOCHS, Budget, StudyDefinitionError
+
+    with pytest.raises(StudyDefinitionError, match=f"must be at most {MAX_EPOCHS}"):
+        replace(get_study("digits"), budget=Budget(batch_size=8, n_trials=1, **budget)
+                ).validate()
+    replace(get_study("digits"), budget=Budget(epochs=MAX_EPOCHS, batch_size=8, n_trials=1)
+            ).validate()
+
+
 def test_a_judge_stops_training_at_the_rung_where_the_trial_ranks_low():
     from optimizer.engine.halving import RungJudge
 
