@@ -86,13 +86,15 @@ def test_a_value_of_the_wrong_form_is_refused_naming_trial_and_attribute(attr, v
     assert expected in message and "\n" not in message
 
 
-def _tamper(run_dir: Path, *, number: int, attr: str, value: object) -> None:
+def _tamper(run_dir: Path, *, number: int, attr: str, value: object, raw: bool = False
+            ) -> None:
     """Writes `value` as trial `number`'s `attr` straight into the database, as something
     other than this tool would."""
     with closing(sqlite3.connect(run_dir / "study.db")) as db:
         db.execute(
             "update trial_user_attributes set value_json = ? where key = ? and trial_id = "
-            "(select trial_id from trials where number = ?)", (json.dumps(value), attr, number))
+            "(select trial_id from trials where number = ?)",
+            (value if raw else json.dumps(value), attr, number))
         db.commit()
 
 
@@ -109,4 +111,21 @@ def test_a_tampered_value_ends_a_reading_command_in_one_line_with_exit_2(stored,
     assert "Traceback" not in out.stderr
     assert ("trial 1's stored attribute 'payload_bytes' is [3404] (list); expected a whole "
             "number") in out.stderr
+    assert (run_dir / "study.db").read_bytes() == before
+
+
+@pytest.mark.parametrize("command", [["pareto"], ["report"], ["export", "--trial", "1"],
+                                     ["run"]])
+def test_a_value_that_is_not_json_is_one_line_naming_trial_and_attribute(stored, tmp_path,
+                                                                         command):
+    run_dir = tmp_path / "digits"
+    shutil.copytree(stored, run_dir)
+    _tamper(run_dir, number=1, attr="payload_bytes", value="{not json", raw=True)
+    before = (run_dir / "study.db").read_bytes()
+    out = run_cli(*command, "--study", "digits", "--smoke", "--run-dir", str(run_dir),
+                  *(["--out", str(tmp_path / "out")] if command[0] in ("report", "export")
+                    else []))
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) <= 2
+    assert "holds trial 1's 'payload_bytes' ('{not json'), not JSON" in out.stderr
     assert (run_dir / "study.db").read_bytes() == before
