@@ -23,6 +23,9 @@ fresh run directory, all with `run --model mycnn.keras --data fmnist3k.npz
 - `no_check`: the same with `--no-check-before-training` (every candidate trained, budgets
   judged after: the behaviour before this issue's check), stopped at the default's wall time.
 - `random`: the default with `--sampler random`, stopped at the default's wall time.
+- `before30` (issue 30): the default of the commit before issue 30 (`--jobs 1`, three
+  finalists), run from a git worktree of it (`--before-tree`), `--n-trials 12`; its HV is
+  taken at the default's wall time like the others'.
 
 Figures per arm: trials trained, feasible completed trials, trained trials that were over a
 flash or RAM budget (known before training: their recorded figures are those of the file
@@ -58,6 +61,7 @@ ARMS = {
     "default": (),
     "no_check": ("--no-check-before-training",),
     "random": ("--sampler", "random"),
+    "before30": (),
 }
 
 
@@ -127,8 +131,9 @@ def user_cnn():
 
 
 def run_arm(*, arm: str, seed: int, data: Path, model: Path, out: Path,
-            timeout: float | None) -> dict:
-    """One arm in a fresh run dir; returns its trials as plain dicts and its wall time."""
+            timeout: float | None, tree: Path = ROOT) -> dict:
+    """One arm in a fresh run dir, the tool as it is in `tree` (a git worktree of another
+    commit, or this one); returns its trials as plain dicts and its wall time."""
     run_dir = out / f"{arm}-seed{seed}"
     if run_dir.exists():
         import shutil
@@ -142,7 +147,7 @@ def run_arm(*, arm: str, seed: int, data: Path, model: Path, out: Path,
         command += ["--timeout", f"{timeout:.0f}"]
     started = time.time()
     with open(out / f"{arm}-seed{seed}.log", "w") as log:
-        done = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        done = subprocess.run(command, cwd=tree, stdout=log, stderr=subprocess.STDOUT,
                               check=False)
     wall = time.time() - started
     return {"arm": arm, "seed": seed, "returncode": done.returncode, "wall_seconds": wall,
@@ -227,6 +232,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--table", action="store_true", help="print the stored results only")
+    parser.add_argument("--before-tree", type=Path, default=None,
+                        help="a git worktree of the commit before issue 30 (arm before30)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "device_search.json"
@@ -240,8 +247,12 @@ def main() -> int:
                 key = f"{arm}-seed{seed}"
                 if arm != "default" and default_wall is None:
                     default_wall = stored[f"default-seed{seed}"]["wall_seconds"]
+                if arm == "before30" and args.before_tree is None:
+                    raise SystemExit("arm before30 needs --before-tree")
                 result = run_arm(arm=arm, seed=seed, data=data, model=model, out=args.out,
-                                 timeout=None if arm == "default" else default_wall)
+                                 timeout=None if arm in ("default", "before30")
+                                 else default_wall,
+                                 tree=args.before_tree if arm == "before30" else ROOT)
                 if arm == "default":
                     default_wall = result["wall_seconds"]
                 stored[key] = result
