@@ -261,8 +261,9 @@ def main() -> int:
                     points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
                                      extend_every=None)
                     default_seconds = max(p["seconds"] for p in points)
-                elif arm in ("new_default", "jobs1", "three_finalists"):  # issue 30
-                    points = run_arm(seed, sampler="tpe", run_dir=Path(tmp), timeout=None,
+                elif arm in ("new_default", "jobs1", "three_finalists", "gp"):  # issue 30
+                    points = run_arm(seed, sampler="gp" if arm == "gp" else "tpe",
+                                     run_dir=Path(tmp), timeout=None,
                                      extend_every=None, finalists=3 if arm ==
                                      "three_finalists" else None,
                                      jobs=1 if arm == "jobs1" else None)

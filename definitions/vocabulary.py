@@ -37,7 +37,7 @@ SIZE_OBJECTIVES: dict[str, str] = {
 }
 
 #: Optuna samplers the driver constructs (`optimizer.engine.sampling`).
-SAMPLERS: tuple[str, ...] = ("tpe", "nsga2", "random")
+SAMPLERS: tuple[str, ...] = ("tpe", "nsga2", "random", "gp")
 #: Who proposes the trials: Optuna's sampler, or KerasTuner's Bayesian optimization on a
 #: weighted sum of the objectives (`optimizer.engine.kerastuner_backend`).
 BACKENDS: tuple[str, ...] = ("optuna", "kerastuner")

@@ -25,6 +25,9 @@ def make_sampler(name: str, *, seed: int) -> optuna.samplers.BaseSampler:
     (`run --jobs N`, other drivers on a server database) as bad results at their
     parameters, so that trials running at once are not sampled at one spot; with one
     trial at a time there are none, and it changes nothing.
+    `gp` is Optuna 5's `GPSampler` (multi-objective log EHVI; it reads the constraints each
+    trial sets); it needs PyTorch, which this package does not install (measured against
+    TPE in BENCHMARKS.md, issue 30).
     """
     import optuna
 
@@ -36,4 +39,24 @@ def make_sampler(name: str, *, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        return _gp_sampler(seed)
     raise UsageError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+def check_available(name: str) -> None:
+    """Refuses (one line) a sampler whose own dependency is not installed — `gp` needs
+    PyTorch — before anything is stored."""
+    import importlib.util
+
+    if name == "gp" and importlib.util.find_spec("torch") is None:
+        raise UsageError("--sampler gp is Optuna's GPSampler, which needs PyTorch: pip "
+                         "install torch (CPU is enough), or use --sampler tpe")
+
+
+def _gp_sampler(seed: int) -> optuna.samplers.BaseSampler:
+    """`GPSampler` (`check_available` said PyTorch is there)."""
+    import optuna
+
+    check_available("gp")
+    return optuna.samplers.GPSampler(seed=seed)
