@@ -74,10 +74,10 @@ def make_user_files(folder: Path) -> tuple[Path, Path, dict]:
     info_path = folder / "parent.json"
     if data.exists() and model_path.exists() and info_path.exists():
         return data, model_path, json.loads(info_path.read_text())
-    from studies.datasets import load_dataset
+    from studies.datasets import as_float, load_dataset
 
     splits = load_dataset("fashion_mnist", split_seed=0)
-    as_uint8 = lambda x: np.rint(x * 255).astype(np.uint8)  # noqa: E731
+    as_uint8 = lambda x: np.rint(as_float(x) * 255).astype(np.uint8)  # noqa: E731
     arrays = {"x_train": as_uint8(splits.x_train[:TRAIN_IMAGES]),
               "y_train": splits.y_train[:TRAIN_IMAGES],
               "x_test": as_uint8(splits.x_test[:TEST_IMAGES]),

@@ -41,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     from objectives.build import build_model
     from search_spaces import Candidate
     from search_spaces.families import FAMILIES
-    from studies.datasets import load_dataset
+    from studies.datasets import as_float, load_dataset
 
     splits = load_dataset("fashion_mnist")
-    x, y = splits.x_train[: args.images], splits.y_train[: args.images]
+    x, y = as_float(splits.x_train[: args.images]), splits.y_train[: args.images]
 
     def fresh() -> tf.keras.Model:
         return build_model(

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from objectives.size import artifact_figures
     from search_spaces import Candidate
     from search_spaces.families import FAMILIES
-    from studies.datasets import load_dataset
+    from studies.datasets import as_float, load_dataset
 
     splits = load_dataset(args.dataset)
     x, y = splits.x_train, splits.y_train
@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
-        model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs, verbose=0)
+        model.fit(as_float(x), y, batch_size=args.batch_size, epochs=args.epochs, verbose=0)
 
     def accuracy(model: tf.keras.Model) -> float:
-        logits = model.predict(splits.x_test, batch_size=1000, verbose=0)
+        logits = model.predict(as_float(splits.x_test), batch_size=1000, verbose=0)
         return float(np.mean(np.argmax(logits, axis=1) == splits.y_test))
 
     rows = []
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = artifact_figures([path], payload_bytes=payload)
         side = sum(half.size * 2 for _, coded in compressed.coded_layers()
                    for _, _, half in coded)
-        sample = splits.x_test[:1000]
+        sample = as_float(splits.x_test[:1000])
         agree = float(np.mean(np.argmax(compressible.predict(sample, verbose=0), 1)
                               == np.argmax(loaded.predict(sample, verbose=0), 1)))
         rows.append({"setting": f"EPR λ={lam:g}", "payload": payload,

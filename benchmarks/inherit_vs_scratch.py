@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from objectives.train import accuracy, compile_model
     from search_spaces import Candidate
     from search_spaces.families import get_family
-    from studies.datasets import load_dataset
+    from studies.datasets import as_float, load_dataset
 
     splits = load_dataset("fashion_mnist", split_seed=0)
     x, y = splits.x_train, splits.y_train
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         """Seeded fit; seconds per epoch."""
         tf.keras.utils.set_random_seed(args.seed)
         start = time.perf_counter()
-        model.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, shuffle=True, verbose=0)
+        model.fit(as_float(x), y, batch_size=BATCH_SIZE, epochs=epochs, shuffle=True, verbose=0)
         return (time.perf_counter() - start) / epochs
 
     def fine_tune(model) -> float:

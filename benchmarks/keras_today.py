@@ -56,10 +56,10 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def write_data(path: Path, *, train: int) -> None:
     import numpy as np
 
-    from studies.datasets import load_dataset
+    from studies.datasets import as_float, load_dataset
 
     splits = load_dataset("fashion_mnist", split_seed=0)
-    to_uint8 = lambda x: np.round(x[..., 0] * 255).astype("uint8")  # noqa: E731
+    to_uint8 = lambda x: np.round(as_float(x[..., 0]) * 255).astype("uint8")  # noqa: E731
     np.savez(path, x_train=to_uint8(splits.x_train[:train]), y_train=splits.y_train[:train],
              x_test=to_uint8(splits.x_test[:2000]), y_test=splits.y_test[:2000])
 

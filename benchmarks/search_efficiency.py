@@ -102,7 +102,7 @@ def seed_arm(seed: int) -> list[dict]:
     from objectives.train import accuracy, compile_model
     from search_spaces import Candidate
     from search_spaces.families import FAMILIES
-    from studies.datasets import load_dataset
+    from studies.datasets import as_float, load_dataset
 
     start = time.perf_counter()
     splits = load_dataset("fashion_mnist", split_seed=seed)
@@ -115,8 +115,8 @@ def seed_arm(seed: int) -> list[dict]:
                                 num_classes=splits.num_classes, seed=seed)
             model = epr.make_compressible(plain, epr_lambda=lam)
             compile_model(model)
-            model.fit(splits.x_train, splits.y_train, batch_size=64, epochs=SEED_EPOCHS,
-                      verbose=0)
+            model.fit(as_float(splits.x_train), splits.y_train, batch_size=64,
+                      epochs=SEED_EPOCHS, verbose=0)
             compressed = epr.compress(model)
             path = Path(tmp) / f"lambda{lam:g}.epr"
             epr.save(compressed, path)

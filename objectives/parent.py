@@ -30,6 +30,7 @@ import numpy as np
 
 from definitions.errors import UsageError, one_line
 from definitions.importer import import_reference
+from objectives.batches import predict
 from objectives.keras_files import file_format, load_translated, refuse_serving_savedmodel
 from search_spaces.candidate import Candidate
 from search_spaces.families import get_family
@@ -349,7 +350,7 @@ def teacher_outputs(model: keras.Model, *, splits: Splits, cache_dir: Path) -> s
     digest.update(json.dumps(splits.fingerprints(), sort_keys=True).encode())
     path = Path(cache_dir) / f"teacher-{digest.hexdigest()[:16]}.npy"
     if not path.exists():
-        outputs = model.predict(splits.x_train, batch_size=512, verbose=0).astype(np.float32)
+        outputs = predict(model, splits.x_train, batch_size=512).astype(np.float32)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".partial-{path.name}")
         with open(partial, "wb") as f:

@@ -35,6 +35,7 @@ import numpy as np
 from definitions.errors import one_line
 from definitions.vocabulary import TFLITE_MODES
 from objectives.errors import TrialFailure
+from studies.datasets import as_float
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -66,11 +67,12 @@ def convert(
 ) -> bytes:
     """The Keras model as a TFLite flatbuffer in `quantization` mode (one of `TFLITE_MODES`).
 
-    `representative_x` (inputs shaped like the model's, float) is used by `int8` only:
-    `representative_samples` examples are drawn from it without replacement (all of them
-    when it is smaller) with a fixed seed and fed one at a time to the calibrator. A drawn
-    subset rather than the first rows, so that a class-sorted array still calibrates on
-    every class. `int8_io` makes the int8 model's input and output tensors int8.
+    `representative_x` (images shaped like the model's input, uint8 or float: `as_float`)
+    is used by `int8` only: `representative_samples` examples are drawn from it without
+    replacement (all of them when it is smaller) with a fixed seed and fed one at a time
+    to the calibrator. A drawn subset rather than the first rows, so that a class-sorted
+    array still calibrates on every class. `int8_io` makes the int8 model's input and
+    output tensors int8.
 
     Raises `ConversionError` for an unknown mode, `int8` without representative data, or
     any failure of the converter; `ValueError` for `int8_io` outside `int8` mode or a
@@ -202,11 +204,12 @@ def _converted(converter, *, quantization: str, samples: np.ndarray | None,
 
 
 def _draw(x: np.ndarray, n: int) -> np.ndarray:
-    """`n` rows of `x` (all of them if it has fewer), as float32, in their original order."""
+    """`n` rows of `x` (all of them if it has fewer), as float32 (`as_float`: uint8 / 255),
+    in their original order."""
     if len(x) > n:
         rows = np.sort(np.random.default_rng(REPRESENTATIVE_SEED).choice(len(x), n, replace=False))
         x = x[rows]
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return np.ascontiguousarray(as_float(x))
 
 
 def _representative_dataset(samples: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
@@ -284,7 +287,8 @@ def predict(
     are (re)allocated only when the batch size changes (at most twice: full batches, then
     the remainder). Inputs are quantized with the input tensor's scale and zero point when
     it is an integer tensor (`int8_io`), and integer outputs are dequantized with theirs,
-    so callers always pass and get floats.
+    so callers always pass images as kept in memory (uint8 or float, made float32 per
+    batch by `as_float`) and get floats.
 
     `num_threads` defaults to 1: on 2 shared cores, 2 interpreter threads measured 1.3× to
     2.5× slower than one (TFLite's thread pools spin-wait, and suffer when another process
@@ -308,7 +312,7 @@ def predict(
     results: list[np.ndarray] = []
     allocated_for = None
     for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size]
+        batch = as_float(x[start : start + batch_size])
         if allocated_for != len(batch):
             interpreter.resize_tensor_input(inp["index"], [len(batch), *batch.shape[1:]])
             interpreter.allocate_tensors()

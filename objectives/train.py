@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from definitions.vocabulary import SCHEDULES
+from objectives.batches import predict, steps_per_epoch, training_batches
 from objectives.errors import DivergedError, HopelessTrial
 
 if TYPE_CHECKING:
@@ -141,8 +142,9 @@ def compile_model(model: keras.Model, *, from_logits: bool = True,
 
 
 def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 512) -> float:
-    """Top-1 accuracy of a Keras model's outputs (logits or probabilities alike)."""
-    logits = model.predict(x, batch_size=batch_size, verbose=0)
+    """Top-1 accuracy of a Keras model's outputs (logits or probabilities alike) on images
+    `x` as kept in memory (`objectives.batches.predict`: float32 a batch at a time)."""
+    logits = predict(model, x, batch_size=batch_size)
     return float(np.mean(np.argmax(logits, axis=-1) == y))
 
 
@@ -205,9 +207,12 @@ def train(
                     self.model.stop_training = True
 
     start = time.perf_counter()
+    # Keras' own batches of the arrays, each made float32 as it is taken (`batches`)
     history = model.fit(
-        x, y if distill is None else distill.targets(y), batch_size=batch_size,
-        epochs=epochs, shuffle=True, verbose=0, callbacks=[_Guard()],
+        training_batches(x, y if distill is None else distill.targets(y),
+                         batch_size=batch_size, epochs=epochs),
+        steps_per_epoch=steps_per_epoch(len(x), batch_size), epochs=epochs, verbose=0,
+        callbacks=[_Guard()],
     )
     seconds = time.perf_counter() - start
     if "diverged" in state:

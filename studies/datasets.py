@@ -1,10 +1,19 @@
-"""Dataset loaders: train / validation / test splits as float32 images in [0, 1].
+"""Dataset loaders: train / validation / test splits of images, kept as they were read.
 
 `load_dataset(name, data_dir=..., split_seed=..., fetch=...)` is the one entry point. It
 returns a `Splits`: images shaped (N, H, W, C), int64 labels, where the data came from, the
 seed that carved the validation split, and `fingerprints()` (SHA-256 digests of each split)
-for the study's records. No machine here reaches the internet, so each loader keeps the
-real code path and adds local sources:
+for the study's records.
+
+Images stay in memory as they were read (issue 31): uint8 where the source has 8-bit
+pixels (MNIST, Fashion-MNIST, a user's integer images), a quarter of float32's bytes, which
+forked workers share with the driver without copies; float32 where the pixels are not
+0..255 integers (digits' 0..16, a user's float images). `as_float` is the one place
+images become what a model sees, float32 in [0, 1] (uint8 / 255, floats unchanged),
+called per batch by every consumer (`objectives.batches`, `objectives.tflite`).
+
+No machine here reaches the internet, so each loader keeps the real code path and adds
+local sources:
 
 - `mnist`: `--data-dir` with `mnist.npz` or the four IDX files; else Keras' cache
   (`~/.keras/datasets/mnist.npz`), downloaded there when missing; offline with neither,
@@ -89,8 +98,11 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
 }
 #: Largest value of an 8-bit pixel: a user's integer images are divided by it.
 UINT8_PIXEL_MAX = 255
-#: Largest raw pixel value of each dataset; images are divided by it.
+#: Largest raw pixel value of each dataset: 255 is kept as uint8 (`as_float` divides by
+#: it per batch), any other is divided by at loading (float32).
 PIXEL_MAX = {"mnist": UINT8_PIXEL_MAX, "fashion_mnist": UINT8_PIXEL_MAX, "digits": 16}
+#: Rows of images `fingerprints` turns into float32 at a time (bounded memory).
+FINGERPRINT_ROWS = 4096
 #: Training images needed of every class: one for the validation split, one to train on.
 MIN_TRAIN_PER_CLASS = 2
 #: Validation examples per class, on average, below which `run` warns: with fewer, one
@@ -122,7 +134,8 @@ class DataError(UsageError):
 
 @dataclass(frozen=True)
 class Splits:
-    """One dataset, split. Arrays are float32 images in [0, 1] and int64 labels.
+    """One dataset, split. Arrays are images, uint8 pixels 0..255 or float32 (models see
+    them through `as_float`), and int64 labels.
 
     `split_seed` is the seed of the validation carve; the training and validation rows
     come in a seeded stratified order (every prefix is a fair sample). `class_names` name
@@ -155,18 +168,20 @@ class Splits:
     def fingerprints(self) -> dict[str, str]:
         """SHA-256 digests (16 hex characters) of "train", "validation", "test" and "data".
 
-        A split's digest covers dtype, shape and bytes of its images and of its labels;
-        "data" covers the three splits together, in order. Each array's bytes are hashed
-        once and the digests combined, so a changed pixel or label changes its split's
-        digest and "data", and nothing else."""
+        A split's digest covers dtype, shape and bytes of its images (as the model sees
+        them: `as_float`, so uint8 images hash as the float32 ones every study recorded
+        before images were kept as uint8, issue 31) and of its labels; "data" covers the
+        three splits together, in order. Each array's bytes are hashed once and the
+        digests combined, so a changed pixel or label changes its split's digest and
+        "data", and nothing else."""
         data = hashlib.sha256()
         digests = {}
-        for split, arrays in (
+        for split, (x, y) in (
             ("train", (self.x_train, self.y_train)),
             ("validation", (self.x_val, self.y_val)),
             ("test", (self.x_test, self.y_test)),
         ):
-            digest = hashlib.sha256(b"".join(_array_digest(a) for a in arrays)).digest()
+            digest = hashlib.sha256(_image_digest(x) + _array_digest(y)).digest()
             digests[split] = digest.hex()[:16]
             data.update(split.encode() + digest)
         digests["data"] = data.hexdigest()[:16]
@@ -188,10 +203,32 @@ class Splits:
                 "bring more data or a larger x_val")
 
 
+def as_float(x: np.ndarray) -> np.ndarray:
+    """Images as a model sees them: float32 in [0, 1]. uint8 pixels are divided by 255 in
+    float32, the very arithmetic the loaders did before they kept uint8 (so the values are
+    bit-identical); other images (floats kept as given) become float32 unchanged. A copy
+    for uint8: call it on a batch, never on a whole split."""
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        scaled = x.astype(np.float32)
+        scaled /= np.float32(UINT8_PIXEL_MAX)
+        return scaled
+    return x.astype(np.float32, copy=False)
+
+
 def _array_digest(array: np.ndarray) -> bytes:
     array = np.ascontiguousarray(array)
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}|".encode())
     digest.update(array.data)  # its bytes, in C order (contiguous above)
+    return digest.digest()
+
+
+def _image_digest(x: np.ndarray) -> bytes:
+    """`_array_digest` of `as_float(x)`, converted `FINGERPRINT_ROWS` rows at a time: rows
+    are consecutive in C order, so the bytes hashed are those of the whole float32 array."""
+    digest = hashlib.sha256(f"{np.dtype(np.float32).str}{x.shape}|".encode())
+    for start in range(0, len(x), FINGERPRINT_ROWS):
+        digest.update(np.ascontiguousarray(as_float(x[start : start + FINGERPRINT_ROWS])).data)
     return digest.digest()
 
 
@@ -400,7 +437,8 @@ def check_labels(
 def _checked(
     dataset: str, raw: _Raw
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
-    """(train, test) as float32 images in [0, 1] and int64 labels, or `DataError`.
+    """(train, test) as images (uint8 for 8-bit datasets, else float32 in [0, 1]) and
+    int64 labels, or `DataError`.
 
     Rules: images are integers in 0..PIXEL_MAX shaped (N, H, W) or (N, H, W, C); labels are
     integers in 0..num_classes-1 shaped (N,), one per image; the training part holds at
@@ -427,7 +465,10 @@ def _checked(
                 raise DataError(
                     f"{part.origin} has pixel values {low}..{high}; expected 0..{pixel_max}"
                 )
-        return x.reshape(-1, height, width, channels).astype(np.float32) / np.float32(pixel_max)
+        x = x.reshape(-1, height, width, channels)
+        if pixel_max == UINT8_PIXEL_MAX:  # values checked: as uint8, `as_float` per batch
+            return x.astype(np.uint8, copy=False)
+        return x.astype(np.float32) / np.float32(pixel_max)
 
     def labels(part: _Part, count: int, images_origin: str) -> np.ndarray:
         return check_labels(np.asarray(part.array), origin=part.origin, count=count,

@@ -1,8 +1,9 @@
 """Users' own data: an .npz file, a folder of class subfolders of images, or a Python loader.
 
 `load_user_data(source, split_seed=..., validation_fraction=..., image_shape=...)` returns
-the same `Splits` as `studies.datasets.load_dataset` (float32 images (N, H, W, C), int64
-labels, fingerprints), for data of any image size and any number of classes. What `source` names:
+the same `Splits` as `studies.datasets.load_dataset` (images (N, H, W, C): uint8 for
+integer pixels, float32 for float ones; int64 labels, fingerprints), for data of any image
+size and any number of classes. What `source` names:
 
 - An existing file: a NumPy `.npz` archive (`np.savez`) with arrays `x_train`, `y_train` and
   optionally the pairs `x_val`, `y_val` and `x_test`, `y_test`; other arrays are ignored
@@ -40,7 +41,8 @@ source, the array (`npz:/d/x.npz [y_train] has ...`) and what was expected:
 
 - Images are shaped (N, H, W) (read as (N, H, W, 1)) or (N, H, W, C) with C in 1..4, with the
   same H, W and C in every split, and have a numeric dtype. Integer pixels must lie in
-  0..255 (uint8 or any other integer dtype) and are divided by 255 into float32 [0, 1].
+  0..255 (uint8 or any other integer dtype); they are kept as uint8 and divided by 255
+  into float32 [0, 1] per batch (`studies.datasets.as_float`: in memory 1 byte a pixel).
   Floating-point pixels must be finite and are kept as they are (as float32): they are NOT
   rescaled, so bring them in [0, 1] yourself (a warning is logged when they are not).
 - Labels are integers (a float dtype is an error even for whole numbers), shaped (N,), one
@@ -344,13 +346,8 @@ def _read_folder(directory: Path, *, image_shape: ImageShape | None) -> _UserRaw
     modes, counts = np.unique(shapes[shapes[:, 2] != channels, 2], return_counts=True)
     color_mode = COLOR_MODES[channels]
     dataset = _decoded(tf, paths, listing.labels, size=(height, width), channels=channels)
-    pixels, labels = _pixels(tf, dataset, source, color_mode=color_mode)
-    # Keras returns float32 0..255: whole values where no image was resized (kept as uint8,
-    # divided by 255 with the other sources' integers), Keras' interpolated ones otherwise
-    if resized:
-        x_train = np.clip(pixels, 0, UINT8_PIXEL_MAX) / np.float32(UINT8_PIXEL_MAX)
-    else:
-        x_train = np.clip(np.rint(pixels), 0, UINT8_PIXEL_MAX).astype(np.uint8)
+    x_train, labels = _pixels(tf, dataset, source, color_mode=color_mode,
+                              shape=(len(paths), height, width, channels), resized=resized > 0)
     arrays = {"x_train": x_train, "y_train": labels.astype(np.int64)}
     read = {
         "size": [int(height), int(width)],
@@ -509,20 +506,30 @@ def _one_size(shapes: np.ndarray, paths: list[str], source: str, *,
     return height, width
 
 
-def _pixels(tf: Any, dataset: Any, source: str, *, color_mode: str
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Every image (float32 0..255, as Keras gives them) and label of `dataset`."""
-    images, labels = [], []
+def _pixels(tf: Any, dataset: Any, source: str, *, color_mode: str,
+            shape: tuple[int, int, int, int], resized: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Every image and label of `dataset` (`shape` images), converted batch by batch from
+    the float32 0..255 Keras gives (never the whole folder at 4 bytes a pixel): whole
+    values where no image was `resized`, kept as uint8 (divided by 255 per batch with the
+    other sources' integers), Keras' interpolated ones otherwise, divided by 255 here."""
+    images = np.empty(shape, dtype=np.float32 if resized else np.uint8)
+    labels, filled = [], 0
     try:
         for x, y in dataset:
-            images.append(x.numpy())
+            batch = x.numpy()
+            rows = slice(filled, filled + len(batch))
+            if resized:
+                images[rows] = np.clip(batch, 0, UINT8_PIXEL_MAX) / np.float32(UINT8_PIXEL_MAX)
+            else:
+                images[rows] = np.clip(np.rint(batch), 0, UINT8_PIXEL_MAX).astype(np.uint8)
+            filled += len(batch)
             labels.append(y.numpy())
     except tf.errors.OpError as error:
         raise DataError(
             f"{source}: an image cannot be read as {color_mode} "
             f"({type(error).__name__}: {one_line(error.message)}); {FOLDER_EXPECTED}"
         ) from None
-    return np.concatenate(images), np.concatenate(labels)
+    return images[:filled], np.concatenate(labels)
 
 
 def _decoded_shapes(tf: Any, paths: Sequence[str], source: str) -> np.ndarray:
@@ -559,7 +566,8 @@ def _shape_text(hwc: tuple[int, ...]) -> str:
 
 
 def _images(x: np.ndarray, origin: str) -> np.ndarray:
-    """float32 images (N, H, W, C): integers 0..255 divided by 255, finite floats as they are."""
+    """Images (N, H, W, C): integers 0..255 as uint8 (`as_float` divides them by 255 per
+    batch), finite floats as float32."""
     channels = x.shape[3] if x.ndim == 4 else 1
     if x.ndim not in (3, 4) or min(x.shape[1:3]) < 1 or not 1 <= channels <= 4:
         raise DataError(
@@ -574,9 +582,9 @@ def _images(x: np.ndarray, origin: str) -> np.ndarray:
                     f"{origin} has integer pixel values {low}..{high}; expected "
                     f"0..{UINT8_PIXEL_MAX} (integer images are divided by {UINT8_PIXEL_MAX})"
                 )
-        images = x.astype(np.float32) / np.float32(UINT8_PIXEL_MAX)
+        images = x.astype(np.uint8, copy=False)  # values checked above (or uint8 already)
     elif np.issubdtype(x.dtype, np.floating):
-        images = x.astype(np.float32)
+        images = x.astype(np.float32, copy=False)
         bad = int(np.count_nonzero(~np.isfinite(images)))
         if bad:
             raise DataError(

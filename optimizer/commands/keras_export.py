@@ -24,6 +24,7 @@ from objectives import keras_writer
 from objectives.keras_files import FileFormat
 from objectives.parent import load_model_file
 from optimizer.store.artifacts import FLOAT_MODEL, fetch, kept
+from studies.datasets import as_float
 
 if TYPE_CHECKING:
     import optuna
@@ -78,6 +79,7 @@ def write_keras_file(*, trial: optuna.trial.FrozenTrial, quantization: str, arti
                 "kept their float model: no model.keras"}
     target = out / KERAS_FILE
     keras_writer.save(model, target, keras_format=keras_format)
+    x_check = as_float(x_check)  # the images as kept in memory (uint8 or float), as models see them
     written = load_model_file(target).predict(x_check, verbose=0)
     difference = float(np.abs(written - model.predict(x_check, verbose=0)).max())
     if not difference <= PREDICTION_TOLERANCE:

@@ -23,15 +23,17 @@ import numpy as np
 import pytest
 
 from studies import datasets
-from studies.datasets import DataError, load_dataset
+from studies.datasets import DataError, Splits, as_float, load_dataset
 from tests.conftest import ROOT
 
 
-def _check(splits, *, shape, num_classes=10):
+def _check(splits, *, shape, num_classes=10, dtype=np.uint8):
+    """8-bit datasets keep their pixels as uint8 (digits' 0..16 are float32 in [0, 1])."""
     for x, y in ((splits.x_train, splits.y_train), (splits.x_val, splits.y_val),
                  (splits.x_test, splits.y_test)):
-        assert x.dtype == np.float32 and x.ndim == 4 and x.shape[1:] == shape
-        assert 0.0 <= x.min() and x.max() <= 1.0
+        assert x.dtype == dtype and x.ndim == 4 and x.shape[1:] == shape
+        assert x.nbytes == x.size * np.dtype(dtype).itemsize
+        assert 0.0 <= as_float(x).min() and as_float(x).max() <= 1.0
         assert y.dtype == np.int64 and len(y) == len(x)
         assert set(np.unique(y)) <= set(range(num_classes))
     assert splits.input_shape == shape
@@ -56,7 +58,7 @@ def _rows(x, y):
 
 def test_digits_splits():
     splits = load_dataset("digits")
-    _check(splits, shape=(8, 8, 1))
+    _check(splits, shape=(8, 8, 1), dtype=np.float32)
     sizes = splits.sizes()
     assert sum(sizes.values()) == 1797
     assert sizes["test"] == pytest.approx(1797 * 0.2, abs=10)
@@ -184,6 +186,38 @@ def test_fingerprints_are_short_hex_digests_equal_in_a_fresh_process():
     assert json.loads(out.stdout) == mine
 
 
+def test_as_float_divides_uint8_by_255_in_float32_and_keeps_floats():
+    x = np.arange(256, dtype=np.uint8).reshape(4, 8, 8, 1)
+    scaled = as_float(x)
+    assert scaled.dtype == np.float32 and scaled.shape == x.shape
+    # bit for bit what the loaders computed for the whole array before issue 31
+    assert scaled.tobytes() == (x.astype(np.float32) / np.float32(255)).tobytes()
+    assert scaled.min() == 0.0 and scaled.max() == 1.0
+    floats = scaled * np.float32(0.5)
+    assert as_float(floats) is floats  # float32 as it is: no copy
+    assert as_float(floats.astype(np.float64)).tobytes() == floats.tobytes()
+
+
+def test_uint8_images_have_the_fingerprints_of_their_float32_values(monkeypatch):
+    """A study recorded with float32 images resumes on the same data kept as uint8: the
+    digests hash what a model sees, converted a few rows at a time."""
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (n, 5, 4, 1), dtype=np.uint8) for n in (23, 7, 9)]
+    labels = [np.arange(len(x)) % 3 for x in images]
+
+    def splits(xs):
+        return Splits(xs[0], labels[0], xs[1], labels[1], xs[2], labels[2], source="s",
+                      split_seed=0, num_classes=3)
+
+    as_floats = splits([x.astype(np.float32) / np.float32(255) for x in images])
+    monkeypatch.setattr(datasets, "FINGERPRINT_ROWS", 4)  # several chunks, a partial last one
+    assert splits(images).fingerprints() == as_floats.fingerprints()
+    changed = images[0].copy()
+    changed[22, 4, 3, 0] ^= 1  # the last pixel of the last (partial) chunk
+    after = splits([changed, *images[1:]]).fingerprints()
+    assert {k for k in after if after[k] != as_floats.fingerprints()[k]} == {"train", "data"}
+
+
 def test_one_pixel_or_one_label_changes_its_split_fingerprint_and_the_data_fingerprint():
     base = load_dataset("digits")
     before = base.fingerprints()
@@ -206,6 +240,11 @@ def test_fashion_mnist_from_debian():
     splits = load_dataset("fashion_mnist")
     _check(splits, shape=(28, 28, 1))
     assert splits.sizes() == {"train": 54000, "validation": 6000, "test": 10000}
+    # one byte a pixel: 70,000 images of 28×28 in 54.9 MB (float32 took 219.5 MB)
+    assert sum(x.nbytes for x in (splits.x_train, splits.x_val, splits.x_test)) == 70000 * 784
+    # the digests studies recorded while the images were float32 (before issue 31)
+    assert splits.fingerprints() == {"train": "9a6be812eaf448ff", "validation": "47444d17f289a58f",
+                                     "test": "3e042dd248cbce39", "data": "c01e06de4d79078d"}
     assert splits.source.startswith("fashion_mnist:/usr/share/datasets")
     for n in (100, 4000):
         _assert_fair_prefix(splits.y_train[:n], splits.y_train)
@@ -382,7 +421,8 @@ def test_mnist_from_npz_in_data_dir(tmp_path):
              y_train=np.arange(50) % 10, x_test=np.zeros((10, 28, 28), np.uint8),
              y_test=np.arange(10))
     splits = load_dataset("mnist", data_dir=tmp_path)
-    assert splits.sizes()["test"] == 10 and splits.x_train.max() <= 1.0
+    assert splits.sizes()["test"] == 10
+    _check(splits, shape=(28, 28, 1))
 
 
 def test_data_dir_without_files_names_what_it_expected(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from definitions.errors import UsageError
-from studies.datasets import DataError
+from studies.datasets import DataError, as_float
 from studies.user_data import identical_across_splits, load_user_data
 
 CLASSES = 3
@@ -64,8 +64,8 @@ def test_an_npz_with_only_training_data_gets_three_fair_splits_and_a_stable_fing
         np.testing.assert_array_equal(np.bincount(y), [per_class] * CLASSES)
     assert set(np.bincount(splits.y_train[:6], minlength=CLASSES)) <= {1, 2, 3}  # fair prefix
     for x in (splits.x_train, splits.x_val, splits.x_test):
-        assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
-    everything = (np.concatenate([splits.x_train, splits.x_val, splits.x_test]),
+        assert x.dtype == np.uint8  # integer pixels kept as they were: 1 byte a pixel
+    everything = (as_float(np.concatenate([splits.x_train, splits.x_val, splits.x_test])),
                   np.concatenate([splits.y_train, splits.y_val, splits.y_test]))
     assert _rows(*everything) == _rows(
         arrays["x_train"][..., None].astype(np.float32) / 255, arrays["y_train"])
@@ -79,12 +79,13 @@ def test_an_npz_with_validation_and_test_splits_uses_them_as_given(tmp_path):
     path = _npz(tmp_path, **arrays, x_val=val["x_train"], y_val=val["y_train"],
                 x_test=test["x_train"], y_test=test["y_train"])
     splits = load_user_data(path)
-    np.testing.assert_array_equal(splits.x_test, test["x_train"][..., None] / np.float32(255))
+    np.testing.assert_array_equal(as_float(splits.x_test),
+                                  test["x_train"][..., None] / np.float32(255))
     np.testing.assert_array_equal(splits.y_test, test["y_train"])
     # no carve: the same rows, in the fair order every prefix relies on
-    assert _rows(splits.x_val, splits.y_val) == _rows(
+    assert _rows(as_float(splits.x_val), splits.y_val) == _rows(
         val["x_train"][..., None] / np.float32(255), val["y_train"])
-    assert _rows(splits.x_train, splits.y_train) == _rows(
+    assert _rows(as_float(splits.x_train), splits.y_train) == _rows(
         arrays["x_train"][..., None] / np.float32(255), arrays["y_train"])
     np.testing.assert_array_equal(np.bincount(splits.y_val[:3]), [1, 1, 1])
 
@@ -297,7 +298,7 @@ def test_a_folder_of_class_subfolders_of_pngs_is_read_with_labels_from_the_folde
     assert splits.num_classes == 3 and splits.input_shape == (6, 6, 1)
     # 4 per class: 1 held out for test, 1 of the other 3 for validation, 2 to train
     assert splits.sizes() == {"train": 6, "validation": 3, "test": 3}
-    everything = (np.concatenate([splits.x_train, splits.x_val, splits.x_test]),
+    everything = (as_float(np.concatenate([splits.x_train, splits.x_val, splits.x_test])),
                   np.concatenate([splits.y_train, splits.y_val, splits.y_test]))
     expected = [(written[name][..., None] / np.float32(255), np.full(4, label))
                 for label, name in enumerate(("cat", "dog", "emu"))]
@@ -315,7 +316,7 @@ def test_a_folder_with_one_colour_image_is_read_as_rgb(tmp_path):
 
 
 def _all(splits):
-    return (np.concatenate([splits.x_train, splits.x_val, splits.x_test]),
+    return (as_float(np.concatenate([splits.x_train, splits.x_val, splits.x_test])),
             np.concatenate([splits.y_train, splits.y_val, splits.y_test]))
 
 
@@ -431,7 +432,7 @@ def _nearest(images, expected):
 
 
 def _all_images(splits):
-    return np.concatenate([splits.x_train, splits.x_val, splits.x_test])
+    return as_float(np.concatenate([splits.x_train, splits.x_val, splits.x_test]))
 
 
 def test_images_of_mixed_sizes_and_modes_are_resized_and_converted_for_the_model(
@@ -445,8 +446,9 @@ def test_images_of_mixed_sizes_and_modes_are_resized_and_converted_for_the_model
     with caplog.at_level(logging.WARNING, logger="studies"):
         splits = load_user_data(tmp_path / "pets", image_shape=(28, 28, 1))
     assert splits.input_shape == (28, 28, 1) and splits.num_classes == 2
+    assert splits.x_train.dtype == np.float32  # Keras' interpolated pixels, kept / 255
     images = _all_images(splits)
-    assert images.dtype == np.float32 and 0.0 <= images.min() and images.max() <= 1.0
+    assert 0.0 <= images.min() and images.max() <= 1.0
     for image in written.values():
         grey = np.asarray(image.convert("L"))  # ITU-R 601 luma, as libpng's (±1 level)
         # as Keras reads it: decoded to grey, then resized bilinear without antialiasing
@@ -490,6 +492,7 @@ def test_an_rgb_model_gets_three_channels_from_grey_palette_and_rgba_images(tmp_
     palette = np.asarray(Image.open(tmp_path / "a" / "palette.png").convert("RGB"))
     assert _nearest(images, palette / np.float32(255)) == 0.0  # the palette's colours
     assert splits.folder_images["resized"] == 0  # no resize: the integer pixels / 255
+    assert splits.x_train.dtype == np.uint8  # kept as read, 1 byte a pixel
     assert splits.folder_images["converted"] == {"grayscale": 6, "RGBA": 2}
 
 
