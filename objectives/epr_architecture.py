@@ -3,9 +3,11 @@ decoded weights, and walked layer by layer.
 
 An `.epr` file stores the plain model's Keras JSON (no weights), never code: a model whose
 architecture the file cannot hold safely — a `Lambda` layer (its Python bytecode would run
-on every decode) or a class Keras cannot rebuild from JSON — is refused before it trains
-(`storable_json`: `EPRError`, the trial fails alone), and a file whose architecture names
-code is refused when it is read (`refuse_code`).
+on every decode), a class Keras cannot rebuild from JSON, or an object from a module
+outside Keras that Keras' registry does not hold (Keras would import that module) — is
+refused before it trains (`storable_json`: `EPRError`, the trial fails alone), and a file
+whose architecture names code or such a module is refused when it is read (`refuse_code`),
+before Keras sees it.
 """
 
 from __future__ import annotations
@@ -64,19 +66,37 @@ def storable_json(model: tf.keras.Model) -> str:
                 f"{named_layers(custom)} from the JSON the .epr file holds; register a "
                 "custom layer with keras.saving.register_keras_serializable, or search "
                 f"without EPR (epr_lambda 0): {type(error).__name__}: {error}")) from None
+    foreign = code_layers(json.loads(plain_json), registered=registered_names())
+    if foreign:  # what `refuse_code` would refuse when the file is read
+        raise EPRError(one_line(
+            f"EPR cannot store model {model.name!r}: {named_layers(foreign)} name"
+            f"{'s' if len(foreign) == 1 else ''} an object from a module outside Keras that "
+            "Keras' registry does not hold, which the .epr file's reader refuses to import; "
+            "register it with keras.saving.register_keras_serializable, or search without "
+            "EPR (epr_lambda 0)"))
     return plain_json
+
+
+def registered_names() -> frozenset[str]:
+    """The names in Keras' registry in this process: Keras' own objects and the custom
+    layers and functions that code already imported has registered. Keras rebuilds an
+    object naming one of them from the registry, importing nothing the file names."""
+    return frozenset(tf.keras.saving.get_custom_objects())
 
 
 def refuse_code(path: str | os.PathLike, architecture: Any) -> None:
     """An `.epr` file holds a Keras architecture and weights, never code: `save` refuses
-    Lambda layers (`storable_json`). One whose architecture names bytecode (a Lambda, a
-    serialized lambda) was not made by this tool or was altered, and loading it would run
-    that code, so it is refused in one line (`objectives.model_code.code_layers`)."""
+    Lambda layers and objects from modules outside Keras (`storable_json`). One whose
+    architecture names bytecode (a Lambda, a serialized lambda) or an object from another
+    module — `builtins.eval`, a custom layer's module Keras' registry does not hold, which
+    Keras would import — was not made by this tool or was altered, and loading it would run
+    that code, so it is refused in one line, before Keras reads it
+    (`objectives.model_code.code_layers`)."""
     try:
         config = json.loads(architecture)
     except (TypeError, ValueError) as error:
         raise EPRError(f"{path}: corrupt architecture: {error}") from None
-    found = code_layers(config, modules=False)
+    found = code_layers(config, registered=registered_names())
     if found:
         raise StoredCodeRefused(one_line(
             f"{Path(path).name} names Python code in {named_layers(found)}, which this "

@@ -14,16 +14,20 @@ is read the way Keras would find it, by content, without running it:
   are TensorFlow ops, not Python, and are not checked).
 
 A file that is both a zip and HDF5 has both configs checked. Any layer holding Python code
-(`code_layers`) is refused unless the user passed `--trust-model-code` for the run, and so
-is a zip whose weights are stored as pickled numpy objects (`pickled_weights`: Keras
-unpickles them whatever `safe_mode` says).
+(`code_layers`) — bytecode, or an object from a module outside Keras' own, which Keras
+would import and call (`foreign_object`: a custom layer's module, `builtins.eval`) — is
+refused unless the user passed `--trust-model-code` for the run, and so is a zip whose
+weights are stored as pickled numpy objects (`pickled_weights`: Keras unpickles them
+whatever `safe_mode` says).
 """
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +48,18 @@ class StoredCodeRefused(UsageError):
     """A saved model holds Python code and the run does not trust the file."""
 
 
-def code_layers(config: Any, *, modules: bool = True) -> list[tuple[str, str]]:
+def code_layers(config: Any, *, modules: bool = True,
+                registered: Collection[str] = ()) -> list[tuple[str, str]]:
     """`(layer name, what)` of every layer in a Keras config that holds Python code: a
     `Lambda` layer, a serialized `__lambda__` object (e.g. a lambda activation), or any
     layer config with `function_type: "lambda"` or a `function` stored as a list (the
     bytecode, defaults and closure Keras' `func_dump` writes); `what` is the layer's class.
-    With `modules`, also every object naming a module outside Keras and TensorFlow (a
-    custom layer or function), which Keras would import, running its code: `what` is then
-    `Class from module name`. Nested models and wrapped layers are searched too; the walk
-    is iterative, so a deep hostile config cannot exhaust the stack."""
+    With `modules`, also every object naming a module outside Keras (`foreign_object`:
+    a custom layer or function, or one of Python's builtins), which Keras would import and
+    call: `what` is then `Class from module name` (`function name from module name` for a
+    function); an object whose registered name is in `registered` is Keras' to find by that
+    name and is not listed. Nested models and wrapped layers are searched too; the walk is
+    iterative, so a deep hostile config cannot exhaust the stack."""
     found: dict[tuple[str, str], None] = {}
     stack: list[tuple[Any, tuple[str, str] | None]] = [(config, None)]
     while stack:
@@ -67,10 +74,11 @@ def code_layers(config: Any, *, modules: bool = True) -> list[tuple[str, str]]:
                 and "name" in inner:
             layer = (str(inner["name"]), node["class_name"])
         name, kind = layer or ("?", str(node.get("class_name", "?")))
+        foreign = foreign_object(node, registered=registered) if modules else None
         if _holds_bytecode(node):
             found[(name, kind)] = None
-        elif modules and _foreign_module(node):
-            found[(name, f"{node['class_name']} from module {node['module']}")] = None
+        elif foreign:
+            found[(name, foreign)] = None
         stack.extend((value, layer) for value in reversed(list(node.values())))
     return list(found)
 
@@ -82,17 +90,40 @@ def _holds_bytecode(node: dict[str, Any]) -> bool:
             or isinstance(node.get("function"), list | bytes))
 
 
-#: The modules a Keras config may name without importing anything new: Keras' own
-#: (`builtins` is how it names its built-in functions) and TensorFlow's.
-KNOWN_MODULES = ("keras", "tensorflow", "tf_keras", "builtins")
+#: The packages whose modules a Keras config may name: Keras' own, as the files it writes
+#: name them (Keras 3 and tf.keras: `keras`, `keras.layers`, `keras.src.engine.functional`;
+#: tf_keras: `tf_keras.src.engine.functional`). No Keras writes TensorFlow's modules.
+KERAS_PACKAGES = ("keras", "tf_keras")
 
 
-def _foreign_module(node: dict[str, Any]) -> bool:
-    """Whether one config dict is an object Keras finds by importing a module that is
-    neither Keras' nor TensorFlow's (`serialization_lib` imports any module it names)."""
-    module = node.get("module")
-    return (isinstance(module, str) and "class_name" in node
-            and module.split(".")[0] not in KNOWN_MODULES)
+def foreign_object(node: dict[str, Any], *, registered: Collection[str] = ()
+                   ) -> str | None:
+    """`Class from module name` (`function name from module name`) when one config dict is
+    an object Keras would find by importing a module outside `KERAS_PACKAGES`
+    (`serialization_lib` imports any module a config names and calls what it finds there),
+    else None. `builtins` is no exception: tf.keras 2.x names its own losses and metrics,
+    and registered functions, as `builtins` functions (`sparse_categorical_crossentropy`,
+    `mypkg>act`) and looks such a name up in its own modules and registry first, so only a
+    `builtins` function whose name Python's builtins module holds (`eval`, `exec`,
+    `__import__`, `open`…) or a `builtins` class reaches Python's own code: those are
+    foreign. An object whose `registered_name` is in `registered` is found in Keras'
+    registry by that name, its module never imported (outside `builtins`)."""
+    module, class_name = node.get("module"), node.get("class_name")
+    if not isinstance(module, str) or class_name is None:
+        return None
+    what = _cut(str(class_name))
+    if class_name == "function":
+        what = f"function {_cut(str(node.get('config')))}"
+    if module == "builtins":
+        name = node.get("config")
+        keras_named = class_name == "function" and isinstance(name, str) \
+            and not hasattr(builtins, name)
+        return None if keras_named else f"{what} from module builtins"
+    registered_name = node.get("registered_name")
+    if module.split(".")[0] in KERAS_PACKAGES or (
+            isinstance(registered_name, str) and registered_name in registered):
+        return None
+    return f"{what} from module {_cut(module)}"
 
 
 def stored_configs(path: Path) -> list[Any]:
@@ -224,14 +255,14 @@ def refusal(path: Path, layers: list[tuple[str, str]]) -> str:
     custom = any(" from module " in kind for _, kind in layers)
     return (f"{shown(path.name, quote=False)} holds Python code in "
             f"{named_layers(layers)}; it would run when loaded. Pass {TRUST_FLAG} if you "
-            f"trust this file, or rebuild the model without Lambda"
-            f"{' or custom' if custom else ''} layers")
+            f"trust this file, or rebuild the model without Lambda layers"
+            f"{' and objects from modules outside Keras' if custom else ''}")
 
 
 def named_layers(layers: list[tuple[str, str]]) -> str:
     """`layer 'a' (Lambda)` or `layers 'a' (Lambda), 'b' (Lambda) and 3 more`: at most
     `NAMED_LAYERS` named, so the line stays short whatever the file holds."""
-    named = ", ".join(f"{shown(name)} ({shown(kind, quote=False)})"
+    named = ", ".join(f"{shown(name)} ({shown(kind, quote=False, limit=3 * NAME_CHARS)})"
                       for name, kind in layers[:NAMED_LAYERS])
     more = len(layers) - NAMED_LAYERS
     if more > 0:
@@ -239,10 +270,13 @@ def named_layers(layers: list[tuple[str, str]]) -> str:
     return f"layer{'s' if len(layers) > 1 else ''} {named}"
 
 
-def shown(text: str, *, quote: bool = True) -> str:
+def shown(text: str, *, quote: bool = True, limit: int = NAME_CHARS) -> str:
     """A name from a (possibly hostile) file as it may appear in one terminal line:
-    control characters escaped, quoted, and at most `NAME_CHARS` characters."""
-    escaped = repr(str(text))[1:-1]
-    if len(escaped) > NAME_CHARS:
-        escaped = escaped[: NAME_CHARS - 1] + "…"
+    control characters escaped, quoted, and at most `limit` characters."""
+    escaped = _cut(repr(str(text))[1:-1], limit=limit)
     return f"'{escaped}'" if quote else escaped
+
+
+def _cut(text: str, *, limit: int = NAME_CHARS) -> str:
+    """`text` cut to at most `limit` characters, the last one "…" when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

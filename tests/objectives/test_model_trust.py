@@ -123,6 +123,10 @@ def test_code_is_found_wherever_a_config_holds_it():
     def layer(cls, name, **config):
         return {"class_name": cls, "config": {"name": name, **config}}
 
+    def function(module, name):
+        return {"module": module, "class_name": "function", "config": name,
+                "registered_name": None}
+
     config = layer("Functional", "outer", layers=[
         layer("Conv2D", "plain", activation="relu"),
         layer("TimeDistributed", "wrapper", layer=layer("Lambda", "wrapped")),
@@ -132,17 +136,137 @@ def test_code_is_found_wherever_a_config_holds_it():
         {"module": "evil_helpers", "class_name": "Scale", "config": {"name": "scaled"}},
         layer("Functional", "inner", layers=[layer("Lambda", "nested")]),
         layer("TFOpLambda", "op", function="nn.relu"),  # a TF op by name: no code
+        layer("Dense", "evaluated", activation=function("builtins", "eval")),
+        layer("Dense", "called", activation={"module": "builtins", "class_name": "exec",
+                                             "config": "print(1)"}),
+        layer("Dense", "tf", activation=function("tensorflow.io", "write_file")),
+        {"module": "keras.layers", "class_name": "Dense", "config": {"name": "own"}},
+        {"module": "tf_keras.src.engine.functional", "class_name": "Functional",
+         "config": {"name": "tf_keras_own"}},
+        layer("Dense", "keras_named", activation=function("builtins", "softmax")),
+        {"module": "mypkg.layers", "class_name": "Scale", "registered_name": "mypkg>Scale",
+         "config": {"name": "registered"}},
     ])
     assert code_layers(config) == [
         ("wrapped", "Lambda"), ("act", "Dense"), ("cell", "MyCell"),
         ("scaled", "Scale from module evil_helpers"), ("nested", "Lambda"),
+        ("evaluated", "function eval from module builtins"),
+        ("called", "exec from module builtins"),
+        ("tf", "function write_file from module tensorflow.io"),
+        ("registered", "Scale from module mypkg.layers"),
     ]
+    assert ("registered", "Scale from module mypkg.layers") not in code_layers(
+        config, registered={"mypkg>Scale"})  # Keras finds it in its registry by that name
     assert ("scaled", "Scale from module evil_helpers") not in code_layers(config,
                                                                            modules=False)
     deep: dict = layer("Lambda", "deepest")
     for _ in range(100_000):  # deeper than Python's recursion limit
         deep = {"class_name": "Wrapper", "config": {"layer": deep}}
     assert code_layers(deep) == [("deepest", "Lambda")]
+
+
+# --- objects from modules outside Keras, `builtins` included (issue 31) ------------------
+
+
+def _payload(marker) -> str:
+    """Python that writes `marker`, as a hostile config would pass it to `eval`."""
+    return f"__import__('os').system('touch {marker}')"
+
+
+#: Hostile activations naming Python's `eval`: as a function, and as a class whose
+#: config is the payload.
+EVAL_ENTRIES = {
+    "function": lambda marker: {"module": "builtins", "class_name": "function",
+                                "config": "eval", "registered_name": None},
+    "class": lambda marker: {"module": "builtins", "class_name": "eval",
+                             "config": _payload(marker), "registered_name": None},
+}
+
+
+@pytest.fixture(scope="module")
+def plain_files(tmp_path_factory):
+    """A tiny model (Dense 'out' on 4 inputs), compiled with Keras functions (tf.keras
+    names its loss and metric `builtins` functions), saved by this Keras as `.keras`, `.h5`
+    and a SavedModel folder."""
+    folder = tmp_path_factory.mktemp("plain")
+    inputs = tf.keras.Input((4,))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2, name="out")(inputs))
+    model.compile(loss=tf.keras.losses.sparse_categorical_crossentropy,
+                  metrics=[tf.keras.metrics.sparse_categorical_accuracy])
+    model.save(folder / "plain.keras")
+    model.save(folder / "plain.h5")
+    model.save(folder / "plain_savedmodel", save_format="tf")
+    return folder
+
+
+def with_activation(source, target, entry) -> None:
+    """`source` (a `.keras` zip or an `.h5` file) written to `target` with the stored
+    config of layer 'out' given `entry` as its activation: the file hand-edited, as a
+    hostile file would be."""
+    import json
+
+    def edited(raw) -> str:
+        config = json.loads(raw)
+        (out,) = [layer for layer in config["config"]["layers"]
+                  if layer["config"]["name"] == "out"]
+        out["config"]["activation"] = entry
+        return json.dumps(config)
+
+    if source.suffix == ".keras":
+        with zipfile.ZipFile(source) as plain, zipfile.ZipFile(target, "w") as hostile:
+            for name in plain.namelist():
+                data = plain.read(name)
+                hostile.writestr(name, edited(data) if name == "config.json" else data)
+    else:
+        import h5py
+
+        shutil.copy(source, target)
+        with h5py.File(target, "r+") as handle:
+            handle.attrs["model_config"] = edited(handle.attrs["model_config"])
+
+
+@pytest.mark.parametrize("form", EVAL_ENTRIES)
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_model_file_naming_builtins_eval_is_refused_before_keras_reads_it(
+        plain_files, tmp_path, monkeypatch, suffix, form):
+    marker = tmp_path / "marker"
+    hostile = tmp_path / f"evil{suffix}"
+    with_activation(plain_files / f"plain{suffix}", hostile, EVAL_ENTRIES[form](marker))
+
+    def keras_reads(*args, **kwargs):
+        raise AssertionError("the file reached Keras")
+
+    monkeypatch.setattr(tf.keras.models, "load_model", keras_reads)
+    with pytest.raises(StoredCodeRefused) as refused:
+        load_model_file(hostile)
+    what = "function eval" if form == "function" else "eval"
+    assert str(refused.value).startswith(
+        f"evil{suffix} holds Python code in layer 'out' ({what} from module builtins); "
+        "it would run when loaded. Pass --trust-model-code")
+    assert str(refused.value).endswith("without Lambda layers and objects from modules "
+                                       "outside Keras")
+    assert "\n" not in str(refused.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["plain.keras", "plain.h5", "plain_savedmodel"])
+def test_a_compiled_model_of_this_keras_loads_untrusted(plain_files, name):
+    """tf.keras writes a compiled model's loss and metrics as `builtins` functions named
+    by their Keras names: Keras' own, which the guard lets through."""
+    model = load_model_file(plain_files / name)
+    assert [layer.name for layer in model.layers][-1] == "out"
+
+
+def test_models_written_by_todays_keras_pass_the_check(keras_today):
+    """Keras 3 and tf_keras write `keras.*` and `tf_keras.*` modules: every file of
+    theirs but the one holding a Lambda passes the guard."""
+    from objectives.model_code import check_stored_code
+
+    paths = sorted(path for path in keras_today.iterdir()
+                   if path.suffix in (".keras", ".h5") and "lambda" not in path.name)
+    assert len(paths) >= 10
+    for path in paths:
+        check_stored_code(path, trusted=False)
 
 
 def test_a_refusal_stays_one_short_line_whatever_the_names(tmp_path):
@@ -187,3 +311,90 @@ def test_epr_refuses_a_custom_layer_keras_cannot_rebuild_as_a_trial_failure():
 
     with pytest.raises(EPRError, match=r"Keras cannot rebuild layer 'scale' \(Scale\)"):
         make_compressible(_with(Scale(name="scale")), epr_lambda=1.0)
+
+
+def test_epr_refuses_an_object_from_pythons_builtins_before_training_as_a_trial_failure():
+    from objectives.epr import EPRError, make_compressible
+
+    with pytest.raises(EPRError, match=r"^EPR cannot store model .*: layer 'absolute' "
+                       r"\(builtin_function_or_method from module builtins\) names an "
+                       r"object from a module outside Keras") as refused:
+        make_compressible(_with(tf.keras.layers.Activation(abs, name="absolute")),
+                          epr_lambda=1.0)
+    assert "\n" not in str(refused.value)
+
+
+def _epr_with_activation(folder, entry):
+    """A real `.epr` file of a small model (`plain.epr`), and the same file whose stored
+    architecture gives layer 'out' `entry` as its activation (`altered.epr`)."""
+    import json
+    import struct
+    import zlib
+
+    from objectives import epr
+
+    plain, altered = folder / "plain.epr", folder / "altered.epr"
+    model = _with(tf.keras.layers.ReLU(name="relu"))
+    epr.save(epr.compress(epr.make_compressible(model, epr_lambda=1.0)), plain)
+    blob = plain.read_bytes()
+    head = struct.Struct("<4sBI")
+    magic, version, size = head.unpack_from(blob)
+    header = json.loads(zlib.decompress(blob[head.size:head.size + size]))
+    architecture = json.loads(header["architecture"])
+    (out,) = [layer for layer in architecture["config"]["layers"]
+              if layer["config"]["name"] == "out"]
+    out["config"]["activation"] = entry
+    header["architecture"] = json.dumps(architecture)
+    packed = zlib.compress(json.dumps(header).encode(), 9)
+    altered.write_bytes(head.pack(magic, version, len(packed)) + packed
+                        + blob[head.size + size:])
+    return plain, altered
+
+
+@pytest.mark.parametrize("module", ["builtins", "marker_module_for_epr"])
+def test_an_epr_architecture_naming_a_module_outside_keras_is_refused_unread(
+        tmp_path, monkeypatch, module):
+    """`marker_module_for_epr` is importable here and writes the marker when imported;
+    `builtins.eval` would evaluate whatever it is given. Neither reaches Keras."""
+    import sys
+
+    from objectives import epr
+
+    marker = tmp_path / "marker"
+    (tmp_path / "marker_module_for_epr.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n\ndef act(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "marker_module_for_epr", raising=False)
+    name = "eval" if module == "builtins" else "act"
+    plain, altered = _epr_with_activation(tmp_path, {
+        "module": module, "class_name": "function", "config": name,
+        "registered_name": None})
+
+    def keras_reads(*args, **kwargs):
+        raise AssertionError("the architecture reached Keras")
+
+    epr.load(plain)  # the file as saved loads
+    monkeypatch.setattr(tf.keras.models, "model_from_json", keras_reads)
+    with pytest.raises(StoredCodeRefused) as refused:
+        epr.load(altered)
+    assert str(refused.value).startswith(
+        f"altered.epr names Python code in layer 'out' (function {name} from module "
+        f"{module}), which this tool never stores in an .epr file")
+    assert str(refused.value).endswith("not loaded") and "\n" not in str(refused.value)
+    assert not marker.exists()
+
+
+def test_an_epr_of_a_registered_custom_layer_loads_where_it_is_registered(tmp_path):
+    """A custom layer's module is outside Keras, but Keras rebuilds a registered one from
+    its registry by name: the file is written and read back."""
+    from objectives import epr
+
+    @tf.keras.saving.register_keras_serializable(package="test_model_trust")
+    class Doubled(tf.keras.layers.Layer):
+        def call(self, x):
+            return 2.0 * x
+
+    path = tmp_path / "custom.epr"
+    model = _with(Doubled(name="doubled"))
+    epr.save(epr.compress(epr.make_compressible(model, epr_lambda=1.0)), path)
+    assert type(epr.load(path).get_layer("doubled")).__name__ == "Doubled"

@@ -11,7 +11,12 @@ import pytest
 from definitions.attributes import FAIL_REASON_ATTR, FAILURE_KIND_ATTR, RECORD_ATTR
 from definitions.errors import UsageError
 from tests.conftest import fit_on_digits, run_cli, save_digits_npz
-from tests.objectives.test_model_trust import marker_model, save_marker_model
+from tests.objectives.test_model_trust import (
+    EVAL_ENTRIES,
+    marker_model,
+    save_marker_model,
+    with_activation,
+)
 
 FAIL = optuna.trial.TrialState.FAIL
 COMPLETE = optuna.trial.TrialState.COMPLETE
@@ -55,6 +60,25 @@ def test_inspect_refuses_a_model_holding_code_whatever_its_suffix(files, name):
     (files / "marker").unlink(missing_ok=True)
     out = run_cli("inspect", "--model", str(files / name), "--no-device")
     _assert_refused(out, files / "marker")
+
+
+def test_inspect_refuses_a_model_naming_builtins_eval_in_one_line(tmp_path):
+    """Issue 31: a `.keras` file edited to name Python's `eval` is refused by the tool,
+    not left to Keras."""
+    import tensorflow as tf
+
+    inputs = tf.keras.Input((4,))
+    tf.keras.Model(inputs, tf.keras.layers.Dense(2, name="out")(inputs)).save(
+        tmp_path / "plain.keras")
+    marker = tmp_path / "marker"
+    with_activation(tmp_path / "plain.keras", tmp_path / "evil.keras",
+                    EVAL_ENTRIES["class"](marker))
+    out = run_cli("inspect", "--model", str(tmp_path / "evil.keras"), "--no-device")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    (line,) = _error_lines(out.stderr)
+    assert "evil.keras holds Python code in layer 'out' (eval from module builtins)" in line
+    assert not marker.exists()
 
 
 @pytest.fixture(scope="module")
