@@ -1,0 +1,462 @@
+/* model_update.c: the model.update decoder (see model_update.h; format in
+ * docs/ota-format.md of compression-search, reference decoder objectives/ota_stream.py).
+ *
+ * A binary adaptive range decoder (LZMA's, 12-bit probabilities adapting by 1/16) decodes
+ * the sections of the file one step at a time: a section header field, an LZ77 token, an
+ * int8 weight or an int32 value. A step reads at most MU_STEP_BYTES input bytes, so the
+ * decoder runs a step only while that many are buffered (or all input is in): feeding
+ * needs no coroutine and no bound on how the input is split.
+ */
+#include "model_update.h"
+
+#include <string.h>
+
+#define PROB_BITS 12
+#define PROB_INIT (1u << (PROB_BITS - 1))
+#define SHIFT 4
+#define TOP (1u << 24)
+/* A step reads at most 104 bytes (an LZ77 match: 2 + 2 + 2 x 49; a bit of adaptive
+ * probability reads at most 2, a direct bit 1); the input ring holds that many. */
+#define IN_BYTES 112u
+#define MU_STEP_BYTES 104u
+#define RAW 0
+#define INT8 1
+#define INT32 2
+#define FLOATS 3
+#define MIN_MATCH 3u
+#define MIN_REP 2u
+
+enum { PH_HEADER, PH_SECTION, PH_PARAM, PH_BODY, PH_DONE };
+
+typedef uint16_t prob;
+/* An adaptive number of at most `max` classes: max unary probabilities, max + 1 top. */
+#define NUMBER(max) (2 * (max) + 1)
+
+struct mu_decoder {
+    mu_write_fn write;
+    void *user;
+    uint32_t mask, length, stream_length, received, consumed, produced;
+    uint32_t range, code, in_head, in_count;
+    uint32_t section_end, section_base, rep, taps, width, height, i, x, y, value_bytes;
+    int error;
+    uint8_t phase, kind, param, after_match, rc_ready, head_fill;
+    uint8_t sha256[32]; /* the header's */
+    uint8_t in[IN_BYTES]; /* the input ring; the header is gathered here first */
+    struct { /* models (objectives/ota_stream.py, Models), only probabilities */
+        prob kind[4], is_match[16], is_rep[1], trees[2][256];
+        prob w_zero[4], w_sign[4], i_zero[1], i_sign[1];
+        prob length[NUMBER(24)], param[NUMBER(16)], match[NUMBER(16)], rep[NUMBER(16)];
+        prob dist[NUMBER(16)], w_mag[4][NUMBER(7)], i_mag[NUMBER(31)];
+    } m;
+    /* SHA-256 of the output */
+    uint32_t h[8];
+    uint8_t block[64];
+    uint32_t total_lo;
+};
+
+/* ---- SHA-256 (FIPS 180-4), a 16-word rolling message schedule ---- */
+static const uint32_t K[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+    0xc67178f2};
+
+#define ROR(v, n) (((v) >> (n)) | ((v) << (32 - (n))))
+
+static void sha_block(uint32_t *h, const uint8_t *p)
+{
+    uint32_t w[16], s[8], t1, t2;
+    unsigned j;
+    for (j = 0; j < 16; j++)
+        w[j] = (uint32_t)p[4 * j] << 24 | (uint32_t)p[4 * j + 1] << 16 |
+               (uint32_t)p[4 * j + 2] << 8 | p[4 * j + 3];
+    memcpy(s, h, sizeof s);
+    for (j = 0; j < 64; j++) {
+        if (j >= 16) {
+            uint32_t a = w[(j + 1) & 15], b = w[(j + 14) & 15];
+            w[j & 15] += (ROR(a, 7) ^ ROR(a, 18) ^ (a >> 3)) + w[(j + 9) & 15] +
+                         (ROR(b, 17) ^ ROR(b, 19) ^ (b >> 10));
+        }
+        t1 = s[7] + (ROR(s[4], 6) ^ ROR(s[4], 11) ^ ROR(s[4], 25)) +
+             ((s[4] & s[5]) ^ (~s[4] & s[6])) + K[j] + w[j & 15];
+        t2 = (ROR(s[0], 2) ^ ROR(s[0], 13) ^ ROR(s[0], 22)) +
+             ((s[0] & s[1]) ^ (s[0] & s[2]) ^ (s[1] & s[2]));
+        memmove(s + 1, s, 7 * sizeof *s);
+        s[4] += t1;
+        s[0] = t1 + t2;
+    }
+    for (j = 0; j < 8; j++) h[j] += s[j];
+}
+
+static void sha_bytes(mu_decoder *d, const uint8_t *p, size_t n)
+{
+    while (n--) {
+        d->block[d->total_lo++ & 63] = *p++;
+        if ((d->total_lo & 63) == 0) sha_block(d->h, d->block);
+    }
+}
+
+static int fail(mu_decoder *d, int code)
+{
+    if (!d->error) d->error = code;
+    return d->error;
+}
+
+/* ---- output: the window is a ring; each completed half goes to the callback ---- */
+#define WINDOW(d) ((uint8_t *)(d) + MU_STATE_BYTES)
+
+static void emit(mu_decoder *d, uint32_t n)
+{
+    const uint8_t *p = WINDOW(d) + ((d->produced - n) & d->mask);
+    sha_bytes(d, p, n);
+    if (d->write(d->user, p, n) != 0) fail(d, MU_ERR_WRITE);
+}
+
+static void put(mu_decoder *d, uint32_t byte)
+{
+    uint32_t half = (d->mask >> 1) + 1;
+    WINDOW(d)[d->produced++ & d->mask] = (uint8_t)byte;
+    if ((d->produced & (half - 1)) == 0) emit(d, half);
+}
+
+static uint32_t back(const mu_decoder *d, uint32_t distance)
+{
+    return WINDOW(d)[(d->produced - distance) & d->mask];
+}
+
+/* ---- range decoder ---- */
+static uint32_t next_byte(mu_decoder *d)
+{
+    uint32_t byte;
+    if (d->in_count == 0) {
+        fail(d, MU_ERR_TRUNCATED);
+        return 0;
+    }
+    byte = d->in[d->in_head];
+    d->in_head = (d->in_head + 1) % IN_BYTES;
+    d->in_count--;
+    d->consumed++;
+    return byte;
+}
+
+static void normalize(mu_decoder *d)
+{
+    while (d->range < TOP) {
+        d->range <<= 8;
+        d->code = (d->code << 8) | next_byte(d);
+    }
+}
+
+static unsigned bit(mu_decoder *d, prob *p)
+{
+    uint32_t bound = (d->range >> PROB_BITS) * *p;
+    unsigned b = d->code >= bound;
+    if (b) {
+        d->code -= bound;
+        d->range -= bound;
+        *p -= *p >> SHIFT;
+    } else {
+        d->range = bound;
+        *p += ((1u << PROB_BITS) - *p) >> SHIFT;
+    }
+    normalize(d);
+    return b;
+}
+
+static uint32_t direct(mu_decoder *d, unsigned n)
+{
+    uint32_t v = 0;
+    while (n--) {
+        d->range >>= 1;
+        v <<= 1;
+        if (d->code >= d->range) {
+            d->code -= d->range;
+            v |= 1;
+        }
+        normalize(d);
+    }
+    return v;
+}
+
+/* Adaptive Elias-gamma number, 0 .. 2^(max+1) - 2 (ota_coder.number). */
+static uint32_t number(mu_decoder *d, prob *m, unsigned max)
+{
+    unsigned k = 0;
+    uint32_t top;
+    while (k < max && bit(d, &m[k])) k++;
+    if (k == 0) return 0;
+    top = bit(d, &m[max + k]);
+    return ((uint32_t)1 << k) - 1 + (top << (k - 1)) + direct(d, k - 1);
+}
+
+/* Signed number: zero flag, sign, magnitude - 1; 0 with *ok = 0 if out of [-lim-1, lim]. */
+static int32_t signed_value(mu_decoder *d, prob *zero, prob *sign, prob *m,
+                            unsigned max, uint32_t lim, int *ok)
+{
+    uint32_t negative, magnitude;
+    if (!bit(d, zero)) return 0;
+    negative = bit(d, sign);
+    magnitude = number(d, m, max) + 1;
+    if (magnitude > lim + negative) {
+        *ok = 0;
+        return 0;
+    }
+    return negative ? (int32_t)(0u - magnitude) : (int32_t)magnitude;
+}
+
+/* ---- one step of each kind ---- */
+static void lz_step(mu_decoder *d)
+{
+    uint32_t lane, ctx, distance, size, node = 1;
+    uint32_t offset = d->produced - d->section_base;
+    if (d->value_bytes) {
+        lane = 4 - d->value_bytes + (offset & (d->value_bytes - 1));
+        ctx = 4 + lane;
+    } else {
+        lane = d->produced & 3;
+        ctx = lane;
+    }
+    ctx += 8u * d->after_match;
+    if (!bit(d, &d->m.is_match[ctx])) {
+        prob *tree = d->m.trees[lane == 3];
+        while (node < 256) node = (node << 1) | bit(d, &tree[node]);
+        put(d, node & 0xff);
+        d->after_match = 0;
+        return;
+    }
+    d->after_match = 1;
+    if (bit(d, d->m.is_rep)) {
+        size = number(d, d->m.rep, 16) + MIN_REP;
+        distance = d->rep;
+    } else {
+        distance = number(d, d->m.dist, 16) + 1;
+        size = number(d, d->m.match, 16) + MIN_MATCH;
+    }
+    if (distance > d->produced || distance > d->mask + 1 ||
+        size > d->section_end - d->produced) {
+        fail(d, MU_ERR_CORRUPT);
+        return;
+    }
+    d->rep = distance;
+    while (size--) put(d, back(d, distance));
+}
+
+static int32_t s8(uint32_t byte) { return (int32_t)(byte ^ 0x80) - 0x80; }
+
+static void int8_step(mu_decoder *d)
+{
+    int32_t predicted = 0, residual;
+    unsigned ctx = 0;
+    int ok = 1;
+    uint32_t row = d->taps * d->width;
+    if (d->x && d->y) {
+        int32_t a = s8(back(d, d->taps)), b = s8(back(d, row)), c = s8(back(d, row + d->taps));
+        predicted = a + b - c;
+        predicted = predicted > 127 ? 127 : predicted < -128 ? -128 : predicted;
+        ctx = (a == c && b == c) ? 2 : 3;
+    } else if (d->x || d->y) {
+        predicted = s8(back(d, d->x ? d->taps : row));
+        ctx = 1;
+    }
+    residual = signed_value(d, &d->m.w_zero[ctx], &d->m.w_sign[ctx], d->m.w_mag[ctx], 7, 127,
+                            &ok);
+    if (!ok) {
+        fail(d, MU_ERR_CORRUPT);
+        return;
+    }
+    put(d, (uint32_t)(predicted + residual) & 0xff);
+    if (++d->i == d->taps) {
+        d->i = 0;
+        if (++d->x == d->width) {
+            d->x = 0;
+            if (++d->y == d->height) d->y = 0;
+        }
+    }
+}
+
+static void int32_step(mu_decoder *d)
+{
+    int ok = 1;
+    uint32_t v = (uint32_t)signed_value(d, d->m.i_zero, d->m.i_sign, d->m.i_mag, 31,
+                                        0x7fffffffu, &ok);
+    unsigned j;
+    if (!ok) {
+        fail(d, MU_ERR_CORRUPT);
+        return;
+    }
+    for (j = 0; j < 4; j++) put(d, (v >> (8 * j)) & 0xff);
+}
+
+/* A section's kind and length, then its parameters (int8: taps, width, height; float:
+ * the value's bytes), then its body. */
+static void section_step(mu_decoder *d)
+{
+    uint32_t n, high;
+    high = bit(d, &d->m.kind[1]);
+    d->kind = (uint8_t)(high << 1 | bit(d, &d->m.kind[2 + high]));
+    n = number(d, d->m.length, 24) + 1;
+    if (n > d->length - d->produced) {
+        fail(d, MU_ERR_CORRUPT);
+        return;
+    }
+    d->section_base = d->produced;
+    d->section_end = d->produced + n;
+    d->after_match = 0;
+    d->value_bytes = 0;
+    d->i = d->x = d->y = 0;
+    d->param = 0;
+    d->phase = d->kind == INT8 || d->kind == FLOATS ? PH_PARAM : PH_BODY;
+    if (d->kind == INT32 && (n & 3)) fail(d, MU_ERR_CORRUPT);
+}
+
+static void param_step(mu_decoder *d)
+{
+    uint32_t v = number(d, d->m.param, 16) + 1, n = d->section_end - d->section_base;
+    uint32_t window = d->mask + 1;
+    if (d->kind == FLOATS) {
+        if ((v != 2 && v != 4) || (n & (v - 1))) fail(d, MU_ERR_CORRUPT);
+        d->value_bytes = v;
+        d->phase = PH_BODY;
+        return;
+    }
+    if (d->param == 0) d->taps = v;
+    else if (d->param == 1) d->width = v;
+    else {
+        d->height = v;
+        d->phase = PH_BODY;
+        if ((d->width > 1 || d->height > 1) &&
+            (d->taps > window || d->width >= window ||
+             (uint64_t)d->taps * (d->width + 1) > window))
+            fail(d, MU_ERR_CORRUPT);
+    }
+    d->param++;
+}
+
+static void step(mu_decoder *d)
+{
+    if (d->phase == PH_SECTION) section_step(d);
+    else if (d->phase == PH_PARAM) param_step(d);
+    else if (d->kind == INT8) int8_step(d);
+    else if (d->kind == INT32) int32_step(d);
+    else lz_step(d);
+    if (d->phase == PH_BODY && d->produced == d->section_end)
+        d->phase = d->produced == d->length ? PH_DONE : PH_SECTION;
+}
+
+/* ---- the API ---- */
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+mu_decoder *mu_init(void *work, size_t work_bytes, mu_write_fn write, void *user)
+{
+    mu_decoder *d = (mu_decoder *)work;
+    prob *p;
+    unsigned j;
+    if (!work || !write || ((uintptr_t)work & 7) || work_bytes < MU_STATE_BYTES + 256 ||
+        sizeof *d > MU_STATE_BYTES)
+        return NULL;
+    memset(d, 0, sizeof *d);
+    d->write = write;
+    d->user = user;
+    d->mask = (uint32_t)(work_bytes - MU_STATE_BYTES); /* the room; checked at the header */
+    d->range = 0xffffffffu;
+    d->rep = 1;
+    d->phase = PH_HEADER;
+    p = (prob *)&d->m;
+    for (j = 0; j < sizeof d->m / sizeof *p; j++) p[j] = PROB_INIT;
+    d->h[0] = 0x6a09e667; d->h[1] = 0xbb67ae85; d->h[2] = 0x3c6ef372; d->h[3] = 0xa54ff53a;
+    d->h[4] = 0x510e527f; d->h[5] = 0x9b05688c; d->h[6] = 0x1f83d9ab; d->h[7] = 0x5be0cd19;
+    return d;
+}
+
+static int read_header(mu_decoder *d)
+{
+    const uint8_t *p = d->in;
+    unsigned log2 = p[5];
+    uint32_t room = d->mask, work = (uint32_t)p[6] | (uint32_t)p[7] << 8;
+    if (memcmp(p, "MUPD", 4) != 0) return fail(d, MU_ERR_HEADER);
+    if (p[4] != 1) return fail(d, MU_ERR_VERSION);
+    d->length = le32(p + 8);
+    d->stream_length = le32(p + 12);
+    if (log2 < 8 || log2 > 15 || work != MU_STATE_BYTES + (1u << log2) || d->length == 0 ||
+        d->stream_length < 5)
+        return fail(d, MU_ERR_HEADER);
+    if (room < (1u << log2)) return fail(d, MU_ERR_WORK);
+    memcpy(d->sha256, p + 16, 32);
+    d->mask = (1u << log2) - 1;
+    d->phase = PH_SECTION;
+    return MU_OK;
+}
+
+static void run(mu_decoder *d, uint32_t need)
+{
+    if (!d->rc_ready && d->in_count >= 5) {
+        if (next_byte(d) != 0) fail(d, MU_ERR_CORRUPT);
+        d->code = next_byte(d) << 24;
+        d->code |= next_byte(d) << 16;
+        d->code |= next_byte(d) << 8;
+        d->code |= next_byte(d);
+        d->rc_ready = 1;
+    }
+    while (d->rc_ready && !d->error && d->phase != PH_DONE && d->in_count >= need) step(d);
+}
+
+int mu_feed(mu_decoder *d, const uint8_t *data, size_t length)
+{
+    while (length && !d->error) {
+        uint32_t n, room;
+        if (d->phase == PH_HEADER) {
+            d->in[d->head_fill++] = *data++;
+            length--;
+            if (d->head_fill == MU_HEADER_BYTES) read_header(d);
+            continue;
+        }
+        if (d->received == d->stream_length) return fail(d, MU_ERR_CORRUPT);
+        room = IN_BYTES - d->in_count;
+        n = d->stream_length - d->received;
+        n = n < room ? n : room;
+        n = length < n ? (uint32_t)length : n;
+        length -= n;
+        d->received += n;
+        while (n--) {
+            d->in[(d->in_head + d->in_count++) % IN_BYTES] = *data++;
+        }
+        run(d, MU_STEP_BYTES);
+    }
+    return d->error;
+}
+
+int mu_finish(mu_decoder *d)
+{
+    uint8_t pad[8];
+    uint32_t bits, j, rest;
+    if (d->error) return d->error;
+    if (d->phase == PH_HEADER || d->received < d->stream_length)
+        return fail(d, MU_ERR_TRUNCATED);
+    run(d, 0);
+    if (!d->rc_ready) fail(d, MU_ERR_TRUNCATED);
+    if (d->error) return d->error;
+    if (d->phase != PH_DONE || d->consumed != d->stream_length) return fail(d, MU_ERR_CORRUPT);
+    rest = d->produced & (d->mask >> 1);
+    if (rest) emit(d, rest);
+    if (d->error) return d->error;
+    bits = d->total_lo << 3;
+    for (j = 0; j < 8; j++) pad[j] = (uint8_t)(j < 3 ? 0 : j == 3 ? d->total_lo >> 29 : bits >> (8 * (7 - j)));
+    sha_bytes(d, (const uint8_t *)"\x80", 1);
+    while ((d->total_lo & 63) != 56) sha_bytes(d, (const uint8_t *)"", 1);
+    sha_bytes(d, pad, 8);
+    for (j = 0; j < 32; j++)
+        if ((uint8_t)(d->h[j >> 2] >> (24 - 8 * (j & 3))) != d->sha256[j])
+            return fail(d, MU_ERR_CHECKSUM);
+    return MU_OK;
+}
+
+uint32_t mu_file_length(const mu_decoder *d) { return d->length; }

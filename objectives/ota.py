@@ -1,0 +1,343 @@
+"""`model.update`: the bytes a device receives to rebuild its TFLite file bit for bit.
+
+`encode_update(device_file)` is a pure function, bytes to bytes, that a search trial or
+`export --ota` calls; `ota_bytes` is its length, the figure a model card names.
+`decode_update` is the reference decoder the tests check the C decoder
+(`objectives/c/ota/model_update.c`, what a microcontroller runs) against. The format is
+docs/ota-format.md:
+
+    header (48 bytes, little-endian): b"MUPD" | u8 version | u8 window_log2 |
+    u16 work buffer bytes | u32 device file length | u32 coded stream length |
+    32 bytes SHA-256 of the device file
+    coded stream: one range-coded stream of sections (`objectives.ota_stream`)
+
+The sections follow the flatbuffer (`objectives.flatbuffer`): each int8, int32 and float32
+weight buffer is a section of its own kind, coded with a model of its statistics; the rest
+of the file (tables, names, quantization parameters) is LZ77-coded. The encoder reads the
+flatbuffer only to choose sections; the decoder knows nothing of TFLite, so any file is
+coded correctly (a file that does not parse is one raw section).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from definitions.errors import CheckFailed
+from objectives.ota_coder import (
+    ERR_CORRUPT,
+    ERR_TRUNCATED,
+    CodingError,
+    OTADecoder,
+    OTAEncoder,
+)
+from objectives.ota_stream import (
+    FLOAT,
+    INT8,
+    INT32,
+    KIND_NAMES,
+    LENGTH_CLASSES,
+    MIN_MATCH,
+    MIN_REP,
+    RAW,
+    Section,
+    run,
+)
+
+MAGIC = b"MUPD"
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<4sBBHII32s")
+HEADER_BYTES = HEADER.size
+#: The LZ77 window and output chunk: 2^10 bytes of history, written out 512 at a time.
+DEFAULT_WINDOW_LOG2 = 10
+WINDOW_LOG2_RANGE = (8, 15)
+#: The decoder's state besides the window (`sizeof(mu_state)` less the window, on any
+#: platform: tests/objectives/test_ota_c.py checks the C struct fits), in bytes.
+STATE_BYTES = 2048
+ERR_BAD_HEADER, ERR_VERSION, ERR_CHECKSUM = -1, -2, -5
+MAX_SECTION = (1 << LENGTH_CLASSES) - 1
+#: Weight buffers shorter than this stay in the raw sections around them.
+MIN_TYPED = 32
+C_SOURCES = Path(__file__).parent / "c" / "ota"
+DECODER_FILES = ("model_update.c", "model_update.h", "ota_decode.c")
+UPDATE_FILE = "model.update"
+
+
+class UpdateError(CheckFailed):
+    """An update the decoder refuses; `code` is the C decoder's error code for it."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fixed 48 bytes before the coded stream."""
+
+    window_log2: int
+    work_bytes: int
+    device_length: int
+    stream_length: int
+    sha256: bytes
+
+    def pack(self) -> bytes:
+        return HEADER.pack(MAGIC, FORMAT_VERSION, self.window_log2, self.work_bytes,
+                           self.device_length, self.stream_length, self.sha256)
+
+
+def work_bytes(window_log2: int) -> int:
+    """The work buffer the decoder needs for a window of 2^`window_log2` bytes."""
+    return STATE_BYTES + (1 << window_log2)
+
+
+def encode_update(device_file: bytes, *, window_log2: int = DEFAULT_WINDOW_LOG2,
+                  verify: bool = False) -> bytes:
+    """The update that rebuilds `device_file` (any bytes; a TFLite flatbuffer is coded by
+    its sections). `verify` decodes it again with the reference decoder (the encoder
+    rebuilds the file as it codes and checks that anyway)."""
+    data = bytes(device_file)
+    if not WINDOW_LOG2_RANGE[0] <= window_log2 <= WINDOW_LOG2_RANGE[1]:
+        raise ValueError(f"window_log2 must be in {WINDOW_LOG2_RANGE}, not {window_log2}")
+    if not data:
+        raise ValueError("cannot make an update of an empty device file")
+    window = 1 << window_log2
+    plan = plan_sections(data, window=window)
+    encoder = OTAEncoder()
+    rebuilt = run(encoder, length=len(data), window=window, plan=plan, data=data)
+    if rebuilt != data:
+        raise AssertionError("the update's encoder did not rebuild the device file")
+    stream = encoder.finish()
+    header = Header(window_log2=window_log2, work_bytes=work_bytes(window_log2),
+                    device_length=len(data), stream_length=len(stream),
+                    sha256=hashlib.sha256(data).digest())
+    update = header.pack() + stream
+    if verify and decode_update(update) != data:
+        raise AssertionError("the update does not decode to the device file")
+    return update
+
+
+def ota_bytes(device_file: bytes) -> int:
+    """The bytes a device receives for `device_file`: `len(encode_update(...))`."""
+    return len(encode_update(device_file))
+
+
+def read_header(update: bytes) -> Header:
+    """The header of `update`, checked as the C decoder checks it (`UpdateError`)."""
+    if len(update) < HEADER_BYTES:
+        raise UpdateError(f"the update has {len(update)} bytes, fewer than its "
+                          f"{HEADER_BYTES}-byte header", ERR_TRUNCATED)
+    magic, version, window_log2, work, length, stream, digest = HEADER.unpack_from(update)
+    if magic != MAGIC:
+        raise UpdateError(f"not a model update (magic {magic!r}, not {MAGIC!r})",
+                          ERR_BAD_HEADER)
+    if version != FORMAT_VERSION:
+        raise UpdateError(f"format version {version}; this decoder reads version "
+                          f"{FORMAT_VERSION}", ERR_VERSION)
+    low, high = WINDOW_LOG2_RANGE
+    if (not low <= window_log2 <= high or work != work_bytes(window_log2) or length == 0
+            or stream < 5):
+        raise UpdateError("the header's window, work buffer or length is invalid",
+                          ERR_BAD_HEADER)
+    return Header(window_log2=window_log2, work_bytes=work, device_length=length,
+                  stream_length=stream, sha256=digest)
+
+
+def decode_update(update: bytes) -> bytes:
+    """The device file `update` rebuilds; `UpdateError` (with the C decoder's code) for
+    an update that is truncated, corrupt, or whose result fails its SHA-256."""
+    header = read_header(update)
+    stream = update[HEADER_BYTES:]
+    if len(stream) < header.stream_length:
+        raise UpdateError(f"the update is truncated: {len(stream)} of "
+                          f"{header.stream_length} coded bytes", ERR_TRUNCATED)
+    if len(stream) > header.stream_length:
+        raise UpdateError("the update has bytes after its coded stream", ERR_CORRUPT)
+    try:
+        decoder = OTADecoder(stream)
+        data = run(decoder, length=header.device_length, window=1 << header.window_log2)
+    except CodingError as error:
+        raise UpdateError(str(error), error.code) from None
+    if decoder.pos != len(stream):
+        raise UpdateError("the coded stream ends before the update does", ERR_CORRUPT)
+    if hashlib.sha256(data).digest() != header.sha256:
+        raise UpdateError("the decoded file's SHA-256 is not the header's", ERR_CHECKSUM)
+    return bytes(data)
+
+
+def plan_sections(data: bytes, *, window: int) -> list[Section]:
+    """The sections `data` is coded in: its weight buffers (`weight_spans`) each in a
+    section of its kind, raw sections between them with their LZ77 tokens."""
+    sections: list[Section] = []
+    position = 0
+    rep = [1]
+    for start, end, kind, geometry in weight_spans(data, window=window):
+        sections += _raw_sections(data, position, start, window=window, rep=rep)
+        tokens = (lz77_tokens(data, start, end, window=window, rep=rep) if kind == FLOAT
+                  else [])
+        sections.append(Section(kind=kind, length=end - start, taps=geometry[0],
+                                width=geometry[1], height=geometry[2], tokens=tokens))
+        position = end
+    sections += _raw_sections(data, position, len(data), window=window, rep=rep)
+    return sections
+
+
+def describe(update: bytes) -> dict[str, object]:
+    """What an update holds, for a model card: its bytes, window and work buffer."""
+    header = read_header(update)
+    return {"ota_bytes": len(update), "device_bytes": header.device_length,
+            "window_bytes": 1 << header.window_log2, "work_buffer_bytes": header.work_bytes,
+            "format_version": FORMAT_VERSION}
+
+
+def section_summary(data: bytes, *, window_log2: int = DEFAULT_WINDOW_LOG2
+                    ) -> dict[str, int]:
+    """Bytes of `data` by section kind (`raw`, `int8`, …), for reports and tests."""
+    totals = dict.fromkeys(KIND_NAMES.values(), 0)
+    for section in plan_sections(data, window=1 << window_log2):
+        totals[KIND_NAMES[section.kind]] += section.length
+    return totals
+
+
+def weight_spans(data: bytes, *, window: int
+                 ) -> list[tuple[int, int, int, tuple[int, int, int]]]:
+    """(start, end, kind, (taps, width, height)) of each weight buffer of the flatbuffer
+    `data` worth a section of its own, in file order; none when `data` does not parse."""
+    from tflite.TensorType import TensorType
+
+    from objectives.flatbuffer import constant_tensors, parse
+
+    kinds = {TensorType.INT8: (INT8, 1), TensorType.INT32: (INT32, 4),
+             TensorType.FLOAT32: (FLOAT, 4), TensorType.FLOAT16: (FLOAT, 2)}
+    try:
+        model = parse(data).model
+        constants = list(constant_tensors(model))
+    except Exception:  # any file is coded: one that does not parse is one raw section
+        return []
+    spans: dict[int, tuple[int, int, int, tuple[int, int, int]]] = {}
+    for constant in constants:
+        kind, value_bytes = kinds.get(constant.tensor.Type(), (None, 0))
+        size = len(constant.data)
+        if kind is None or constant.buffer in spans or not MIN_TYPED <= size <= MAX_SECTION:
+            continue
+        start = _buffer_offset(model, constant.buffer)
+        if start is None or data[start:start + size] != constant.data:
+            continue
+        if size % value_bytes:
+            continue
+        shape = [int(d) for d in constant.tensor.ShapeAsNumpy()] if (
+            constant.tensor.ShapeLength()) else [size]
+        geometry = (_geometry(shape, size, window) if kind == INT8
+                    else (1, value_bytes, 1))
+        spans[constant.buffer] = (start, start + size, kind, geometry)
+    ordered = sorted(spans.values())
+    return [span for k, span in enumerate(ordered)
+            if k == 0 or span[0] >= ordered[k - 1][1]]
+
+
+def _geometry(shape: list[int], size: int, window: int) -> tuple[int, int, int]:
+    """(taps, width, height) of an int8 kernel: [O, H, W, I] or [1, H, W, C] has H × W
+    taps of I values; anything else, or a kernel whose neighbours lie beyond the window,
+    is one block of `size` values (no prediction)."""
+    if len(shape) == 4 and shape[1] * shape[2] > 1:
+        height, width, taps = shape[1], shape[2], shape[3]
+        if taps * (width + 1) <= window and max(taps, width, height) < (1 << 16):
+            return taps, width, height
+    return min(size, (1 << 16) - 1), 1, 1
+
+
+def _buffer_offset(model: object, index: int) -> int | None:
+    """Where buffer `index`'s data vector starts in the file (flatbuffers' accessor)."""
+    buffer = model.Buffers(index)  # type: ignore[attr-defined]
+    table = buffer._tab
+    offset = table.Offset(4)
+    return table.Vector(offset) if offset else None
+
+
+def _raw_sections(data: bytes, start: int, end: int, *, window: int, rep: list[int]
+                  ) -> list[Section]:
+    """`data[start:end]` as raw sections of at most `MAX_SECTION` bytes with LZ77 tokens
+    (matches may reach back into earlier sections, within the window); `rep` holds the
+    last match distance, which the stream carries from one raw section to the next."""
+    sections = []
+    while start < end:
+        stop = min(end, start + MAX_SECTION)
+        sections.append(Section(kind=RAW, length=stop - start,
+                                tokens=lz77_tokens(data, start, stop, window=window,
+                                                   rep=rep)))
+        start = stop
+    return sections
+
+
+def lz77_tokens(data: bytes, start: int, end: int, *, window: int, rep: list[int],
+                chain: int = 48) -> list[tuple[int, int]]:
+    """Greedy LZ77 with one step of lazy matching over `data[start:end]`: literals
+    `(0, byte)`, repeats of the last distance `(-length, 0)`, matches `(length, distance)`
+    (distance ≤ `window`, within `data[:end]`). `rep[0]`, the last distance, is read and
+    updated."""
+    heads: dict[bytes, list[int]] = {}
+    for p in range(max(0, start - window), start):
+        heads.setdefault(data[p:p + 3], []).append(p)
+    tokens: list[tuple[int, int]] = []
+    p = start
+    while p < end:
+        best = _best_match(data, p, end, heads, window=window, chain=chain, rep=rep[0])
+        if best[0] and p + 1 < end:
+            later = _best_match(data, p + 1, end, heads, window=window, chain=chain,
+                                rep=rep[0])
+            if later[0] > best[0] + 1:
+                best = (0, 0)
+        size, distance = best
+        if size == 0:
+            tokens.append((0, data[p]))
+            size = 1
+        elif distance == rep[0]:
+            tokens.append((-size, 0))
+        else:
+            tokens.append((size, distance))
+            rep[0] = distance
+        for q in range(p, p + size):
+            heads.setdefault(data[q:q + 3], []).append(q)
+        p += size
+    return tokens
+
+
+def _best_match(data: bytes, p: int, end: int, heads: dict[bytes, list[int]], *,
+                window: int, chain: int, rep: int) -> tuple[int, int]:
+    """(length, distance) of the longest match at `p` worth coding, or (0, 0)."""
+    best = (0, 0)
+    if rep <= p:
+        size = _match_length(data, p - rep, p, end)
+        if size >= MIN_REP:
+            best = (size, rep)
+    for q in reversed(heads.get(data[p:p + 3], [])[-chain:]):
+        distance = p - q
+        if distance > window:
+            break
+        size = _match_length(data, q, p, end)
+        if size >= MIN_MATCH and size > best[0] + (1 if best[1] == rep else 0):
+            best = (size, distance)
+    return best
+
+
+def _match_length(data: bytes, q: int, p: int, end: int) -> int:
+    size = 0
+    limit = end - p
+    while size < limit and data[q + size] == data[p + size]:
+        size += 1
+    return size
+
+
+def write_decoder_sources(out: Path) -> list[str]:
+    """Copies the C decoder and host program into `out`; returns their names."""
+    from objectives.files import write_atomically
+
+    for name in DECODER_FILES:
+        write_atomically(Path(out) / name, (C_SOURCES / name).read_bytes())
+    return list(DECODER_FILES)
+
+
+__all__ = ["ERR_CORRUPT", "ERR_TRUNCATED", "Header", "UpdateError", "decode_update",
+           "encode_update", "ota_bytes", "plan_sections", "read_header"]

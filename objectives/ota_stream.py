@@ -1,0 +1,223 @@
+"""The coded stream of `model.update`: the device file as a sequence of sections, each
+coded with the model that fits its bytes (docs/ota-format.md, "Stream").
+
+One function, `run`, is both the encoder and the (reference) decoder: given a `plan`
+(`Section`s and the file's bytes) and an `OTAEncoder` it codes them; given an
+`OTADecoder` and no plan it decodes. Either way it rebuilds the file, so the encoder
+checks its own output as it goes. The C decoder follows the same steps.
+
+Section kinds:
+
+- `RAW`: flatbuffer structure (and anything else), LZ77 over a window of the last
+  2^window_log2 bytes; literals coded with two byte trees, one for the high byte of each
+  32-bit field (the flatbuffer is a stream of them), one for the rest (`_lz`).
+- `INT8`: an int8 weight buffer in taps × width × height blocks (`I`, `W`, `H`: a conv
+  kernel [O, H, W, I], a depthwise kernel [1, H, W, C]; a dense one is `I` = length, W = H
+  = 1). Each value is predicted from its left, upper and upper-left neighbours in the
+  same kernel (a + b − c, as lossless image coders do: EPR's Fourier-coded kernels are
+  smooth over the taps), the residual coded as a signed number in 4 contexts (first tap,
+  one neighbour, flat and non-flat neighbourhood).
+- `INT32`: little-endian int32 values (biases), each a signed number.
+- `FLOAT`: float32 or float16 values (the section's `width`, 4 or 2 bytes): LZ77 as raw
+  sections (the taps of a Fourier-coded kernel repeat), the sign-and-exponent byte of
+  each value coded with the high-byte tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from objectives.ota_coder import (
+    ERR_CORRUPT,
+    Coder,
+    CodingError,
+    NumberModel,
+    SignedModel,
+    byte_tree,
+    number,
+    probs,
+    signed,
+)
+
+RAW, INT8, INT32, FLOAT = 0, 1, 2, 3
+KIND_NAMES = {RAW: "raw", INT8: "int8", INT32: "int32", FLOAT: "float"}
+MIN_MATCH, MIN_REP = 3, 2
+#: Largest section: 2^24 − 1 bytes (the length is a number of at most 24 classes).
+LENGTH_CLASSES = 24
+PARAM_CLASSES = 16
+MATCH_CLASSES = 16
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of the plan: its `kind`, byte `length` and, for `INT8`, its geometry
+    (`taps`, `width`, `height`; for `FLOAT`, `width` is the value's bytes, 2 or 4); for
+    `RAW` and `FLOAT`, the LZ77 tokens the encoder chose."""
+
+    kind: int
+    length: int
+    taps: int = 1
+    width: int = 1
+    height: int = 1
+    tokens: list[tuple[int, int]] = field(default_factory=list)
+
+
+class Models:
+    """Every adaptive probability of the stream, at ½ when the stream starts."""
+
+    def __init__(self) -> None:
+        self.kind = probs(4)
+        self.length = NumberModel(LENGTH_CLASSES)
+        self.param = NumberModel(PARAM_CLASSES)
+        self.is_match = probs(16)
+        self.is_rep = probs(1)
+        self.trees = [probs(256), probs(256)]
+        self.match_length = NumberModel(MATCH_CLASSES)
+        self.rep_length = NumberModel(MATCH_CLASSES)
+        self.distance = NumberModel(MATCH_CLASSES)
+        self.weights = SignedModel(4, 7)
+        self.int32 = SignedModel(1, 31)
+
+
+def _corrupt(message: str) -> CodingError:
+    return CodingError(message, ERR_CORRUPT)
+
+
+def run(c: Coder, *, length: int, window: int, plan: list[Section] | None = None,
+        data: bytes | None = None) -> bytearray:
+    """Codes (`plan` and `data` given) or decodes (neither) a device file of `length`
+    bytes whose matches reach back at most `window` bytes; returns the file rebuilt."""
+    out = bytearray()
+    m = Models()
+    rep = [1]
+    index = 0
+    while len(out) < length:
+        section = plan[index] if plan is not None else None
+        index += 1
+        kind = _kind(c, m, None if section is None else section.kind)
+        n = number(c, m.length, None if section is None else section.length - 1) + 1
+        if n > length - len(out):
+            raise _corrupt(f"a section of {n} bytes passes the end of the device file")
+        tokens = None if section is None else section.tokens
+        if kind == RAW:
+            _lz(c, m, out, n, window=window, rep=rep, tokens=tokens, value_bytes=0)
+        elif kind == INT8:
+            _int8(c, m, out, n, window=window, section=section, data=data)
+        elif kind == INT32:
+            _words(c, m, out, n, data=data)
+        else:
+            width = number(c, m.param, None if section is None else section.width - 1) + 1
+            if width not in (2, 4) or n % width:
+                raise _corrupt(f"a float section of {n} bytes of {width}-byte values")
+            _lz(c, m, out, n, window=window, rep=rep, tokens=tokens, value_bytes=width)
+    return out
+
+
+def _kind(c: Coder, m: Models, value: int | None) -> int:
+    high = c.bit(m.kind, 1, None if value is None else value >> 1)
+    low = c.bit(m.kind, 2 + high, None if value is None else value & 1)
+    return (high << 1) | low
+
+
+def _lz(c: Coder, m: Models, out: bytearray, n: int, *, window: int, rep: list[int],
+        tokens: list[tuple[int, int]] | None, value_bytes: int) -> None:
+    """LZ77 tokens until `n` bytes are out: a literal (`(0, byte)`), a repeat of the last
+    distance (`(-length, 0)`), or a match (`(length, distance)`). A byte's lane is its
+    file offset mod 4 in a raw section, its place in the value in a float section (the
+    value's last byte, sign and exponent, is lane 3); literals in lane 3 (the high byte of
+    a 32-bit field, mostly 0 or 0xff, or a float's exponent) have a byte tree of their
+    own, the other lanes share one. Whether a match comes is coded by lane, section kind
+    and whether the token before was a match."""
+    base = len(out)
+    end = base + n
+    t = 0
+    after_match = 0
+    while len(out) < end:
+        token = tokens[t] if tokens is not None else None
+        t += 1
+        if value_bytes:
+            lane = 4 - value_bytes + ((len(out) - base) & (value_bytes - 1))
+            ctx = 4 + lane
+        else:
+            lane = len(out) & 3
+            ctx = lane
+        ctx += 8 * after_match
+        if not c.bit(m.is_match, ctx, None if token is None else int(token[0] != 0)):
+            out.append(byte_tree(c, m.trees[lane == 3], None if token is None else token[1]))
+            after_match = 0
+            continue
+        after_match = 1
+        if c.bit(m.is_rep, 0, None if token is None else int(token[0] < 0)):
+            size = number(c, m.rep_length, None if token is None else -token[0] - MIN_REP)
+            size += MIN_REP
+            distance = rep[0]
+        else:
+            distance = number(c, m.distance, None if token is None else token[1] - 1) + 1
+            size = number(c, m.match_length, None if token is None else token[0] - MIN_MATCH)
+            size += MIN_MATCH
+        if distance > len(out) or distance > window or size > end - len(out):
+            raise _corrupt(f"a match (distance {distance}, length {size}) reaches outside "
+                           "the window or the section")
+        rep[0] = distance
+        start = len(out) - distance
+        for j in range(size):
+            out.append(out[start + j])
+
+
+def _int8(c: Coder, m: Models, out: bytearray, n: int, *, window: int,
+          section: Section | None, data: bytes | None) -> None:
+    """An int8 weight buffer, each value predicted from its kernel neighbours."""
+    params = (None, None, None) if section is None else (
+        section.taps - 1, section.width - 1, section.height - 1)
+    taps, width, height = (number(c, m.param, p) + 1 for p in params)
+    if width * height > 1 and taps * (width + 1) > window:
+        raise _corrupt(f"an int8 section's kernel ({taps} taps × {width}) does not fit "
+                       "the window")
+    base = len(out)
+    i = x = y = 0
+    row = taps * width
+    for _ in range(n):
+        j = len(out)
+        if x and y:
+            a, b, d = _s8(out[j - taps]), _s8(out[j - row]), _s8(out[j - row - taps])
+            predicted = min(127, max(-128, a + b - d))
+            ctx = 2 if a == d and b == d else 3
+        elif x or y:
+            predicted, ctx = _s8(out[j - (taps if x else row)]), 1
+        else:
+            predicted, ctx = 0, 0
+        value = None
+        if data is not None:
+            value = ((_s8(data[j]) - predicted + 128) & 0xFF) - 128
+        residual = signed(c, m.weights, ctx, value)
+        if not -128 <= residual <= 127:
+            raise _corrupt(f"an int8 residual of {residual}")
+        out.append((predicted + residual) & 0xFF)
+        i += 1
+        if i == taps:
+            i = 0
+            x += 1
+            if x == width:
+                x = 0
+                y += 1
+                if y == height:
+                    y = 0
+    assert len(out) == base + n
+
+
+def _s8(byte: int) -> int:
+    return byte - 256 if byte > 127 else byte
+
+
+def _words(c: Coder, m: Models, out: bytearray, n: int, *, data: bytes | None) -> None:
+    """Little-endian int32 values, each a signed number."""
+    if n % 4:
+        raise _corrupt(f"an int32 section of {n} bytes, not a multiple of 4")
+    for _ in range(n // 4):
+        j = len(out)
+        value = None if data is None else int.from_bytes(data[j:j + 4], "little",
+                                                          signed=True)
+        decoded = signed(c, m.int32, 0, value)
+        if not -(1 << 31) <= decoded < (1 << 31):
+            raise _corrupt(f"an int32 value of {decoded}")
+        out += decoded.to_bytes(4, "little", signed=True)
