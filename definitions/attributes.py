@@ -74,9 +74,13 @@ FAIL_REASON_ATTR = "fail_reason"
 #: Failure kinds that say nothing about the candidate: the trial was cut short from outside.
 INTERRUPTED = "interrupted"
 WORKER_DIED = "worker_died"
+#: A worker alive but silent past its limit (stopped, deadlocked, swapping), ended by the
+#: driver (`optimizer.engine.patience`).
+WORKER_HUNG = "worker_hung"
 ORPHANED = "orphaned"
 STALE_HEARTBEAT = "stale_heartbeat"
-INTERRUPTED_KINDS = frozenset({INTERRUPTED, WORKER_DIED, ORPHANED, STALE_HEARTBEAT})
+INTERRUPTED_KINDS = frozenset({INTERRUPTED, WORKER_DIED, WORKER_HUNG, ORPHANED,
+                               STALE_HEARTBEAT})
 
 # -- trial system attributes ---------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import importlib
 import io
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,18 +110,26 @@ PHASES = ("import", "build", "footprint", "train", "evaluate", "compress", "devi
 
 
 class _PhaseClock:
-    """Adds the wall time of each `with clock(phase):` block to `seconds[phase]`."""
+    """Adds the wall time of each `with clock(phase):` block to `seconds[phase]`, and
+    calls `progress` (when given) as each block begins and ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: Callable[[], None] | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.progress = progress
 
     @contextlib.contextmanager
     def __call__(self, phase: str) -> Iterator[None]:
+        self.tick()
         start = time.perf_counter()
         try:
             yield
         finally:
             self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+            self.tick()
+
+    def tick(self) -> None:
+        if self.progress is not None:
+            self.progress()
 
 
 def sha256_file(path: Path) -> str:
@@ -182,6 +190,7 @@ def evaluate_candidate(
     keep_weights: Path | None = None,
     start_from: Path | None = None,
     teacher: np.ndarray | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> TrialResult:
     """Builds (the parent rewritten to `candidate`, inheriting `weights` when set), trains,
     compresses and evaluates one candidate; writes its artifact. `outputs` (`logits` or
@@ -197,11 +206,15 @@ def evaluate_candidate(
     `teacher`: the trained parent's outputs on the training split (`ParentInfo.teacher`),
     which the candidate distills at the budget's `distill_weight` (none at 0).
 
+    `progress`: called as the work advances (each phase's start and end, each epoch's
+    end), so that a worker's driver tells a slow trial from a stuck one
+    (`optimizer.engine.patience`).
+
     Raises `TrialFailure` (trial FAIL, study goes on) or `HopelessTrial` (PRUNED): over a
     flash or RAM budget before training (`OverBudget`), below `accuracy_floor` after the
     first epoch, or an artifact below `usable_accuracy`.
     """
-    clock = _PhaseClock()
+    clock = _PhaseClock(progress)
     with clock("import"):  # a new worker's first trial pays for TensorFlow here
         importlib.import_module("tensorflow")
     mode = device_mode(candidate.quantization)
@@ -308,7 +321,7 @@ def _train(built: _Built, *, candidate: Candidate, splits: Splits, budget: Budge
             epochs=budget.epochs, batch_size=budget.batch_size, accuracy_floor=accuracy_floor,
             seed=seed, from_logits=outputs == "logits", schedule=budget.schedule,
             judge=judge, rung_payload=_rung_payload(candidate, param_count=built.params),
-            distill=distill,
+            distill=distill, progress=clock.tick,
         )
     if keep_weights is not None:
         save_weights(built.model, keep_weights)

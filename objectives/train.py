@@ -164,12 +164,13 @@ def train(
     judge: StopRule | None = None,
     rung_payload: Callable[[keras.Model], float] | None = None,
     distill: Distillation | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> TrainingRecord:
     """Fits `model` in place under the learning-rate `schedule` (`SCHEDULES`, over all
     `epochs`, so a trial stopped at a rung was judged at the same rates as its rivals);
     raises `HopelessTrial` or `DivergedError` as described above; stops where `judge`
     says (bytes at a rung: `rung_payload(model)`); learns from a parent too with `distill`
-    (its outputs on these `x`)."""
+    (its outputs on these `x`); calls `progress` at each epoch's end."""
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
@@ -188,6 +189,8 @@ def train(
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            if progress is not None:
+                progress()
             if "diverged" in state:
                 return
             checked = None

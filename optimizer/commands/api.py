@@ -41,6 +41,7 @@ from optimizer.commands.export import export_stored
 from optimizer.commands.pareto import budget_note
 from optimizer.commands.run_args import NOTHING_FINISHED, run_settings, study_for_run, usable_front
 from optimizer.engine.extension import EXTEND_EVERY
+from optimizer.engine.patience import SILENCE_LIMIT
 from optimizer.engine.runner import run_study
 from optimizer.store.front import COLUMNS, hp_columns
 from optimizer.store.record import stored_record
@@ -137,6 +138,7 @@ def search(
     min_accuracy: float | None = None,
     check_before_training: bool = True,
     isolate: bool = True,
+    silence_limit: float = SILENCE_LIMIT,
     progress: bool | None = None,
     verbose: bool = False,
 ) -> SearchResult:
@@ -164,7 +166,7 @@ def search(
         width_range=None if width_range is None else list(width_range),
         max_flash_kb=max_flash_kb, max_ram_kb=max_ram_kb, max_latency_ms=max_latency_ms,
         min_accuracy=min_accuracy, no_check_before_training=not check_before_training,
-        no_isolation=not isolate)
+        no_isolation=not isolate, silence_limit=silence_limit)
     with _library_output_quiet(verbose=verbose):
         return _searched(given_study, args, progress=progress)
 

@@ -36,6 +36,7 @@ from optimizer.commands.run_args import run_command
 from optimizer.commands.tables import studies_command
 from optimizer.engine.extension import EXTEND_EVERY
 from optimizer.engine.finalists import FINALISTS
+from optimizer.engine.patience import SILENCE_LIMIT
 from optimizer.store.storage_failures import as_usage_error
 
 EXIT_USAGE = 2
@@ -154,7 +155,8 @@ def _add_trial_args(p: argparse.ArgumentParser) -> None:
         "(scratch); default: the study's (inherit for --model); recorded on the study",
     )
     p.add_argument("--n-trials", type=int, help="total finished trials to reach")
-    p.add_argument("--timeout", type=float, help="stop starting trials after SEC seconds")
+    p.add_argument("--timeout", type=float, help="stop starting trials after SEC seconds "
+                   "(those in flight finish while their worker answers)")
     p.add_argument(
         "--sampler", choices=SAMPLERS, default="tpe", help="default: tpe"
     )
@@ -224,6 +226,13 @@ def _add_execution_args(p: argparse.ArgumentParser) -> None:
         "factor of 4 in bytes), up to K, from their trial's weights on the whole training "
         "split, to the end of a decaying schedule, each stored as a trial of its own "
         f"(default {FINALISTS}; none for --smoke; 0: none)",
+    )
+    p.add_argument(
+        "--silence-limit", type=float, default=SILENCE_LIMIT, metavar="SEC",
+        help="end a trial whose worker reports no progress for SEC seconds, or for five "
+        "times the run's longest such silence if longer (a stopped or deadlocked worker; "
+        "the trial is retried once); past --timeout a stopped worker is ended within "
+        f"seconds (default {SILENCE_LIMIT:.0f})",
     )
     p.add_argument(
         "--no-isolation", action="store_true",

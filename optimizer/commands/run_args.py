@@ -85,6 +85,7 @@ def run_settings(args: argparse.Namespace, *, progress: bool | None = None) -> R
         width_range=None if args.width_range is None else tuple(args.width_range),
         check_before_training=not args.no_check_before_training,
         trust_model_code=args.trust_model_code, jobs=args.jobs, finalists=args.finalists,
+        silence_limit=args.silence_limit,
     )
 
 

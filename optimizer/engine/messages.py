@@ -3,8 +3,10 @@ types: what travels over a worker's pipe, in which direction, and what each carr
 
 Driver → worker: `Shared` (a spawned worker's shared data, once, before its first task),
 `Task`, an answer to a `Question` (any value), `Stop`.
-Worker → driver, per task: `Started`, any number of `Question`s, then one answer:
-`Returned`, `Raised`, `Interrupted` or `Bug`, each with the worker's resident memory.
+Worker → driver, per task: `Started`, any number of `Working`s, `Question`s and `Beat`s,
+then one answer: `Returned`, `Raised`, `Interrupted` or `Bug`, each with the worker's
+resident memory. Every one but `Beat` is the task's progress; how long the driver waits
+for either is `optimizer.engine.patience`'s.
 """
 
 from __future__ import annotations
@@ -39,6 +41,17 @@ class Started:
     """The task began, at `at` (`time.time()` in the worker)."""
 
     at: float
+
+
+@dataclass(frozen=True)
+class Working:
+    """The task advanced: a phase began or ended, an epoch ended (`report_progress`)."""
+
+
+@dataclass(frozen=True)
+class Beat:
+    """The worker's process is alive (sent every `BEAT_SECONDS` while a task runs, by a
+    thread of its own: it says nothing of the task's progress)."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ artifact store, and returns `(accuracy, payload_bytes)`. It depends on Optuna on
 the trial it is handed (DESIGN §3), so another driver (KerasTuner) can reuse the pipeline.
 
 Every FAIL trial gets a structured `failure_kind` and a human `fail_reason`; a trial cut
-short from outside (Ctrl-C, SIGTERM, a dead worker) has its candidate retried once.
+short from outside (Ctrl-C, SIGTERM, a dead worker, a silent one ended) has its candidate
+retried once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from definitions.attributes import (
     FLOAT_MODEL_ID_ATTR,
     HYPERMODEL_KEY,
     INTERRUPTED,
+    INTERRUPTED_KINDS,
     PHASE_SECONDS_ATTR,
     PRUNE_REASON_ATTR,
     REJECTED_ATTR,
@@ -42,7 +44,7 @@ from optimizer.engine.halving import DriverJudge, RungQuestion, judge_for
 from optimizer.engine.parents import trial_parent
 from optimizer.engine.plots import trial_plot
 from optimizer.engine.task import TrialTask, run_task
-from optimizer.engine.worker import WorkerDied, run_in_process
+from optimizer.engine.worker import run_in_process
 from optimizer.store.constraints import set_constraints
 from optimizer.store.retry import retry_once
 from optimizer.store.trial import StoredTrial
@@ -179,7 +181,8 @@ class Objective:
                   ) -> tuple[TrialResult, TaskFigures | None]:
         """(the task's result, what its worker cost), or the trial ended as the task
         did: PRUNED (over budget before training, hopeless) or FAIL (its `failure_kind`
-        stored; a dead worker's or an interrupted trial's candidate retried once)."""
+        stored; the candidate of a trial cut short from outside, by a dead or silent
+        worker or an interrupt, retried once)."""
         import optuna
 
         try:
@@ -205,7 +208,7 @@ class Objective:
             raise optuna.TrialPruned(str(error)) from None
         except TRIAL_FAILURES as error:
             _fail(trial, kind=error.kind, reason=f"{type(error).__name__}: {error}")
-            if isinstance(error, WorkerDied):
+            if error.kind in INTERRUPTED_KINDS:  # `WorkerDied`, `WorkerHung`
                 retry_once(trial.study, trial)
             raise
         except KeyboardInterrupt:

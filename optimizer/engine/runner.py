@@ -31,6 +31,7 @@ from optimizer.engine.data import load_data
 from optimizer.engine.finalists import WEIGHTS_DIR, keep_front_weights, run_finalists
 from optimizer.engine.objective import TRIAL_FAILURES, Objective
 from optimizer.engine.parents import plan_parent
+from optimizer.engine.patience import Patience
 from optimizer.engine.progress import Progress
 from optimizer.engine.resume import (
     create_or_resume,
@@ -116,7 +117,7 @@ def _workers(settings: RunSettings, *, splits: Splits, teacher: np.ndarray | Non
              ) -> Iterator[WorkerPool | None]:
     """`settings.workers` lasting workers sharing the machine's cores (None for 0: trials
     run in this process), forked now, with the data, before the run starts threads of its
-    own."""
+    own; none waited for past its silence limit, nor silent past `--timeout` (`Patience`)."""
     jobs, cores = settings.workers, settings.machine.cores
     if jobs == 0:
         yield None
@@ -129,8 +130,10 @@ def _workers(settings: RunSettings, *, splits: Splits, teacher: np.ndarray | Non
     if jobs > cores:
         log.warning("--jobs %d on %d cores: trials will share cores and each run slower",
                     jobs, cores)
+    patience = Patience(silence_limit=settings.silence_limit, deadline=None
+                        if settings.timeout is None else time.monotonic() + settings.timeout)
     with WorkerPool(jobs, shared={"splits": splits, "teacher": teacher},
-                    threads=threads) as pool:
+                    threads=threads, patience=patience) as pool:
         yield pool
 
 

@@ -17,6 +17,7 @@ from definitions.vocabulary import BACKENDS, JOBS_AUTO, SAMPLERS
 from optimizer.engine.extension import EXTEND_EVERY
 from optimizer.engine.finalists import FINALISTS
 from optimizer.engine.machine import Machine
+from optimizer.engine.patience import SILENCE_LIMIT
 
 if TYPE_CHECKING:
     from definitions.budgets import DeviceBudgets
@@ -35,7 +36,8 @@ class RunSettings:
         seed: carves the data splits and seeds training and the sampler (None: 0 for a new
             study, the stored one on resume).
         n_trials: finished trials to reach (None: the budget's); `timeout`: seconds after
-            which no trial starts.
+            which no trial starts (those in flight finish while their worker answers:
+            `optimizer.engine.patience`).
         size_objective, device_budgets, init, quantization_modes, width_range: override the
             study definition's for a new study; None keeps the stored ones on resume (others
             are refused).
@@ -53,6 +55,9 @@ class RunSettings:
         machine: the cores and memory `jobs` is decided and checked against.
         finalists: front members trained again to the end after the search (None:
             `FINALISTS`, or none for a smoke run; 0: none); see `finalist_count`.
+        silence_limit: seconds a trial's worker may report no progress before it is
+            ended, its trial FAIL (`worker_hung`) and retried: the floor of a limit that
+            grows with the run's measured pace (`optimizer.engine.patience`).
     """
 
     smoke: bool = False
@@ -77,6 +82,7 @@ class RunSettings:
     check_before_training: bool = True
     jobs: int | str = JOBS_AUTO
     finalists: int | None = None
+    silence_limit: float = SILENCE_LIMIT
     machine: Machine = field(default_factory=Machine.here, compare=False)
 
     def __post_init__(self) -> None:
@@ -90,6 +96,9 @@ class RunSettings:
         if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
             raise UsageError(
                 f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if not (math.isfinite(self.silence_limit) and self.silence_limit > 0):
+            raise UsageError("--silence-limit must be a positive number of seconds, got "
+                             f"{self.silence_limit}")
 
     def _check_proposers(self) -> None:
         if self.sampler not in SAMPLERS:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from objectives import pipeline
+from optimizer.engine.worker import report_progress
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,8 +68,10 @@ class TrialTask:
 def run_task(*, task: TrialTask, splits: Splits, teacher: np.ndarray | None = None
              ) -> TrialResult:
     """`evaluate_candidate` of `task` on `splits` (distilling `teacher`, the parent's
-    outputs on the training split, where given): what a worker runs per trial."""
-    return pipeline.evaluate_candidate(splits=splits, teacher=teacher, **task.arguments())
+    outputs on the training split, where given): what a worker runs per trial, reporting
+    its progress to the driver (`report_progress`)."""
+    return pipeline.evaluate_candidate(splits=splits, teacher=teacher,
+                                       progress=report_progress, **task.arguments())
 
 
 __all__ = ["TrialTask", "run_task"]

@@ -28,7 +28,11 @@ is `optimizer.engine.stop`'s.
 
 A worker that dies without an answer (killed, segfault, out of memory, a failed start) is
 noticed at once: the driver waits on the worker's pipe and its process sentinel together.
-It fails that trial with `WorkerDied` and is replaced; the study goes on. A worker whose
+It fails that trial with `WorkerDied` and is replaced; the study goes on. A worker alive
+but silent (stopped, deadlocked, swapping) is ended past its pool's bounds
+(`optimizer.engine.patience.Patience`): its trial fails with `WorkerHung`, and it is
+replaced likewise. While a task runs, the task reports its progress (`report_progress`)
+and a thread of the worker says the process is alive (`Beat`). A worker whose
 parent dies exits by itself. Ctrl-C or SIGTERM in the driver (`stop.request_interrupt`)
 ends every worker.
 """
@@ -50,10 +54,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_for_any
 from typing import Any, NoReturn
 
-from definitions.attributes import WORKER_DIED
+from definitions.attributes import WORKER_DIED, WORKER_HUNG
 from objectives.errors import TrialFailure
 from optimizer.engine.messages import (
     Answer,
+    Beat,
     Bug,
     Interrupted,
     Question,
@@ -63,7 +68,9 @@ from optimizer.engine.messages import (
     Started,
     Stop,
     Task,
+    Working,
 )
+from optimizer.engine.patience import BEAT_SECONDS, Patience
 from optimizer.engine.processes import (
     resident_bytes,
     tensorflow_warnings_held_back,
@@ -87,6 +94,10 @@ _SPAWN_LOCK = threading.Lock()
 
 #: In a worker: the pipe to the driver (`ask_driver`); None in the driver.
 _CHANNEL = None
+#: In a worker: held while a message is sent (by the task, or by the beat thread).
+_SEND_LOCK = threading.Lock()
+#: In a worker: set while a task runs (the beat thread beats only then).
+_BUSY = threading.Event()
 #: In the driver, for a task run in this process (`run_in_process`): who answers.
 _LOCAL = threading.local()
 
@@ -95,6 +106,13 @@ class WorkerDied(TrialFailure):
     """The worker process ended without returning a result."""
 
     kind = WORKER_DIED
+
+
+class WorkerHung(TrialFailure):
+    """The worker process was alive but silent past its bound (`Patience`) and was
+    ended."""
+
+    kind = WORKER_HUNG
 
 
 class WorkerBug(RuntimeError):
@@ -107,12 +125,40 @@ def ask_driver(question: Any) -> Any:
     In a worker the question travels over the task's pipe and the worker waits for the
     answer; in the driver's own process (`run_in_process`) it is answered directly."""
     if _CHANNEL is not None:
-        _CHANNEL.send(Question(question))
+        _send(Question(question))
         return _CHANNEL.recv()
     serve = getattr(_LOCAL, "serve", None)
     if serve is None:
         raise RuntimeError("ask_driver called outside a task that was given a serve callable")
     return serve(question)
+
+
+def report_progress() -> None:
+    """From inside a task: tells the driver the task advanced (a phase began or ended, an
+    epoch ended), which is what its silence limit counts (`Patience`); nothing in the
+    driver's own process (`run_in_process`)."""
+    if _CHANNEL is not None:
+        _send(Working())
+
+
+def _send(message: object) -> None:
+    """In a worker: `message` to the driver, never interleaved with a beat."""
+    with _SEND_LOCK:
+        _CHANNEL.send(message)
+
+
+def _beat(conn) -> None:
+    """In a worker: a `Beat` every `BEAT_SECONDS` while a task runs, whatever the task
+    does (a stopped process sends none)."""
+    while True:
+        time.sleep(BEAT_SECONDS)
+        with _SEND_LOCK:
+            if not _BUSY.is_set():
+                continue
+            try:
+                conn.send(Beat())
+            except OSError:  # the driver is gone
+                return
 
 
 def _watch_parent(parent: int) -> None:
@@ -135,6 +181,7 @@ def _serve_tasks(conn, parent: int, shared: dict[str, Any] | None,
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.environ.update(environment)  # before this worker first imports TensorFlow
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    threading.Thread(target=_beat, args=(conn,), daemon=True).start()
     _CHANNEL = conn
     if shared is None:
         first = _received(conn)
@@ -142,12 +189,15 @@ def _serve_tasks(conn, parent: int, shared: dict[str, Any] | None,
             return
         shared = dict(first.data)
     while isinstance(task := _received(conn), Task):
-        conn.send(Started(time.time()))
+        _send(Started(time.time()))
+        _BUSY.set()
         answer = _answer(task, shared)
-        try:
-            conn.send(answer)
-        except Exception:  # the exception (or result) itself does not pickle
-            conn.send(_unpicklable(answer))
+        with _SEND_LOCK:  # no beat after the answer
+            _BUSY.clear()
+            try:
+                conn.send(answer)
+            except Exception:  # the exception (or result) itself does not pickle
+                conn.send(_unpicklable(answer))
     conn.close()
 
 
@@ -244,14 +294,18 @@ class Worker:
     `shared` (e.g. the data splits) is given to every task as keyword arguments without
     being sent: inherited by a forked worker, sent once to a spawned one. `threads`: the
     TensorFlow threads it may use (None: TensorFlow's default). `recycle_growth_bytes`:
-    the growth of resident memory after which it is `worn`. `last`: the `TaskFigures` of
-    the latest task, whether it returned or raised (None when it died unanswered)."""
+    the growth of resident memory after which it is `worn`. `patience`: how long it may
+    be silent during a task (None: as long as it lives, e.g. the parent's training, which
+    reports no progress). `last`: the `TaskFigures` of the latest task, whether it
+    returned or raised (None when it died unanswered)."""
 
     def __init__(self, *, shared: Mapping[str, Any] | None = None,
                  threads: int | None = None,
-                 recycle_growth_bytes: int = RECYCLE_GROWTH_BYTES) -> None:
+                 recycle_growth_bytes: int = RECYCLE_GROWTH_BYTES,
+                 patience: Patience | None = None) -> None:
         self.shared = dict(shared or {})
         self.recycle_growth_bytes = recycle_growth_bytes
+        self.patience = patience
         ctx = _context()
         spawned = ctx.get_start_method() != "fork"
         self._conn, child = ctx.Pipe(duplex=True)
@@ -289,7 +343,8 @@ class Worker:
 
         Project exceptions (`TrialFailure`, `HopelessTrial`, …) come back as themselves;
         one that cannot be pickled comes back as `WorkerBug`; a worker that dies without
-        answering raises `WorkerDied`. A stop request (`request_interrupt`), Ctrl-C or
+        answering raises `WorkerDied`, one silent past its `patience` is killed and raises
+        `WorkerHung`. A stop request (`request_interrupt`), Ctrl-C or
         SIGTERM here ends the worker and raises KeyboardInterrupt. The task's questions
         (`ask_driver`) are answered by `serve`."""
         self.last = None  # set again only when this task answers
@@ -332,12 +387,16 @@ class Worker:
         """(when the task started, its answer), its questions answered by `serve` on the
         way; None for the answer when the worker died without one. The pipe and the
         process are waited on together: a death is seen at once, never waited out on a
-        recv that no one will answer."""
+        recv that no one will answer; a silence is timed (`_Heard`) and ended past the
+        worker's `patience` (`_end_silent`)."""
+        heard = _Heard(time.monotonic())
         while True:
             if STOP.is_set():
                 raise KeyboardInterrupt
             if self.dead:
                 return started, None
+            if self.patience is not None and (why := heard.overdue(self.patience)):
+                self._end_silent(why)
             ready = wait_for_any([self._conn, self.process.sentinel],
                                  timeout=WAIT_POLL_SECONDS)
             if not ready:
@@ -348,12 +407,24 @@ class Worker:
                 message = self._conn.recv()
             except (EOFError, OSError):
                 return started, None
+            heard.said(progress=not isinstance(message, Beat))
             if isinstance(message, Started):
                 started = message.at
             elif isinstance(message, Question):
                 self._conn.send(None if serve is None else serve(message.question))
-            else:
+                heard.said(progress=True, counted=False)  # answering took the driver's time
+            elif not isinstance(message, Beat | Working):
+                if self.patience is not None:
+                    self.patience.answered(heard.longest)
                 return started, message
+
+    def _end_silent(self, why: str) -> NoReturn:
+        """Kills a worker silent past its bounds (SIGKILL ends a stopped process too; a
+        worker shares the driver's process group, so only its process) and fails its task."""
+        self.dead = True
+        self.process.kill()
+        self.process.join(10)
+        raise WorkerHung(f"worker {self.process.pid} stopped answering ({why}) and was ended")
 
     def _died(self) -> NoReturn:
         self.dead = True
@@ -378,6 +449,30 @@ class Worker:
         self._conn.close()
 
 
+class _Heard:
+    """When a busy worker last said anything, when its task last reported progress, and
+    the task's longest silence between two reports (`time.monotonic()` seconds)."""
+
+    def __init__(self, now: float) -> None:
+        self.anything = self.progress = now
+        self.longest = 0.0
+
+    def said(self, *, progress: bool, counted: bool = True) -> None:
+        """A message came now; `progress`: a report of the task (not a `Beat`);
+        `counted`: its gap is the task's own silence (not the driver's answering)."""
+        now = time.monotonic()
+        self.anything = now
+        if progress:
+            if counted:
+                self.longest = max(self.longest, now - self.progress)
+            self.progress = now
+
+    def overdue(self, patience: Patience) -> str | None:
+        """Why the worker is to be ended now (`Patience.overdue`), or None."""
+        return patience.overdue(heard=self.anything, advanced=self.progress,
+                                now=time.monotonic())
+
+
 def _outcome(answer: Answer) -> Any:
     """What `Worker.run` gives for the task's answer: its value, or its exception."""
     if isinstance(answer, Returned):
@@ -394,24 +489,29 @@ class WorkerPool:
 
     All are started at once, from the calling thread (`start`), before the driver runs
     threads of its own: forking a process while other threads hold locks is what makes
-    fork unsafe. A worn worker (`Worker.worn`) is replaced when it is next taken."""
+    fork unsafe. A worn worker (`Worker.worn`) is replaced when it is next taken.
+    `patience`: the bounds on every worker's silence (`Worker`), one for the pool, so each
+    task's measure raises the limit for all."""
 
     def __init__(self, size: int, *, shared: Mapping[str, Any] | None = None,
                  threads: int | None = None,
-                 recycle_growth_bytes: int = RECYCLE_GROWTH_BYTES) -> None:
+                 recycle_growth_bytes: int = RECYCLE_GROWTH_BYTES,
+                 patience: Patience | None = None) -> None:
         if size < 1:
             raise ValueError(f"a pool needs at least one worker, got {size}")
         self.size = size
         self.shared = dict(shared or {})
         self.threads = threads
         self.recycle_growth_bytes = recycle_growth_bytes
+        self.patience = patience
         self._idle: queue.Queue[Worker] = queue.Queue()
         self._all: list[Worker] = []
         self._lock = threading.Lock()
 
     def _new(self) -> Worker:
         worker = Worker(shared=self.shared, threads=self.threads,
-                        recycle_growth_bytes=self.recycle_growth_bytes)
+                        recycle_growth_bytes=self.recycle_growth_bytes,
+                        patience=self.patience)
         with self._lock:
             self._all.append(worker)
         return worker

@@ -1,11 +1,13 @@
-"""Trials cut short from outside (kill, Ctrl-C, SIGTERM, a dead worker): how they are
+"""Trials cut short from outside (kill, Ctrl-C, SIGTERM, a dead or hung worker): how they are
 recognised, and how their candidate is tried again, once.
 
 Every FAIL trial carries a structured `failure_kind` (the `kind` of the `TrialFailure`
 that ended it, or one of `INTERRUPTED_KINDS` below); nothing is decided by parsing a
-message. Four paths end a trial from outside, and all retry through `retry_once`:
+message. Five paths end a trial from outside, and all retry through `retry_once`:
 - Ctrl-C or SIGTERM during the trial (`objective.Objective`, kind `interrupted`),
 - a worker process that dies mid-trial (`objective.Objective`, kind `worker_died`),
+- a worker alive but silent past its bound, ended by the driver (stopped, deadlocked,
+  swapping: `engine.patience`; kind `worker_hung`),
 - a single-writer run (SQLite) killed outright, its trial found RUNNING by the next run
   holding the storage lock (`resume.sweep_orphaned`, kind `orphaned`),
 - a driver on a server database (PostgreSQL, MySQL) killed outright: its heartbeat stops,
