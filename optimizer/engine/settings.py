@@ -18,6 +18,7 @@ from optimizer.engine.extension import EXTEND_EVERY
 from optimizer.engine.finalists import FINALISTS
 from optimizer.engine.machine import Machine
 from optimizer.engine.patience import SILENCE_LIMIT
+from optimizer.engine.sampling import check_available
 
 if TYPE_CHECKING:
     from definitions.budgets import DeviceBudgets
@@ -104,6 +105,7 @@ class RunSettings:
         if self.sampler not in SAMPLERS:
             raise UsageError(
                 f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        check_available(self.sampler)
         if self.backend not in BACKENDS:
             raise UsageError(
                 f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
