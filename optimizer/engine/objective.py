@@ -44,7 +44,7 @@ from optimizer.engine.halving import DriverJudge, RungQuestion, judge_for
 from optimizer.engine.parents import trial_parent
 from optimizer.engine.plots import trial_plot
 from optimizer.engine.task import TrialTask, run_task
-from optimizer.engine.worker import run_in_process
+from optimizer.engine.worker import WorkerStartFailed, run_in_process
 from optimizer.store.constraints import set_constraints
 from optimizer.store.retry import retry_once
 from optimizer.store.trial import StoredTrial
@@ -213,6 +213,10 @@ class Objective:
             raise
         except KeyboardInterrupt:
             _fail(trial, kind=INTERRUPTED, reason="interrupted (Ctrl-C or SIGTERM)")
+            retry_once(trial.study, trial)
+            raise
+        except WorkerStartFailed as error:  # no worker to run it: the run ends, as on Ctrl-C
+            _fail(trial, kind=INTERRUPTED, reason=str(error))
             retry_once(trial.study, trial)
             raise
 

@@ -55,6 +55,7 @@ from multiprocessing.connection import wait as wait_for_any
 from typing import Any, NoReturn
 
 from definitions.attributes import WORKER_DIED, WORKER_HUNG
+from definitions.errors import UsageError
 from objectives.errors import TrialFailure
 from optimizer.engine.messages import (
     Answer,
@@ -113,6 +114,12 @@ class WorkerHung(TrialFailure):
     ended."""
 
     kind = WORKER_HUNG
+
+
+class WorkerStartFailed(UsageError):
+    """A worker process could not be started (the machine's limit on processes or memory
+    was reached): the run ends in one line, exit 2; a trial cut short is retried by the
+    next run, as after an interrupt."""
 
 
 class WorkerBug(RuntimeError):
@@ -319,8 +326,17 @@ class Worker:
             args=(child, os.getpid(), None if spawned else self.shared,
                   thread_environment(threads)),
             daemon=False)
-        with _spawned_without_main() if spawned else contextlib.nullcontext():
-            self.process.start()
+        try:
+            with _spawned_without_main() if spawned else contextlib.nullcontext():
+                self.process.start()
+        except OSError as error:  # fork or spawn refused: EAGAIN, ENOMEM
+            self._conn.close()
+            child.close()
+            raise WorkerStartFailed(
+                f"cannot start a worker process ({type(error).__name__}: "
+                f"{error.strerror or error}): this machine's limit on processes or memory "
+                "was reached; run again with fewer --jobs (what was stored stays, and a "
+                "trial cut short is retried)") from None
         child.close()
         self.tasks = 0
         self.dead = False

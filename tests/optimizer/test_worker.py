@@ -337,3 +337,24 @@ def test_a_worker_killed_while_the_driver_waits_is_found_within_seconds():
         killer.cancel()
         worker.close(kill=True)
     assert time.monotonic() - began < 5
+
+
+def test_a_worker_that_cannot_start_is_one_line_naming_the_limit(monkeypatch):
+    import errno
+    import multiprocessing.util
+
+    from definitions.errors import UsageError
+    from optimizer.engine.worker import WorkerPool, WorkerStartFailed
+
+    def refused(*args, **kwargs):  # what fork says at the process limit
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", refused)  # a forked worker
+    monkeypatch.setattr(multiprocessing.util, "spawnv_passfds", refused)  # a spawned one
+    with pytest.raises(WorkerStartFailed) as caught:
+        WorkerPool(size=2).start()
+    assert isinstance(caught.value, UsageError)  # the CLI: one line, exit 2
+    assert str(caught.value).startswith(
+        "cannot start a worker process (BlockingIOError: Resource temporarily unavailable): "
+        "this machine's limit on processes or memory was reached; run again with fewer "
+        "--jobs")
