@@ -80,6 +80,7 @@ int main(int argc, char **argv)
     if (status == MU_OK && rename(part, argv[2]) != 0) status = MU_ERR_WRITE;
     if (status != MU_OK) {
         remove(part);
+        free(part);
         fprintf(stderr, "ota_decode: %s: %s (error %d); no file written\n", argv[1],
                 reason(status), status);
         return 1;
