@@ -95,7 +95,7 @@ def refuse_code(path: str | os.PathLike, architecture: Any) -> None:
     try:
         config = json.loads(architecture)
     except (TypeError, ValueError) as error:
-        raise EPRError(f"{path}: corrupt architecture: {error}") from None
+        raise EPRError(one_line(f"corrupt architecture: {error}")) from None
     found = code_layers(config, registered=registered_names())
     if found:
         raise StoredCodeRefused(one_line(
@@ -104,21 +104,45 @@ def refuse_code(path: str | os.PathLike, architecture: Any) -> None:
             "loading it would run that code: not loaded"))
 
 
-def assemble(plain_json: str, layers: list[tuple[tuple[str, ...], list[np.ndarray]]]
-              ) -> tf.keras.Model:
-    """Plain model from its JSON, with the decoded weights of each layer (by its path of
-    names, in Keras' order) set."""
+def rebuild(plain_json: str) -> tf.keras.Model:
+    """The plain model of `plain_json`, its weights not yet set; `EPRError` (one line) when
+    Keras cannot rebuild it: a layer holding code, a class it does not know, a config
+    altered into something else (Keras' reader then fails in any of these ways)."""
     try:
-        model = tf.keras.models.model_from_json(plain_json)
-    except (TypeError, ValueError) as error:  # a layer Keras cannot (safely) rebuild
+        return tf.keras.models.model_from_json(plain_json)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as error:
         if "safe_mode" in str(error):  # Keras refuses a Lambda's bytecode: it is not run
             raise EPRError("the .epr architecture holds Python code (a Lambda layer), "
                            "which is not run") from None
         raise EPRError(one_line(f"the .epr architecture cannot be rebuilt: "
                                 f"{type(error).__name__}: {error}")) from None
+
+
+def layer_at(model: tf.keras.Model, path: tuple[str, ...]) -> tf.keras.layers.Layer:
+    """The layer at `path` (names from the root, through nested models); `EPRError` naming
+    the path when the architecture has no such layer (a file whose header was altered)."""
+    target: Any = model
+    for name in path:
+        try:
+            target = target.get_layer(name) if isinstance(target, tf.keras.Model) else None
+        except ValueError:
+            target = None
+        if target is None:
+            raise EPRError(one_line(f"holds weights for layer {'/'.join(map(str, path))!r}, "
+                                    "which the architecture does not have", limit=200))
+    return target
+
+
+def weighted_paths(model: tf.keras.Model) -> set[tuple[str, ...]]:
+    """The paths of the layers of `model` that hold weights: those an `.epr` file sets."""
+    return {path for path, layer in walk(model) if layer.weights}
+
+
+def assemble(plain_json: str, layers: list[tuple[tuple[str, ...], list[np.ndarray]]]
+              ) -> tf.keras.Model:
+    """Plain model from its JSON, with the decoded weights of each layer (by its path of
+    names, in Keras' order) set."""
+    model = rebuild(plain_json)
     for path, weights in layers:
-        target: Any = model
-        for name in path:
-            target = target.get_layer(name)
-        target.set_weights(weights)
+        layer_at(model, path).set_weights(weights)
     return model

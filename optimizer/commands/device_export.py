@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 #: The modes `export --device-mode` converts a decoded EPR model to (TFLM runs both).
 DEVICE_FILE = "model_device.tflite"
 #: Every model file an export may write; an export removes those it did not write, so a
-#: folder exported into twice holds one model.
+#: folder exported into twice holds one model (`optimizer.commands.staging`).
 MODEL_FILES: tuple[str, ...] = ("model.epr", "model.tflite", DEVICE_FILE, "model_data.cc",
                                 "model_data.h", "model.keras")
 #: The device figures of a TFLite file, as `objectives.device` records them on a trial.
@@ -245,14 +245,3 @@ def class_names(record: dict[str, Any], *, splits: Splits) -> list[str]:
         if names and len(names) == splits.num_classes:
             return [str(name) for name in names]
     return [str(label) for label in range(splits.num_classes)]
-
-
-def remove_stale(out: Path, *, written: set[str]) -> list[str]:
-    """Removes the `MODEL_FILES` in `out` this export did not write; returns their names."""
-    removed = []
-    for name in MODEL_FILES:
-        path = Path(out) / name
-        if name not in written and path.exists():
-            path.unlink()
-            removed.append(name)
-    return removed

@@ -11,6 +11,11 @@ and for the TFLite file a device runs, `model_data.cc` / `model_data.h` for Tens
 Lite for Microcontrollers; the card says how to feed it (input and output quantization,
 preprocessing, class names, the operators to register). Model files of an earlier export
 into the same folder that this one did not write are removed.
+
+The bundle is written whole or not at all (`optimizer.commands.staging`): into a folder
+beside `--out`, moved into place once every file is written and matches the card; a
+failure — a full disk, a refused or corrupt artifact, a failed check — leaves `--out` as
+it was, and a failed write is one line naming `--out`.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from definitions.attributes import CANDIDATE_ATTR
-from definitions.errors import CheckFailed, UsageError
+from definitions.errors import CheckFailed, UsageError, one_line
+from objectives.errors import EPRError
 from objectives.files import write_atomically
 from objectives.pipeline import evaluate_artifact, sha256_file
-from optimizer.commands import device_export
+from optimizer.commands import device_export, staging
 from optimizer.commands.keras_export import default_keras_format, write_keras_file
 from optimizer.commands.lookup import open_stored
 from optimizer.commands.pareto import budget_note
@@ -46,6 +52,7 @@ if TYPE_CHECKING:
     from studies.datasets import Splits
 
 ACCURACY_TOLERANCE = 1e-6
+CARD_FILE = "model_card.json"
 #: How a phone or host runs a `.tflite` file today (TensorFlow 2.21 deprecates
 #: `tf.lite.Interpreter` in favour of LiteRT).
 LITERT_LOAD = ("from ai_edge_litert.interpreter import Interpreter; "
@@ -101,22 +108,13 @@ def pick_trial(
     return min(fits, key=lambda t: (t.values[1], -t.values[0]))
 
 
-def _writable_dir(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out):
-            pass
-    except OSError as error:
-        raise UsageError(f"--out {out} is not writable: {error.strerror}") from None
-
-
 def export_trial(
     *, opt_study: optuna.Study, trial: optuna.trial.FrozenTrial, out: Path, splits: Splits,
     store: FileSystemArtifactStore, store_dir: Path, device_mode: str | None = None,
     keras_format: int | None = None,
 ) -> dict[str, object]:
     """Writes `model.<ext>`, the device files, `model.keras` and `model_card.json` into
-    `out`; returns the card.
+    `out`, whole or not at all (`optimizer.commands.staging`); returns the card.
 
     The artifact comes from the study's artifact store (checksum checked) and `splits`
     must be the study's own data (`optimizer.engine.data.load_recorded_data`).
@@ -124,51 +122,73 @@ def export_trial(
     decoded model is converted to for the device; a TFLite trial's artifact is its device
     file. `keras_format` (2 or 3; default: the parent's Keras) is the format of
     `model.keras`, the float model (`optimizer.commands.keras_export`)."""
-    _writable_dir(out)
     mode = str(StoredTrial.from_trial(trial).quantization)
     device_mode = device_export.resolve_device_mode(quantization=mode, device_mode=device_mode)
     record = stored_record(opt_study)
-    target, accuracy = _checked_artifact(trial, out=out, store=store, store_dir=store_dir,
-                                         splits=splits)
-    device = device_export.device_file(trial=trial, artifact=target, out=out,
-                                       device_mode=device_mode, splits=splits,
-                                       seed=int(record["split_seed"]))
-    c_array = device_export.write_c_array(device, out=out, study_name=opt_study.study_name,
-                                          trial_number=trial.number)
-    keras = write_keras_file(
-        trial=trial, quantization=mode, artifact=target, out=out, store=store,
-        store_dir=store_dir, keras_format=keras_format or default_keras_format(record),
-        x_check=splits.x_val[:256])
-    device_export.remove_stale(out, written={target.name, device.path.name, *c_array["files"],
-                                             *([keras["file"]] if keras["file"] else [])})
-    card = {
-        **_trial_card(opt_study, trial, target=target, accuracy=accuracy, record=record),
-        "runtimes": _runtimes(record, device_file=device.path.name),
-        "keras": keras,
-        **device_export.device_card(device, record=record, splits=splits),
-        "c_array": c_array,
-    }
-    write_atomically(out / "model_card.json", json.dumps(card, indent=2) + "\n")
+    with staging.staged(out, replaces=(*device_export.MODEL_FILES, CARD_FILE)) as stage:
+        target, accuracy = _checked_artifact(trial, out=stage, store=store,
+                                             store_dir=store_dir, splits=splits)
+        device = device_export.device_file(trial=trial, artifact=target, out=stage,
+                                           device_mode=device_mode, splits=splits,
+                                           seed=int(record["split_seed"]))
+        c_array = device_export.write_c_array(device, out=stage,
+                                              study_name=opt_study.study_name,
+                                              trial_number=trial.number)
+        keras = write_keras_file(
+            trial=trial, quantization=mode, artifact=target, out=stage, store=store,
+            store_dir=store_dir, keras_format=keras_format or default_keras_format(record),
+            x_check=splits.x_val[:256])
+        card = {
+            **_trial_card(opt_study, trial, target=target, accuracy=accuracy, record=record),
+            "runtimes": _runtimes(record, device_file=device.path.name),
+            "keras": keras,
+            **device_export.device_card(device, record=record, splits=splits),
+            "c_array": c_array,
+        }
+        write_atomically(stage / CARD_FILE, json.dumps(card, indent=2) + "\n")
+        _check_bundle(stage, card)
     return card
 
 
 def _checked_artifact(trial: optuna.trial.FrozenTrial, *, out: Path,
-                      store: FileSystemArtifactStore, store_dir: Path, splits
+                      store: FileSystemArtifactStore, store_dir: Path, splits: Splits
                       ) -> tuple[Path, float]:
     """The trial's artifact fetched into `out` as `model.<ext>`, and its validation accuracy,
-    which must equal the recorded one (`CheckFailed`, the file removed, otherwise)."""
+    which must equal the recorded one (`CheckFailed` otherwise). An `.epr` artifact that
+    does not load (`EPRError`: altered, with the record's checksum edited to match) is a
+    `UsageError` naming the trial, as a checksum that does not match is."""
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         source = fetch(trial, store=store, store_dir=store_dir, into=Path(tmp))
         target = out / f"model{source.suffix}"
         os.replace(source, target)
-    accuracy = evaluate_artifact(target, quantization=str(StoredTrial.from_trial(
-        trial).quantization), x=splits.x_val, y=splits.y_val)
+    try:
+        accuracy = evaluate_artifact(target, quantization=str(StoredTrial.from_trial(
+            trial).quantization), x=splits.x_val, y=splits.y_val)
+    except EPRError as error:
+        raise UsageError(one_line(
+            f"trial {trial.number}'s artifact in the study's store is not a readable .epr "
+            f"file: {str(error).removeprefix(f'{target}: ')}")) from None
     if abs(accuracy - trial.values[0]) > ACCURACY_TOLERANCE:
-        target.unlink()
         raise CheckFailed(
             f"exported model scores {accuracy:.6f} on validation, recorded {trial.values[0]:.6f}"
         )
     return target, accuracy
+
+
+def _check_bundle(stage: Path, card: dict[str, Any]) -> None:
+    """Every file the card names is in `stage`, the model and device files with the
+    checksums the card gives, before anything is moved into `--out` (`CheckFailed`)."""
+    named: dict[str, str | None] = {
+        str(card["file"]): str(card["sha256"]),
+        str(card["device_file"]["file"]): str(card["device_file"]["sha256"]),
+        **dict.fromkeys(card["c_array"]["files"]), CARD_FILE: None,
+        **({str(card["keras"]["file"]): None} if card["keras"]["file"] else {}),
+    }
+    for name, digest in named.items():
+        path = stage / name
+        if not path.is_file() or (digest is not None and sha256_file(path) != digest):
+            raise CheckFailed(f"{name} is missing from the export or differs from its card; "
+                              "nothing was exported")
 
 
 def _trial_card(opt_study: optuna.Study, trial: optuna.trial.FrozenTrial, *, target: Path,
@@ -231,7 +251,7 @@ def export_stored(
     chosen = pick_trial(opt_study, trial=trial, max_bytes=max_bytes, min_accuracy=min_accuracy)
     device_export.resolve_device_mode(
         quantization=str(StoredTrial.from_trial(chosen).quantization), device_mode=device_mode)
-    _writable_dir(out)
+    staging.check_out(out)
     store_dir = store_dir_for(run_dir, artifact_dir=artifact_dir)
     store = open_store(store_dir, create=False)
     stored_artifact_id(chosen, store_dir=store_dir)  # an edited id refused before the data

@@ -246,6 +246,86 @@ def test_an_altered_file_naming_python_code_is_refused_unloaded(trained_mixed, t
     epr.load(path)  # the file as saved loads
 
 
+def _header_edit(edit):
+    """A tampering that rewrites the JSON header (`_edited`) with `edit`."""
+    def tamper(path, out):
+        _edited(path, out, edit=edit)
+    return tamper
+
+
+def _bytes_edit(edit):
+    """A tampering that rewrites the file's bytes with `edit(blob, header_size)`."""
+    def tamper(path, out):
+        blob = path.read_bytes()
+        out.write_bytes(edit(bytearray(blob), int.from_bytes(blob[5:9], "little")))
+    return tamper
+
+
+def _flipped(blob: bytearray, at: int) -> bytes:
+    blob[at] ^= 0xFF
+    return bytes(blob)
+
+
+def _conv_entry(header) -> dict:
+    return next(layer for layer in header["layers"] if layer["path"] == ["conv"])
+
+
+def _conv_kernel(header) -> dict:
+    return _conv_entry(header)["weights"][0]
+
+
+def _zeroed_conv_string(blob: bytearray, size: int) -> bytes:
+    import json
+    import zlib
+
+    header = json.loads(zlib.decompress(bytes(blob[9:9 + size])))
+    offset, length = _conv_kernel(header)["string"]
+    blob[9 + size + offset:9 + size + offset + length] = bytes(length)
+    return bytes(blob)
+
+
+#: (how the file is altered, what the refusal says): the bytes cut or flipped, the header
+#: edited to name another layer or an impossible shape.
+TAMPERINGS = {
+    "data_section_cut": (_bytes_edit(lambda b, n: bytes(b[:-40])), "truncated"),
+    "header_cut": (_bytes_edit(lambda b, n: bytes(b[:9 + n // 2])), "truncated"),
+    "header_byte_flipped": (_bytes_edit(lambda b, n: _flipped(b, 9 + n // 2)),
+                            "corrupt header"),
+    "magic_flipped": (_bytes_edit(lambda b, n: _flipped(b, 0)), "not an EPR file"),
+    "header_length_changed": (_bytes_edit(lambda b, n: _flipped(b, 5)), "header"),
+    "layer_path_renamed": (_header_edit(lambda h: _conv_entry(h).update(
+        path=["no_such_layer"])), "layer 'no_such_layer', which the architecture"),
+    "layer_renamed_in_architecture": (_header_edit(lambda h: h.update(
+        architecture=h["architecture"].replace('"conv"', '"renamed"'))),
+        "layer 'conv', which the architecture"),
+    "weight_shape_impossible": (_header_edit(lambda h: _conv_kernel(h).update(
+        shape=[3, 3, 1, 4_000_000_000])), "the file's weights have shapes"),
+    "weight_shape_not_sizes": (_header_edit(lambda h: _conv_kernel(h).update(
+        shape=[3, -3, 1, 4])), "not a list of sizes"),
+    "layer_dropped": (_header_edit(lambda h: h["layers"].remove(_conv_entry(h))),
+                      "holds no weights for layer 'conv'"),
+    "bit_string_zeroed": (_bytes_edit(_zeroed_conv_string), "does not decode"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(TAMPERINGS))
+def test_a_tampered_file_is_one_eprerror_line_naming_it(trained_mixed, tmp_path, how):
+    """A file `save` did not write as it is fails `load` with `EPRError` in one line naming
+    the file and what is wrong, never another exception's traceback (issue 31)."""
+    _, compressed, _ = trained_mixed
+    path = tmp_path / "good.epr"
+    epr.save(compressed, path)
+    tamper, says = TAMPERINGS[how]
+    altered = tmp_path / "altered.epr"
+    tamper(path, altered)
+    assert altered.read_bytes() != path.read_bytes()
+    with pytest.raises(epr.EPRError) as refused:
+        epr.load(altered)
+    message = str(refused.value)
+    assert message.startswith(f"{altered}: ") and says in message, message
+    assert "\n" not in message and len(message) <= 400, message
+
+
 def test_payload_falls_as_epr_lambda_rises():
     x, y = _rng_data(256)
     sizes = {}
