@@ -275,6 +275,11 @@ def _add_export_command(sub: argparse._SubParsersAction) -> None:
         "tf.keras <= 2.15); default: the Keras the parent was saved with, 3 for built-in "
         "families",
     )
+    p.add_argument(
+        "--ota", action="store_true",
+        help="also write model.update, the device file entropy-coded as a device receives "
+        "it, and its C decoder (model_update.c/.h, ota_decode.c; docs/ota-format.md)",
+    )
     _add_artifact_dir(p)
 
 

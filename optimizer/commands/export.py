@@ -33,7 +33,7 @@ from definitions.errors import CheckFailed, UsageError, one_line
 from objectives.errors import EPRError
 from objectives.files import write_atomically
 from objectives.pipeline import evaluate_artifact, sha256_file
-from optimizer.commands import device_export, staging
+from optimizer.commands import device_export, ota_export, staging
 from optimizer.commands.keras_export import default_keras_format, write_keras_file
 from optimizer.commands.lookup import open_stored
 from optimizer.commands.pareto import budget_note
@@ -111,10 +111,12 @@ def pick_trial(
 def export_trial(
     *, opt_study: optuna.Study, trial: optuna.trial.FrozenTrial, out: Path, splits: Splits,
     store: FileSystemArtifactStore, store_dir: Path, device_mode: str | None = None,
-    keras_format: int | None = None,
+    keras_format: int | None = None, ota: bool = False,
 ) -> dict[str, object]:
     """Writes `model.<ext>`, the device files, `model.keras` and `model_card.json` into
-    `out`, whole or not at all (`optimizer.commands.staging`); returns the card.
+    `out`, whole or not at all (`optimizer.commands.staging`); returns the card. `ota`:
+    also `model.update`, the device file as a device receives it, and its C decoder
+    (`optimizer.commands.ota_export`).
 
     The artifact comes from the study's artifact store (checksum checked) and `splits`
     must be the study's own data (`optimizer.engine.data.load_recorded_data`).
@@ -125,7 +127,8 @@ def export_trial(
     mode = str(StoredTrial.from_trial(trial).quantization)
     device_mode = device_export.resolve_device_mode(quantization=mode, device_mode=device_mode)
     record = stored_record(opt_study)
-    with staging.staged(out, replaces=(*device_export.MODEL_FILES, CARD_FILE)) as stage:
+    with staging.staged(out, replaces=(*device_export.MODEL_FILES, *ota_export.FILES,
+                                       CARD_FILE)) as stage:
         target, accuracy = _checked_artifact(trial, out=stage, store=store,
                                              store_dir=store_dir, splits=splits)
         device = device_export.device_file(trial=trial, artifact=target, out=stage,
@@ -144,6 +147,7 @@ def export_trial(
             "keras": keras,
             **device_export.device_card(device, record=record, splits=splits),
             "c_array": c_array,
+            "ota": ota_export.write_update(device.path, out=stage) if ota else None,
         }
         write_atomically(stage / CARD_FILE, json.dumps(card, indent=2) + "\n")
         _check_bundle(stage, card)
@@ -183,6 +187,8 @@ def _check_bundle(stage: Path, card: dict[str, Any]) -> None:
         str(card["device_file"]["file"]): str(card["device_file"]["sha256"]),
         **dict.fromkeys(card["c_array"]["files"]), CARD_FILE: None,
         **({str(card["keras"]["file"]): None} if card["keras"]["file"] else {}),
+        **({card["ota"]["file"]: None, **dict.fromkeys(card["ota"]["decoder"])}
+           if card.get("ota") else {}),
     }
     for name, digest in named.items():
         path = stage / name
@@ -242,7 +248,7 @@ def export_stored(
     *, opt_study: optuna.Study, run_dir: Path, out: Path, trial: int | None = None,
     max_bytes: int | None = None, min_accuracy: float | None = None,
     artifact_dir: Path | None = None, data_dir: Path | None = None, data: str | None = None,
-    device_mode: str | None = None, keras_format: int | None = None,
+    device_mode: str | None = None, keras_format: int | None = None, ota: bool = False,
 ) -> dict[str, object]:
     """`export` of a stored study (`pick_trial`'s choice) into `out`; returns the card.
 
@@ -258,7 +264,7 @@ def export_stored(
     splits = load_recorded_data(opt_study, data_dir=data_dir, data=data)
     return export_trial(opt_study=opt_study, trial=chosen, out=out, splits=splits, store=store,
                         store_dir=store_dir, device_mode=device_mode,
-                        keras_format=keras_format)
+                        keras_format=keras_format, ota=ota)
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -268,7 +274,7 @@ def export_command(args: argparse.Namespace) -> int:
                          max_bytes=args.max_bytes, min_accuracy=args.min_accuracy,
                          artifact_dir=args.artifact_dir, data_dir=args.data_dir,
                          data=args.data, device_mode=args.device_mode,
-                         keras_format=args.keras_format)
+                         keras_format=args.keras_format, ota=args.ota)
     print(
         f"exported trial {card['trial']} to {args.out / card['file']}: validation accuracy "
         f"{card['metrics']['validation_accuracy_rechecked']:.4f} (matches the record), "
@@ -279,6 +285,11 @@ def export_command(args: argparse.Namespace) -> int:
     keras = card["keras"]
     print(f"keras: {args.out / keras['file']} (Keras {keras['keras_format']} format, the "
           "float model; predictions rechecked)" if keras["file"] else f"keras: {keras['note']}")
+    if card["ota"]:
+        update = card["ota"]
+        print(f"update: {args.out / update['file']} ({update['ota_bytes']:,} bytes for the "
+              f"{update['device_bytes']:,}-byte {update['device_file']}; gzip -9 "
+              f"{update['device_gzip_bytes']:,}) and {' + '.join(update['decoder'])}")
     return 0
 
 

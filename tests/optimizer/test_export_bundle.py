@@ -210,3 +210,29 @@ def test_a_corrupt_epr_artifact_is_one_line_exit_2_and_exports_nothing(run, tmp_
     line = _one_error_line(done.stderr)
     assert f"trial {number}'s artifact" in line and says in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing exported
+
+
+@pytest.mark.parametrize("mode", ["int8", "epr"])
+def test_export_ota_writes_the_update_the_device_file_decodes_from(run, tmp_path, mode):
+    from objectives import ota
+
+    out = tmp_path / "out"
+    done = run_cli(*_args(run, mode, out), "--ota", cwd=run[0].parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = json.loads((out / "model_card.json").read_text())
+    update = (out / "model.update").read_bytes()
+    device = (out / card["device_file"]["file"]).read_bytes()
+    assert ota.decode_update(update) == device  # the device file, byte for byte
+    assert card["ota"]["ota_bytes"] == len(update) < card["ota"]["device_gzip_bytes"]
+    assert {"model_update.c", "model_update.h", "ota_decode.c"} <= {p.name for p in
+                                                                    out.iterdir()}
+    assert f"update: {out / 'model.update'} ({len(update):,} bytes" in done.stdout
+
+
+def test_an_export_without_ota_removes_an_earlier_update(run, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(*_args(run, "int8", out), "--ota", cwd=run[0].parent).returncode == 0
+    done = run_cli(*_args(run, "int8", out), cwd=run[0].parent)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (out / "model.update").exists()
+    assert json.loads((out / "model_card.json").read_text())["ota"] is None
