@@ -148,6 +148,46 @@ def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, *, batch_size: in
     return float(np.mean(np.argmax(logits, axis=-1) == y))
 
 
+def _guard(*, state: dict[str, float | str], scores: list[RungScore], x_val: np.ndarray,
+           y_val: np.ndarray, accuracy_floor: float, judge: StopRule | None,
+           rung_payload: Callable[[keras.Model], float] | None,
+           progress: Callable[[], None] | None) -> keras.callbacks.Callback:
+    """`train`'s callback: stops on a non-finite loss (`state["diverged"]`), below the
+    accuracy floor after the first epoch (`state["first"]`, on `x_val`, the floor's
+    rows) and where `judge` says at a rung (`scores`, `state["stopped_at"]`); calls
+    `progress` at each epoch's end."""
+    import tensorflow as tf
+
+    class _Guard(tf.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(loss):
+                state["diverged"] = f"training loss became {loss} at batch {batch}"
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            if progress is not None:
+                progress()
+            if "diverged" in state:
+                return
+            checked = None
+            if epoch == 0:
+                state["first"] = checked = accuracy(self.model, x_val, y_val)
+                if state["first"] < accuracy_floor:
+                    self.model.stop_training = True
+                    return
+            if judge is not None and epoch + 1 in judge.rungs:
+                if checked is None:
+                    checked = accuracy(self.model, x_val, y_val)
+                payload = float(rung_payload(self.model))
+                scores.append((epoch + 1, checked, payload))
+                if not judge.continues(rung=epoch + 1, accuracy=checked, payload=payload):
+                    state["stopped_at"] = epoch + 1
+                    self.model.stop_training = True
+
+    return _Guard()
+
+
 def train(
     model: keras.Model,
     *,
@@ -181,41 +221,16 @@ def train(
     scores: list[RungScore] = []
     n_check = min(len(y_val), FLOOR_EXAMPLES)
 
-    class _Guard(tf.keras.callbacks.Callback):
-        def on_train_batch_end(self, batch: int, logs: dict[str, float] | None = None) -> None:
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(loss):
-                state["diverged"] = f"training loss became {loss} at batch {batch}"
-                self.model.stop_training = True
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-            if progress is not None:
-                progress()
-            if "diverged" in state:
-                return
-            checked = None
-            if epoch == 0:
-                state["first"] = checked = accuracy(self.model, x_val[:n_check],
-                                                    y_val[:n_check])
-                if state["first"] < accuracy_floor:
-                    self.model.stop_training = True
-                    return
-            if judge is not None and epoch + 1 in judge.rungs:
-                if checked is None:
-                    checked = accuracy(self.model, x_val[:n_check], y_val[:n_check])
-                payload = float(rung_payload(self.model))
-                scores.append((epoch + 1, checked, payload))
-                if not judge.continues(rung=epoch + 1, accuracy=checked, payload=payload):
-                    state["stopped_at"] = epoch + 1
-                    self.model.stop_training = True
-
+    guard = _guard(state=state, scores=scores, x_val=x_val[:n_check], y_val=y_val[:n_check],
+                   accuracy_floor=accuracy_floor, judge=judge, rung_payload=rung_payload,
+                   progress=progress)
     start = time.perf_counter()
     # Keras' own batches of the arrays, each made float32 as it is taken (`batches`)
     history = model.fit(
         training_batches(x, y if distill is None else distill.targets(y),
                          batch_size=batch_size, epochs=epochs),
         steps_per_epoch=steps_per_epoch(len(x), batch_size), epochs=epochs, verbose=0,
-        callbacks=[_Guard()],
+        callbacks=[guard],
     )
     seconds = time.perf_counter() - start
     if "diverged" in state:
