@@ -220,6 +220,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "data-memory")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    args.out = args.out.resolve()  # the runs start in another folder (--tree)
     args.out.mkdir(parents=True, exist_ok=True)
     arms = [("uint8", args.tree.resolve(), args.scales)]
     if args.before_tree is not None:
