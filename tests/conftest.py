@@ -121,3 +121,37 @@ def keras_today(tmp_path_factory) -> Path:
             keras_today_run(out, "--digits", out / "digits.npz")
             (out / "done").touch()
     return out
+
+
+#: A digits study whose trials are its reference points (`reference_study_run`).
+REFERENCE_STUDY = '''
+from dataclasses import replace
+
+from search_spaces import Candidate
+from studies import Budget, get_study
+
+STUDY = replace(
+    get_study("digits"), name={name!r}, usable_accuracy=0.0,
+    smoke=Budget(epochs=10, batch_size=32, n_trials={n}),
+    reference_points=({candidates}),
+)
+'''
+
+
+def reference_study_run(base: Path, *, name: str, candidates: list[str]):
+    """(study file, run dir, {quantization: FrozenTrial}, study) of a finished smoke run of a
+    digits study whose trials are `candidates` (`Candidate(...)` source, one per mode)."""
+    import optuna
+
+    study_file = base / f"{name}_study.py"
+    study_file.write_text(REFERENCE_STUDY.format(
+        name=name, n=len(candidates), candidates="".join(f"{c}, " for c in candidates)))
+    run_dir = base / "run"
+    out = run_cli("run", "--study", str(study_file), "--smoke", "--n-trials",
+                  str(len(candidates)), "--run-dir", str(run_dir), cwd=base)
+    assert out.returncode == 0, out.stderr[-3000:]
+    study = optuna.load_study(study_name=f"{name}-smoke", storage=f"sqlite:///{run_dir}/study.db")
+    trials = {t.user_attrs["candidate"]["quantization"]: t for t in study.trials
+              if t.state == optuna.trial.TrialState.COMPLETE}
+    assert len(trials) == len(candidates), trials
+    return study_file, run_dir, trials, study

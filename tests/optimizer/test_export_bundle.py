@@ -21,44 +21,19 @@ import struct
 import zlib
 from pathlib import Path
 
-import optuna
 import pytest
 
-from tests.conftest import run_cli
-
-STUDY_FILE = '''
-from dataclasses import replace
-
-from search_spaces import Candidate
-from studies import Budget, get_study
-
-STUDY = replace(
-    get_study("digits"), name="bundle_digits", usable_accuracy=0.0,
-    smoke=Budget(epochs=10, batch_size=32, n_trials=2),
-    reference_points=(
-        Candidate(width=0.5, quantization="int8"),
-        Candidate(width=1.0, epr_lambda=0.5, quantization="epr"),
-    ),
-)
-'''
-STUDY_NAME = "bundle_digits-smoke"
+from tests.conftest import reference_study_run, run_cli
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """(study file, run dir, {quantization: trial number}) of a finished 2-trial run."""
-    base = tmp_path_factory.mktemp("bundle")
-    study_file = base / "bundle_study.py"
-    study_file.write_text(STUDY_FILE)
-    run_dir = base / "run"
-    out = run_cli("run", "--study", str(study_file), "--smoke", "--n-trials", "2",
-                  "--run-dir", str(run_dir), cwd=base)
-    assert out.returncode == 0, out.stderr[-3000:]
-    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{run_dir}/study.db")
-    trials = {t.user_attrs["candidate"]["quantization"]: t.number for t in study.trials
-              if t.state == optuna.trial.TrialState.COMPLETE}
-    assert set(trials) == {"int8", "epr"}
-    return study_file, run_dir, trials
+    study_file, run_dir, trials, _ = reference_study_run(
+        tmp_path_factory.mktemp("bundle"), name="bundle_digits",
+        candidates=['Candidate(width=0.5, quantization="int8")',
+                    'Candidate(width=1.0, epr_lambda=0.5, quantization="epr")'])
+    return study_file, run_dir, {mode: t.number for mode, t in trials.items()}
 
 
 def _args(run, mode: str, out: Path, run_dir: Path | None = None) -> list[str]:

@@ -20,47 +20,22 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import reference_study_run, run_cli
 
-STUDY_FILE = '''
-from dataclasses import replace
-
-from search_spaces import Candidate
-from studies import Budget, get_study
-
-STUDY = replace(
-    get_study("digits"), name="device_digits", usable_accuracy=0.0,
-    smoke=Budget(epochs=10, batch_size=32, n_trials=3),
-    reference_points=(
-        Candidate(width=0.5, quantization="int8"),
-        Candidate(width=1.0, epr_lambda=0.5, quantization="epr"),
-        Candidate(width=0.25, quantization="float16"),
-    ),
-)
-'''
 MODEL_FILES = {"model.epr", "model.tflite", "model_device.tflite", "model_data.cc",
                "model_data.h"}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """(study file, run dir, {quantization: trial number}) of a finished 3-trial run."""
-    base = tmp_path_factory.mktemp("device")
-    study_file = base / "device_study.py"
-    study_file.write_text(STUDY_FILE)
-    run_dir = base / "run"
-    out = run_cli("run", "--study", str(study_file), "--smoke", "--n-trials", "3",
-                  "--run-dir", str(run_dir), cwd=base)
-    assert out.returncode == 0, out.stderr[-3000:]
-    study = optuna.load_study(study_name="device_digits-smoke",
-                              storage=f"sqlite:///{run_dir}/study.db")
-    trials = {t.user_attrs["candidate"]["quantization"]: t for t in study.trials
-              if t.state == optuna.trial.TrialState.COMPLETE}
-    assert set(trials) == {"int8", "epr", "float16"}
-    return study_file, run_dir, trials, study
+    """(study file, run dir, {quantization: trial}, study) of a finished 3-trial run."""
+    return reference_study_run(tmp_path_factory.mktemp("device"), name="device_digits",
+                               candidates=['Candidate(width=0.5, quantization="int8")',
+                                           'Candidate(width=1.0, epr_lambda=0.5, '
+                                           'quantization="epr")',
+                                           'Candidate(width=0.25, quantization="float16")'])
 
 
 def _export(run, trial, out: Path, *extra: str):
