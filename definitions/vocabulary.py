@@ -34,6 +34,7 @@ SIZE_OBJECTIVES: dict[str, str] = {
     "payload": "payload_bytes",
     "flash": "flash_bytes",
     "gzip": "artifact_gzip_bytes",
+    "ota": "ota_bytes",
 }
 
 #: Optuna samplers the driver constructs (`optimizer.engine.sampling`).

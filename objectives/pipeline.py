@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from definitions.budgets import Budget, DeviceBudgets
-from objectives import capacity, device, size, tflite
+from objectives import capacity, device, ota, size, tflite
 from objectives.errors import DivergedError, HopelessTrial, OverBudget, TrialFailure
 from objectives.files import write_atomically
 from objectives.flatbuffer import ParsedFlatbuffer, parse
@@ -555,13 +555,15 @@ def device_figures(flatbuffer: bytes | ParsedFlatbuffer | None, *, decoded: kera
     (`device_mode`): the artifact itself, or for `epr` (whose entropy-coded file no
     interpreter runs; `flatbuffer` None) the `mode` TFLite conversion of the decoded
     model. `device_format` says which. A float16 or dynamic file's arena is estimated on
-    the float32 file of `decoded` (`device.footprint`)."""
+    the float32 file of `decoded` (`device.footprint`). `ota_bytes` is the update a device
+    receives to rebuild that file (`objectives.ota`, what `export --ota` writes)."""
     device_format = "artifact"
     if flatbuffer is None:
         flatbuffer = tflite.convert(decoded, quantization=mode)
         device_format = f"{mode} TFLite of the decoded EPR model"
+    parsed = parse(flatbuffer)
     figures = device.measure(
-        flatbuffer, runs=LATENCY_RUNS, seed=seed,
+        parsed, runs=LATENCY_RUNS, seed=seed,
         float32_file=float32_file(decoded, quantization=mode),
     ).as_attrs()
-    return {**figures, "device_format": device_format}
+    return {**figures, "ota_bytes": ota.ota_bytes(parsed.data), "device_format": device_format}

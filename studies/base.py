@@ -44,6 +44,18 @@ DEVICE_REFERENCE_POINTS: tuple[Candidate, ...] = (
     Candidate(width=1.0, quantization="float32"),
 )
 
+#: The reference points under `size_objective="ota"` when a study names none: full
+#: integer at full width, then trained with the entropy penalty at full and half width —
+#: the penalty is what shrinks the update a device receives (`objectives.ota`).
+OTA_REFERENCE_POINTS: tuple[Candidate, ...] = (
+    Candidate(width=1.0, quantization="int8"),
+    Candidate(width=1.0, epr_lambda=2.0, quantization="int8"),
+    Candidate(width=0.5, epr_lambda=2.0, quantization="int8"),
+)
+#: The reference points by size objective; any other objective has the default ones.
+REFERENCE_POINTS_BY_OBJECTIVE: dict[str, tuple[Candidate, ...]] = {
+    "flash": DEVICE_REFERENCE_POINTS, "ota": OTA_REFERENCE_POINTS}
+
 
 #: A study's name: it names the run folder (`runs/<name>/`) and the stored study, so it is a
 #: plain name — letters, digits, `.`, `_`, `-`, starting with a letter or digit — never a
@@ -110,17 +122,19 @@ class Study:
             the smallest it would sit on the front (EPR at a large λ can round every
             weight to zero after passing the first-epoch floor).
         size_objective: which byte figure is the second objective, a key of
-            `objectives.size.SIZE_OBJECTIVES` (`payload`, `flash`, `gzip`).
+            `definitions.vocabulary.SIZE_OBJECTIVES` (`payload`, `flash`, `gzip`, `ota`:
+            the update a device receives for its file, `objectives.ota`).
         device_budgets: flash, RAM, latency and accuracy limits, as Optuna constraints.
         reference_points: the candidates a new study tries first, before its sampler proposes
             any: known points that anchor the front and give the sampler's model its first
-            good and bad examples. None: `DEFAULT_REFERENCE_POINTS` (`DEVICE_REFERENCE_POINTS` under
-            `size_objective="flash"`), those in the study's space; a tuple: exactly these
+            good and bad examples. None: `DEFAULT_REFERENCE_POINTS` (under `flash` and `ota`,
+            `REFERENCE_POINTS_BY_OBJECTIVE`), those in the study's space; a tuple: exactly these
             (each must lie in the space), `()` for none.
         tflite_epr: whether a TFLite storage mode may also train with the entropy penalty
             (the `epr` switch and its λ). None: yes, except under `size_objective="flash"`,
             where λ cannot change the file a device holds (a TFLite file stores every weight
             at its mode's width whatever their entropy), so searching it only spends trials.
+            Under `ota` it is searched: the penalty shrinks the update a device receives.
     """
 
     name: str
@@ -300,8 +314,8 @@ class Study:
         """The candidates a new study enqueues first (see `reference_points`)."""
         if self.reference_points is not None:
             return tuple(self.reference_points)
-        defaults = (DEVICE_REFERENCE_POINTS if self.size_objective == "flash"
-                    else DEFAULT_REFERENCE_POINTS)
+        defaults = REFERENCE_POINTS_BY_OBJECTIVE.get(self.size_objective,
+                                                     DEFAULT_REFERENCE_POINTS)
         return tuple(c for c in defaults if self.contains(c))
 
     @property

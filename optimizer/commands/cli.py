@@ -128,7 +128,8 @@ def _add_run_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--size-objective", choices=tuple(SIZE_OBJECTIVES),
         help="the byte figure to minimize: payload (compressed parameters, the default), "
-        "flash (the .tflite file a device runs) or gzip (gzip -9 of the artifact); "
+        "flash (the .tflite file a device runs), gzip (gzip -9 of the artifact) or ota "
+        "(model.update, the bytes a device receives to rebuild its .tflite file); "
         "recorded on the study",
     )
     _add_search_space_args(p)

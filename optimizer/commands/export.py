@@ -61,8 +61,8 @@ LITERT_LOAD = ("from ai_edge_litert.interpreter import Interpreter; "
 
 #: The card's `bytes` and `device` sections: the trial's figures of these names.
 CARD_BYTES = ("payload_bytes", "artifact_bytes", "artifact_gzip_bytes", "size_definition")
-CARD_DEVICE = ("flash_bytes", "ram_bytes", "ram_method", "ram_note", "planner_ram_bytes",
-               "macs", "latency_ms", "latency_runs", "device_format")
+CARD_DEVICE = ("flash_bytes", "ota_bytes", "ram_bytes", "ram_method", "ram_note",
+               "planner_ram_bytes", "macs", "latency_ms", "latency_runs", "device_format")
 
 
 def pick_trial(

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 #: The columns of the table for people: sizes in KB, figures rounded.
 TABLE_COLUMNS = (
-    "trial", "accuracy", "test_accuracy", "payload_kb", "artifact_kb", "flash_kb", "ram_kb",
+    "trial", "accuracy", "test_accuracy", "payload_kb", "artifact_kb", "flash_kb", "ota_kb",
+    "ram_kb",
     "latency_ms", "width", "factorize", "epr_lambda", "quantization", "finalist_of",
 )
 
@@ -58,6 +59,7 @@ def table_row(row: dict[str, object], hp: Sequence[str] = ()) -> list[object]:
         _kb(row["payload_bytes"]),
         _kb(row["artifact_bytes"]),
         _kb(row["flash_bytes"]),
+        _kb(row["ota_bytes"]),
         _kb(row["ram_bytes"]),
         _rounded(row["latency_ms"], 3),
         row["width"],

@@ -1,7 +1,8 @@
 """`report`: trials.csv, the Pareto front (PNG and interactive HTML) and hypervolume over time.
 
-The size axis is the study's byte objective (`payload_bytes` by default; `flash_bytes` or
-`artifact_gzip_bytes` by `run --size-objective`) and is labelled by what it measures.
+The size axis is the study's byte objective (`payload_bytes` by default; `flash_bytes`,
+`artifact_gzip_bytes` or `ota_bytes` by `run --size-objective`) and is labelled by what it
+measures.
 Where the dataset is MNIST and the objective is the payload, the published figures of
 DESIGN §6 are drawn on the front as reference points (their payloads are compressed
 weight bytes, like ours). The size axis is linear when the drawn sizes span less than
@@ -60,21 +61,23 @@ SIZE_LABELS = {
     "payload_bytes": "payload: compressed parameter bytes",
     "flash_bytes": "flash: .tflite file bytes",
     "artifact_gzip_bytes": "gzip -9 of the artifact",
+    "ota_bytes": "update: model.update bytes a device receives",
 }
 SIZE_TITLES = {
     "payload_bytes": "compressed payload",
     "flash_bytes": "flash (.tflite file)",
     "artifact_gzip_bytes": "gzipped artifact",
+    "ota_bytes": "device update (model.update)",
 }
 #: The budgets' constraint names (`optimizer.store.constraints.violated`) as people say them.
 BUDGET_LABELS = {
-    "flash_bytes": "flash", "ram_bytes": "RAM", "latency_ms": "latency",
+    "flash_bytes": "flash", "ram_bytes": "RAM", "latency_ms": "latency", "ota_bytes": "update",
     "accuracy": "accuracy",
 }
 
 #: Byte figures, from the trials' user attributes, as exact integers (empty where absent).
 BYTE_COLUMNS = ("payload_bytes", "artifact_bytes", "artifact_gzip_bytes", "flash_bytes",
-                "ram_bytes")
+                "ota_bytes", "ram_bytes")
 #: The columns every trial has in `trials_frame` (its other user attributes follow).
 TRIAL_COLUMNS = (
     "trial", "state", "accuracy", *BYTE_COLUMNS, "latency_ms", "feasible", "violated",
@@ -406,7 +409,8 @@ def _hover(t: optuna.trial.FrozenTrial, *, metric: str) -> str:
         f"λ {None if cand is None else cand.epr_lambda}",
         f"{round(t.values[1]):,} {metric}",
     ]
-    figures = {"flash_bytes": s.flash_bytes, "ram_bytes": s.ram_bytes}
+    figures = {"flash_bytes": s.flash_bytes, "ota_bytes": s.ota_bytes,
+               "ram_bytes": s.ram_bytes}
     device = [f"{BUDGET_LABELS[name]} {_kb_text(value)}"
               for name, value in figures.items() if name != metric and value is not None]
     if s.latency_ms is not None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 #: The columns of `--format json|csv`, named as the trials' objectives and user attributes.
 COLUMNS = (
     "trial", "accuracy", "test_accuracy", "payload_bytes", "artifact_bytes", "flash_bytes",
-    "ram_bytes", "latency_ms", "width", "factorize", "epr_lambda", "quantization",
+    "ota_bytes", "ram_bytes", "latency_ms", "width", "factorize", "epr_lambda", "quantization",
     "finalist_of",
 )
 
@@ -70,6 +70,7 @@ def _row(t: StoredTrial, test_accuracy: float | None) -> dict[str, object]:
         "payload_bytes": t.payload_bytes,
         "artifact_bytes": t.artifact_bytes,
         "flash_bytes": t.flash_bytes,
+        "ota_bytes": t.ota_bytes,
         "ram_bytes": t.ram_bytes,
         "latency_ms": t.latency_ms,
         "width": None if cand is None else cand.width,

@@ -76,6 +76,8 @@ class StoredTrial:
     size_definition: str | None = _attr("str")
     # -- device figures -------------------------------------------------------------------
     flash_bytes: int | None = _attr("int")
+    #: the bytes a device receives for its file: `model.update` (`objectives.ota`)
+    ota_bytes: int | None = _attr("int")
     ram_bytes: int | None = _attr("int")
     planner_ram_bytes: int | None = _attr("int")
     ram_method: str | None = _attr("str")
