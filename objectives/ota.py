@@ -42,19 +42,21 @@ from objectives.ota_stream import (
     MIN_MATCH,
     MIN_REP,
     RAW,
+    ZERO_VALUE,
     Section,
     run,
 )
 
 MAGIC = b"MUPD"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER = struct.Struct("<4sBBHII32s")
 HEADER_BYTES = HEADER.size
 #: The LZ77 window and output chunk: 2^10 bytes of history, written out 512 at a time.
 DEFAULT_WINDOW_LOG2 = 10
 WINDOW_LOG2_RANGE = (8, 15)
 #: The decoder's state besides the window (`sizeof(mu_state)` less the window, on any
-#: platform: tests/objectives/test_ota_c.py checks the C struct fits), in bytes.
+#: platform: model_update.c refuses to compile otherwise, tests/objectives/test_ota.py
+#: measures it on x86-64 and a 32-bit target), in bytes.
 STATE_BYTES = 2048
 ERR_BAD_HEADER, ERR_VERSION, ERR_CHECKSUM = -1, -2, -5
 MAX_SECTION = (1 << LENGTH_CLASSES) - 1
@@ -175,8 +177,8 @@ def plan_sections(data: bytes, *, window: int) -> list[Section]:
     rep = [1]
     for start, end, kind, geometry in weight_spans(data, window=window):
         sections += _raw_sections(data, position, start, window=window, rep=rep)
-        tokens = (lz77_tokens(data, start, end, window=window, rep=rep) if kind == FLOAT
-                  else [])
+        tokens = (lz77_tokens(data, start, end, window=window, rep=rep,
+                              value_bytes=geometry[1]) if kind == FLOAT else [])
         sections.append(Section(kind=kind, length=end - start, taps=geometry[0],
                                 width=geometry[1], height=geometry[2], tokens=tokens))
         position = end
@@ -272,41 +274,60 @@ def _raw_sections(data: bytes, start: int, end: int, *, window: int, rep: list[i
 
 
 def lz77_tokens(data: bytes, start: int, end: int, *, window: int, rep: list[int],
-                chain: int = 48) -> list[tuple[int, int]]:
+                value_bytes: int = 0, chain: int = 48) -> list[tuple[int, int]]:
     """Greedy LZ77 with one step of lazy matching over `data[start:end]`: literals
     `(0, byte)`, repeats of the last distance `(-length, 0)`, matches `(length, distance)`
-    (distance ≤ `window`, within `data[:end]`). `rep[0]`, the last distance, is read and
-    updated."""
+    (distance ≤ `window`, within `data[:end]`) and, in a float section of `value_bytes`
+    values, zero values `ZERO_VALUE` (new match distances there are multiples of
+    `value_bytes`). `rep[0]`, the last distance, is read and updated."""
     heads: dict[bytes, list[int]] = {}
     for p in range(max(0, start - window), start):
         heads.setdefault(data[p:p + 3], []).append(p)
     tokens: list[tuple[int, int]] = []
+    zero = bytes(value_bytes)
     p = start
     while p < end:
-        best = _best_match(data, p, end, heads, window=window, chain=chain, rep=rep[0])
-        if best[0] and p + 1 < end:
-            later = _best_match(data, p + 1, end, heads, window=window, chain=chain,
-                                rep=rep[0])
-            if later[0] > best[0] + 1:
-                best = (0, 0)
-        size, distance = best
-        if size == 0:
-            tokens.append((0, data[p]))
-            size = 1
-        elif distance == rep[0]:
-            tokens.append((-size, 0))
+        best = _best_match(data, p, end, heads, window=window, chain=chain, rep=rep[0],
+                           align=value_bytes)
+        if (value_bytes and (p - start) % value_bytes == 0
+                and data[p:p + value_bytes] == zero and best[0] < 4 * value_bytes):
+            tokens.append(ZERO_VALUE)
+            size = value_bytes
         else:
-            tokens.append((size, distance))
-            rep[0] = distance
+            size = _lz_token(data, p, end, heads, best, tokens, window=window, chain=chain,
+                             rep=rep, align=value_bytes)
         for q in range(p, p + size):
             heads.setdefault(data[q:q + 3], []).append(q)
         p += size
     return tokens
 
 
+def _lz_token(data: bytes, p: int, end: int, heads: dict[bytes, list[int]],
+              best: tuple[int, int], tokens: list[tuple[int, int]], *, window: int,
+              chain: int, rep: list[int], align: int) -> int:
+    """Appends the literal or match `best` (or a literal when a match one byte later is
+    longer) to `tokens`; returns the bytes it covers."""
+    if best[0] and p + 1 < end:
+        later = _best_match(data, p + 1, end, heads, window=window, chain=chain,
+                            rep=rep[0], align=align)
+        if later[0] > best[0] + 1:
+            best = (0, 0)
+    size, distance = best
+    if size == 0:
+        tokens.append((0, data[p]))
+        return 1
+    if distance == rep[0]:
+        tokens.append((-size, 0))
+    else:
+        tokens.append((size, distance))
+        rep[0] = distance
+    return size
+
+
 def _best_match(data: bytes, p: int, end: int, heads: dict[bytes, list[int]], *,
-                window: int, chain: int, rep: int) -> tuple[int, int]:
-    """(length, distance) of the longest match at `p` worth coding, or (0, 0)."""
+                window: int, chain: int, rep: int, align: int = 0) -> tuple[int, int]:
+    """(length, distance) of the longest match at `p` worth coding, or (0, 0); with
+    `align`, a new distance must be a multiple of it (a float section's)."""
     best = (0, 0)
     if rep <= p:
         size = _match_length(data, p - rep, p, end)
@@ -316,6 +337,8 @@ def _best_match(data: bytes, p: int, end: int, heads: dict[bytes, list[int]], *,
         distance = p - q
         if distance > window:
             break
+        if align and distance % align:
+            continue
         size = _match_length(data, q, p, end)
         if size >= MIN_MATCH and size > best[0] + (1 if best[1] == rep else 0):
             best = (size, distance)

@@ -19,8 +19,11 @@ Section kinds:
   one neighbour, flat and non-flat neighbourhood).
 - `INT32`: little-endian int32 values (biases), each a signed number.
 - `FLOAT`: float32 or float16 values (the section's `width`, 4 or 2 bytes): LZ77 as raw
-  sections (the taps of a Fourier-coded kernel repeat), the sign-and-exponent byte of
-  each value coded with the high-byte tree.
+  sections (the taps of a Fourier-coded kernel repeat) with match distances in whole
+  values, plus one decision per value boundary for a zero value (EPR kernels are half
+  zeros); the sign-and-exponent byte of each value coded with the high-byte tree, the
+  two low mantissa bytes of a float32 as direct bits (near random: a tree only learns
+  noise and disturbs the shared one).
 """
 
 from __future__ import annotations
@@ -42,9 +45,10 @@ from objectives.ota_coder import (
 RAW, INT8, INT32, FLOAT = 0, 1, 2, 3
 KIND_NAMES = {RAW: "raw", INT8: "int8", INT32: "int32", FLOAT: "float"}
 MIN_MATCH, MIN_REP = 3, 2
+#: The token of a zero value in a float section.
+ZERO_VALUE = (0, -1)
 #: Largest section: 2^24 − 1 bytes (the length is a number of at most 24 classes).
 LENGTH_CLASSES = 24
-PARAM_CLASSES = 16
 MATCH_CLASSES = 16
 
 
@@ -68,9 +72,10 @@ class Models:
     def __init__(self) -> None:
         self.kind = probs(4)
         self.length = NumberModel(LENGTH_CLASSES)
-        self.param = NumberModel(PARAM_CLASSES)
+        self.param = self.length  # section parameters share the lengths' model
         self.is_match = probs(16)
         self.is_rep = probs(1)
+        self.is_zero = probs(2)
         self.trees = [probs(256), probs(256)]
         self.match_length = NumberModel(MATCH_CLASSES)
         self.rep_length = NumberModel(MATCH_CLASSES)
@@ -127,23 +132,35 @@ def _lz(c: Coder, m: Models, out: bytearray, n: int, *, window: int, rep: list[i
     value's last byte, sign and exponent, is lane 3); literals in lane 3 (the high byte of
     a 32-bit field, mostly 0 or 0xff, or a float's exponent) have a byte tree of their
     own, the other lanes share one. Whether a match comes is coded by lane, section kind
-    and whether the token before was a match."""
+    and whether the token before was a match. Float sections differ (module docstring):
+    a zero-value decision at each value boundary (`ZERO_VALUE`), distances in whole
+    values, the low mantissa bytes as direct bits."""
     base = len(out)
     end = base + n
     t = 0
     after_match = 0
+    after_zero = 0
     while len(out) < end:
         token = tokens[t] if tokens is not None else None
         t += 1
         if value_bytes:
-            lane = 4 - value_bytes + ((len(out) - base) & (value_bytes - 1))
+            offset = (len(out) - base) & (value_bytes - 1)
+            if offset == 0 and c.bit(m.is_zero, after_zero,
+                                     None if token is None else int(token == ZERO_VALUE)):
+                out += bytes(value_bytes)
+                after_zero, after_match = 1, 0
+                continue
+            after_zero = 0
+            lane = 4 - value_bytes + offset
             ctx = 4 + lane
         else:
             lane = len(out) & 3
             ctx = lane
         ctx += 8 * after_match
         if not c.bit(m.is_match, ctx, None if token is None else int(token[0] != 0)):
-            out.append(byte_tree(c, m.trees[lane == 3], None if token is None else token[1]))
+            value = None if token is None else token[1]
+            out.append(c.direct(8, value) if value_bytes and lane < 2
+                       else byte_tree(c, m.trees[lane == 3], value))
             after_match = 0
             continue
         after_match = 1
@@ -152,7 +169,9 @@ def _lz(c: Coder, m: Models, out: bytearray, n: int, *, window: int, rep: list[i
             size += MIN_REP
             distance = rep[0]
         else:
-            distance = number(c, m.distance, None if token is None else token[1] - 1) + 1
+            unit = value_bytes or 1
+            distance = unit * (number(c, m.distance,
+                                      None if token is None else token[1] // unit - 1) + 1)
             size = number(c, m.match_length, None if token is None else token[0] - MIN_MATCH)
             size += MIN_MATCH
         if distance > len(out) or distance > window or size > end - len(out):

@@ -39,13 +39,13 @@ struct mu_decoder {
     uint32_t range, code, in_head, in_count;
     uint32_t section_end, section_base, rep, taps, width, height, i, x, y, value_bytes;
     int error;
-    uint8_t phase, kind, param, after_match, rc_ready, head_fill;
+    uint8_t phase, kind, param, after_match, after_zero, rc_ready, head_fill;
     uint8_t sha256[32]; /* the header's */
     uint8_t in[IN_BYTES]; /* the input ring; the header is gathered here first */
     struct { /* models (objectives/ota_stream.py, Models), only probabilities */
-        prob kind[4], is_match[16], is_rep[1], trees[2][256];
+        prob kind[4], is_match[16], is_rep[1], is_zero[2], trees[2][256];
         prob w_zero[4], w_sign[4], i_zero[1], i_sign[1];
-        prob length[NUMBER(24)], param[NUMBER(16)], match[NUMBER(16)], rep[NUMBER(16)];
+        prob length[NUMBER(24)], match[NUMBER(16)], rep[NUMBER(16)]; /* length: params too */
         prob dist[NUMBER(16)], w_mag[4][NUMBER(7)], i_mag[NUMBER(31)];
     } m;
     /* SHA-256 of the output */
@@ -53,6 +53,9 @@ struct mu_decoder {
     uint8_t block[64];
     uint32_t total_lo;
 };
+
+/* The state fits MU_STATE_BYTES on every target (a compile error otherwise). */
+typedef char mu_state_fits[sizeof(struct mu_decoder) <= MU_STATE_BYTES ? 1 : -1];
 
 /* ---- SHA-256 (FIPS 180-4), a 16-word rolling message schedule ---- */
 static const uint32_t K[64] = {
@@ -216,7 +219,15 @@ static void lz_step(mu_decoder *d)
     uint32_t lane, ctx, distance, size, node = 1;
     uint32_t offset = d->produced - d->section_base;
     if (d->value_bytes) {
-        lane = 4 - d->value_bytes + (offset & (d->value_bytes - 1));
+        offset &= d->value_bytes - 1;
+        if (offset == 0 && bit(d, &d->m.is_zero[d->after_zero])) { /* a zero value */
+            for (size = 0; size < d->value_bytes; size++) put(d, 0);
+            d->after_zero = 1;
+            d->after_match = 0;
+            return;
+        }
+        d->after_zero = 0;
+        lane = 4 - d->value_bytes + offset;
         ctx = 4 + lane;
     } else {
         lane = d->produced & 3;
@@ -225,6 +236,7 @@ static void lz_step(mu_decoder *d)
     ctx += 8u * d->after_match;
     if (!bit(d, &d->m.is_match[ctx])) {
         prob *tree = d->m.trees[lane == 3];
+        if (d->value_bytes && lane < 2) node = 256 | direct(d, 8); /* float mantissa */
         while (node < 256) node = (node << 1) | bit(d, &tree[node]);
         put(d, node & 0xff);
         d->after_match = 0;
@@ -235,7 +247,7 @@ static void lz_step(mu_decoder *d)
         size = number(d, d->m.rep, 16) + MIN_REP;
         distance = d->rep;
     } else {
-        distance = number(d, d->m.dist, 16) + 1;
+        distance = (number(d, d->m.dist, 16) + 1) * (d->value_bytes ? d->value_bytes : 1);
         size = number(d, d->m.match, 16) + MIN_MATCH;
     }
     if (distance > d->produced || distance > d->mask + 1 ||
@@ -307,7 +319,7 @@ static void section_step(mu_decoder *d)
     }
     d->section_base = d->produced;
     d->section_end = d->produced + n;
-    d->after_match = 0;
+    d->after_match = d->after_zero = 0;
     d->value_bytes = 0;
     d->i = d->x = d->y = 0;
     d->param = 0;
@@ -317,7 +329,7 @@ static void section_step(mu_decoder *d)
 
 static void param_step(mu_decoder *d)
 {
-    uint32_t v = number(d, d->m.param, 16) + 1, n = d->section_end - d->section_base;
+    uint32_t v = number(d, d->m.length, 24) + 1, n = d->section_end - d->section_base;
     uint32_t window = d->mask + 1;
     if (d->kind == FLOATS) {
         if ((v != 2 && v != 4) || (n & (v - 1))) fail(d, MU_ERR_CORRUPT);
@@ -383,7 +395,7 @@ static int read_header(mu_decoder *d)
     unsigned log2 = p[5];
     uint32_t room = d->mask, work = (uint32_t)p[6] | (uint32_t)p[7] << 8;
     if (memcmp(p, "MUPD", 4) != 0) return fail(d, MU_ERR_HEADER);
-    if (p[4] != 1) return fail(d, MU_ERR_VERSION);
+    if (p[4] != MU_FORMAT_VERSION) return fail(d, MU_ERR_VERSION);
     d->length = le32(p + 8);
     d->stream_length = le32(p + 12);
     if (log2 < 8 || log2 > 15 || work != MU_STATE_BYTES + (1u << log2) || d->length == 0 ||
