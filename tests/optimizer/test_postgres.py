@@ -163,14 +163,21 @@ def _two_drivers(url: str, tmp_path: Path, *options: str) -> None:
 def test_two_machines_share_a_study_and_an_artifact_store_and_a_third_exports(
     tmp_path, postgres_url
 ):
-    """Two drivers with their own run dirs (as on two machines), one PostgreSQL study and
-    one artifact store on a shared mount; `export` and `report` from a third folder."""
+    """Two drivers with their own run dirs (as on two machines), each with `--jobs 2`
+    (four trials in flight on one study, each driver the writer of its own trials), one
+    PostgreSQL study and one artifact store on a shared mount: none lost, none counted
+    twice, none left running; `export` and `report` from a third folder."""
     url = _new_database(postgres_url, "shared")
     shared = tmp_path / "shared-store"
-    _two_drivers(url, tmp_path, "--n-trials", "3", "--artifact-dir", str(shared))
+    _two_drivers(url, tmp_path, "--n-trials", "3", "--jobs", "2", "--artifact-dir", str(shared))
     study = optuna.load_study(study_name="digits-smoke", storage=url)
+    trials = study.trials
     assert finished_count(study) >= 3
-    assert len({t.number for t in study.trials}) == len(study.trials)
+    assert len({t.number for t in trials}) == len(trials)
+    assert not [t for t in trials if t.state in (optuna.trial.TrialState.RUNNING,
+                                                 optuna.trial.TrialState.WAITING)]
+    pids = {t.user_attrs["worker"]["pid"] for t in trials if "worker" in t.user_attrs}
+    assert len(pids) >= 2  # workers of both drivers took part
     best = max(study.best_trials, key=lambda t: t.values[0])
 
     third = tmp_path / "laptop"
@@ -185,19 +192,3 @@ def test_two_machines_share_a_study_and_an_artifact_store_and_a_third_exports(
     out = run_cli("report", *common, "--out", str(third / "report"))
     assert out.returncode == 0, out.stderr[-2000:]
     assert (third / "report" / "pareto.png").stat().st_size > 10_000
-
-
-def test_two_drivers_each_running_two_jobs_share_one_server_study(tmp_path, postgres_url):
-    """`--jobs 2` on two drivers at once: four trials in flight on one study, each driver
-    the writer of its own trials; none lost, none counted twice, none left running."""
-    url = _new_database(postgres_url, "jobs")
-    _two_drivers(url, tmp_path, "--n-trials", "6", "--jobs", "2",
-                 "--artifact-dir", str(tmp_path / "shared-store"))
-    study = optuna.load_study(study_name="digits-smoke", storage=url)
-    trials = study.trials
-    assert len({t.number for t in trials}) == len(trials)
-    assert not [t for t in trials if t.state in (optuna.trial.TrialState.RUNNING,
-                                                 optuna.trial.TrialState.WAITING)]
-    assert finished_count(study) >= 6
-    pids = {t.user_attrs["worker"]["pid"] for t in trials if "worker" in t.user_attrs}
-    assert len(pids) >= 2  # workers of both drivers took part
