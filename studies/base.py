@@ -52,6 +52,9 @@ OTA_REFERENCE_POINTS: tuple[Candidate, ...] = (
     Candidate(width=1.0, epr_lambda=2.0, quantization="int8"),
     Candidate(width=0.5, epr_lambda=2.0, quantization="int8"),
 )
+#: The size objectives that measure what a device holds or receives: under them the `epr`
+#: storage mode is left out unless named (`Study.narrowed`).
+DEVICE_OBJECTIVES: tuple[str, ...] = ("flash", "ota")
 #: The reference points by size objective; any other objective has the default ones.
 REFERENCE_POINTS_BY_OBJECTIVE: dict[str, tuple[Candidate, ...]] = {
     "flash": DEVICE_REFERENCE_POINTS, "ota": OTA_REFERENCE_POINTS}
@@ -329,12 +332,14 @@ class Study:
                  width_range: tuple[float, float] | None = None) -> Study:
         """The study searched on `quantization_modes` and `width_range` where given (the
         CLI's `--quantization` and `--width-range`), and without the `epr` storage mode
-        under `size_objective="flash"` where its modes are the default ones: an `.epr`
-        file is not what a device holds (it runs the decoded model), so it competes on
-        the decoded file's flash, which a TFLite mode already covers. Its own reference
+        under a device objective (`DEVICE_OBJECTIVES`: flash, ota) where its modes are the
+        default ones: an `.epr` file is not what a device holds (it runs the decoded
+        model), so it would compete on the decoded file's flash or update, which a TFLite
+        mode already covers (with λ under `ota`), and `export` would hand the device
+        another file (the decoded model in int8) than the one measured. Its own reference
         points outside the narrowed space are left out rather than refused."""
         modes = tuple(quantization_modes or self.quantization_modes)
-        if (quantization_modes is None and self.size_objective == "flash"
+        if (quantization_modes is None and self.size_objective in DEVICE_OBJECTIVES
                 and modes == QUANTIZATION_MODES):
             modes = tuple(m for m in modes if m != "epr")
         low, high = width_range or self.width_range
