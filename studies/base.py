@@ -336,18 +336,33 @@ class Study:
         default ones: an `.epr` file is not what a device holds (it runs the decoded
         model), so it would compete on the decoded file's flash or update, which a TFLite
         mode already covers (with λ under `ota`), and `export` would hand the device
-        another file (the decoded model in int8) than the one measured. Its own reference
-        points outside the narrowed space are left out rather than refused."""
+        another file (the decoded model in int8) than the one measured. The study's own
+        `epr` reference points are then tried as int8 files of the same width (and λ,
+        where the objective searches it: `device_point`); its reference points outside
+        the narrowed space are left out rather than refused."""
         modes = tuple(quantization_modes or self.quantization_modes)
+        points = self.reference_points
         if (quantization_modes is None and self.size_objective in DEVICE_OBJECTIVES
                 and modes == QUANTIZATION_MODES):
             modes = tuple(m for m in modes if m != "epr")
+            if points is not None:
+                points = tuple(dict.fromkeys(self.device_point(c) for c in points))
         low, high = width_range or self.width_range
-        changed = replace(self, quantization_modes=modes, width_range=(low, high))
-        if changed.reference_points is not None:
+        changed = replace(self, quantization_modes=modes, width_range=(low, high),
+                          reference_points=points)
+        if points is not None:
             changed = replace(changed, reference_points=tuple(
-                c for c in changed.reference_points if changed.contains(c)))
+                c for c in points if changed.contains(c)))
         return changed
+
+    def device_point(self, candidate: Candidate) -> Candidate:
+        """`candidate` as a device objective tries it: an `epr` one as the int8 file of
+        the same width, trained with its λ where TFLite modes search the penalty
+        (`searches_tflite_epr`: under `ota`), without it otherwise (under `flash`)."""
+        if candidate.quantization != "epr":
+            return candidate
+        lam = candidate.epr_lambda if self.searches_tflite_epr else 0.0
+        return replace(candidate, quantization="int8", epr_lambda=lam)
 
     @property
     def parent_label(self) -> str:

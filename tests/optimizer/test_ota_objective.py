@@ -81,3 +81,21 @@ def test_under_ota_tflite_modes_search_the_penalty_and_start_from_its_points():
     flash = replace(study, size_objective="flash")
     assert not flash.searches_tflite_epr
     assert not flash.contains(Candidate(width=1.0, epr_lambda=5.0, quantization="int8"))
+
+
+def test_a_studys_epr_reference_points_are_tried_as_the_devices_int8_files():
+    fashion = get_study("fashion_mnist")
+    under_ota = replace(fashion, size_objective="ota").narrowed()
+    assert [(c.quantization, c.width, c.epr_lambda) for c in fashion.reference_points
+            if c.quantization == "epr"] == [("epr", 1.0, 2.0), ("epr", 1.0, 10.0),
+                                            ("epr", 0.25, 0.5), ("epr", 1.0, 50.0)]
+    # under ota the same widths and λ, stored as int8 files
+    assert [(c.quantization, c.width, c.epr_lambda)
+            for c in under_ota.reference_point_candidates] == [
+        ("float32", 1.0, 0.0), ("int8", 1.0, 2.0), ("int8", 1.0, 10.0), ("int8", 0.25, 0.5),
+        ("int8", 1.0, 50.0)]
+    # under flash, where λ is not searched, without it, each width once
+    under_flash = replace(fashion, size_objective="flash").narrowed()
+    assert [(c.quantization, c.width, c.epr_lambda)
+            for c in under_flash.reference_point_candidates] == [
+        ("float32", 1.0, 0.0), ("int8", 1.0, 0.0), ("int8", 0.25, 0.0)]
