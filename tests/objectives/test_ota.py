@@ -217,6 +217,24 @@ def test_the_c_decoder_rebuilds_an_epr_trained_file(ota_decode, epr_int8, tmp_pa
 
 
 @needs_gcc
+def test_the_c_decoder_refuses_a_stream_longer_than_its_file_without_stalling(
+        ota_decode, device_files, tmp_path):
+    data = device_files["int8"]
+    update = ota.encode_update(data)
+    header = ota.read_header(update)
+    longer = ota.Header(window_log2=header.window_log2, work_bytes=header.work_bytes,
+                        device_length=header.device_length,
+                        stream_length=header.stream_length + 500, sha256=header.sha256)
+    changed = longer.pack() + update[ota.HEADER_BYTES:] + bytes(range(250)) * 2
+    with pytest.raises(ota.UpdateError) as refused:
+        ota.decode_update(changed)
+    assert refused.value.code == ERR_CORRUPT
+    code, out, stderr = _decode(ota_decode, changed, tmp_path)
+    assert code == 1 and "corrupt" in stderr, stderr
+    assert not out.exists()
+
+
+@needs_gcc
 def test_the_c_decoder_refuses_truncated_and_flipped_updates_and_writes_no_file(
         ota_decode, device_files, tmp_path):
     update = ota.encode_update(device_files["int8"])

@@ -419,6 +419,9 @@ static void run(mu_decoder *d, uint32_t need)
         d->rc_ready = 1;
     }
     while (d->rc_ready && !d->error && d->phase != PH_DONE && d->in_count >= need) step(d);
+    /* A whole stream ends with the file: input left over is corrupt (and would stall
+     * mu_feed, whose ring no step empties any more). */
+    if (d->phase == PH_DONE && d->consumed != d->stream_length) fail(d, MU_ERR_CORRUPT);
 }
 
 int mu_feed(mu_decoder *d, const uint8_t *data, size_t length)
