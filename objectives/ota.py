@@ -48,7 +48,7 @@ from objectives.ota_stream import (
 )
 
 MAGIC = b"MUPD"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 HEADER = struct.Struct("<4sBBHII32s")
 HEADER_BYTES = HEADER.size
 #: The LZ77 window and output chunk: 2^10 bytes of history, written out 512 at a time.

@@ -8,10 +8,14 @@ decoding passes nothing and gets the decoded one. The C decoder
 the specification both follow.
 
 Probabilities are 12-bit (`PROB_ONE` = 4096), start at ½ and move 1/16 of the way to each
-coded bit (`ADAPT_SHIFT`): fast enough to learn a tensor of a few hundred weights.
+coded bit (`ADAPT_SHIFT`): fast enough to learn a tensor of a few hundred weights. A
+decision may adapt more slowly (a larger `shift`): an int8 section's byte tree does, to
+learn the distribution of many nearly independent values closely.
 """
 
 from __future__ import annotations
+
+import math
 
 PROB_BITS = 12
 PROB_ONE = 1 << PROB_BITS
@@ -61,17 +65,19 @@ class OTAEncoder:
         self.cache_size += 1
         self.low = (self.low << 8) & MASK32
 
-    def bit(self, p: list[int], i: int, value: int | None = None) -> int:
-        """Codes `value` (0 or 1) with probability `p[i]`, which then adapts."""
+    def bit(self, p: list[int], i: int, value: int | None = None,
+            shift: int = ADAPT_SHIFT) -> int:
+        """Codes `value` (0 or 1) with probability `p[i]`, which then moves 2^−`shift`
+        of the way towards it."""
         assert value is not None
         bound = (self.range >> PROB_BITS) * p[i]
         if value:
             self.low += bound
             self.range -= bound
-            p[i] -= p[i] >> ADAPT_SHIFT
+            p[i] -= p[i] >> shift
         else:
             self.range = bound
-            p[i] += (PROB_ONE - p[i]) >> ADAPT_SHIFT
+            p[i] += (PROB_ONE - p[i]) >> shift
         while self.range < TOP:
             self.range = (self.range << 8) & MASK32
             self._shift_low()
@@ -88,6 +94,20 @@ class OTAEncoder:
                 self.range = (self.range << 8) & MASK32
                 self._shift_low()
         return value
+
+    def mark(self) -> tuple[int, int, int, int, int]:
+        """The coder's state, to `rewind` to after a trial encoding."""
+        return self.low, self.range, self.cache, self.cache_size, len(self.out)
+
+    def rewind(self, mark: tuple[int, int, int, int, int]) -> None:
+        """Back to the state `mark` gave: what was coded since is forgotten."""
+        self.low, self.range, self.cache, self.cache_size, size = mark
+        del self.out[size:]
+
+    def bits(self) -> float:
+        """Bits coded so far, to a fraction of a bit (the bytes out and pending, less
+        what the range still holds): trial encodings compare their differences."""
+        return 8.0 * (len(self.out) + self.cache_size + 4) - math.log2(self.range)
 
     def finish(self) -> bytes:
         """The coded bytes (five flush steps, as LZMA's encoder)."""
@@ -118,16 +138,17 @@ class OTADecoder:
         self.pos += 1
         return byte
 
-    def bit(self, p: list[int], i: int, value: int | None = None) -> int:
+    def bit(self, p: list[int], i: int, value: int | None = None,
+            shift: int = ADAPT_SHIFT) -> int:
         bound = (self.range >> PROB_BITS) * p[i]
         if self.code < bound:
             self.range = bound
-            p[i] += (PROB_ONE - p[i]) >> ADAPT_SHIFT
+            p[i] += (PROB_ONE - p[i]) >> shift
             bit = 0
         else:
             self.code -= bound
             self.range -= bound
-            p[i] -= p[i] >> ADAPT_SHIFT
+            p[i] -= p[i] >> shift
             bit = 1
         while self.range < TOP:
             self.range = (self.range << 8) & MASK32
@@ -198,9 +219,13 @@ def signed(c: Coder, m: SignedModel, ctx: int, value: int | None = None) -> int:
     return -magnitude if negative else magnitude
 
 
-def byte_tree(c: Coder, p: list[int], value: int | None = None) -> int:
-    """Codes one byte with a 256-entry binary tree of probabilities `p` (index 1–255)."""
+def byte_tree(c: Coder, p: list[int], value: int | None = None,
+              shift: int = ADAPT_SHIFT) -> int:
+    """Codes one byte, MSB first, with a 256-entry binary tree of probabilities `p`
+    (index 1–255) adapting by 2^−`shift`."""
     node = 1
+    bit = c.bit
     for j in range(7, -1, -1):
-        node = (node << 1) | c.bit(p, node, None if value is None else (value >> j) & 1)
+        node = (node << 1) | bit(p, node, None if value is None else (value >> j) & 1,
+                                 shift)
     return node & 0xFF

@@ -25,6 +25,9 @@
 #define FLOATS 3
 #define MIN_MATCH 3u
 #define MIN_REP 2u
+/* An int8 section's mode: two flags (ota_stream.py NO_PREDICTION, BYTE_TREE). */
+#define NO_PREDICTION 1u
+#define BYTE_TREE 2u
 
 enum { PH_HEADER, PH_SECTION, PH_PARAM, PH_BODY, PH_DONE };
 
@@ -39,7 +42,7 @@ struct mu_decoder {
     uint32_t range, code, in_head, in_count;
     uint32_t section_end, section_base, rep, taps, width, height, i, x, y, value_bytes;
     int error;
-    uint8_t phase, kind, param, after_match, after_zero, rc_ready, head_fill;
+    uint8_t phase, kind, param, after_match, after_zero, rc_ready, head_fill, mode;
     uint8_t sha256[32]; /* the header's */
     uint8_t in[IN_BYTES]; /* the input ring; the header is gathered here first */
     struct { /* models (objectives/ota_stream.py, Models), only probabilities */
@@ -156,21 +159,24 @@ static void normalize(mu_decoder *d)
     }
 }
 
-static unsigned bit(mu_decoder *d, prob *p)
+/* A decision whose probability then moves 2^-shift of the way towards it. */
+static unsigned bit_shift(mu_decoder *d, prob *p, unsigned shift)
 {
     uint32_t bound = (d->range >> PROB_BITS) * *p;
     unsigned b = d->code >= bound;
     if (b) {
         d->code -= bound;
         d->range -= bound;
-        *p -= *p >> SHIFT;
+        *p -= *p >> shift;
     } else {
         d->range = bound;
-        *p += ((1u << PROB_BITS) - *p) >> SHIFT;
+        *p += ((1u << PROB_BITS) - *p) >> shift;
     }
     normalize(d);
     return b;
 }
+
+static unsigned bit(mu_decoder *d, prob *p) { return bit_shift(d, p, SHIFT); }
 
 static uint32_t direct(mu_decoder *d, unsigned n)
 {
@@ -261,13 +267,17 @@ static void lz_step(mu_decoder *d)
 
 static int32_t s8(uint32_t byte) { return (int32_t)(byte ^ 0x80) - 0x80; }
 
+/* One int8 value: its prediction (mode), its residual as a signed value or a zigzag byte
+ * down the lane-3 byte tree, adapting by 1/16, 1/32, then 1/64 (ota_stream.tree_shift). */
 static void int8_step(mu_decoder *d)
 {
     int32_t predicted = 0, residual;
     unsigned ctx = 0;
     int ok = 1;
-    uint32_t row = d->taps * d->width;
-    if (d->x && d->y) {
+    uint32_t row = d->taps * d->width, t = d->produced - d->section_base, node = 1;
+    if (d->mode & NO_PREDICTION) {
+        /* predicted 0, context 0 */
+    } else if (d->x && d->y) {
         int32_t a = s8(back(d, d->taps)), b = s8(back(d, row)), c = s8(back(d, row + d->taps));
         predicted = a + b - c;
         predicted = predicted > 127 ? 127 : predicted < -128 ? -128 : predicted;
@@ -276,8 +286,15 @@ static void int8_step(mu_decoder *d)
         predicted = s8(back(d, d->x ? d->taps : row));
         ctx = 1;
     }
-    residual = signed_value(d, &d->m.w_zero[ctx], &d->m.w_sign[ctx], d->m.w_mag[ctx], 7, 127,
-                            &ok);
+    if (d->mode & BYTE_TREE) {
+        unsigned shift = t < 128 ? 4 : t < 2048 ? 5 : 6;
+        while (node < 256) node = (node << 1) | bit_shift(d, &d->m.trees[1][node], shift);
+        node &= 0xff;
+        residual = (int32_t)(node >> 1) ^ -(int32_t)(node & 1);
+    } else {
+        residual = signed_value(d, &d->m.w_zero[ctx], &d->m.w_sign[ctx], d->m.w_mag[ctx], 7,
+                                127, &ok);
+    }
     if (!ok) {
         fail(d, MU_ERR_CORRUPT);
         return;
@@ -305,8 +322,8 @@ static void int32_step(mu_decoder *d)
     for (j = 0; j < 4; j++) put(d, (v >> (8 * j)) & 0xff);
 }
 
-/* A section's kind and length, then its parameters (int8: taps, width, height; float:
- * the value's bytes), then its body. */
+/* A section's kind and length, then its parameters (int8: taps, width, height, mode;
+ * float: the value's bytes), then its body. */
 static void section_step(mu_decoder *d)
 {
     uint32_t n, high;
@@ -339,13 +356,16 @@ static void param_step(mu_decoder *d)
     }
     if (d->param == 0) d->taps = v;
     else if (d->param == 1) d->width = v;
-    else {
+    else if (d->param == 2) {
         d->height = v;
-        d->phase = PH_BODY;
         if ((d->width > 1 || d->height > 1) &&
             (d->taps > window || d->width >= window ||
              (uint64_t)d->taps * (d->width + 1) > window))
             fail(d, MU_ERR_CORRUPT);
+    } else {
+        if (v > 4) fail(d, MU_ERR_CORRUPT);
+        d->mode = (uint8_t)(v - 1);
+        d->phase = PH_BODY;
     }
     d->param++;
 }

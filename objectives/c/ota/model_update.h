@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 #define MU_HEADER_BYTES 48
-#define MU_FORMAT_VERSION 2
+#define MU_FORMAT_VERSION 3
 /* The decoder's state besides the window: an upper bound on every platform. */
 #define MU_STATE_BYTES 2048
 #define MU_WORK_BYTES(window) (MU_STATE_BYTES + (window))
