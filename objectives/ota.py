@@ -51,7 +51,7 @@ MAGIC = b"MUPD"
 FORMAT_VERSION = 3
 HEADER = struct.Struct("<4sBBHII32s")
 HEADER_BYTES = HEADER.size
-#: The LZ77 window and output chunk: 2^10 bytes of history, written out 512 at a time.
+#: The LZ77 window and output chunk: 2^10 bytes of history, written out whole as it fills.
 DEFAULT_WINDOW_LOG2 = 10
 WINDOW_LOG2_RANGE = (8, 15)
 #: The decoder's state besides the window (`sizeof(mu_state)` less the window, on any

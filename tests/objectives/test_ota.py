@@ -412,3 +412,42 @@ def test_the_decoder_state_is_at_most_2_kb_on_64_and_32_bit_targets(tmp_path):
     if compiler is None:
         pytest.skip("no 32-bit compiler (arm-none-eabi-gcc or gcc -m32) is installed")
     assert _state_bytes(compiler, tmp_path) <= ota.STATE_BYTES
+
+
+#: Feeds the update on stdin to the decoder in 7-byte pieces, in a work buffer of exactly
+#: the header's size, and prints the length of each chunk the write callback gets.
+CHUNKS_PROGRAM = r"""
+#include <stdio.h>
+#include "model_update.h"
+static int record(void *user, const uint8_t *data, size_t length)
+{ (void)user; (void)data; printf("%u\n", (unsigned)length); return 0; }
+int main(void)
+{
+    static uint64_t work[(MU_STATE_BYTES + 1024) / 8];
+    uint8_t piece[7];
+    size_t n;
+    mu_decoder *d = mu_init(work, sizeof work, record, NULL);
+    while ((n = fread(piece, 1, sizeof piece, stdin)) > 0)
+        if (mu_feed(d, piece, n) != MU_OK) return 2;
+    return mu_finish(d) == MU_OK ? 0 : 3;
+}
+"""
+
+
+@needs_gcc
+def test_the_output_comes_in_chunks_of_the_whole_window(device_files, tmp_path):
+    """The window is the output chunk: every chunk but the last is the window's 1,024
+    bytes, so the decoder's RAM beyond the chunk is its state alone (and its stack)."""
+    ota.write_decoder_sources(tmp_path)
+    (tmp_path / "chunks.c").write_text(CHUNKS_PROGRAM)
+    program = tmp_path / "chunks"
+    subprocess.run([GCC, *C_FLAGS, "-o", str(program), str(tmp_path / "chunks.c"),
+                    str(tmp_path / "model_update.c")], check=True, capture_output=True)
+    data = device_files["int8"]
+    done = subprocess.run([str(program)], input=ota.encode_update(data),
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    chunks = [int(line) for line in done.stdout.split()]
+    assert sum(chunks) == len(data)
+    assert set(chunks[:-1]) == {1 << ota.DEFAULT_WINDOW_LOG2}
+    assert 0 < chunks[-1] <= 1 << ota.DEFAULT_WINDOW_LOG2

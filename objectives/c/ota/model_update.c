@@ -114,7 +114,8 @@ static int fail(mu_decoder *d, int code)
     return d->error;
 }
 
-/* ---- output: the window is a ring; each completed half goes to the callback ---- */
+/* ---- output: the window is a ring; each time it fills, it goes to the callback whole
+ * (a match reads at most the window's length back, the byte its next put replaces) ---- */
 #define WINDOW(d) ((uint8_t *)(d) + MU_STATE_BYTES)
 
 static void emit(mu_decoder *d, uint32_t n)
@@ -126,9 +127,8 @@ static void emit(mu_decoder *d, uint32_t n)
 
 static void put(mu_decoder *d, uint32_t byte)
 {
-    uint32_t half = (d->mask >> 1) + 1;
     WINDOW(d)[d->produced++ & d->mask] = (uint8_t)byte;
-    if ((d->produced & (half - 1)) == 0) emit(d, half);
+    if ((d->produced & d->mask) == 0) emit(d, d->mask + 1);
 }
 
 static uint32_t back(const mu_decoder *d, uint32_t distance)
@@ -480,7 +480,7 @@ int mu_finish(mu_decoder *d)
     if (!d->rc_ready) fail(d, MU_ERR_TRUNCATED);
     if (d->error) return d->error;
     if (d->phase != PH_DONE || d->consumed != d->stream_length) return fail(d, MU_ERR_CORRUPT);
-    rest = d->produced & (d->mask >> 1);
+    rest = d->produced & d->mask;
     if (rest) emit(d, rest);
     if (d->error) return d->error;
     bits = d->total_lo << 3;

@@ -4,8 +4,9 @@
  * decoder lives in a work buffer the caller provides (MU_WORK_BYTES(window), stated by the
  * update's header: 2048 bytes of state plus the LZ77 window, 1 KB by default). Input is
  * fed in pieces of any size as it arrives; the rebuilt file comes out through the write
- * callback in chunks of half the window (the last chunk shorter), in order, so a device
- * can write flash page by page. Format: docs/ota-format.md of compression-search.
+ * callback in chunks of the window's size (1 KB by default; the last chunk shorter), in
+ * order, so a device can write flash page by page; the callback must be done with a chunk
+ * when it returns (the decoder then overwrites it). Format: docs/ota-format.md of compression-search.
  *
  *   static uint64_t work[(MU_STATE_BYTES + 1024) / 8];
  *   mu_decoder *d = mu_init(work, sizeof work, write_flash, &flash);
