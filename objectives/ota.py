@@ -39,6 +39,7 @@ from objectives.ota_stream import (
     INT32,
     KIND_NAMES,
     LENGTH_CLASSES,
+    MAX_MATCH,
     MIN_MATCH,
     MIN_REP,
     RAW,
@@ -346,8 +347,11 @@ def _best_match(data: bytes, p: int, end: int, heads: dict[bytes, list[int]], *,
 
 
 def _match_length(data: bytes, q: int, p: int, end: int) -> int:
+    """How many bytes from `p` (before `end`) repeat those from `q`, at most `MAX_MATCH`
+    (a longer run of equal bytes is several matches: a dead layer's zeros run for
+    hundreds of kilobytes)."""
     size = 0
-    limit = end - p
+    limit = min(end - p, MAX_MATCH)
     while size < limit and data[q + size] == data[p + size]:
         size += 1
     return size

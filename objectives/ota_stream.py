@@ -58,6 +58,9 @@ ZERO_VALUE = (0, -1)
 #: Largest section: 2^24 − 1 bytes (the length is a number of at most 24 classes).
 LENGTH_CLASSES = 24
 MATCH_CLASSES = 16
+#: The longest match or repeat a token codes: a repeat's length − 2 and a match's − 3 are
+#: numbers of `MATCH_CLASSES` classes, at most 2^(MATCH_CLASSES + 1) − 2.
+MAX_MATCH = MIN_REP + (1 << (MATCH_CLASSES + 1)) - 2
 #: An int8 section's mode, two flags: no prediction; residuals down the byte tree.
 NO_PREDICTION, BYTE_TREE = 1, 2
 INT8_MODES = 4

@@ -451,3 +451,20 @@ def test_the_output_comes_in_chunks_of_the_whole_window(device_files, tmp_path):
     assert sum(chunks) == len(data)
     assert set(chunks[:-1]) == {1 << ota.DEFAULT_WINDOW_LOG2}
     assert 0 < chunks[-1] <= 1 << ota.DEFAULT_WINDOW_LOG2
+
+
+def test_a_run_of_equal_bytes_longer_than_a_match_codes_as_several(tmp_path):
+    """A dead layer's zeros run for hundreds of kilobytes (a Fashion-MNIST search hit
+    600,003 bytes of them), more than one match can say: several matches code them."""
+    data = bytes(300_000) + b"\x01" + bytes(5)
+    update = ota.encode_update(data)
+    assert len(update) < 200
+    assert ota.decode_update(update) == data
+    if GCC is not None:
+        ota.write_decoder_sources(tmp_path)
+        program = tmp_path / "ota_decode"
+        subprocess.run([GCC, *C_FLAGS, "-O2", "-o", str(program), str(tmp_path / "ota_decode.c"),
+                        str(tmp_path / "model_update.c")], check=True, capture_output=True)
+        code, out, stderr = _decode(program, update, tmp_path)
+        assert code == 0, stderr
+        assert out.read_bytes() == data
