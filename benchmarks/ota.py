@@ -226,6 +226,8 @@ def main() -> int:
                         help="the tree whose code runs the searches (a frozen worktree)")
     parser.add_argument("--score-only", action="store_true",
                         help="score the runs already in --out")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
+                        help="the arms to run (the others' runs in --out are scored)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     figures = decoder_figures(ROOT, args.out / "build")
@@ -236,7 +238,7 @@ def main() -> int:
         arms = {}
         for arm in ARMS:
             run_dir = args.out / f"{arm}-{seed}"
-            if not args.score_only:
+            if not args.score_only and arm in args.arms:
                 shutil.rmtree(run_dir, ignore_errors=True)
                 seconds[arm] = run_arm(arm=arm, seed=seed, run_dir=run_dir,
                                        timeout=args.timeout, tree=args.tree)
