@@ -9,7 +9,15 @@ docs/ota-format.md:
     header (48 bytes, little-endian): b"MUPD" | u8 version | u8 window_log2 |
     u16 work buffer bytes | u32 device file length | u32 coded stream length |
     32 bytes SHA-256 of the device file
+    [version 4, an update relative to a base file: u32 base length | 32 bytes SHA-256
+    of the base]
     coded stream: one range-coded stream of sections (`objectives.ota_stream`)
+
+An update relative to a base (`encode_update(new, base=old)`: the device file a device
+already holds, an earlier export of the same architecture) also copies runs of the base's
+bytes at the same offsets and predicts int8 weights by the base's; a device refuses it
+unless it holds that very base (length and SHA-256). A plain update is version 3, as it
+was before relative updates existed.
 
 The sections follow the flatbuffer (`objectives.flatbuffer`): each int8, int32 and float32
 weight buffer is a section of its own kind, coded with a model of its statistics; the rest
@@ -43,15 +51,24 @@ from objectives.ota_stream import (
     MIN_MATCH,
     MIN_REP,
     RAW,
+    SAME,
     ZERO_VALUE,
     Section,
     run,
 )
 
 MAGIC = b"MUPD"
+#: A plain update's version; an update relative to a base file is `RELATIVE_VERSION`.
 FORMAT_VERSION = 3
+RELATIVE_VERSION = 4
 HEADER = struct.Struct("<4sBBHII32s")
 HEADER_BYTES = HEADER.size
+#: What follows the header in a relative update: the base's length and SHA-256.
+BASE_HEADER = struct.Struct("<I32s")
+RELATIVE_HEADER_BYTES = HEADER_BYTES + BASE_HEADER.size
+#: Runs of at least this many bytes equal to the base's at the same offsets are copied
+#: (a `SAME` section) rather than coded.
+MIN_SAME = 16
 #: The LZ77 window and output chunk: 2^10 bytes of history, written out whole as it fills.
 DEFAULT_WINDOW_LOG2 = 10
 WINDOW_LOG2_RANGE = (8, 15)
@@ -59,7 +76,7 @@ WINDOW_LOG2_RANGE = (8, 15)
 #: platform: model_update.c refuses to compile otherwise, tests/objectives/test_ota.py
 #: measures it on x86-64 and a 32-bit target), in bytes.
 STATE_BYTES = 2048
-ERR_BAD_HEADER, ERR_VERSION, ERR_CHECKSUM = -1, -2, -5
+ERR_BAD_HEADER, ERR_VERSION, ERR_CHECKSUM, ERR_BASE = -1, -2, -5, -8
 MAX_SECTION = (1 << LENGTH_CLASSES) - 1
 #: Weight buffers shorter than this stay in the raw sections around them.
 MIN_TYPED = 32
@@ -78,17 +95,32 @@ class UpdateError(CheckFailed):
 
 @dataclass(frozen=True)
 class Header:
-    """The fixed 48 bytes before the coded stream."""
+    """The bytes before the coded stream: 48, or 84 in an update relative to a base
+    (`base_length` > 0)."""
 
     window_log2: int
     work_bytes: int
     device_length: int
     stream_length: int
     sha256: bytes
+    base_length: int = 0
+    base_sha256: bytes = bytes(32)
+
+    @property
+    def relative(self) -> bool:
+        return self.base_length > 0
+
+    @property
+    def size(self) -> int:
+        return RELATIVE_HEADER_BYTES if self.relative else HEADER_BYTES
 
     def pack(self) -> bytes:
-        return HEADER.pack(MAGIC, FORMAT_VERSION, self.window_log2, self.work_bytes,
+        version = RELATIVE_VERSION if self.relative else FORMAT_VERSION
+        head = HEADER.pack(MAGIC, version, self.window_log2, self.work_bytes,
                            self.device_length, self.stream_length, self.sha256)
+        if not self.relative:
+            return head
+        return head + BASE_HEADER.pack(self.base_length, self.base_sha256)
 
 
 def work_bytes(window_log2: int) -> int:
@@ -96,28 +128,34 @@ def work_bytes(window_log2: int) -> int:
     return STATE_BYTES + (1 << window_log2)
 
 
-def encode_update(device_file: bytes, *, window_log2: int = DEFAULT_WINDOW_LOG2,
-                  verify: bool = False) -> bytes:
+def encode_update(device_file: bytes, *, base: bytes | None = None,
+                  window_log2: int = DEFAULT_WINDOW_LOG2, verify: bool = False) -> bytes:
     """The update that rebuilds `device_file` (any bytes; a TFLite flatbuffer is coded by
-    its sections). `verify` decodes it again with the reference decoder (the encoder
-    rebuilds the file as it codes and checks that anyway)."""
+    its sections); with `base` (the device file a device holds), an update relative to
+    it, which only a device holding that base decodes. `verify` decodes it again with the
+    reference decoder (the encoder rebuilds the file as it codes and checks that anyway)."""
     data = bytes(device_file)
     if not WINDOW_LOG2_RANGE[0] <= window_log2 <= WINDOW_LOG2_RANGE[1]:
         raise ValueError(f"window_log2 must be in {WINDOW_LOG2_RANGE}, not {window_log2}")
     if not data:
         raise ValueError("cannot make an update of an empty device file")
+    if base is not None and not base:
+        raise ValueError("cannot make an update relative to an empty base file")
+    base = None if base is None else bytes(base)
     window = 1 << window_log2
-    plan = plan_sections(data, window=window)
+    plan = plan_sections(data, window=window, base=base)
     encoder = OTAEncoder()
-    rebuilt = run(encoder, length=len(data), window=window, plan=plan, data=data)
+    rebuilt = run(encoder, length=len(data), window=window, plan=plan, data=data, base=base)
     if rebuilt != data:
         raise AssertionError("the update's encoder did not rebuild the device file")
     stream = encoder.finish()
     header = Header(window_log2=window_log2, work_bytes=work_bytes(window_log2),
                     device_length=len(data), stream_length=len(stream),
-                    sha256=hashlib.sha256(data).digest())
+                    sha256=hashlib.sha256(data).digest(),
+                    base_length=0 if base is None else len(base),
+                    base_sha256=hashlib.sha256(base or b"").digest() if base else bytes(32))
     update = header.pack() + stream
-    if verify and decode_update(update) != data:
+    if verify and decode_update(update, base=base) != data:
         raise AssertionError("the update does not decode to the device file")
     return update
 
@@ -136,23 +174,34 @@ def read_header(update: bytes) -> Header:
     if magic != MAGIC:
         raise UpdateError(f"not a model update (magic {magic!r}, not {MAGIC!r})",
                           ERR_BAD_HEADER)
-    if version != FORMAT_VERSION:
-        raise UpdateError(f"format version {version}; this decoder reads version "
-                          f"{FORMAT_VERSION}", ERR_VERSION)
+    if version not in (FORMAT_VERSION, RELATIVE_VERSION):
+        raise UpdateError(f"format version {version}; this decoder reads versions "
+                          f"{FORMAT_VERSION} and {RELATIVE_VERSION}", ERR_VERSION)
+    base_length, base_digest = 0, bytes(32)
+    if version == RELATIVE_VERSION:
+        if len(update) < RELATIVE_HEADER_BYTES:
+            raise UpdateError(f"the update has {len(update)} bytes, fewer than its "
+                              f"{RELATIVE_HEADER_BYTES}-byte header", ERR_TRUNCATED)
+        base_length, base_digest = BASE_HEADER.unpack_from(update, HEADER_BYTES)
     low, high = WINDOW_LOG2_RANGE
     if (not low <= window_log2 <= high or work != work_bytes(window_log2) or length == 0
-            or stream < 5):
+            or stream < 5 or (version == RELATIVE_VERSION and base_length == 0)):
         raise UpdateError("the header's window, work buffer or length is invalid",
                           ERR_BAD_HEADER)
     return Header(window_log2=window_log2, work_bytes=work, device_length=length,
-                  stream_length=stream, sha256=digest)
+                  stream_length=stream, sha256=digest, base_length=base_length,
+                  base_sha256=base_digest)
 
 
-def decode_update(update: bytes) -> bytes:
-    """The device file `update` rebuilds; `UpdateError` (with the C decoder's code) for
-    an update that is truncated, corrupt, or whose result fails its SHA-256."""
+def decode_update(update: bytes, base: bytes | None = None) -> bytes:
+    """The device file `update` rebuilds (from `base`, the file a device holds, for an
+    update relative to one; ignored for a plain update); `UpdateError` (with the C
+    decoder's code) for an update that is truncated, corrupt, whose result fails its
+    SHA-256, or relative to another base than `base` (`ERR_BASE`)."""
     header = read_header(update)
-    stream = update[HEADER_BYTES:]
+    if header.relative:
+        _check_base(header, base)
+    stream = update[header.size:]
     if len(stream) < header.stream_length:
         raise UpdateError(f"the update is truncated: {len(stream)} of "
                           f"{header.stream_length} coded bytes", ERR_TRUNCATED)
@@ -160,7 +209,8 @@ def decode_update(update: bytes) -> bytes:
         raise UpdateError("the update has bytes after its coded stream", ERR_CORRUPT)
     try:
         decoder = OTADecoder(stream)
-        data = run(decoder, length=header.device_length, window=1 << header.window_log2)
+        data = run(decoder, length=header.device_length, window=1 << header.window_log2,
+                   base=bytes(base) if header.relative and base is not None else None)
     except CodingError as error:
         raise UpdateError(str(error), error.code) from None
     if decoder.pos != len(stream):
@@ -170,20 +220,34 @@ def decode_update(update: bytes) -> bytes:
     return bytes(data)
 
 
-def plan_sections(data: bytes, *, window: int) -> list[Section]:
+def _check_base(header: Header, base: bytes | None) -> None:
+    """`base` is the file `header` names (length and SHA-256); `UpdateError` otherwise."""
+    if base is None:
+        raise UpdateError("the update is relative to a base file, and none was given",
+                          ERR_BASE)
+    if len(base) != header.base_length or hashlib.sha256(base).digest() != header.base_sha256:
+        raise UpdateError(f"the update is relative to another base file ({header.base_length:,} "
+                          f"bytes, SHA-256 {header.base_sha256.hex()[:16]}…)", ERR_BASE)
+
+
+def plan_sections(data: bytes, *, window: int, base: bytes | None = None) -> list[Section]:
     """The sections `data` is coded in: its weight buffers (`weight_spans`) each in a
-    section of its kind, raw sections between them with their LZ77 tokens."""
+    section of its kind, raw sections between them with their LZ77 tokens; with a `base`,
+    a weight buffer equal to the base's at its offset is not one, and runs of bytes equal
+    to the base's are `SAME` sections."""
     sections: list[Section] = []
     position = 0
     rep = [1]
     for start, end, kind, geometry in weight_spans(data, window=window):
-        sections += _raw_sections(data, position, start, window=window, rep=rep)
+        if base is not None and data[start:end] == base[start:end]:
+            continue
+        sections += _raw_sections(data, position, start, window=window, rep=rep, base=base)
         tokens = (lz77_tokens(data, start, end, window=window, rep=rep,
                               value_bytes=geometry[1]) if kind == FLOAT else [])
         sections.append(Section(kind=kind, length=end - start, taps=geometry[0],
                                 width=geometry[1], height=geometry[2], tokens=tokens))
         position = end
-    sections += _raw_sections(data, position, len(data), window=window, rep=rep)
+    sections += _raw_sections(data, position, len(data), window=window, rep=rep, base=base)
     return sections
 
 
@@ -192,7 +256,7 @@ def describe(update: bytes) -> dict[str, object]:
     header = read_header(update)
     return {"ota_bytes": len(update), "device_bytes": header.device_length,
             "window_bytes": 1 << header.window_log2, "work_buffer_bytes": header.work_bytes,
-            "format_version": FORMAT_VERSION}
+            "format_version": RELATIVE_VERSION if header.relative else FORMAT_VERSION}
 
 
 def section_summary(data: bytes, *, window_log2: int = DEFAULT_WINDOW_LOG2
@@ -259,12 +323,19 @@ def _buffer_offset(model: object, index: int) -> int | None:
     return table.Vector(offset) if offset else None
 
 
-def _raw_sections(data: bytes, start: int, end: int, *, window: int, rep: list[int]
-                  ) -> list[Section]:
+def _raw_sections(data: bytes, start: int, end: int, *, window: int, rep: list[int],
+                  base: bytes | None = None) -> list[Section]:
     """`data[start:end]` as raw sections of at most `MAX_SECTION` bytes with LZ77 tokens
     (matches may reach back into earlier sections, within the window); `rep` holds the
-    last match distance, which the stream carries from one raw section to the next."""
-    sections = []
+    last match distance, which the stream carries from one raw section to the next. With
+    a `base`, its runs equal to the base's (`_same_runs`) are `SAME` sections."""
+    sections: list[Section] = []
+    if base is not None:
+        for same_start, same_end in _same_runs(data, base, start, end):
+            sections += _raw_sections(data, start, same_start, window=window, rep=rep)
+            sections += [Section(kind=SAME, length=min(MAX_SECTION, same_end - p))
+                         for p in range(same_start, same_end, MAX_SECTION)]
+            start = same_end
     while start < end:
         stop = min(end, start + MAX_SECTION)
         sections.append(Section(kind=RAW, length=stop - start,
@@ -272,6 +343,22 @@ def _raw_sections(data: bytes, start: int, end: int, *, window: int, rep: list[i
                                                    rep=rep)))
         start = stop
     return sections
+
+
+def _same_runs(data: bytes, base: bytes, start: int, end: int) -> list[tuple[int, int]]:
+    """(start, end) of each run of at least `MIN_SAME` bytes of `data[start:end]` equal to
+    `base`'s at the same offsets, in order."""
+    import numpy as np
+
+    stop = min(end, len(base))
+    if stop - start < MIN_SAME:
+        return []
+    equal = (np.frombuffer(data, np.uint8, stop - start, start)
+             == np.frombuffer(base, np.uint8, stop - start, start))
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], equal.view(np.int8), [0]))))
+    return [(start + int(a), start + int(b)) for a, b in zip(edges[0::2], edges[1::2],
+                                                              strict=True)
+            if b - a >= MIN_SAME]
 
 
 def lz77_tokens(data: bytes, start: int, end: int, *, window: int, rep: list[int],
@@ -366,5 +453,5 @@ def write_decoder_sources(out: Path) -> list[str]:
     return list(DECODER_FILES)
 
 
-__all__ = ["ERR_CORRUPT", "ERR_TRUNCATED", "Header", "UpdateError", "decode_update",
+__all__ = ["ERR_BASE", "ERR_CORRUPT", "ERR_TRUNCATED", "Header", "UpdateError", "decode_update",
            "encode_update", "ota_bytes", "plan_sections", "read_header"]

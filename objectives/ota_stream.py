@@ -24,12 +24,19 @@ Section kinds:
   order 0, it learns any distribution, as xz's literal coder does: right for ordinary,
   near-Gaussian weights).
 - `INT32`: little-endian int32 values (biases), each a signed number.
+- `SAME` (an update relative to a base file only): the base's bytes at the same offsets,
+  copied (two exports of one architecture share most of their flatbuffer structure).
 - `FLOAT`: float32 or float16 values (the section's `width`, 4 or 2 bytes): LZ77 as raw
   sections (the taps of a Fourier-coded kernel repeat) with match distances in whole
   values, plus one decision per value boundary for a zero value (EPR kernels are half
   zeros); the sign-and-exponent byte of each value coded with the high-byte tree, the
   two low mantissa bytes of a float32 as direct bits (near random: a tree only learns
   noise and disturbs the shared one).
+
+An update relative to a base file (`base` given to `run`) differs in two places only: a
+"same as base?" decision before each section's kind (a 1: a `SAME` section), and two more
+int8 modes, `BASE` and `BASE | BYTE_TREE`, whose prediction is the base's value at the
+same offset (0 past its end). Without a base the stream is the plain one, bit for bit.
 """
 
 from __future__ import annotations
@@ -50,8 +57,8 @@ from objectives.ota_coder import (
     signed,
 )
 
-RAW, INT8, INT32, FLOAT = 0, 1, 2, 3
-KIND_NAMES = {RAW: "raw", INT8: "int8", INT32: "int32", FLOAT: "float"}
+RAW, INT8, INT32, FLOAT, SAME = 0, 1, 2, 3, 4
+KIND_NAMES = {RAW: "raw", INT8: "int8", INT32: "int32", FLOAT: "float", SAME: "same"}
 MIN_MATCH, MIN_REP = 3, 2
 #: The token of a zero value in a float section.
 ZERO_VALUE = (0, -1)
@@ -61,9 +68,12 @@ MATCH_CLASSES = 16
 #: The longest match or repeat a token codes: a repeat's length − 2 and a match's − 3 are
 #: numbers of `MATCH_CLASSES` classes, at most 2^(MATCH_CLASSES + 1) − 2.
 MAX_MATCH = MIN_REP + (1 << (MATCH_CLASSES + 1)) - 2
-#: An int8 section's mode, two flags: no prediction; residuals down the byte tree.
-NO_PREDICTION, BYTE_TREE = 1, 2
+#: An int8 section's mode, flags: no prediction; residuals down the byte tree; (in an
+#: update relative to a base) the base's value at the same offset as the prediction.
+NO_PREDICTION, BYTE_TREE, BASE = 1, 2, 4
 INT8_MODES = 4
+#: The modes of an update relative to a base: the plain ones and the base-predicted ones.
+RELATIVE_MODES = (0, 1, 2, 3, BASE, BASE | BYTE_TREE)
 #: The encoder picks a section's mode by coding its first values (at most this many)
 #: in each mode.
 TRIAL_VALUES = 8192
@@ -90,6 +100,7 @@ class Models:
 
     def __init__(self) -> None:
         self.kind = probs(4)
+        self.same = probs(1)
         self.length = NumberModel(LENGTH_CLASSES)
         self.param = self.length  # section parameters share the lengths' model
         self.is_match = probs(16)
@@ -108,9 +119,10 @@ def _corrupt(message: str) -> CodingError:
 
 
 def run(c: Coder, *, length: int, window: int, plan: list[Section] | None = None,
-        data: bytes | None = None) -> bytearray:
+        data: bytes | None = None, base: bytes | None = None) -> bytearray:
     """Codes (`plan` and `data` given) or decodes (neither) a device file of `length`
-    bytes whose matches reach back at most `window` bytes; returns the file rebuilt."""
+    bytes whose matches reach back at most `window` bytes; returns the file rebuilt.
+    `base`: the file the update is relative to (None: a plain update)."""
     out = bytearray()
     m = Models()
     rep = [1]
@@ -118,15 +130,20 @@ def run(c: Coder, *, length: int, window: int, plan: list[Section] | None = None
     while len(out) < length:
         section = plan[index] if plan is not None else None
         index += 1
-        kind = _kind(c, m, None if section is None else section.kind)
+        kind = _kind(c, m, None if section is None else section.kind, relative=base is not None)
         n = number(c, m.length, None if section is None else section.length - 1) + 1
         if n > length - len(out):
             raise _corrupt(f"a section of {n} bytes passes the end of the device file")
         tokens = None if section is None else section.tokens
-        if kind == RAW:
+        if kind == SAME:
+            assert base is not None
+            if len(out) + n > len(base):
+                raise _corrupt(f"a section of {n} bytes the same as the base's passes its end")
+            out += base[len(out):len(out) + n]
+        elif kind == RAW:
             _lz(c, m, out, n, window=window, rep=rep, tokens=tokens, value_bytes=0)
         elif kind == INT8:
-            _int8(c, m, out, n, window=window, section=section, data=data)
+            _int8(c, m, out, n, window=window, section=section, data=data, base=base)
         elif kind == INT32:
             _words(c, m, out, n, data=data)
         else:
@@ -137,7 +154,10 @@ def run(c: Coder, *, length: int, window: int, plan: list[Section] | None = None
     return out
 
 
-def _kind(c: Coder, m: Models, value: int | None) -> int:
+def _kind(c: Coder, m: Models, value: int | None, *, relative: bool) -> int:
+    """A section's kind: in a relative update "same as base?" first, then the 2-bit tree."""
+    if relative and c.bit(m.same, 0, None if value is None else int(value == SAME)):
+        return SAME
     high = c.bit(m.kind, 1, None if value is None else value >> 1)
     low = c.bit(m.kind, 2 + high, None if value is None else value & 1)
     return (high << 1) | low
@@ -204,8 +224,9 @@ def _lz(c: Coder, m: Models, out: bytearray, n: int, *, window: int, rep: list[i
 
 
 def _int8(c: Coder, m: Models, out: bytearray, n: int, *, window: int,
-          section: Section | None, data: bytes | None) -> None:
-    """An int8 weight buffer: its geometry, its mode, then its values."""
+          section: Section | None, data: bytes | None, base: bytes | None) -> None:
+    """An int8 weight buffer: its geometry, its mode (`RELATIVE_MODES` with a base), then
+    its values."""
     params = (None, None, None) if section is None else (
         section.taps - 1, section.width - 1, section.height - 1)
     taps, width, height = (number(c, m.param, p) + 1 for p in params)
@@ -216,47 +237,54 @@ def _int8(c: Coder, m: Models, out: bytearray, n: int, *, window: int,
     mode = None if section is None else section.mode
     if mode is None and data is not None:
         assert isinstance(c, OTAEncoder)
-        mode = _choose_mode(c, m, out, n, geometry=geometry, data=data)
+        mode = _choose_mode(c, m, out, n, geometry=geometry, data=data, base=base)
     mode = number(c, m.param, mode)
-    if mode >= INT8_MODES:
+    if mode >= INT8_MODES and (base is None or mode not in RELATIVE_MODES):
         raise _corrupt(f"an int8 section in mode {mode}")
-    _int8_values(c, m, out, n, geometry=geometry, mode=mode, data=data)
+    _int8_values(c, m, out, n, geometry=geometry, mode=mode, data=data, base=base)
 
 
 def _choose_mode(c: OTAEncoder, m: Models, out: bytearray, n: int, *,
-                 geometry: tuple[int, int, int], data: bytes) -> int:
+                 geometry: tuple[int, int, int], data: bytes, base: bytes | None) -> int:
     """The mode that codes the section's first `TRIAL_VALUES` values in the fewest bits,
     each mode tried from the coder's and models' state now, which are then restored (a
-    kernel without neighbours, W = H = 1, has no prediction to choose)."""
+    kernel without neighbours, W = H = 1, has no prediction to choose; the base-predicted
+    modes are tried when there is a base)."""
     modes = [0, BYTE_TREE]
     if geometry[1] * geometry[2] > 1:
         modes += [NO_PREDICTION, NO_PREDICTION | BYTE_TREE]
-    mark, models, base = c.mark(), copy.deepcopy(m.__dict__), len(out)
+    if base is not None:
+        modes += [BASE, BASE | BYTE_TREE]
+    mark, models, produced = c.mark(), copy.deepcopy(m.__dict__), len(out)
     start = c.bits()
     costs = []
     for mode in modes:
         _int8_values(c, m, out, min(n, TRIAL_VALUES), geometry=geometry, mode=mode,
-                     data=data)
+                     data=data, base=base)
         costs.append(c.bits() - start)
         c.rewind(mark)
-        del out[base:]
+        del out[produced:]
         m.__dict__.update(copy.deepcopy(models))
     return modes[costs.index(min(costs))]
 
 
 def _int8_values(c: Coder, m: Models, out: bytearray, n: int, *,
-                 geometry: tuple[int, int, int], mode: int, data: bytes | None) -> None:
+                 geometry: tuple[int, int, int], mode: int, data: bytes | None,
+                 base: bytes | None = None) -> None:
     """`n` values of an int8 section from its start, coded in `mode` (module docstring,
     docs/ota-format.md "int8 residuals")."""
     taps, width, height = geometry
-    predict = not mode & NO_PREDICTION
+    from_base = bool(mode & BASE)
+    predict = not mode & (NO_PREDICTION | BASE)
     tree = m.trees[1] if mode & BYTE_TREE else None
     row = taps * width
     i = x = y = 0
     for t in range(n):
         j = len(out)
         predicted = ctx = 0
-        if predict and x and y:
+        if from_base:  # (no base: a test's invalid stream, which decoders refuse)
+            predicted = _s8(base[j]) if base is not None and j < len(base) else 0
+        elif predict and x and y:
             a, b, d = _s8(out[j - taps]), _s8(out[j - row]), _s8(out[j - row - taps])
             predicted = min(127, max(-128, a + b - d))
             ctx = 2 if a == d and b == d else 3

@@ -405,7 +405,7 @@ def _thirty_two_bit_compiler(tmp: Path) -> list[str] | None:
 
 @needs_gcc
 def test_the_decoder_state_is_at_most_2_kb_on_64_and_32_bit_targets(tmp_path):
-    # measured: 1,984 bytes on x86-64, 1,976 on Cortex-M4 (probabilities: 1,632 bytes)
+    # measured: 2,000 bytes on x86-64, 1,988 on Cortex-M4 (probabilities: 1,634 bytes)
     assert ota.STATE_BYTES == 2048
     assert _state_bytes([GCC], tmp_path) <= ota.STATE_BYTES
     compiler = _thirty_two_bit_compiler(tmp_path)

@@ -25,9 +25,11 @@
 #define FLOATS 3
 #define MIN_MATCH 3u
 #define MIN_REP 2u
-/* An int8 section's mode: two flags (ota_stream.py NO_PREDICTION, BYTE_TREE). */
+#define SAME 4 /* a relative update's section of the base's bytes at the same offsets */
+/* An int8 section's mode: flags (ota_stream.py NO_PREDICTION, BYTE_TREE, BASE). */
 #define NO_PREDICTION 1u
 #define BYTE_TREE 2u
+#define BASE 4u
 
 enum { PH_HEADER, PH_SECTION, PH_PARAM, PH_BODY, PH_DONE };
 
@@ -41,12 +43,14 @@ struct mu_decoder {
     uint32_t mask, length, stream_length, received, consumed, produced;
     uint32_t range, code, in_head, in_count;
     uint32_t section_end, section_base, rep, taps, width, height, i, x, y, value_bytes;
+    const uint8_t *base; /* a relative update's base file (mu_set_base) */
+    uint32_t base_length;
     int error;
-    uint8_t phase, kind, param, after_match, after_zero, rc_ready, head_fill, mode;
+    uint8_t phase, kind, param, after_match, after_zero, rc_ready, head_fill, mode, relative;
     uint8_t sha256[32]; /* the header's */
     uint8_t in[IN_BYTES]; /* the input ring; the header is gathered here first */
     struct { /* models (objectives/ota_stream.py, Models), only probabilities */
-        prob kind[4], is_match[16], is_rep[1], is_zero[2], trees[2][256];
+        prob kind[4], same[1], is_match[16], is_rep[1], is_zero[2], trees[2][256];
         prob w_zero[4], w_sign[4], i_zero[1], i_sign[1];
         prob length[NUMBER(24)], match[NUMBER(16)], rep[NUMBER(16)]; /* length: params too */
         prob dist[NUMBER(16)], w_mag[4][NUMBER(7)], i_mag[NUMBER(31)];
@@ -106,6 +110,27 @@ static void sha_bytes(mu_decoder *d, const uint8_t *p, size_t n)
         d->block[d->total_lo++ & 63] = *p++;
         if ((d->total_lo & 63) == 0) sha_block(d->h, d->block);
     }
+}
+
+static void sha_init(mu_decoder *d)
+{
+    d->h[0] = 0x6a09e667; d->h[1] = 0xbb67ae85; d->h[2] = 0x3c6ef372; d->h[3] = 0xa54ff53a;
+    d->h[4] = 0x510e527f; d->h[5] = 0x9b05688c; d->h[6] = 0x1f83d9ab; d->h[7] = 0x5be0cd19;
+    d->total_lo = 0;
+}
+
+/* Pads the bytes hashed so far; whether their SHA-256 is `expected`. */
+static int sha_matches(mu_decoder *d, const uint8_t *expected)
+{
+    uint8_t pad[8];
+    uint32_t bits = d->total_lo << 3, j;
+    for (j = 0; j < 8; j++) pad[j] = (uint8_t)(j < 3 ? 0 : j == 3 ? d->total_lo >> 29 : bits >> (8 * (7 - j)));
+    sha_bytes(d, (const uint8_t *)"\x80", 1);
+    while ((d->total_lo & 63) != 56) sha_bytes(d, (const uint8_t *)"", 1);
+    sha_bytes(d, pad, 8);
+    for (j = 0; j < 32; j++)
+        if ((uint8_t)(d->h[j >> 2] >> (24 - 8 * (j & 3))) != expected[j]) return 0;
+    return 1;
 }
 
 static int fail(mu_decoder *d, int code)
@@ -275,7 +300,9 @@ static void int8_step(mu_decoder *d)
     unsigned ctx = 0;
     int ok = 1;
     uint32_t row = d->taps * d->width, t = d->produced - d->section_base, node = 1;
-    if (d->mode & NO_PREDICTION) {
+    if (d->mode & BASE) {
+        predicted = d->produced < d->base_length ? s8(d->base[d->produced]) : 0;
+    } else if (d->mode & NO_PREDICTION) {
         /* predicted 0, context 0 */
     } else if (d->x && d->y) {
         int32_t a = s8(back(d, d->taps)), b = s8(back(d, row)), c = s8(back(d, row + d->taps));
@@ -327,10 +354,15 @@ static void int32_step(mu_decoder *d)
 static void section_step(mu_decoder *d)
 {
     uint32_t n, high;
-    high = bit(d, &d->m.kind[1]);
-    d->kind = (uint8_t)(high << 1 | bit(d, &d->m.kind[2 + high]));
+    if (d->relative && bit(d, d->m.same)) {
+        d->kind = SAME;
+    } else {
+        high = bit(d, &d->m.kind[1]);
+        d->kind = (uint8_t)(high << 1 | bit(d, &d->m.kind[2 + high]));
+    }
     n = number(d, d->m.length, 24) + 1;
-    if (n > d->length - d->produced) {
+    if (n > d->length - d->produced ||
+        (d->kind == SAME && (d->produced > d->base_length || n > d->base_length - d->produced))) {
         fail(d, MU_ERR_CORRUPT);
         return;
     }
@@ -363,7 +395,8 @@ static void param_step(mu_decoder *d)
              (uint64_t)d->taps * (d->width + 1) > window))
             fail(d, MU_ERR_CORRUPT);
     } else {
-        if (v > 4) fail(d, MU_ERR_CORRUPT);
+        /* modes 0-3; in a relative update also BASE and BASE | BYTE_TREE */
+        if (v > 4 && !(d->relative && (v == 5 || v == 7))) fail(d, MU_ERR_CORRUPT);
         d->mode = (uint8_t)(v - 1);
         d->phase = PH_BODY;
     }
@@ -374,6 +407,7 @@ static void step(mu_decoder *d)
 {
     if (d->phase == PH_SECTION) section_step(d);
     else if (d->phase == PH_PARAM) param_step(d);
+    else if (d->kind == SAME) while (d->produced < d->section_end) put(d, d->base[d->produced]);
     else if (d->kind == INT8) int8_step(d);
     else if (d->kind == INT32) int32_step(d);
     else lz_step(d);
@@ -404,9 +438,16 @@ mu_decoder *mu_init(void *work, size_t work_bytes, mu_write_fn write, void *user
     d->phase = PH_HEADER;
     p = (prob *)&d->m;
     for (j = 0; j < sizeof d->m / sizeof *p; j++) p[j] = PROB_INIT;
-    d->h[0] = 0x6a09e667; d->h[1] = 0xbb67ae85; d->h[2] = 0x3c6ef372; d->h[3] = 0xa54ff53a;
-    d->h[4] = 0x510e527f; d->h[5] = 0x9b05688c; d->h[6] = 0x1f83d9ab; d->h[7] = 0x5be0cd19;
+    sha_init(d);
     return d;
+}
+
+int mu_set_base(mu_decoder *d, const uint8_t *base, uint32_t length)
+{
+    if (d->head_fill || d->error || (!base && length)) return fail(d, MU_ERR_BASE);
+    d->base = base;
+    d->base_length = length;
+    return MU_OK;
 }
 
 static int read_header(mu_decoder *d)
@@ -415,13 +456,22 @@ static int read_header(mu_decoder *d)
     unsigned log2 = p[5];
     uint32_t room = d->mask, work = (uint32_t)p[6] | (uint32_t)p[7] << 8;
     if (memcmp(p, "MUPD", 4) != 0) return fail(d, MU_ERR_HEADER);
-    if (p[4] != MU_FORMAT_VERSION) return fail(d, MU_ERR_VERSION);
+    if (p[4] != MU_FORMAT_VERSION && p[4] != MU_FORMAT_RELATIVE) return fail(d, MU_ERR_VERSION);
     d->length = le32(p + 8);
     d->stream_length = le32(p + 12);
     if (log2 < 8 || log2 > 15 || work != MU_STATE_BYTES + (1u << log2) || d->length == 0 ||
         d->stream_length < 5)
         return fail(d, MU_ERR_HEADER);
     if (room < (1u << log2)) return fail(d, MU_ERR_WORK);
+    if (p[4] == MU_FORMAT_RELATIVE) { /* the base the update names, hashed as the output is */
+        uint32_t j;
+        if (le32(p + 48) == 0) return fail(d, MU_ERR_HEADER);
+        if (!d->base || d->base_length != le32(p + 48)) return fail(d, MU_ERR_BASE);
+        for (j = 0; j < d->base_length; j++) sha_bytes(d, d->base + j, 1);
+        if (!sha_matches(d, p + 52)) return fail(d, MU_ERR_BASE);
+        sha_init(d);
+        d->relative = 1;
+    }
     memcpy(d->sha256, p + 16, 32);
     d->mask = (1u << log2) - 1;
     d->phase = PH_SECTION;
@@ -451,7 +501,9 @@ int mu_feed(mu_decoder *d, const uint8_t *data, size_t length)
         if (d->phase == PH_HEADER) {
             d->in[d->head_fill++] = *data++;
             length--;
-            if (d->head_fill == MU_HEADER_BYTES) read_header(d);
+            if (d->head_fill == (d->head_fill > 4 && d->in[4] == MU_FORMAT_RELATIVE
+                                     ? MU_RELATIVE_HEADER_BYTES : MU_HEADER_BYTES))
+                read_header(d);
             continue;
         }
         if (d->received == d->stream_length) return fail(d, MU_ERR_CORRUPT);
@@ -471,8 +523,7 @@ int mu_feed(mu_decoder *d, const uint8_t *data, size_t length)
 
 int mu_finish(mu_decoder *d)
 {
-    uint8_t pad[8];
-    uint32_t bits, j, rest;
+    uint32_t rest;
     if (d->error) return d->error;
     if (d->phase == PH_HEADER || d->received < d->stream_length)
         return fail(d, MU_ERR_TRUNCATED);
@@ -483,15 +534,7 @@ int mu_finish(mu_decoder *d)
     rest = d->produced & d->mask;
     if (rest) emit(d, rest);
     if (d->error) return d->error;
-    bits = d->total_lo << 3;
-    for (j = 0; j < 8; j++) pad[j] = (uint8_t)(j < 3 ? 0 : j == 3 ? d->total_lo >> 29 : bits >> (8 * (7 - j)));
-    sha_bytes(d, (const uint8_t *)"\x80", 1);
-    while ((d->total_lo & 63) != 56) sha_bytes(d, (const uint8_t *)"", 1);
-    sha_bytes(d, pad, 8);
-    for (j = 0; j < 32; j++)
-        if ((uint8_t)(d->h[j >> 2] >> (24 - 8 * (j & 3))) != d->sha256[j])
-            return fail(d, MU_ERR_CHECKSUM);
-    return MU_OK;
+    return sha_matches(d, d->sha256) ? MU_OK : fail(d, MU_ERR_CHECKSUM);
 }
 
 uint32_t mu_file_length(const mu_decoder *d) { return d->length; }

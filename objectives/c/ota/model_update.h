@@ -13,6 +13,11 @@
  *   while (radio_has_data()) if (mu_feed(d, buf, n) != MU_OK) goto fail;
  *   if (mu_finish(d) != MU_OK) goto fail;    -- the file's SHA-256 matched: use it
  *
+ * An update relative to a base file (format version 4: the device file a device already
+ * holds, e.g. the running model in memory-mapped flash) needs that base: call
+ * mu_set_base(d, base, base_length) after mu_init and before feeding. The decoder checks
+ * its length and SHA-256 against the header (MU_ERR_BASE otherwise) and only reads it.
+ *
  * Bytes written before mu_finish returns MU_OK are not yet checked: write them to a
  * staging area and use them only once mu_finish has returned MU_OK. Every error is
  * final (later calls return it again); the decoder never reads or writes outside its
@@ -29,7 +34,11 @@ extern "C" {
 #endif
 
 #define MU_HEADER_BYTES 48
+/* An update relative to a base file: the header goes on with the base's length and
+ * SHA-256. */
+#define MU_RELATIVE_HEADER_BYTES 84
 #define MU_FORMAT_VERSION 3
+#define MU_FORMAT_RELATIVE 4
 /* The decoder's state besides the window: an upper bound on every platform. */
 #define MU_STATE_BYTES 2048
 #define MU_WORK_BYTES(window) (MU_STATE_BYTES + (window))
@@ -42,6 +51,7 @@ extern "C" {
 #define MU_ERR_CHECKSUM (-5)  /* the rebuilt file's SHA-256 is not the header's */
 #define MU_ERR_WORK (-6)      /* the work buffer is smaller than the header asks */
 #define MU_ERR_WRITE (-7)     /* the write callback returned non-zero */
+#define MU_ERR_BASE (-8)      /* a relative update, and no base or not the one it names */
 
 /* Receives the next `length` bytes of the rebuilt file; returns 0, or non-zero to stop
  * decoding (mu_feed / mu_finish then return MU_ERR_WRITE). */
@@ -52,6 +62,9 @@ typedef struct mu_decoder mu_decoder;
 /* Sets up a decoder in `work` (aligned to 8 bytes, `work_bytes` long); NULL if it is
  * smaller than MU_STATE_BYTES + 256 or misaligned. */
 mu_decoder *mu_init(void *work, size_t work_bytes, mu_write_fn write, void *user);
+/* The base file a relative update was made from (read only, never past `length`), given
+ * after mu_init and before the first mu_feed; MU_OK, or MU_ERR_BASE if it comes later. */
+int mu_set_base(mu_decoder *d, const uint8_t *base, uint32_t length);
 /* Feeds the next `length` bytes of the update; MU_OK or an error code. */
 int mu_feed(mu_decoder *d, const uint8_t *data, size_t length);
 /* All input fed: decodes the rest, writes the last chunk and checks the SHA-256. */
