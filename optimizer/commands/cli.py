@@ -281,6 +281,11 @@ def _add_export_command(sub: argparse._SubParsersAction) -> None:
         help="also write model.update, the device file entropy-coded as a device receives "
         "it, and its C decoder (model_update.c/.h, ota_decode.c; docs/ota-format.md)",
     )
+    p.add_argument(
+        "--base", type=Path, metavar="DIR",
+        help="with --ota: an earlier export folder of the same architecture, whose device "
+        "file the device runs; model.update is then relative to it when that is smaller",
+    )
     _add_artifact_dir(p)
 
 

@@ -112,11 +112,12 @@ def export_trial(
     *, opt_study: optuna.Study, trial: optuna.trial.FrozenTrial, out: Path, splits: Splits,
     store: FileSystemArtifactStore, store_dir: Path, device_mode: str | None = None,
     keras_format: int | None = None, ota: bool = False,
+    ota_base: ota_export.BaseFile | None = None,
 ) -> dict[str, object]:
     """Writes `model.<ext>`, the device files, `model.keras` and `model_card.json` into
     `out`, whole or not at all (`optimizer.commands.staging`); returns the card. `ota`:
     also `model.update`, the device file as a device receives it, and its C decoder
-    (`optimizer.commands.ota_export`).
+    (`optimizer.commands.ota_export`); relative to `ota_base` when that is smaller.
 
     The artifact comes from the study's artifact store (checksum checked) and `splits`
     must be the study's own data (`optimizer.engine.data.load_recorded_data`).
@@ -147,7 +148,8 @@ def export_trial(
             "keras": keras,
             **device_export.device_card(device, record=record, splits=splits),
             "c_array": c_array,
-            "ota": ota_export.write_update(device.path, out=stage) if ota else None,
+            "ota": (ota_export.write_update(device.path, out=stage, base=ota_base)
+                    if ota else None),
         }
         write_atomically(stage / CARD_FILE, json.dumps(card, indent=2) + "\n")
         _check_bundle(stage, card)
@@ -249,11 +251,16 @@ def export_stored(
     max_bytes: int | None = None, min_accuracy: float | None = None,
     artifact_dir: Path | None = None, data_dir: Path | None = None, data: str | None = None,
     device_mode: str | None = None, keras_format: int | None = None, ota: bool = False,
+    base: Path | None = None,
 ) -> dict[str, object]:
     """`export` of a stored study (`pick_trial`'s choice) into `out`; returns the card.
+    `base` (with `ota`): an earlier export's folder, whose device file a device runs.
 
     Every refusal comes before the data are loaded; the data and splits are the study's
     own, as recorded (a recorded loader runs only when `data` names it again)."""
+    if base is not None and not ota:
+        raise UsageError("--base needs --ota: it names the export the update is relative to")
+    ota_base = None if base is None else ota_export.read_base(base, out=out)
     chosen = pick_trial(opt_study, trial=trial, max_bytes=max_bytes, min_accuracy=min_accuracy)
     device_export.resolve_device_mode(
         quantization=str(StoredTrial.from_trial(chosen).quantization), device_mode=device_mode)
@@ -264,7 +271,7 @@ def export_stored(
     splits = load_recorded_data(opt_study, data_dir=data_dir, data=data)
     return export_trial(opt_study=opt_study, trial=chosen, out=out, splits=splits, store=store,
                         store_dir=store_dir, device_mode=device_mode,
-                        keras_format=keras_format, ota=ota)
+                        keras_format=keras_format, ota=ota, ota_base=ota_base)
 
 
 def export_command(args: argparse.Namespace) -> int:
@@ -274,7 +281,7 @@ def export_command(args: argparse.Namespace) -> int:
                          max_bytes=args.max_bytes, min_accuracy=args.min_accuracy,
                          artifact_dir=args.artifact_dir, data_dir=args.data_dir,
                          data=args.data, device_mode=args.device_mode,
-                         keras_format=args.keras_format, ota=args.ota)
+                         keras_format=args.keras_format, ota=args.ota, base=args.base)
     print(
         f"exported trial {card['trial']} to {args.out / card['file']}: validation accuracy "
         f"{card['metrics']['validation_accuracy_rechecked']:.4f} (matches the record), "
@@ -289,8 +296,21 @@ def export_command(args: argparse.Namespace) -> int:
         update = card["ota"]
         print(f"update: {args.out / update['file']} ({update['ota_bytes']:,} bytes for the "
               f"{update['device_bytes']:,}-byte {update['device_file']}; gzip -9 "
-              f"{update['device_gzip_bytes']:,}) and {' + '.join(update['decoder'])}")
+              f"{update['device_gzip_bytes']:,}{_relative_note(update)}) and "
+              f"{' + '.join(update['decoder'])}")
     return 0
+
+
+def _relative_note(update: dict) -> str:
+    """What `--base` made of the update, for the `update:` line."""
+    base = update.get("base")
+    if not base:
+        return ""
+    if base["relative"]:
+        return (f"; relative to {base['file']}, the plain update "
+                f"{base['plain_ota_bytes']:,} bytes")
+    return (f"; plain: relative to {base['file']} would be "
+            f"{base['relative_ota_bytes']:,} bytes")
 
 
 def _device_line(card: dict) -> str:

@@ -1,17 +1,25 @@
 """`export --ota`'s files: model.update beside the device file, the decoder's sources, and
-the card's `ota` section naming `ota_bytes`; the exported sources build and check it."""
+the card's `ota` section naming `ota_bytes`; the exported sources build and check it.
+`--base DIR`: the update relative to an earlier export's device file when that is
+smaller, the card saying which with both sizes; bad input is one line, exit 2."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shlex
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from objectives import ota
+from definitions.errors import UsageError
+from objectives import ota, ota_stream
 from optimizer.commands import ota_export
+from tests.conftest import reference_study_run, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +55,114 @@ def test_the_cards_check_command_builds_and_passes_in_the_export_folder(device_f
     done = subprocess.run(card["check"], shell=True, cwd=out, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (out / "model.tflite.check").read_bytes() == device_file.read_bytes()
+
+
+# -- relative to an earlier export (`--base`) ---------------------------------------------
+
+
+def _fine_tuned(device_file: Path, tmp: Path) -> Path:
+    """A copy of `device_file` whose first int8 weight buffer has a few values a step off,
+    as a fine-tuned model's are: the new export beside an earlier one."""
+    data = bytearray(device_file.read_bytes())
+    start, end, *_ = next(s for s in ota.weight_spans(bytes(data), window=1024)
+                          if s[2] == ota_stream.INT8)
+    for at in range(start, end, 7):
+        data[at] = (data[at] + 1) & 0xFF
+    new = tmp / "model.tflite"
+    new.write_bytes(bytes(data))
+    return new
+
+
+def test_an_update_relative_to_an_earlier_export_is_written_when_smaller(device_file,
+                                                                          tmp_path):
+    earlier = ota_export.read_base(device_file.parent, out=tmp_path)
+    new = _fine_tuned(device_file, tmp_path)
+    card = ota_export.write_update(new, out=tmp_path, base=earlier)
+    update = (tmp_path / "model.update").read_bytes()
+    base = card["base"]
+    assert base["relative"] and card["format_version"] == ota.RELATIVE_VERSION
+    assert card["ota_bytes"] == len(update) == base["relative_ota_bytes"]
+    # measured: 102 bytes relative against 2,419 plain (a 3,552-byte file)
+    assert base["relative_ota_bytes"] < 0.1 * base["plain_ota_bytes"], base
+    assert base["sha256"] == hashlib.sha256(device_file.read_bytes()).hexdigest()
+    assert ota.decode_update(update, base=device_file.read_bytes()) == new.read_bytes()
+    assert shlex.quote(str(device_file.resolve())) in card["check"]
+
+
+def test_an_update_stays_plain_when_relative_is_not_smaller(device_file, tmp_path):
+    unrelated = tmp_path / "unrelated"
+    unrelated.mkdir()
+    (unrelated / "model_device.tflite").write_bytes(bytes(range(256)) * 4)
+    card = ota_export.write_update(device_file, out=tmp_path,
+                                   base=ota_export.read_base(unrelated, out=tmp_path))
+    assert not card["base"]["relative"] and card["format_version"] == ota.FORMAT_VERSION
+    assert card["ota_bytes"] == card["base"]["plain_ota_bytes"] == len(
+        ota.encode_update(device_file.read_bytes()))
+    assert card["base"]["relative_ota_bytes"] >= card["ota_bytes"]
+    assert "unrelated" not in card["check"]
+
+
+def test_a_base_folder_that_is_missing_empty_or_the_output_is_refused(device_file, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder, says in ((tmp_path / "missing", "no such folder"),
+                         (empty, "no device file (model_device.tflite or model.tflite)"),
+                         (device_file.parent, "is --out")):
+        with pytest.raises(UsageError, match=re.escape(says)):
+            ota_export.read_base(folder, out=device_file.parent)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (.ci/run installs gcc)")
+def test_the_cards_check_command_passes_the_base_to_the_decoder(device_file, tmp_path):
+    new = _fine_tuned(device_file, tmp_path)
+    card = ota_export.write_update(new, out=tmp_path,
+                                   base=ota_export.read_base(device_file.parent, out=tmp_path))
+    assert card["base"]["relative"]
+    done = subprocess.run(card["check"], shell=True, cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "model.tflite.check").read_bytes() == new.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory):
+    """(study file, run dir, trial number) of a finished one-trial int8 smoke run."""
+    study_file, run_dir, trials, _ = reference_study_run(
+        tmp_path_factory.mktemp("ota_base"), name="ota_base_digits",
+        candidates=['Candidate(width=0.5, quantization="int8")'])
+    return study_file, run_dir, trials["int8"].number
+
+
+def _export(study_run, out: Path, *flags: str):
+    study_file, run_dir, trial = study_run
+    return run_cli("export", "--study", str(study_file), "--smoke", "--run-dir", str(run_dir),
+                   "--trial", str(trial), "--out", str(out), *flags, cwd=study_file.parent)
+
+
+def test_export_ota_base_writes_an_update_relative_to_the_earlier_export(study_run,
+                                                                          tmp_path):
+    earlier, later = tmp_path / "v1", tmp_path / "v2"
+    assert _export(study_run, earlier, "--ota").returncode == 0
+    done = _export(study_run, later, "--ota", "--base", str(earlier))
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = json.loads((later / "model_card.json").read_text())["ota"]
+    update = (later / "model.update").read_bytes()
+    base = (earlier / "model.tflite").read_bytes()
+    assert card["base"]["relative"] and card["base"]["sha256"] == hashlib.sha256(
+        base).hexdigest()
+    assert ota.decode_update(update, base=base) == (later / "model.tflite").read_bytes()
+    assert len(update) < 200 < card["base"]["plain_ota_bytes"]  # the same file: tiny
+    assert "relative to" in done.stdout
+
+
+def test_export_base_without_ota_or_without_a_device_file_is_one_line_exit_2(study_run,
+                                                                              tmp_path):
+    (tmp_path / "empty").mkdir()
+    for flags, says in (((), "--base needs --ota"),
+                        (("--ota",), "no device file")):
+        done = _export(study_run, tmp_path / "out", *flags, "--base", str(tmp_path / "empty"))
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr
+        lines = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+        assert len(lines) == 1 and says in lines[0], done.stderr
+    assert not (tmp_path / "out").exists()
