@@ -231,7 +231,9 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     figures = decoder_figures(ROOT, args.out / "build")
-    result = {"timeout": args.timeout, "decoder": figures, "seeds": {}}
+    saved = args.out / "ota.json"  # seeds scored before are kept
+    seeds = json.loads(saved.read_text())["seeds"] if saved.exists() else {}
+    result = {"timeout": args.timeout, "decoder": figures, "seeds": seeds}
     for seed in args.seeds:
         seconds_file = args.out / f"seconds-{seed}.json"
         seconds = json.loads(seconds_file.read_text()) if seconds_file.exists() else {}
