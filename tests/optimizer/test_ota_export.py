@@ -19,7 +19,6 @@ import pytest
 from definitions.errors import UsageError
 from objectives import ota, ota_stream
 from optimizer.commands import ota_export
-from tests.conftest import reference_study_run, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -122,47 +121,3 @@ def test_the_cards_check_command_passes_the_base_to_the_decoder(device_file, tmp
                           text=True)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "model.tflite.check").read_bytes() == new.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def study_run(tmp_path_factory):
-    """(study file, run dir, trial number) of a finished one-trial int8 smoke run."""
-    study_file, run_dir, trials, _ = reference_study_run(
-        tmp_path_factory.mktemp("ota_base"), name="ota_base_digits",
-        candidates=['Candidate(width=0.5, quantization="int8")'])
-    return study_file, run_dir, trials["int8"].number
-
-
-def _export(study_run, out: Path, *flags: str):
-    study_file, run_dir, trial = study_run
-    return run_cli("export", "--study", str(study_file), "--smoke", "--run-dir", str(run_dir),
-                   "--trial", str(trial), "--out", str(out), *flags, cwd=study_file.parent)
-
-
-def test_export_ota_base_writes_an_update_relative_to_the_earlier_export(study_run,
-                                                                          tmp_path):
-    earlier, later = tmp_path / "v1", tmp_path / "v2"
-    assert _export(study_run, earlier, "--ota").returncode == 0
-    done = _export(study_run, later, "--ota", "--base", str(earlier))
-    assert done.returncode == 0, done.stderr[-3000:]
-    card = json.loads((later / "model_card.json").read_text())["ota"]
-    update = (later / "model.update").read_bytes()
-    base = (earlier / "model.tflite").read_bytes()
-    assert card["base"]["relative"] and card["base"]["sha256"] == hashlib.sha256(
-        base).hexdigest()
-    assert ota.decode_update(update, base=base) == (later / "model.tflite").read_bytes()
-    assert len(update) < 200 < card["base"]["plain_ota_bytes"]  # the same file: tiny
-    assert "relative to" in done.stdout
-
-
-def test_export_base_without_ota_or_without_a_device_file_is_one_line_exit_2(study_run,
-                                                                              tmp_path):
-    (tmp_path / "empty").mkdir()
-    for flags, says in (((), "--base needs --ota"),
-                        (("--ota",), "no device file")):
-        done = _export(study_run, tmp_path / "out", *flags, "--base", str(tmp_path / "empty"))
-        assert done.returncode == 2, done.stderr[-3000:]
-        assert "Traceback" not in done.stderr
-        lines = [line for line in done.stderr.splitlines() if "error" in line.lower()]
-        assert len(lines) == 1 and says in lines[0], done.stderr
-    assert not (tmp_path / "out").exists()

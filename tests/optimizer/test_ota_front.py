@@ -12,6 +12,8 @@ TFLite interpreter gives on the exported file; a byte flipped in a real update's
 stream is refused (exit 1) and leaves no file; a TFLite member's `ota_bytes` on the front
 is the update export writes (an EPR member's is not: its trial measures the update of its
 decoded model's float32 file, and export converts it to int8 unless `--device-mode`).
+The int8 member exported again with `--ota --base` (its first export) gives a tiny update
+relative to it; `--base` without `--ota` or without a device file is one line, exit 2.
 Synthetic files' updates, truncations and the Python decoder are
 `tests/objectives/test_ota.py`'s; the card's `ota` section and check command are
 `tests/optimizer/test_ota_export.py`'s and `test_export_bundle.py`'s.
@@ -19,6 +21,7 @@ Synthetic files' updates, truncations and the Python decoder are
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from objectives import ota
 from tests.conftest import reference_study_run, run_cli
 
 GCC = shutil.which("gcc")
@@ -244,3 +248,48 @@ def test_a_byte_flipped_in_a_real_updates_coded_stream_is_refused_and_writes_no_
         assert done.returncode == 1, (trial, done.stdout, done.stderr)
         assert "no file written" in done.stderr, done.stderr
         assert not target.exists() and not target.with_name("out.tflite.part").exists()
+
+
+# -- export --ota --base: an update relative to the export a device already runs ---------
+
+
+def _int8_trial(front) -> int:
+    (trial,) = [row["trial"] for row in front[3] if row["quantization"] == "int8"]
+    return trial
+
+
+def _export_int8(front, out: Path, *flags: str) -> subprocess.CompletedProcess:
+    study_file, run_dir, _, _ = front
+    trial = _int8_trial(front)
+    return run_cli("export", "--study", str(study_file), "--smoke", "--run-dir", str(run_dir),
+                   "--trial", str(trial), "--out", str(out), *flags, cwd=study_file.parent)
+
+
+def test_export_ota_base_writes_an_update_relative_to_the_earlier_export(front, exports,
+                                                                          tmp_path):
+    earlier = exports[_int8_trial(front)][0]  # exported with --ota by the fixture
+    later = tmp_path / "v2"
+    done = _export_int8(front, later, "--ota", "--base", str(earlier))
+    assert done.returncode == 0, done.stderr[-3000:]
+    card = json.loads((later / "model_card.json").read_text())["ota"]
+    update = (later / "model.update").read_bytes()
+    base = (earlier / "model.tflite").read_bytes()
+    assert card["base"]["relative"] and card["base"]["sha256"] == hashlib.sha256(
+        base).hexdigest()
+    assert ota.decode_update(update, base=base) == (later / "model.tflite").read_bytes()
+    assert len(update) < 200 < card["base"]["plain_ota_bytes"]  # the same file: tiny
+    assert "relative to" in done.stdout
+
+
+def test_export_base_without_ota_or_without_a_device_file_is_one_line_exit_2(front,
+                                                                              tmp_path):
+    (tmp_path / "empty").mkdir()
+    for flags, says in (((), "--base needs --ota"),
+                        (("--ota",), "no device file")):
+        done = _export_int8(front, tmp_path / "out", *flags, "--base",
+                            str(tmp_path / "empty"))
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr
+        lines = [line for line in done.stderr.splitlines() if "error" in line.lower()]
+        assert len(lines) == 1 and says in lines[0], done.stderr
+    assert not (tmp_path / "out").exists()
