@@ -197,6 +197,39 @@ def _text_size(cc: str, flags: list[str], sources: Path, build: Path) -> int:
     return int(out.stdout.splitlines()[1].split()[0])
 
 
+def plot(result: dict, path: Path) -> None:
+    """Per seed, the `ota` front and the `flash` front re-scored by update bytes (test
+    accuracy against update bytes, log scale), and every other trial in grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seeds = sorted(result["seeds"])
+    fig, axes = plt.subplots(1, len(seeds), figsize=(6.5 * len(seeds), 4.5), squeeze=False)
+    for ax, seed in zip(axes[0], seeds, strict=True):
+        res = result["seeds"][seed]
+        rows = [r for arm in ARMS for r in res["trials"][arm]]
+        ax.scatter([r["ota"] for r in rows], [r["test"] for r in rows], s=8, c="0.8",
+                   label="other trials (both arms)")
+        ota_front = sorted(res["compare"]["ota_front"], key=lambda r: r["ota"])
+        ax.step([r["ota"] for r in ota_front], [r["test"] for r in ota_front], where="post",
+                color="tab:blue", marker="o", ms=4, label="ota front")
+        flash = res["compare"]["flash_front"]
+        ax.plot([r["ota"] for r in flash], [r["test"] for r in flash], ls="none",
+                marker="s", ms=5, color="tab:orange",
+                label="flash front's members, re-scored by update bytes")
+        ax.set_xscale("log")
+        ax.set_ylim(0.5, None)
+        ax.set_xlabel("model.update bytes a device receives (log)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"Fashion-MNIST, seed {seed}, equal time ({result['timeout']:g} s)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def markdown(result: dict) -> str:
     lines = []
     for seed, res in result["seeds"].items():
@@ -228,7 +261,12 @@ def main() -> int:
                         help="score the runs already in --out")
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
                         help="the arms to run (the others' runs in --out are scored)")
+    parser.add_argument("--plot", type=Path,
+                        help="only draw the fronts of --out's ota.json into this PNG")
     args = parser.parse_args()
+    if args.plot:
+        plot(json.loads((args.out / "ota.json").read_text()), args.plot)
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     figures = decoder_figures(ROOT, args.out / "build")
     saved = args.out / "ota.json"  # seeds scored before are kept
