@@ -187,6 +187,7 @@ def evaluate_candidate(
     hp_params: dict[str, object] | None = None,
     judge: StopRule | None = None,
     device_budgets: DeviceBudgets | None = None,
+    measure_update: bool = False,
     keep_weights: Path | None = None,
     start_from: Path | None = None,
     teacher: np.ndarray | None = None,
@@ -198,6 +199,9 @@ def evaluate_candidate(
 
     Where `device_budgets` set a flash or RAM limit, the candidate's untrained file is
     measured first and a candidate over either raises `OverBudget` before it trains.
+    `measure_update`: also `ota_bytes`, the update a device receives for its file (under
+    `--size-objective ota` only: the encoder takes up to 17.5 s on a 3.6 MB float32 file,
+    more than such a trial's first epoch).
 
     `keep_weights`: where the trained model's weights are written (`save_weights`), so
     that a finalist can go on from them; `start_from`: such a file, whose weights the
@@ -235,7 +239,7 @@ def evaluate_candidate(
                              usable_accuracy=usable_accuracy, clock=clock)
     with clock("device"):
         device_attrs = device_figures(written.flatbuffer, decoded=written.deployable,
-                                      seed=seed, mode=mode)
+                                      seed=seed, mode=mode, update=measure_update)
     return _result(built=built, trained=trained, written=written, path=path, figures=figures,
                    judged=judged, device_attrs=device_attrs, phase_seconds=clock.seconds)
 
@@ -550,13 +554,14 @@ def check_footprint(model: keras.Model, *, mode: str, budgets: DeviceBudgets, sp
 
 
 def device_figures(flatbuffer: bytes | ParsedFlatbuffer | None, *, decoded: keras.Model,
-                   seed: int, mode: str) -> dict[str, object]:
+                   seed: int, mode: str, update: bool = False) -> dict[str, object]:
     """Flash, RAM and host latency of the TFLite file a device runs, a `mode` file
     (`device_mode`): the artifact itself, or for `epr` (whose entropy-coded file no
     interpreter runs; `flatbuffer` None) the `mode` TFLite conversion of the decoded
     model. `device_format` says which. A float16 or dynamic file's arena is estimated on
-    the float32 file of `decoded` (`device.footprint`). `ota_bytes` is the update a device
-    receives to rebuild that file (`objectives.ota`, what `export --ota` writes)."""
+    the float32 file of `decoded` (`device.footprint`). With `update`, `ota_bytes`: the
+    update a device receives to rebuild that file (`objectives.ota`, what `export --ota`
+    writes)."""
     device_format = "artifact"
     if flatbuffer is None:
         flatbuffer = tflite.convert(decoded, quantization=mode)
@@ -566,4 +571,6 @@ def device_figures(flatbuffer: bytes | ParsedFlatbuffer | None, *, decoded: kera
         parsed, runs=LATENCY_RUNS, seed=seed,
         float32_file=float32_file(decoded, quantization=mode),
     ).as_attrs()
-    return {**figures, "ota_bytes": ota.ota_bytes(parsed.data), "device_format": device_format}
+    if update:
+        figures["ota_bytes"] = ota.ota_bytes(parsed.data)
+    return {**figures, "device_format": device_format}

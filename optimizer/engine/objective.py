@@ -174,7 +174,8 @@ class Objective:
             judge=DriverJudge(rungs=tuple(int(r) for r in budget.rungs))
             if budget.rungs else None,
             device_budgets=self.study.device_budgets if self.check_before_training else None,
-            keep_weights=self._weights(trial.number), start_from=start_from)
+            keep_weights=self._weights(trial.number), start_from=start_from,
+            measure_update=self.study.size_objective == "ota")
 
     def _evaluate(self, trial: optuna.Trial, task: TrialTask, *,
                   serve: Callable[[RungQuestion], bool]

@@ -89,9 +89,10 @@ def _figures(trial: StoredTrial) -> str:
     tail = (f"accuracy={trial.values[0]:.4f} "
             f"payload={(trial.payload_bytes or 0) / 1024:.2f} KB "
             f"flash={(trial.flash_bytes or 0) / 1024:.1f} KB "
-            f"update={(trial.ota_bytes or 0) / 1024:.1f} KB "
             f"ram={(trial.ram_bytes or 0) / 1024:.1f} KB "
             f"host latency={_or_nan(trial.latency_ms):.3f} ms")
+    if trial.ota_bytes is not None:  # measured under --size-objective ota
+        tail += f" update={trial.ota_bytes / 1024:.1f} KB"
     if trial.stopped_at_epoch is not None:
         tail += f" (halving: stopped after epoch {trial.stopped_at_epoch})"
     return tail

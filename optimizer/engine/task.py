@@ -41,6 +41,7 @@ class TrialTask:
         device_budgets: checked on the untrained file (None: not checked).
         keep_weights: where the trained weights are kept (for a finalist); `start_from`:
             such a file to start from instead of the parent's weights.
+        measure_update: whether to measure `ota_bytes` (the study ranks by it).
     """
 
     candidate: Candidate
@@ -58,6 +59,7 @@ class TrialTask:
     device_budgets: DeviceBudgets | None
     keep_weights: Path | None
     start_from: Path | None
+    measure_update: bool
 
     def arguments(self) -> dict[str, Any]:
         """The task as `evaluate_candidate`'s keyword arguments (the data aside); a
