@@ -153,7 +153,7 @@ def encode_update(device_file: bytes, *, base: bytes | None = None,
                     device_length=len(data), stream_length=len(stream),
                     sha256=hashlib.sha256(data).digest(),
                     base_length=0 if base is None else len(base),
-                    base_sha256=hashlib.sha256(base or b"").digest() if base else bytes(32))
+                    base_sha256=bytes(32) if base is None else hashlib.sha256(base).digest())
     update = header.pack() + stream
     if verify and decode_update(update, base=base) != data:
         raise AssertionError("the update does not decode to the device file")

@@ -26,6 +26,7 @@ from definitions.errors import UsageError
 from objectives import ota
 from objectives.files import write_atomically
 from objectives.size import gzip_size
+from optimizer.commands.device_export import DEVICE_FILE
 
 #: Every file `write_update` writes (an export that does not write them removes them).
 FILES: tuple[str, ...] = (ota.UPDATE_FILE, *ota.DECODER_FILES)
@@ -33,7 +34,7 @@ CHECK = ("cc -std=c99 -O2 -o ota_decode ota_decode.c model_update.c && "
          "./ota_decode model.update {file}.check{base} && cmp {file} {file}.check")
 #: An export folder's device file: an EPR trial's is model_device.tflite, a TFLite
 #: trial's is its artifact, model.tflite (an export removes the other one).
-BASE_FILES = ("model_device.tflite", "model.tflite")
+BASE_FILES = (DEVICE_FILE, "model.tflite")
 
 
 @dataclass(frozen=True)
